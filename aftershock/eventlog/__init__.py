@@ -1,0 +1,5 @@
+"""The event log: where every event goes (sinks), how it is framed on Kafka, and how it is read."""
+
+from aftershock.eventlog.sink import EventSink, MemorySink
+
+__all__ = ["EventSink", "MemorySink"]

@@ -1,0 +1,51 @@
+"""One settings model for every service. Unset service addresses mean "start the embedded one".
+
+Values come from ``AFTERSHOCK_*`` environment variables (e.g. ``AFTERSHOCK_KAFKA_BOOTSTRAP``),
+then a ``.env`` file, then the defaults below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AFTERSHOCK_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers; unset starts the embedded broker."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL; unset starts the embedded Redis-protocol server."
+    )
+    toxiproxy_url: str | None = Field(
+        default=None, description="Toxiproxy API URL; unset starts the embedded fault proxy."
+    )
+    otel_exporter: Literal["none", "file", "otlp"] = Field(
+        default="file", description="Where spans go: a local JSONL file, OTLP, or nowhere."
+    )
+    otel_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318."
+    )
+    topic_events: str = "aftershock.events"
+    topic_results: str = "aftershock.results"
+    topic_deadletter: str = "aftershock.deadletter"
+    topic_spans: str = "aftershock.spans"
+    partitions: int = Field(default=4, ge=1, le=1024)
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    kafka_heartbeat_ms: int = Field(default=3_000, ge=100)
+    state_dir: Path = Field(
+        default=Path(".aftershock"),
+        description="Pid files, publisher spool and run directories live here.",
+    )
+    bind_host: str = Field(default="127.0.0.1", description="Address embedded services bind.")
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (self.topic_events, self.topic_results, self.topic_deadletter, self.topic_spans)

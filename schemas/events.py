@@ -1,0 +1,262 @@
+"""Every event kind Aftershock records, as one union discriminated on ``kind``.
+
+Kinds are dotted: ``session.*`` (what a virtual user saw), ``fault.*`` and ``proxy.*`` (what
+the injector and the fault proxy did), ``experiment.*`` (lifecycle and game-day controls), and
+``result.*`` (analyzer outputs, see :mod:`schemas.results`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter, field_validator
+
+from schemas.base import SCHEMA_VERSION, EventBase, Frozen, Identifier
+from schemas.results import RESULT_TYPES, ResultEvent
+
+
+class Protocol(StrEnum):
+    WS = "ws"
+    HTTP = "http"
+    TCP = "tcp"
+
+
+# --- session events -------------------------------------------------------------------------
+
+
+class SessionEventBase(EventBase):
+    """Who saw it: tenant × user × session, against which target, over which protocol."""
+
+    tenant: Identifier
+    user: Identifier
+    session: Identifier
+    target: Identifier
+    protocol: Protocol
+
+
+class ConnectStart(SessionEventBase):
+    kind: Literal["session.connect_start"] = "session.connect_start"
+    attempt: int = Field(default=1, ge=1)
+
+
+class Connected(SessionEventBase):
+    kind: Literal["session.connected"] = "session.connected"
+    attempt: int = Field(default=1, ge=1)
+    connect_ms: float = Field(ge=0)
+
+
+class Send(SessionEventBase):
+    kind: Literal["session.send"] = "session.send"
+    seq: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    channel: str | None = None
+    expect: Literal["echo", "broadcast", "response", "none"] = "echo"
+
+
+class Receive(SessionEventBase):
+    """A message arrived. ``origin_*`` come from the stamp inside the message; a receive whose
+    origin tenant differs from ``tenant`` is an isolation violation. ``checksum_ok`` is False
+    when the stamp's keyed checksum did not hold (corruption), None when the message carried no
+    stamp at all (e.g. an HTTP status-only response)."""
+
+    kind: Literal["session.receive"] = "session.receive"
+    seq: int | None = Field(default=None, ge=0)
+    bytes: int = Field(ge=0)
+    latency_ms: float | None = Field(default=None, ge=0)
+    origin_tenant: str | None = None
+    origin_user: str | None = None
+    origin_session: str | None = None
+    origin_seq: int | None = None
+    checksum_ok: bool | None = None
+    status: int | None = None
+    channel: str | None = None
+
+
+class SessionError(SessionEventBase):
+    kind: Literal["session.error"] = "session.error"
+    error_class: Identifier
+    message: str = Field(max_length=4000)
+    phase: Literal["connect", "auth", "send", "receive", "close"] = "receive"
+    seq: int | None = None
+
+
+class Disconnect(SessionEventBase):
+    kind: Literal["session.disconnect"] = "session.disconnect"
+    by: Literal["client", "server", "error"] = "client"
+    code: int | None = None
+    reason: str = ""
+
+
+# --- fault events ---------------------------------------------------------------------------
+
+
+AttributeValue = int | float | str | bool | list[str]
+
+
+class ToxicSpec(Frozen):
+    """A toxic exactly as the Toxiproxy API describes it."""
+
+    name: Identifier
+    type: Identifier
+    stream: Literal["upstream", "downstream"] = "downstream"
+    toxicity: float = Field(default=1.0, ge=0.0, le=1.0)
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.lower() if isinstance(v, str) else v
+
+
+class FaultEventBase(EventBase):
+    proxy: Identifier
+    source: Literal["injector", "proxy", "api"] = "proxy"
+    fault_id: str | None = None
+    """The experiment's fault (schedule entry) this change belongs to, when known."""
+
+
+class ProxyCreated(FaultEventBase):
+    kind: Literal["fault.proxy_created"] = "fault.proxy_created"
+    listen: str
+    upstream: str
+
+
+class ProxyDeleted(FaultEventBase):
+    kind: Literal["fault.proxy_deleted"] = "fault.proxy_deleted"
+
+
+class ProxyEnabled(FaultEventBase):
+    kind: Literal["fault.proxy_enabled"] = "fault.proxy_enabled"
+
+
+class ProxyDisabled(FaultEventBase):
+    kind: Literal["fault.proxy_disabled"] = "fault.proxy_disabled"
+    ttl_ms: int | None = None
+
+
+class ToxicAdded(FaultEventBase):
+    kind: Literal["fault.toxic_added"] = "fault.toxic_added"
+    toxic: ToxicSpec
+    ttl_ms: int | None = None
+
+
+class ToxicUpdated(FaultEventBase):
+    kind: Literal["fault.toxic_updated"] = "fault.toxic_updated"
+    toxic: ToxicSpec
+    ttl_ms: int | None = None
+
+
+class ToxicRemoved(FaultEventBase):
+    kind: Literal["fault.toxic_removed"] = "fault.toxic_removed"
+    toxic_name: Identifier
+    reason: Literal["api", "lease_expired", "rollback", "reset", "proxy_deleted"] = "api"
+
+
+class ConnectionOpened(FaultEventBase):
+    kind: Literal["proxy.connection_opened"] = "proxy.connection_opened"
+    connection_id: str
+    client: str
+
+
+class ConnectionClosed(FaultEventBase):
+    kind: Literal["proxy.connection_closed"] = "proxy.connection_closed"
+    connection_id: str
+    client: str
+    bytes_up: int = Field(ge=0)
+    bytes_down: int = Field(ge=0)
+    toxics_hit: list[str] = Field(default_factory=list)
+
+
+# --- experiment lifecycle -------------------------------------------------------------------
+
+
+class ExperimentStarted(EventBase):
+    kind: Literal["experiment.started"] = "experiment.started"
+    title: str
+    planned_duration_s: float | None = Field(default=None, ge=0)
+
+
+class ExperimentPhase(EventBase):
+    """A named phase began (e.g. ``baseline``, ``fault:redis-outage``, ``recovery``)."""
+
+    kind: Literal["experiment.phase"] = "experiment.phase"
+    phase: Identifier
+    faults_active: list[str] = Field(default_factory=list)
+
+
+class ExperimentControl(EventBase):
+    """A game-day command from an operator: pause, resume, abort, skip."""
+
+    kind: Literal["experiment.control"] = "experiment.control"
+    command: Literal["pause", "resume", "abort", "skip"]
+    issued_by: str = ""
+
+
+class ExperimentAborted(EventBase):
+    kind: Literal["experiment.aborted"] = "experiment.aborted"
+    reason: str
+
+
+class ExperimentEnded(EventBase):
+    kind: Literal["experiment.ended"] = "experiment.ended"
+    status: Literal["completed", "failed", "aborted", "interrupted"]
+    deviated: bool = False
+
+
+SessionEvent = ConnectStart | Connected | Send | Receive | SessionError | Disconnect
+FaultEvent = (
+    ProxyCreated
+    | ProxyDeleted
+    | ProxyEnabled
+    | ProxyDisabled
+    | ToxicAdded
+    | ToxicUpdated
+    | ToxicRemoved
+    | ConnectionOpened
+    | ConnectionClosed
+)
+LifecycleEvent = (
+    ExperimentStarted | ExperimentPhase | ExperimentControl | ExperimentAborted | ExperimentEnded
+)
+
+Event = Annotated[
+    SessionEvent | FaultEvent | LifecycleEvent | ResultEvent,
+    Field(discriminator="kind"),
+]
+
+EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+EVENT_TYPES: tuple[type[EventBase], ...] = (
+    ConnectStart,
+    Connected,
+    Send,
+    Receive,
+    SessionError,
+    Disconnect,
+    ProxyCreated,
+    ProxyDeleted,
+    ProxyEnabled,
+    ProxyDisabled,
+    ToxicAdded,
+    ToxicUpdated,
+    ToxicRemoved,
+    ConnectionOpened,
+    ConnectionClosed,
+    ExperimentStarted,
+    ExperimentPhase,
+    ExperimentControl,
+    ExperimentAborted,
+    ExperimentEnded,
+    *RESULT_TYPES,
+)
+
+
+def parse_event(data: bytes | str | dict[str, object]) -> Event:
+    """Validate one event from JSON or a mapping; raises ``pydantic.ValidationError``."""
+    if isinstance(data, dict):
+        return EventAdapter.validate_python(data)
+    return EventAdapter.validate_json(data)
+
+
+__all__ = ["EVENT_TYPES", "SCHEMA_VERSION", "Event", "EventAdapter", "parse_event"]
