@@ -1,0 +1,1 @@
+"""Benchmarks. ``python -m bench [NAME ...]`` runs every ``bench_*.py`` here (or those named)."""

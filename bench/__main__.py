@@ -1,0 +1,36 @@
+"""Run the benchmarks: each ``bench/bench_*.py`` in its own process, in name order.
+
+``python -m bench`` runs all; ``python -m bench proxy publisher`` runs ``bench_proxy.py`` and
+``bench_publisher.py``. Each benchmark prints its own figures.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    here = Path(__file__).parent
+    found = sorted(here.glob("bench_*.py"))
+    wanted = {f"bench_{a.removeprefix('bench_').removesuffix('.py')}" for a in argv}
+    selected = [p for p in found if not wanted or p.stem in wanted]
+    missing = wanted - {p.stem for p in found}
+    if missing:
+        print(
+            f"unknown benchmark(s): {', '.join(sorted(missing))}; have: "
+            + ", ".join(p.stem.removeprefix("bench_") for p in found),
+            file=sys.stderr,
+        )
+        return 2
+    failed = 0
+    for path in selected:
+        print(f"== {path.stem.removeprefix('bench_')}", flush=True)
+        rc = subprocess.call([sys.executable, "-m", f"bench.{path.stem}"], cwd=here.parent)
+        failed += rc != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
