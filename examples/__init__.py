@@ -1,0 +1,1 @@
+"""Sample systems under test, shipped for demos and tests."""
