@@ -134,9 +134,9 @@ class MessageService:
         link.send({"t": "hello", "redis": self._hub.state.value, "bugs": self._defects.snapshot()})
         try:
             async with asyncio.TaskGroup() as tg:
-                while (frame := await wire.read_frame(reader, self._link_frame_limit)) is not None:
+                while (body := await wire.read_body(reader, self._link_frame_limit)) is not None:
                     try:
-                        self._dispatch(link, frame, tg)
+                        self._dispatch(link, wire.decode(body), tg)
                     except BadFrame as exc:
                         link.send({"t": "bad", "code": exc.code, "message": exc.message})
         except* BadFrame as group:

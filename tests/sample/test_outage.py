@@ -118,33 +118,33 @@ async def test_slow_recovery_switched_on_at_run_time(
 async def test_message_link_outage_cascades_and_recovers(
     redis_url: str, http: aiohttp.ClientSession
 ) -> None:
-    async with Relay() as relay:
-        async with ChatSystem(
-            redis_url, message_addr=relay.addr, config=FAST, wait_ready=False
-        ) as chat:
-            relay.upstream = chat.message_addr
-            await chat.wait_healthy(5)
-            token = (await login(http, chat.gateway_url, "t"))["access_token"]
-            ws = await connect(http, chat.ws_url, token)
-            assert await request(ws, {"op": "echo", "data": "1"}) == {"op": "echo", "data": "1"}
+    async with (
+        Relay() as relay,
+        ChatSystem(redis_url, message_addr=relay.addr, config=FAST, wait_ready=False) as chat,
+    ):
+        relay.upstream = chat.message_addr
+        await chat.wait_healthy(5)
+        token = (await login(http, chat.gateway_url, "t"))["access_token"]
+        ws = await connect(http, chat.ws_url, token)
+        assert await request(ws, {"op": "echo", "data": "1"}) == {"op": "echo", "data": "1"}
 
-            relay.cut()
-            await _expect_upstream_failure(ws)  # every session goes: closed 1011
-            status, body = await _status(http, chat.gateway_url)
-            assert status == 503
-            assert body["message_service"] == "down"
+        relay.cut()
+        await _expect_upstream_failure(ws)  # every session goes: closed 1011
+        status, body = await _status(http, chat.gateway_url)
+        assert status == 503
+        assert body["message_service"] == "down"
 
-            relay.restore()
-            await chat.wait_healthy(5)
-            ws = await connect(http, chat.ws_url, token)
-            assert await request(ws, {"op": "echo", "data": "2"}) == {"op": "echo", "data": "2"}
-            await ws.close()
+        relay.restore()
+        await chat.wait_healthy(5)
+        ws = await connect(http, chat.ws_url, token)
+        assert await request(ws, {"op": "echo", "data": "2"}) == {"op": "echo", "data": "2"}
+        await ws.close()
 
 
 async def test_redis_down_at_start_then_up(http: aiohttp.ClientSession, redis_url: str) -> None:
-    async with Relay() as relay:
-        async with ChatSystem(f"redis://{relay.addr}/0", config=FAST, wait_ready=False) as chat:
-            await asyncio.sleep(0.3)
-            assert (await _status(http, chat.gateway_url))[0] == 503
-            relay.upstream = redis_url.removeprefix("redis://").removesuffix("/0")
-            await chat.wait_healthy(5)
+    relay = Relay()
+    async with relay, ChatSystem(f"redis://{relay.addr}/0", config=FAST, wait_ready=False) as chat:
+        await asyncio.sleep(0.3)
+        assert (await _status(http, chat.gateway_url))[0] == 503
+        relay.upstream = redis_url.removeprefix("redis://").removesuffix("/0")
+        await chat.wait_healthy(5)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
 import pytest
 import websockets
 
 from examples.chat import ChatSystem
 from tests.sample.conftest import connect, login, receive, request, subscribe
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 async def test_echo_round_trips_through_message_service(
@@ -36,14 +39,22 @@ async def test_publish_reaches_every_subscriber_of_the_tenant_and_no_other(
         await subscribe(a[3], "other")  # same tenant, other channel
 
         for i in range(20):
-            await a[0].send_str(orjson.dumps({"op": "publish", "channel": "general", "data": f"a{i}"}).decode())
-            await b[0].send_str(orjson.dumps({"op": "publish", "channel": "general", "data": f"b{i}"}).decode())
+            await a[0].send_str(
+                orjson.dumps({"op": "publish", "channel": "general", "data": f"a{i}"}).decode()
+            )
+            await b[0].send_str(
+                orjson.dumps({"op": "publish", "channel": "general", "data": f"b{i}"}).decode()
+            )
         for ws in a[:3]:  # the sender included, in order
             got = [await receive(ws) for _ in range(20)]
-            assert got == [{"op": "message", "channel": "general", "data": f"a{i}"} for i in range(20)]
+            assert got == [
+                {"op": "message", "channel": "general", "data": f"a{i}"} for i in range(20)
+            ]
         for ws in b:
             got = [await receive(ws) for _ in range(20)]
-            assert got == [{"op": "message", "channel": "general", "data": f"b{i}"} for i in range(20)]
+            assert got == [
+                {"op": "message", "channel": "general", "data": f"b{i}"} for i in range(20)
+            ]
         for ws in [*a, *b]:
             with pytest.raises(TimeoutError):
                 await ws.receive(timeout=0.2)
