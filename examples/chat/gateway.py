@@ -104,7 +104,7 @@ class Session:
 
     def fail(self, code: str, message: str, close_code: int) -> None:
         self.push(ops.error(code, message))
-        self.close_soon(close_code, message[:120])
+        self.close_soon(close_code, message)
 
     def close_soon(self, code: int, reason: str) -> None:
         if not self.closing:
@@ -384,7 +384,9 @@ class Gateway:
             while True:
                 item = await session.outbox.get()
                 if isinstance(item, _Close):
-                    await ws.close(code=item.code, message=item.reason.encode())
+                    # A close reason is at most 123 bytes of UTF-8.
+                    reason = item.reason.encode()[:120].decode(errors="ignore").encode()
+                    await ws.close(code=item.code, message=reason)
                     return
                 await ws.send_frame(item, WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):

@@ -128,18 +128,21 @@ class RedisHub:
         delay_s = self._config.backoff_initial_s
         while True:
             self._move(RedisState.CONNECTING)
-            was_up = False
+            error: BaseException | None = None
             try:
                 await self._serve_connection()
             except* (RedisError, OSError, TimeoutError, RedisDown) as group:
-                log.warning("redis connection lost: %r", group.exceptions[0])
-                was_up = self._state is RedisState.UP
-            if was_up:
-                delay_s = self._config.backoff_initial_s
+                error = group.exceptions[0]
+            lost = self._state is RedisState.UP  # as opposed to a failed reconnect attempt
             self._move(RedisState.DOWN)
-            if self._defects.enabled(Bug.SLOW_RECOVERY):
-                # The defect: a fixed pause before even trying to reconnect.
-                await asyncio.sleep(self._defects.slow_recovery_s)
+            if lost:
+                log.warning("redis connection lost: %r", error)
+                delay_s = self._config.backoff_initial_s
+                if self._defects.enabled(Bug.SLOW_RECOVERY):
+                    # The defect: a fixed pause before even trying to reconnect.
+                    await asyncio.sleep(self._defects.slow_recovery_s)
+            else:
+                log.debug("redis reconnect failed: %r", error)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, self._config.backoff_max_s)
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
+import aiohttp
 import orjson
 import pytest
 import websockets
 
-from examples.chat import ChatSystem
+from examples.chat import ChatConfig, ChatSystem
 from tests.sample.conftest import connect, login, receive, request, subscribe
-
-if TYPE_CHECKING:
-    import aiohttp
 
 
 async def test_echo_round_trips_through_message_service(
@@ -125,3 +122,19 @@ async def test_many_sessions_concurrently(redis_url: str, http: aiohttp.ClientSe
         assert chat.gateway is not None
         assert chat.gateway.session_count == 200
         await asyncio.gather(*(ws.close() for ws in sockets))
+
+
+async def test_oversized_message_closes_with_1009(
+    redis_url: str, http: aiohttp.ClientSession
+) -> None:
+    async with ChatSystem(redis_url, config=ChatConfig(max_frame_bytes=4096)) as chat:
+        token = (await login(http, chat.gateway_url, "t"))["access_token"]
+        ws = await connect(http, chat.ws_url, token)
+        await ws.send_str(orjson.dumps({"op": "echo", "data": "x" * 5000}).decode())
+        msg = await ws.receive(timeout=3)
+        assert msg.type is aiohttp.WSMsgType.CLOSE
+        assert msg.data == 1009
+        # Other sessions are unaffected.
+        other = await connect(http, chat.ws_url, token)
+        assert await request(other, {"op": "echo", "data": "ok"}) == {"op": "echo", "data": "ok"}
+        await other.close()
