@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from aftershock import __version__
+from aftershock.cli import stack
 
 app = typer.Typer(
     name="aftershock",
@@ -13,6 +14,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(stack.app)
 
 
 @app.callback()
