@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from aftershock import __version__
-from aftershock.cli import stack
+from aftershock.cli import demo, stack
 
 app = typer.Typer(
     name="aftershock",
@@ -15,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(stack.app)
+app.command(name="demo")(demo.demo)
 
 
 @app.callback()
