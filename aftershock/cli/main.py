@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from aftershock import __version__
+from injector.proxy.cli import app as proxy_app
 
 app = typer.Typer(
     name="aftershock",
@@ -13,6 +14,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+app.add_typer(proxy_app, name="proxy")
 
 
 @app.callback()
