@@ -6,6 +6,7 @@ import typer
 
 from aftershock import __version__
 from aftershock.cli import stack
+from injector.proxy.cli import app as proxy_app
 
 app = typer.Typer(
     name="aftershock",
@@ -15,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(stack.app)
+app.add_typer(proxy_app, name="proxy")
 
 
 @app.callback()
