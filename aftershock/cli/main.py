@@ -6,6 +6,7 @@ import typer
 
 from aftershock import __version__
 from aftershock.cli import demo, stack
+from injector.proxy.cli import app as proxy_app
 
 app = typer.Typer(
     name="aftershock",
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(stack.app)
 app.command(name="demo")(demo.demo)
+app.add_typer(proxy_app, name="proxy")
 
 
 @app.callback()

@@ -72,7 +72,9 @@ def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         lines = []
         deadline = time.monotonic() + 30
         while "press Ctrl-C" not in "".join(lines) and time.monotonic() < deadline:
-            lines.append(proc.stdout.readline())
+            line = proc.stdout.readline()
+            assert line, f"aftershock stack up exited early: {''.join(lines)}"
+            lines.append(line)
         pids = _server_pids(tmp_path)
         assert len(pids) == 2
         proc.send_signal(signal.SIGINT)
