@@ -176,7 +176,8 @@ class EmbeddedStack:
                     raise first from exc
             raise
         self.started_in_s = time.perf_counter() - t0
-        self._write_record()
+        if self._processes:
+            self._write_record()
 
     def detach(self) -> None:
         """Leave the processes running after this object is gone (``stack up --detach``)."""

@@ -130,11 +130,13 @@ class EventReader:
                 self._consumer.subscribe(self.topics)
             else:
                 await self._assign_all()
-        except KafkaError as exc:
+        except BaseException as exc:
             await self.aclose()
-            raise EventLogError(
-                f"cannot read {self.topics} from {self.bootstrap}: {exc!r}"
-            ) from exc
+            if isinstance(exc, KafkaError):
+                raise EventLogError(
+                    f"cannot read {self.topics} from {self.bootstrap}: {exc!r}"
+                ) from exc
+            raise
         self._started = True
 
     async def _assign_all(self) -> None:
