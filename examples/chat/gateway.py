@@ -98,6 +98,9 @@ class Session:
         if self.closing:
             return
         if self.outbox.qsize() >= self.outbox_limit:
+            # Drop what it has not read, so the close is the next thing it gets.
+            while not self.outbox.empty():
+                self.outbox.get_nowait()
             self.close_soon(1013, "slow consumer: outbox full")
             return
         self.outbox.put_nowait(payload)
@@ -344,7 +347,12 @@ class Gateway:
             raise _HttpError(401, "missing access token (Authorization: Bearer or ?token=)")
         identity = self.tokens.verify(token)
         if not self.healthy:
-            raise _HttpError(503, "upstream unavailable: " + str(self.health()))
+            health = self.health()
+            raise _HttpError(
+                503,
+                f"upstream unavailable (message service {health['message_service']}, "
+                f"redis {health['redis']})",
+            )
         ws = web.WebSocketResponse(
             compress=False, max_msg_size=self._config.max_frame_bytes, timeout=2.0
         )

@@ -98,6 +98,7 @@ class MessageService:
             self.echo_addr = _addr(echo_server)
             hub_task = tg.create_task(self._hub.run())
             stack.callback(hub_task.cancel)
+            stack.callback(self._hub.stop)
             heartbeat_task = tg.create_task(self._heartbeat())
             stack.callback(heartbeat_task.cancel)
             self._stack = stack.pop_all()

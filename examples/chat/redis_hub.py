@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from .config import Bug, ChatConfig, Defects
 from .errors import RedisDown
+from .liveness import Silence
 from .telemetry import tracer
 
 if TYPE_CHECKING:
@@ -78,11 +79,12 @@ class RedisHub:
         self._on_message = on_message
         self._on_state = on_state
         self._state = RedisState.CONNECTING
+        self._stopping = False
         self._keys: set[str] = set()
         self._confirms: dict[str, deque[asyncio.Future[None]]] = {}
         self._pubsub: PubSub | None = None
         self._queue: asyncio.Queue[_Publish] = asyncio.Queue()
-        self._last_pong = 0.0
+        self._silence = Silence(config.redis_dead_after_s, config.redis_ping_interval_s, "redis")
         self.outages = 0
 
     @property
@@ -93,9 +95,9 @@ class RedisHub:
 
     async def subscribe(self, key: str) -> None:
         """Subscribe ``key`` and wait until Redis confirms it."""
+        self._keys.add(key)  # resubscribed on every reconnect until unsubscribed
         if self._state is not RedisState.UP or self._pubsub is None:
             raise RedisDown("redis is down")
-        self._keys.add(key)
         waiter = asyncio.get_running_loop().create_future()
         self._confirms.setdefault(key, deque()).append(waiter)
         try:
@@ -123,10 +125,15 @@ class RedisHub:
 
     # -- supervisor -----------------------------------------------------------------------
 
+    def stop(self) -> None:
+        """Make ``run()`` return at its next turn, should a cancellation get lost in redis-py."""
+        self._stopping = True
+
     async def run(self) -> None:
-        """Connect, serve until the connection fails, back off, repeat. Runs until cancelled."""
+        """Connect, serve until the connection fails, back off, repeat; until cancelled or
+        stopped."""
         delay_s = self._config.backoff_initial_s
-        while True:
+        while not self._stopping:
             self._move(RedisState.CONNECTING)
             error: BaseException | None = None
             try:
@@ -157,7 +164,7 @@ class RedisHub:
         )
         pubsub = client.pubsub()
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(2 * timeout_s):
                 await client.ping()
                 await pubsub.subscribe(CONTROL_CHANNEL)
                 while True:
@@ -167,7 +174,7 @@ class RedisHub:
                 if self._keys:
                     await pubsub.subscribe(*self._keys)
             self._pubsub = pubsub
-            self._last_pong = asyncio.get_running_loop().time()
+            self._silence.restart()
             self._move(RedisState.UP)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._read(pubsub))
@@ -182,16 +189,14 @@ class RedisHub:
                     await client.aclose()
 
     async def _read(self, pubsub: PubSub) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             msg = await pubsub.get_message(timeout=None)
             if msg is None:
                 continue
+            self._silence.heard()
             kind = msg["type"]
             if kind == "message":
                 self._on_message(msg["channel"].decode(), msg["data"])
-            elif kind == "pong":
-                self._last_pong = loop.time()
             elif kind == "subscribe":
                 waiters = self._confirms.get(msg["channel"].decode())
                 if waiters:
@@ -200,12 +205,19 @@ class RedisHub:
                         waiter.set_result(None)
 
     async def _ping(self, pubsub: PubSub) -> None:
-        loop = asyncio.get_running_loop()
-        interval_s = self._config.redis_ping_interval_s
+        # A Redis that stops answering without closing the connection (a stalled path) is
+        # only noticed by silence: ping it and expect to hear something back. The check runs
+        # in this loop rather than in a task of its own, so a silent Redis is reported even
+        # if a cancellation gets lost inside the client library.
         while True:
-            await asyncio.sleep(interval_s)
-            if loop.time() - self._last_pong > interval_s + self._config.redis_timeout_s:
-                raise RedisDown("redis stopped answering pings")
+            await asyncio.sleep(self._config.redis_ping_interval_s)
+            try:
+                self._silence.tick()
+            except TimeoutError:
+                # Unblock the reader, which may wait forever on a stalled socket.
+                if pubsub.connection is not None:
+                    await pubsub.connection.disconnect(nowait=True)
+                raise
             async with asyncio.timeout(self._config.redis_timeout_s):
                 await pubsub.ping()
 
@@ -215,7 +227,7 @@ class RedisHub:
             while len(batch) < PUBLISH_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                async with asyncio.timeout(self._config.redis_timeout_s):
+                async with asyncio.timeout(2 * self._config.redis_timeout_s):
                     async with client.pipeline(transaction=False) as pipe:
                         for item in batch:
                             pipe.publish(item.key, item.data)

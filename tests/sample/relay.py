@@ -20,6 +20,7 @@ class Relay:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.cut_active = False
+        self.stalled = False
         self.addr = ""
 
     async def __aenter__(self) -> Relay:
@@ -46,6 +47,11 @@ class Relay:
 
     def restore(self) -> None:
         self.cut_active = False
+        self.stalled = False
+
+    def stall(self) -> None:
+        """Keep connections open but forward nothing (bytes are dropped), like a black hole."""
+        self.stalled = True
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.cut_active or self.upstream is None:
@@ -63,8 +69,8 @@ class Relay:
         self._tasks.add(task)  # type: ignore[arg-type]
         try:
             async with asyncio.TaskGroup() as tg:
-                a = tg.create_task(_pump(reader, up_writer))
-                b = tg.create_task(_pump(up_reader, writer))
+                a = tg.create_task(self._pump(reader, up_writer))
+                b = tg.create_task(self._pump(up_reader, writer))
                 # The side that finishes first ends the other.
                 a.add_done_callback(lambda _: b.cancel())
                 b.add_done_callback(lambda _: a.cancel())
@@ -74,9 +80,9 @@ class Relay:
                 self._writers.discard(w)
                 w.transport.abort()
 
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if not self.stalled:
+                    writer.write(data)
+                    await writer.drain()

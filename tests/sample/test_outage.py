@@ -13,7 +13,8 @@ from tests.sample.relay import Relay
 
 FAST = ChatConfig(
     redis_timeout_s=0.5,
-    redis_ping_interval_s=0.2,
+    redis_ping_interval_s=0.1,
+    redis_dead_after_s=0.6,
     backoff_initial_s=0.02,
     backoff_max_s=0.2,
     link_heartbeat_s=0.2,
@@ -147,4 +148,21 @@ async def test_redis_down_at_start_then_up(http: aiohttp.ClientSession, redis_ur
         await asyncio.sleep(0.3)
         assert (await _status(http, chat.gateway_url))[0] == 503
         relay.upstream = redis_hostport(redis_url)
+        await chat.wait_healthy(5)
+
+
+async def test_a_stalled_redis_is_taken_as_down(
+    redis_relay: Relay, http: aiohttp.ClientSession
+) -> None:
+    async with ChatSystem(f"redis://{redis_relay.addr}/0", config=FAST) as chat:
+        token = (await login(http, chat.gateway_url, "t"))["access_token"]
+        ws = await connect(http, chat.ws_url, token)
+        await subscribe(ws, "general")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        redis_relay.stall()  # connections stay open; nothing comes back
+        await _expect_upstream_failure(ws)
+        assert loop.time() - started < 3.0
+        assert (await _status(http, chat.gateway_url))[0] == 503
+        redis_relay.restore()
         await chat.wait_healthy(5)

@@ -138,3 +138,26 @@ async def test_oversized_message_closes_with_1009(
         other = await connect(http, chat.ws_url, token)
         assert await request(other, {"op": "echo", "data": "ok"}) == {"op": "echo", "data": "ok"}
         await other.close()
+
+
+async def test_a_client_that_stops_reading_is_closed_with_1013(
+    redis_url: str, http: aiohttp.ClientSession
+) -> None:
+    async with ChatSystem(redis_url, config=ChatConfig(outbox_limit=8)) as chat:
+        token = (await login(http, chat.gateway_url, "t"))["access_token"]
+        stalled = await connect(http, chat.ws_url, token)
+        await subscribe(stalled, "flood")
+        sender = await connect(http, chat.ws_url, token)
+        big = orjson.dumps({"op": "publish", "channel": "flood", "data": "x" * 60_000}).decode()
+        for _ in range(400):  # ~24 MB, more than the socket buffers hold
+            await sender.send_str(big)
+        assert await request(sender, {"op": "echo", "data": "e"}) == {"op": "echo", "data": "e"}
+        await asyncio.sleep(0.5)  # let the stalled session's outbox overflow
+        received = 0
+        async with asyncio.timeout(10):
+            while (msg := await stalled.receive()).type is aiohttp.WSMsgType.TEXT:
+                received += 1
+        assert msg.type is aiohttp.WSMsgType.CLOSE
+        assert msg.data == 1013
+        assert received < 400
+        await sender.close()
