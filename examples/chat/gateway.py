@@ -132,22 +132,24 @@ class Gateway:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Gateway:
+        # Bind first: a failed start then raises the plain error (not a task-group wrapper)
+        # and still releases whatever it had bound.
         async with AsyncExitStack() as stack:
-            tg = await stack.enter_async_context(asyncio.TaskGroup())
-            for job in (self._link.run(), self._purge_tokens()):
-                task = tg.create_task(job)
-                stack.callback(task.cancel)
+            sock = socket.create_server((self._host, self._port), backlog=4096)
+            stack.callback(sock.close)  # after the runner's cleanup, if start fails midway
             runner = web.AppRunner(
                 self._make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
             )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            sock = socket.create_server((self._host, self._port), backlog=4096)
             site = web.SockSite(runner, sock, backlog=4096)
             await site.start()
             host, port = sock.getsockname()[:2]
             self.url = f"http://{host}:{port}"
             self.ws_url = f"ws://{host}:{port}/ws"
+            tg = await stack.enter_async_context(asyncio.TaskGroup())
+            for job in (self._link.run(), self._purge_tokens()):
+                stack.callback(tg.create_task(job).cancel)
             stack.push_async_callback(self._close_sessions)
             self._stack = stack.pop_all()
         return self

@@ -85,8 +85,9 @@ class MessageService:
         return self._defects
 
     async def __aenter__(self) -> MessageService:
+        # Bind first: a failed start then raises the plain error (not a task-group wrapper)
+        # and still releases whatever it had bound.
         async with AsyncExitStack() as stack:
-            tg = self._tg = await stack.enter_async_context(asyncio.TaskGroup())
             stack.push_async_callback(self._close_servers)
             link_server = await asyncio.start_server(self._serve_link, self._host, self._port)
             self._servers.append(link_server)
@@ -96,11 +97,10 @@ class MessageService:
             self._servers.append(echo_server)
             self.addr = _addr(link_server)
             self.echo_addr = _addr(echo_server)
-            hub_task = tg.create_task(self._hub.run())
-            stack.callback(hub_task.cancel)
-            stack.callback(self._hub.stop)
-            heartbeat_task = tg.create_task(self._heartbeat())
-            stack.callback(heartbeat_task.cancel)
+            stack.callback(setattr, self, "_tg", None)  # runs once the task group is done
+            tg = self._tg = await stack.enter_async_context(asyncio.TaskGroup())
+            stack.push_async_callback(self._hub.stop, tg.create_task(self._hub.run()))
+            stack.callback(tg.create_task(self._heartbeat()).cancel)
             self._stack = stack.pop_all()
         return self
 

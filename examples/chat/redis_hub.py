@@ -80,6 +80,8 @@ class RedisHub:
         self._on_state = on_state
         self._state = RedisState.CONNECTING
         self._stopping = False
+        self._client: aioredis.Redis | None = None
+        self._pubsub_conn: PubSub | None = None
         self._keys: set[str] = set()
         self._confirms: dict[str, deque[asyncio.Future[None]]] = {}
         self._pubsub: PubSub | None = None
@@ -125,9 +127,25 @@ class RedisHub:
 
     # -- supervisor -----------------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Make ``run()`` return at its next turn, should a cancellation get lost in redis-py."""
+    async def stop(self, run_task: asyncio.Task[None]) -> None:
+        """End ``run_task`` (the task running ``run()``).
+
+        Cancelling alone is not enough: the Redis client can swallow a cancellation that lands
+        while it connects, and the task then serves on. So also flag the loop to end and cut
+        the connections under the client, until the task is done.
+        """
         self._stopping = True
+        while not run_task.done():
+            run_task.cancel()
+            await self._disconnect()
+            await asyncio.wait({run_task}, timeout=0.1)
+
+    async def _disconnect(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._pubsub_conn is not None and self._pubsub_conn.connection is not None:
+                await self._pubsub_conn.connection.disconnect(nowait=True)
+            if self._client is not None:
+                await self._client.connection_pool.disconnect(inuse_connections=True)
 
     async def run(self) -> None:
         """Connect, serve until the connection fails, back off, repeat; until cancelled or
@@ -163,6 +181,7 @@ class RedisHub:
             health_check_interval=0,
         )
         pubsub = client.pubsub()
+        self._client, self._pubsub_conn = client, pubsub
         try:
             async with asyncio.timeout(2 * timeout_s):
                 await client.ping()
@@ -173,6 +192,8 @@ class RedisHub:
                         break
                 if self._keys:
                     await pubsub.subscribe(*self._keys)
+            if self._stopping:
+                return
             self._pubsub = pubsub
             self._silence.restart()
             self._move(RedisState.UP)
@@ -181,7 +202,7 @@ class RedisHub:
                 tg.create_task(self._ping(pubsub))
                 tg.create_task(self._publish_batches(client))
         finally:
-            self._pubsub = None
+            self._pubsub = self._client = self._pubsub_conn = None
             self._fail_pending()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(timeout_s):

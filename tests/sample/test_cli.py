@@ -10,14 +10,14 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+import aiohttp
 import orjson
+from aiohttp import web
 
 from tests.sample.conftest import login, receive, request, subscribe
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import aiohttp
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -96,3 +96,38 @@ async def test_cli_rejects_bad_options() -> None:
         _, err = await proc.communicate()
         assert proc.returncode == 2, (args, err)
         assert fragment in err, (args, err)
+
+
+async def test_cli_exports_spans_over_otlp_when_the_endpoint_is_set(
+    redis_url: str, http: aiohttp.ClientSession
+) -> None:
+    received: list[bytes] = []
+
+    async def collect(request: web.Request) -> web.Response:
+        received.append(await request.read())
+        return web.Response(status=200, content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", collect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "examples.chat", "--redis-url", redis_url,
+        stdout=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(15):
+            info = json.loads(await proc.stdout.readline())
+        await login(http, info["gateway_url"], "t")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await proc.wait() == 0
+        await runner.cleanup()
+    assert any(b"POST /auth/login" in body for body in received)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
 
 import pytest
@@ -119,3 +120,23 @@ async def test_items_health_and_missing_auth(redis_url: str, http: aiohttp.Clien
             assert r.status == 401
         async with http.get(f"{chat.ws_url}?token=bogus") as r:
             assert r.status == 401
+
+
+async def test_shutdown_is_idempotent_and_a_failed_start_cleans_up(redis_url: str) -> None:
+    chat = ChatSystem(redis_url)
+    await chat.__aenter__()
+    port = int(chat.gateway_url.rsplit(":", 1)[1])
+    message_port = int(chat.message_addr.rsplit(":", 1)[1])
+    await chat.aclose()
+    await chat.aclose()
+    # The ports are free again, and a start that fails (port taken) releases what it bound.
+    async with ChatSystem(redis_url, gateway_port=port, message_port=message_port) as again:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            free_port = probe.getsockname()[1]
+        with pytest.raises(OSError, match="in use"):
+            await ChatSystem(redis_url, gateway_port=port, message_port=free_port).__aenter__()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", free_port))  # released by the failed start
+        assert again.gateway is not None
+        assert again.gateway.healthy
