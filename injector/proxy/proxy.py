@@ -139,7 +139,7 @@ class Proxy:
             return
         loop = asyncio.get_running_loop()
         try:
-            host, port = split_host_port(self.listen)
+            host, port = split_host_port(self.listen) if self.listen else ("", 0)
         except ValueError as exc:
             raise ListenError(f"listen tcp: {exc}") from None
         host = _bind_host(host)
