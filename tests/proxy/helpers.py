@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from injector.proxy import ProxyServer
+if TYPE_CHECKING:
+    from injector.proxy import ProxyServer
 
 
 class Api:

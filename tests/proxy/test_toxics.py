@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 
-from injector.proxy import ProxyServer
 from tests.proxy.conftest import closed_port
 from tests.proxy.helpers import Api, echo_rtt, read_exactly
+
+if TYPE_CHECKING:
+    from injector.proxy import ProxyServer
 
 
 async def test_noop_and_plain_forwarding(server: ProxyServer, echo_port: int) -> None:
