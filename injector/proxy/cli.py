@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from pathlib import Path  # noqa: TC003 - typer reads annotations at run time
 from typing import Annotated
@@ -104,6 +105,10 @@ def serve(
         except OSError as exc:
             typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror}", err=True)
             raise typer.Exit(1) from None
+        # Long-lived objects (the server, its modules) never need collecting again, and a
+        # rarer young-generation collection keeps the data path's pauses short.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         try:
             if populate is not None:
                 try:

@@ -194,6 +194,16 @@ async def test_connections_listing(server: ProxyServer, echo_port: int) -> None:
         assert conn["client"].startswith("127.0.0.1:")
         assert (conn["bytes_up"], conn["bytes_down"]) == (5, 5)
         assert conn["toxics"] == {"upstream": ["noop_upstream"], "downstream": []}
+        metrics = (await api.client.get("/metrics")).text
+        for family in ("received", "sent"):
+            for direction in ("upstream", "downstream"):
+                line = next(
+                    x
+                    for x in metrics.splitlines()
+                    if x.startswith(f"toxiproxy_proxy_{family}_bytes_total")
+                    and f'direction="{direction}"' in x
+                )
+                assert line.endswith(" 5"), line
         assert (await api.client.get("/proxies/none/connections")).status_code == 404
         writer.close()
 
