@@ -344,3 +344,14 @@ async def test_upstream_allowlist_names_the_refused_upstream() -> None:
     async with ProxyServer(upstream_allowlist=["10.0.0.0/8"]) as srv:
         allowed = await raw_http(srv.api_url, "POST", "/proxies", body)
         assert allowed.status == 201
+
+
+async def test_populate_refused_upstream_answers_in_populate_shape(server: ProxyServer) -> None:
+    body = b'[{"name":"a","upstream":"127.0.0.1:1"},{"name":"b","upstream":"192.0.2.1:80"}]'
+    response = await raw_http(server.api_url, "POST", "/populate", body)
+    assert response.status == 403
+    assert response.header("content-type") == "application/json"
+    payload = json.loads(response.body)
+    assert payload["proxies"] is None
+    assert payload["error"].startswith("upstream not allowed: 192.0.2.1:80")
+    assert server.proxies == {}
