@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from aftershock import __version__
+from aftershock.cli import demo, stack
 from injector.proxy.cli import app as proxy_app
 
 app = typer.Typer(
@@ -14,8 +15,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
+app.add_typer(stack.app)
+app.command(name="demo")(demo.demo)
 app.add_typer(proxy_app, name="proxy")
 
 
