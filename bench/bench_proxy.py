@@ -377,31 +377,44 @@ async def run(quick: bool) -> None:
             )
             report.ratio(f"{label} echo, 100 conns (closed loop)", pairs, "msg/s", 1)
 
-        lat_s = 3 if quick else 5
-        d = await paced_latency(echo_port, 1000, 1, lat_s)
-        p = await paced_latency(p_echo, 1000, 1, lat_s)
-        added = [percentile(p, q) - percentile(d, q) for q in (0.5, 0.99)]
+        # Tail latency is at the mercy of other load on the machine: alternate short rounds
+        # and report the median of each round's percentile.
+        lat_rounds = 3 if quick else 5
+        d_rounds, p_rounds = [], []
+        for _ in range(lat_rounds):
+            d_rounds.append(await paced_latency(echo_port, 1000, 1, 2))
+            p_rounds.append(await paced_latency(p_echo, 1000, 1, 2))
+
+        def median_pct(runs: list[list[float]], q: float) -> float:
+            return statistics.median(percentile(r, q) for r in runs)
+
+        d50, d99 = median_pct(d_rounds, 0.5), median_pct(d_rounds, 0.99)
+        p50, p99 = median_pct(p_rounds, 0.5), median_pct(p_rounds, 0.99)
         report.add(
-            f"RTT p50 / p99, 1k conns x 1 msg/s ({len(d)}/{len(p)} msgs)",
-            f"{_us(percentile(d, 0.5))} / {_us(percentile(d, 0.99))}",
-            f"{_us(percentile(p, 0.5))} / {_us(percentile(p, 0.99))}",
-            f"added {_us(added[0])} / {_us(added[1])}",
+            f"RTT p50 / p99, 1k conns x 1 msg/s (median of {lat_rounds} rounds)",
+            f"{_us(d50)} / {_us(d99)}",
+            f"{_us(p50)} / {_us(p99)}",
+            f"added {_us(p50 - d50)} / {_us(p99 - d99)}",
         )
 
         # A 10 ms latency toxic at 10k msgs/s (100 conns x 100 msg/s), against the same load
-        # through the proxy without the toxic.
-        toxic_s = 2 if quick else 3
-        base = await paced_latency(p_echo, 100, 100, toxic_s)
-        toxic("echo", name="lat", type="latency", attributes={"latency": 10})
-        lagged = await paced_latency(p_echo, 100, 100, toxic_s)
-        _api(api, "DELETE", "/proxies/echo/toxics/lat")
-        expected = 0.010 + percentile(base, 0.5)
-        errors = [abs(s - expected) for s in lagged]
+        # through the proxy without the toxic, in alternating rounds.
+        err50, err99, base50 = [], [], []
+        for _ in range(lat_rounds):
+            base = await paced_latency(p_echo, 100, 100, 1)
+            toxic("echo", name="lat", type="latency", attributes={"latency": 10})
+            lagged = await paced_latency(p_echo, 100, 100, 1)
+            _api(api, "DELETE", "/proxies/echo/toxics/lat")
+            expected = 0.010 + percentile(base, 0.5)
+            errors = [abs(s - expected) for s in lagged]
+            err50.append(percentile(errors, 0.5))
+            err99.append(percentile(errors, 0.99))
+            base50.append(percentile(base, 0.5))
         report.add(
-            f"latency toxic 10 ms @ 10k msg/s: |error| p50 / p99 ({len(lagged)} msgs)",
+            f"latency toxic 10 ms @ 10k msg/s: |error| p50 / p99 (median of {lat_rounds})",
             "-",
-            f"{percentile(errors, 0.5) * 1e3:.2f} ms / {percentile(errors, 0.99) * 1e3:.2f} ms",
-            f"no-toxic p50 {_us(percentile(base, 0.5))}",
+            f"{statistics.median(err50) * 1e3:.2f} ms / {statistics.median(err99) * 1e3:.2f} ms",
+            f"no-toxic p50 {_us(statistics.median(base50))}",
         )
 
         toxic("discard", name="zero", type="latency", stream="upstream")
