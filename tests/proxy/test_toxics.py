@@ -223,3 +223,53 @@ async def test_dead_upstream_closes_the_client(server: ProxyServer) -> None:
         writer.close()
         # The server keeps serving.
         assert (await api.client.get("/proxies/dead")).status_code == 200
+
+
+async def test_changing_upstream_drops_connections_and_uses_the_new_one(
+    server: ProxyServer, echo_port: int
+) -> None:
+    other = await asyncio.start_server(_greeter, "127.0.0.1", 0)
+    other_port = other.sockets[0].getsockname()[1]
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="latency", attributes={"latency": 1})
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await echo_rtt(reader, writer) < 0.1
+        response = await api.client.post("/proxies/p", json={"upstream": f"127.0.0.1:{other_port}"})
+        assert response.json()["listen"] == f"{host}:{port}"
+        assert response.json()["toxics"][0]["name"] == "latency_downstream"  # toxics survive
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the old connection dropped
+        writer.close()
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await asyncio.wait_for(reader.readexactly(5), 5) == b"hello"
+        writer.close()
+    other.close()
+
+
+async def _greeter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"hello")
+    await writer.drain()
+    await reader.read()
+    writer.close()
+
+
+async def test_limit_data_zero_closes_at_once(server: ProxyServer, echo_port: int) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="limit_data", stream="upstream")
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+
+async def test_half_close_keeps_the_other_direction_open(
+    server: ProxyServer, echo_port: int
+) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="latency", attributes={"latency": 50})
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"last words")
+        writer.write_eof()  # the reply still comes back, after the latency
+        assert await asyncio.wait_for(reader.read(), 5) == b"last words"
+        writer.close()
