@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from injector.proxy import bodies, gojson
-from injector.proxy.collection import PopulateError
-from injector.proxy.errors import ApiError, PayloadTooLarge, Unauthorized
+from injector.proxy.errors import ApiError, PayloadTooLarge, PopulateError, Unauthorized
 from injector.proxy.events import EventContext
 from injector.proxy.http import Request, Response
 from injector.proxy.model import Direction

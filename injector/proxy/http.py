@@ -57,9 +57,6 @@ class BadHttp(Exception):
         self.message = message
 
 
-Handler = "Callable[[Request], Awaitable[Response]]"
-
-
 def _go_plain_error(status: int, text: str) -> bytes:
     """What Go's server writes for requests it cannot parse."""
     reason = HTTPStatus(status).phrase

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import os
 import socket
 from typing import TYPE_CHECKING, Protocol
@@ -234,11 +233,3 @@ class Proxy:
     def close_quietly(self) -> None:
         with contextlib.suppress(Exception):
             self.stop()
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
