@@ -430,7 +430,7 @@ async def run(quick: bool) -> None:
         _api(api, "DELETE", "/proxies/discard/toxics/rot")
 
         # Concurrent connections: the proxy holds two descriptors per connection.
-        target = 3000 if quick else 9800
+        target = 3000 if quick else 9900
         await asyncio.sleep(0.5)
         rss_before = proxy_ps.memory_info().rss
         verified, held = await hold_connections(p_echo, target)
