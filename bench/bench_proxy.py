@@ -81,6 +81,23 @@ async def _serve_backends() -> None:
 # --- the load client -------------------------------------------------------------------------
 
 
+class CpuProbe:
+    """CPU seconds (user + system) of the proxy process, to report CPU per message or per MB:
+    a figure that, unlike rates, hardly depends on what else the machine is running."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self.process = process
+        self.per_unit: list[float] = []
+
+    def read(self) -> float:
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
+    def record(self, cpu_s: float, units: float) -> None:
+        if units:
+            self.per_unit.append(cpu_s / units)
+
+
 class _Pinger(asyncio.Protocol):
     """Closed loop: send a message, wait for all of it back, count, repeat."""
 
@@ -105,7 +122,9 @@ class _Pinger(asyncio.Protocol):
                 self.t.write(self.message)
 
 
-async def echo_rate(port: int, message: bytes, conns: int, seconds: float) -> float:
+async def echo_rate(
+    port: int, message: bytes, conns: int, seconds: float, cpu: CpuProbe | None = None
+) -> float:
     loop = asyncio.get_running_loop()
     stats = {"n": 0}
     stop = [False]
@@ -117,7 +136,10 @@ async def echo_rate(port: int, message: bytes, conns: int, seconds: float) -> fl
         proto.start()
     await asyncio.sleep(0.3)  # warm up
     start_n, started = stats["n"], time.perf_counter()
+    cpu0 = cpu.read() if cpu else 0.0
     await asyncio.sleep(seconds)
+    if cpu:
+        cpu.record(cpu.read() - cpu0, stats["n"] - start_n)
     rate = (stats["n"] - start_n) / (time.perf_counter() - started)
     stop[0] = True
     await asyncio.sleep(0.2)
@@ -153,10 +175,11 @@ class _Bulk(asyncio.Protocol):
             self.answer.set_exception(ConnectionError("closed before the count"))
 
 
-async def bulk_throughput(port: int, seconds: float) -> float:
+async def bulk_throughput(port: int, seconds: float, cpu: CpuProbe | None = None) -> float:
     """One connection streaming 64 KiB writes one way; bytes/s counted by the receiver."""
     loop = asyncio.get_running_loop()
     _, proto = await loop.create_connection(_Bulk, HOST, port)
+    cpu0 = cpu.read() if cpu else 0.0
     started = time.perf_counter()
     deadline = started + seconds
     while time.perf_counter() < deadline:
@@ -167,6 +190,8 @@ async def bulk_throughput(port: int, seconds: float) -> float:
     proto.t.write_eof()
     count = await asyncio.wait_for(proto.answer, 30)
     elapsed = time.perf_counter() - started
+    if cpu:
+        cpu.record(cpu.read() - cpu0, count / 1e6)
     proto.t.close()
     return count / elapsed
 
@@ -311,13 +336,27 @@ class Report:
         self.rows.append((name, direct, proxied, relation))
         print(f"{name:<52} direct {direct:<28} proxy {proxied:<34} {relation}", flush=True)
 
-    def ratio(self, name: str, pairs: list[tuple[float, float]], unit: str, scale: float) -> None:
-        """Median of direct/proxy pairs measured alternately; the ratio is the median ratio."""
+    def ratio(
+        self,
+        name: str,
+        pairs: list[tuple[float, float]],
+        unit: str,
+        scale: float,
+        cpu: CpuProbe,
+        cpu_unit: str,
+    ) -> None:
+        """Median of direct/proxy pairs measured alternately; the ratio is the median ratio.
+        The proxy's CPU per unit (median over the proxied rounds) follows the ratio."""
         direct = statistics.median(d for d, _ in pairs)
         proxied = statistics.median(p for _, p in pairs)
         ratio = statistics.median(p / d for d, p in pairs)
+        cpu_us = statistics.median(cpu.per_unit) * 1e6 if cpu.per_unit else float("nan")
+        cpu.per_unit.clear()
         self.add(
-            name, f"{direct / scale:,.0f} {unit}", f"{proxied / scale:,.0f} {unit}", f"{ratio:.2f}x"
+            name,
+            f"{direct / scale:,.0f} {unit}",
+            f"{proxied / scale:,.0f} {unit}",
+            f"{ratio:.2f}x (proxy CPU {cpu_us:,.1f} µs/{cpu_unit})",
         )
 
     def table(self) -> str:
@@ -359,23 +398,24 @@ async def run(quick: bool) -> None:
 
         p_echo, p_discard = create("echo", echo_port), create("discard", discard_port)
         proxy_ps = psutil.Process(proxy.popen.pid)
+        cpu = CpuProbe(proxy_ps)
         report = Report()
 
         async def bulk_pairs() -> list[tuple[float, float]]:
             return await _alternate(
                 rounds,
                 lambda: bulk_throughput(discard_port, seconds),
-                lambda: bulk_throughput(p_discard, seconds),
+                lambda: bulk_throughput(p_discard, seconds, cpu),
             )
 
-        report.ratio("bulk 64 KiB stream, 1 conn", await bulk_pairs(), "MB/s", 1e6)
+        report.ratio("bulk 64 KiB stream, 1 conn", await bulk_pairs(), "MB/s", 1e6, cpu, "MB")
         for label, message in (("32 B", SMALL), ("64 KiB", BIG)):
             pairs = await _alternate(
                 rounds,
                 lambda m=message: echo_rate(echo_port, m, 100, seconds),  # type: ignore[misc]
-                lambda m=message: echo_rate(p_echo, m, 100, seconds),  # type: ignore[misc]
+                lambda m=message: echo_rate(p_echo, m, 100, seconds, cpu),  # type: ignore[misc]
             )
-            report.ratio(f"{label} echo, 100 conns (closed loop)", pairs, "msg/s", 1)
+            report.ratio(f"{label} echo, 100 conns (closed loop)", pairs, "msg/s", 1, cpu, "msg")
 
         # Tail latency is at the mercy of other load on the machine: alternate short rounds
         # and report the median of each round's percentile.
@@ -420,13 +460,13 @@ async def run(quick: bool) -> None:
         )
 
         toxic("discard", name="zero", type="latency", stream="upstream")
-        report.ratio("bulk with a 0 ms latency toxic", await bulk_pairs(), "MB/s", 1e6)
+        report.ratio("bulk with a 0 ms latency toxic", await bulk_pairs(), "MB/s", 1e6, cpu, "MB")
         _api(api, "DELETE", "/proxies/discard/toxics/zero")
         toxic(
             "discard", name="rot", type="corrupt", stream="upstream",
             attributes={"probability": 1e-6},
         )  # fmt: skip
-        report.ratio("bulk with corrupt at 1e-6", await bulk_pairs(), "MB/s", 1e6)
+        report.ratio("bulk with corrupt at 1e-6", await bulk_pairs(), "MB/s", 1e6, cpu, "MB")
         _api(api, "DELETE", "/proxies/discard/toxics/rot")
 
         # Concurrent connections: the proxy holds two descriptors per connection.
