@@ -439,12 +439,17 @@ async def run(quick: bool) -> None:
 
         # A 10 ms latency toxic at 10k msgs/s (100 conns x 100 msg/s), against the same load
         # through the proxy without the toxic, in alternating rounds.
-        err50, err99, base50, base99 = [], [], [], []
+        err50, err99, base50, base99, cpu_base, cpu_toxic = [], [], [], [], [], []
         for _ in range(lat_rounds):
+            c0 = cpu.read()
             base = await paced_latency(p_echo, 100, 100, 1)
+            c1 = cpu.read()
             toxic("echo", name="lat", type="latency", attributes={"latency": 10})
             lagged = await paced_latency(p_echo, 100, 100, 1)
+            c2 = cpu.read()
             _api(api, "DELETE", "/proxies/echo/toxics/lat")
+            cpu_base.append((c1 - c0) / max(1, len(base)))
+            cpu_toxic.append((c2 - c1) / max(1, len(lagged)))
             expected = 0.010 + percentile(base, 0.5)
             errors = [abs(s - expected) for s in lagged]
             err50.append(percentile(errors, 0.5))
@@ -456,7 +461,9 @@ async def run(quick: bool) -> None:
             "-",
             f"{statistics.median(err50) * 1e3:.2f} ms / {statistics.median(err99) * 1e3:.2f} ms",
             f"same load without the toxic: RTT p50 {_us(statistics.median(base50))}, "
-            f"p99 {_us(statistics.median(base99))}",
+            f"p99 {_us(statistics.median(base99))}; proxy CPU "
+            f"{statistics.median(cpu_toxic) * 1e6:.1f} µs/msg with the toxic, "
+            f"{statistics.median(cpu_base) * 1e6:.1f} without",
         )
 
         toxic("discard", name="zero", type="latency", stream="upstream")
