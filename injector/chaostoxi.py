@@ -190,7 +190,9 @@ class Bridge:
     async def create_bandwith_degradation_toxic(
         self, for_proxy: str, toxic_name: str, rate: int
     ) -> bool:
-        return await self.create_toxic(for_proxy, toxic_name, "bandwidth", attributes={"rate": rate})
+        return await self.create_toxic(
+            for_proxy, toxic_name, "bandwidth", attributes={"rate": rate}
+        )
 
     async def create_slow_connection_close_toxic(
         self, for_proxy: str, toxic_name: str, delay: int
@@ -199,7 +201,7 @@ class Bridge:
             for_proxy, toxic_name, "slow_close", attributes={"delay": delay}
         )
 
-    async def create_timeout_toxic(self, for_proxy: str, toxic_name: str, timeout: int) -> bool:
+    async def create_timeout_toxic(self, for_proxy: str, toxic_name: str, timeout: int) -> bool:  # noqa: ASYNC109
         return await self.create_toxic(
             for_proxy, toxic_name, "timeout", attributes={"timeout": timeout}
         )

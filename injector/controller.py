@@ -61,9 +61,9 @@ class Capabilities:
         out = []
         for need in sorted(needs):
             kind, _, name = need.partition(":")
-            if kind == "toxic" and name not in self.toxics:
-                out.append(need)
-            elif kind != "toxic" and need not in self.features:
+            if (kind == "toxic" and name not in self.toxics) or (
+                kind != "toxic" and need not in self.features
+            ):
                 out.append(need)
         return out
 

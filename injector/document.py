@@ -94,7 +94,9 @@ class _Walker:
                 key = self.loader.construct_object(key_node, deep=True)
                 if not isinstance(key, str | int | float | bool) or key is None:
                     self.doc.problems.append(
-                        Problem(render_path(path), "mapping keys must be plain text", *_lc(key_node))
+                        Problem(
+                            render_path(path), "mapping keys must be plain text", *_lc(key_node)
+                        )
                     )
                     continue
                 skey = key if isinstance(key, str) else str(key).lower()

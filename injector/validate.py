@@ -60,13 +60,12 @@ def _data_path(loc: tuple[str | int, ...], data: Any) -> tuple[PathKey, bool]:
     Returns the path and whether the last element is a key absent from the data (so the error
     is about a missing key rather than a value)."""
     out: list[str | int] = []
-    node = data
+    node: Any = data
     missing = False
     for part in loc:
-        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and part in node:
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+        if in_list or in_dict:
             out.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and part == loc[-1]:
@@ -200,16 +199,18 @@ class _Checker:
                 self.add((*at, "faults", i, "proxy"), msg)
             if f.get("down") is True and proxy is not None:
                 try:
-                    start = parse_duration_s(f.get("at"))
-                    end = start + parse_duration_s(f.get("duration"))
+                    start_s = parse_duration_s(f.get("at"))
+                    end_s = start_s + parse_duration_s(f.get("duration"))
                 except ValueError:
                     continue
-                downs.append((i, fid or f"faults[{i}]", proxy, start, end))
-        for n, (_, a_id, a_proxy, a_start, a_end) in enumerate(downs):
-            for j, b_id, b_proxy, b_start, b_end in downs[n + 1 :]:
+                downs.append((i, fid or f"faults[{i}]", proxy, start_s, end_s))
+        for k, first in enumerate(downs):
+            for second in downs[k + 1 :]:
+                a_id, a_proxy, a_start, a_end = first[1:]
+                b_id, b_proxy, b_start, b_end = second[1:]
                 if a_proxy == b_proxy and a_start < b_end and b_start < a_end:
                     self.add(
-                        (*at, "faults", j, "at"),
+                        (*at, "faults", second[0], "at"),
                         f"outage {b_id!r} overlaps outage {a_id!r} on proxy {a_proxy!r}; a "
                         "proxy can only be down once at a time",
                     )

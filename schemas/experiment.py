@@ -25,8 +25,8 @@ from pydantic import (
 )
 
 from schemas.base import Frozen, Identifier
-from schemas.load import LoadProfile
-from schemas.targets import Target
+from schemas.load import LoadProfile  # noqa: TC001 (pydantic needs it at run time)
+from schemas.targets import Target  # noqa: TC001
 
 # --- durations ------------------------------------------------------------------------------
 
@@ -94,7 +94,7 @@ ConfigValue = EnvValue | str | int | float | bool | list[str] | None
 
 
 class PythonProvider(Frozen):
-    """Calls ``module.func(**arguments)``; ``chaostoxi.*`` modules run on Aftershock's controller."""
+    """Calls ``module.func(**arguments)``; ``chaostoxi.*`` modules run on the controller."""
 
     type: Literal["python"]
     module: Identifier

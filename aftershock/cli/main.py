@@ -15,6 +15,13 @@ app = typer.Typer(
 )
 
 
+from injector.cli import control_app, injector_app, validate  # noqa: E402
+
+app.command("validate")(validate)
+app.add_typer(injector_app, name="injector")
+app.add_typer(control_app, name="control")
+
+
 @app.callback()
 def _root() -> None:
     """Event-sourced chaos and fault injection: load, faults and resilience analysis."""
