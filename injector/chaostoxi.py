@@ -150,8 +150,17 @@ class Bridge:
             proxy = await self.ctl.get_proxy(proxy_name)
         except ProxyNotFound:
             return None
-        if attribute == "toxics":
-            return [t.name for t in proxy.toxics]
+        if attribute == "toxics":  # as the API returns them, like the original
+            return [
+                {
+                    "name": t.name,
+                    "type": t.type,
+                    "stream": t.stream,
+                    "toxicity": t.toxicity,
+                    "attributes": t.attributes,
+                }
+                for t in proxy.toxics
+            ]
         return getattr(proxy, attribute, None)
 
     # -- chaostoxi.toxic.actions --------------------------------------------------------------
@@ -273,7 +282,10 @@ def check_call(
     out: list[tuple[tuple[str, ...], str]] = []
     for arg in arguments:
         if arg not in params:
-            close = difflib.get_close_matches(arg, list(params), n=1)
+            # proxy actions say proxy_name, toxic actions for_proxy: a common mix-up.
+            swapped = {"proxy_name": "for_proxy", "for_proxy": "proxy_name"}.get(arg)
+            close = [swapped] if swapped in params else []
+            close = close or difflib.get_close_matches(arg, list(params), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f" (takes: {', '.join(params)})"
             out.append((("arguments", arg), f"{func}() takes no argument {arg!r}{hint}"))
     for name, p in params.items():

@@ -108,6 +108,7 @@ async def _run(
 
     exp = load_experiment(file)
     eid = experiment_id or experiment_id_of(exp)
+    toxiproxy_url = toxiproxy_url or _url_from_configuration(exp.configuration)
     file_sink = JsonlSink(events) if events else None
     sink: EventSink = TeeSink(*([file_sink] if file_sink else []))
     redis = None
@@ -160,6 +161,28 @@ async def _run(
             file_sink.close()
 
 
+def _url_from_configuration(config: dict[str, Any]) -> str | None:
+    """Where a Chaos Toolkit file says its Toxiproxy is (``toxiproxy_url``, or
+    ``toxiproxy_host`` + ``toxiproxy_port``), as chaostoxi reads it."""
+    from injector.activities import resolve_configuration
+
+    resolved = resolve_configuration(config)
+    if resolved.get("toxiproxy_url"):
+        return str(resolved["toxiproxy_url"])
+    if resolved.get("toxiproxy_host"):
+        return f"http://{resolved['toxiproxy_host']}:{resolved.get('toxiproxy_port') or 8474}"
+    return None
+
+
+def _tracing() -> None:
+    """Give spans real ids (so events carry trace context) unless a provider is configured."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+
+
 def _settings() -> Settings:
     return Settings()
 
@@ -202,6 +225,7 @@ def run_cmd(
     Exit status: 0 completed, 1 failed or deviated, 2 invalid file, 3 aborted, 130/143
     interrupted by SIGINT/SIGTERM (every fault reverted before exiting)."""
     settings = _settings()
+    _tracing()
     try:
         journal_obj, code = asyncio.run(
             _run(

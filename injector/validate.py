@@ -62,13 +62,13 @@ def _data_path(loc: tuple[str | int, ...], data: Any) -> tuple[PathKey, bool]:
     out: list[str | int] = []
     node: Any = data
     missing = False
-    for part in loc:
+    for n, part in enumerate(loc):
         in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
         if in_list or in_dict:
             out.append(part)
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and part == loc[-1]:
+        elif isinstance(node, dict) and isinstance(part, str) and n == len(loc) - 1:
             out.append(part)
             missing = True
         # else: a union tag or member name — not part of the file.
@@ -99,8 +99,11 @@ def _message(err: Any) -> str:
         return f"{ctx.get('discriminator', 'type')} {tag!r} is not one of {expected}{hint}"
     if kind == "union_tag_not_found":
         return f"missing key {ctx.get('discriminator', '')} that says which kind this is"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    given = err.get("input")
+    if isinstance(given, str | int | float | bool) and repr(given) not in msg:
+        msg += f" (got {given!r})"
+    return msg
 
 
 def _schema_problems(doc: Document, exc: ValidationError) -> list[Problem]:

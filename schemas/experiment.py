@@ -237,11 +237,20 @@ class HypothesisProbe(Probe):
     tolerance: Tolerance
 
 
+def _probe_tag(v: Any) -> str:
+    if isinstance(v, dict):
+        return "activity-ref" if "ref" in v else "probe"
+    return "activity-ref" if isinstance(v, ActivityRef) else "probe"
+
+
 class SteadyStateHypothesis(Frozen):
     title: str = Field(min_length=1)
-    probes: list[Annotated[HypothesisProbe | ActivityRef, Field(union_mode="left_to_right")]] = (
-        Field(default_factory=list)
-    )
+    probes: list[
+        Annotated[
+            Annotated[HypothesisProbe, Tag("probe")] | Annotated[ActivityRef, Tag("activity-ref")],
+            Discriminator(_probe_tag),
+        ]
+    ] = Field(default_factory=list)
 
 
 class HypothesisRuntime(Frozen):
