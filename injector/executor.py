@@ -204,8 +204,7 @@ class Executor:
         self._mono0 = time.monotonic_ns()
         self._span: trace.Span | None = None
         self._body_task: asyncio.Task[Any] | None = None
-        self._skip = asyncio.Event()
-        self._wake: asyncio.Event = asyncio.Event()
+        self._final: Journal | None = None
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -230,6 +229,9 @@ class Executor:
     # -- journal --------------------------------------------------------------------------------
 
     def journal(self) -> Journal:
+        """The journal as of now (the final one once the run has ended)."""
+        if self._final is not None:
+            return self._final
         caps = self.caps
         records = [f.record() for f in self.faults]
         end = time.time() if self.status != "running" else None
@@ -259,9 +261,12 @@ class Executor:
             ),
         )
 
-    def _save(self) -> None:
-        if self.opts.journal_path is not None:
-            write_journal(self.opts.journal_path, self.journal())
+    def _save(self) -> Journal | None:
+        if self.opts.journal_path is None:
+            return None
+        journal = self.journal()
+        write_journal(self.opts.journal_path, journal)
+        return journal
 
     # -- preflight ------------------------------------------------------------------------------
 
@@ -353,7 +358,8 @@ class Executor:
                 )
         except ControllerError as exc:
             fr.error = f"inject: {exc}"
-            fr.to(FaultState.FAILED)
+            refused = exc.status is not None and 400 <= exc.status < 500
+            fr.to(FaultState.REJECTED if refused else FaultState.FAILED)
             fr.span.set_status(trace.StatusCode.ERROR, str(exc))
             fr.span.end()
             self._save()
@@ -705,11 +711,14 @@ class Executor:
             await self._finish()
         if cancelled is not None:
             raise cancelled
-        return self.journal()
+        return self._final
 
     async def _finish(self) -> None:
         status: Status = "failed" if self.status == "running" else self.status
         self.status = status
+        for fr in self.faults:
+            if fr.state == FaultState.PENDING:
+                fr.to(FaultState.SKIPPED)
         if self.abort_reason:
             self.sink.emit(ExperimentAborted(**self._common(), reason=self.abort_reason))
         self._phase("rollbacks")
@@ -735,7 +744,7 @@ class Executor:
         if self._span is not None:
             self._span.set_attribute("aftershock.status", self.status)
             self._span.end()
-        self._save()
+        self._final = self._save() or self.journal()
 
 
 async def shielded(fn: Callable[[], Coroutine[Any, Any, Any]], limit_s: float) -> None:

@@ -33,16 +33,22 @@ class FaultState(StrEnum):
     REVERTING = "reverting"
     REVERTED = "reverted"
     SKIPPED = "skipped"
+    REJECTED = "rejected"
+    """The server refused the inject (4xx): nothing of it is on the server."""
     FAILED = "failed"
+    """Inject or revert failed in a way that may have left it on the server."""
 
 
 ALLOWED: dict[FaultState, frozenset[FaultState]] = {
     FaultState.PENDING: frozenset({FaultState.INJECTING, FaultState.SKIPPED}),
-    FaultState.INJECTING: frozenset({FaultState.ACTIVE, FaultState.FAILED, FaultState.REVERTING}),
+    FaultState.INJECTING: frozenset(
+        {FaultState.ACTIVE, FaultState.FAILED, FaultState.REJECTED, FaultState.REVERTING}
+    ),
     FaultState.ACTIVE: frozenset({FaultState.REVERTING}),
     FaultState.REVERTING: frozenset({FaultState.REVERTED, FaultState.FAILED}),
     FaultState.REVERTED: frozenset(),
     FaultState.SKIPPED: frozenset(),
+    FaultState.REJECTED: frozenset(),
     FaultState.FAILED: frozenset({FaultState.REVERTING}),
 }
 """Checked transitions. FAILED → REVERTING: a failed inject or revert may have left the fault
