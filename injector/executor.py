@@ -711,6 +711,7 @@ class Executor:
             await self._finish()
         if cancelled is not None:
             raise cancelled
+        assert self._final is not None
         return self._final
 
     async def _finish(self) -> None:

@@ -6,6 +6,7 @@ import typer
 
 from aftershock import __version__
 from aftershock.cli import stack
+from injector.cli import control_app, injector_app, validate
 from injector.proxy.cli import app as proxy_app
 
 app = typer.Typer(
@@ -17,10 +18,6 @@ app = typer.Typer(
 )
 app.add_typer(stack.app)
 app.add_typer(proxy_app, name="proxy")
-
-
-from injector.cli import control_app, injector_app, validate  # noqa: E402
-
 app.command("validate")(validate)
 app.add_typer(injector_app, name="injector")
 app.add_typer(control_app, name="control")

@@ -122,9 +122,7 @@ def plan(
     section: dict[str, Any] = {
         "name": "aftershock",
         "experiment_id": experiment_id,
-        "targets": [
-            {"name": "echo", "upstream": upstream, "proxy": proxy_name, "listen": listen}
-        ],
+        "targets": [{"name": "echo", "upstream": upstream, "proxy": proxy_name, "listen": listen}],
         "faults": faults,
     }
     section.update(extra.pop("section", {}))

@@ -106,9 +106,7 @@ def test_cli_exits_1_and_prints_file_line_path(tmp_path: Path) -> None:
 def test_cli_json_output_lists_problems() -> None:
     import json
 
-    result = CliRunner().invoke(
-        app, ["validate", "--json", str(BAD / "chaostoxi-bad-call.json")]
-    )
+    result = CliRunner().invoke(app, ["validate", "--json", str(BAD / "chaostoxi-bad-call.json")])
     assert result.exit_code == 1
     rows = json.loads(result.stdout)
     assert [r["line"] for r in rows] == [12, 12, 21]
@@ -125,8 +123,15 @@ def test_shipped_experiments_validate(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30.0), ("1m30s", 90.0), ("250ms", 0.25), ("2h", 7200.0), (12, 12.0), ("1.5", 1.5),
-     ("1m 5s", 65.0)],
+    [
+        ("30s", 30.0),
+        ("1m30s", 90.0),
+        ("250ms", 0.25),
+        ("2h", 7200.0),
+        (12, 12.0),
+        ("1.5", 1.5),
+        ("1m 5s", 65.0),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration_s(text) == pytest.approx(seconds)
