@@ -85,6 +85,7 @@ def _iso(ts: float) -> str:
 class ActivityContext:
     configuration: dict[str, Any]
     bridge: Bridge
+    time_scale: float = 1.0
 
 
 async def _python(p: PythonProvider, args: dict[str, Any], ctx: ActivityContext) -> Any:
@@ -174,7 +175,7 @@ def within_tolerance(tolerance: Tolerance, output: Any, provider_type: str) -> b
 async def run_activity(act: Action | Probe, ctx: ActivityContext) -> ActivityRun:
     """Run one activity with its pauses; never raises except on cancellation."""
     if act.pauses and act.pauses.before:
-        await asyncio.sleep(act.pauses.before)
+        await asyncio.sleep(act.pauses.before * ctx.time_scale)
     start = time.time()
     status: str = "succeeded"
     output: Any = None
@@ -196,7 +197,7 @@ async def run_activity(act: Action | Probe, ctx: ActivityContext) -> ActivityRun
         met = False if isinstance(act, Probe) else None
     end = time.time()
     if act.pauses and act.pauses.after:
-        await asyncio.sleep(act.pauses.after)
+        await asyncio.sleep(act.pauses.after * ctx.time_scale)
     return ActivityRun(
         activity=act,
         status="succeeded" if status == "succeeded" else "failed",

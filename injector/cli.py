@@ -103,6 +103,7 @@ async def _run(
     leases: bool | None,
     standard: bool,
     skip_hypothesis: bool,
+    time_scale: float,
 ) -> tuple[Journal | None, int]:
     from injector.validate import load_experiment
 
@@ -140,6 +141,7 @@ async def _run(
                     redis=redis,
                     use_leases=leases,
                     skip_hypothesis=skip_hypothesis,
+                    time_scale=time_scale,
                 ),
             )
             typer.echo(
@@ -219,6 +221,13 @@ def run_cmd(
     skip_hypothesis: Annotated[
         bool, typer.Option(help="Do not evaluate the steady-state hypothesis.")
     ] = False,
+    time_scale: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="Scale every offset, duration and pause (0.1 = rehearse 10x faster).",
+        ),
+    ] = 1.0,
 ) -> None:
     """Run an experiment: hypothesis, method and fault timeline, rollbacks; write the journal.
 
@@ -238,6 +247,7 @@ def run_cmd(
                 leases=leases,
                 standard=standard,
                 skip_hypothesis=skip_hypothesis,
+                time_scale=time_scale,
             )
         )
     except InjectorError as exc:

@@ -115,6 +115,8 @@ class FaultRun:
     error: str | None = None
     toxic_type: str | None = None
     span: trace.Span | None = field(default=None, repr=False)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    """Held while the fault changes on the server, so a lease renewal never races a revert."""
 
     def to(self, new: FaultState) -> None:
         if new not in ALLOWED[self.state]:
@@ -155,6 +157,9 @@ class RunOptions:
     use_leases: bool | None = None
     """None: as the file says, if the server supports them."""
     skip_hypothesis: bool = False
+    time_scale: float = 1.0
+    """Multiplies every offset, duration, pause and hypothesis period of the plan: 0.1 rehearses
+    a game day ten times faster. Leases are not scaled."""
     generator_id: str = field(
         default_factory=lambda: f"injector-{socket.gethostname()}-{os.getpid()}"
     )
@@ -173,6 +178,8 @@ class Executor:
         self.ctl = controller
         self.sink = sink
         self.opts = options or RunOptions()
+        if self.opts.time_scale <= 0:
+            raise InjectorError("time_scale must be positive")
         self.experiment_id = self.opts.experiment_id or experiment_id_of(experiment)
         self.run_id = new_run_id()
         self.timeline = Timeline()
@@ -182,8 +189,8 @@ class Executor:
                 proxy=f.proxy,
                 kind="toxic" if isinstance(f, ToxicFault) else "down",
                 fault=f,
-                planned_at_s=f.at,
-                planned_duration_s=f.duration,
+                planned_at_s=f.at * self.opts.time_scale,
+                planned_duration_s=f.duration * self.opts.time_scale,
                 toxic_type=f.toxic.type if isinstance(f, ToxicFault) else None,
             )
             for f in sorted(self.ax.faults, key=lambda f: (f.at, f.id))
@@ -314,6 +321,10 @@ class Executor:
         return int(self.ax.leases.ttl * 1000)
 
     async def inject(self, fr: FaultRun) -> None:
+        async with fr.lock:
+            await self._inject_locked(fr)
+
+    async def _inject_locked(self, fr: FaultRun) -> None:
         lateness_s = self.timeline.offset_s() - (fr.planned_at_s or 0.0)
         fr.to(FaultState.INJECTING)
         fr.jitter_ms = round(max(0.0, lateness_s) * 1000, 3)
@@ -369,6 +380,10 @@ class Executor:
         self._phase(f"fault:{fr.fault_id}")
 
     async def revert(self, fr: FaultRun, reason: Literal["api", "rollback"] = "api") -> None:
+        async with fr.lock:
+            await self._revert_locked(fr, reason)
+
+    async def _revert_locked(self, fr: FaultRun, reason: Literal["api", "rollback"]) -> None:
         if fr.state not in LIVE_STATES:
             return
         planned_end = (fr.planned_at_s or 0.0) + (fr.planned_duration_s or 0.0)
@@ -436,19 +451,25 @@ class Executor:
         period = self.ax.leases.heartbeat
         while True:
             await asyncio.sleep(period)
-            for fr in [f for f in self.faults if f.state == FaultState.ACTIVE]:
-                try:
-                    if fr.kind == "toxic":
-                        await self.ctl.renew_toxic(fr.proxy, fr.fault_id, self._ttl_ms)
-                    else:
-                        await self.ctl.renew_proxy(fr.proxy, self._ttl_ms)
-                    fr.lease_renewals += 1
-                except ToxicNotFound:
-                    # The lease lapsed (the injector was starved for a whole TTL): put it back.
-                    with contextlib.suppress(ControllerError):
-                        await self.ctl.add_toxic(fr.proxy, self._toxic_body(fr))
-                except ControllerError as exc:
-                    fr.error = f"lease renewal: {exc}"
+            for fr in [f for f in self.faults if f.lease_ttl_ms is not None]:
+                async with fr.lock:
+                    await self._renew_locked(fr)
+
+    async def _renew_locked(self, fr: FaultRun) -> None:
+        if fr.state != FaultState.ACTIVE:
+            return  # reverted while we waited for the lock
+        try:
+            if fr.kind == "toxic":
+                await self.ctl.renew_toxic(fr.proxy, fr.fault_id, self._ttl_ms)
+            else:
+                await self.ctl.renew_proxy(fr.proxy, self._ttl_ms)
+            fr.lease_renewals += 1
+        except ToxicNotFound:
+            # The lease lapsed (the injector was starved for a whole TTL): put it back.
+            with contextlib.suppress(ControllerError):
+                await self.ctl.add_toxic(fr.proxy, self._toxic_body(fr))
+        except ControllerError as exc:
+            fr.error = f"lease renewal: {exc}"
 
     async def _publish_state(self) -> None:
         redis = self.opts.redis
@@ -563,7 +584,9 @@ class Executor:
 
     @property
     def _ctx(self) -> ActivityContext:
-        return ActivityContext(configuration=self.configuration, bridge=self.bridge)
+        return ActivityContext(
+            configuration=self.configuration, bridge=self.bridge, time_scale=self.opts.time_scale
+        )
 
     async def hypothesis(self) -> SteadyState | None:
         ssh = self.exp.steady_state_hypothesis
@@ -597,7 +620,7 @@ class Executor:
     async def _during(self) -> None:
         rt = self.exp.runtime.hypothesis
         while True:
-            await asyncio.sleep(rt.frequency)
+            await asyncio.sleep(rt.frequency * self.opts.time_scale)
             state = await self.hypothesis()
             if state is None:
                 return
@@ -674,7 +697,7 @@ class Executor:
             ExperimentStarted(
                 **self._common(),
                 title=self.exp.title,
-                planned_duration_s=self.ax.planned_duration_s,
+                planned_duration_s=self.ax.planned_duration_s * self.opts.time_scale,
             )
         )
         cancelled: asyncio.CancelledError | None = None

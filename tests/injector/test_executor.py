@@ -427,3 +427,26 @@ async def test_chaostoxi_toxic_is_removed_even_without_rollbacks(
         ("stuck", "chaostoxi", FaultState.REVERTED)
     ]
     assert await controller.list_toxics("db") == []
+
+
+async def test_lease_renewal_never_resurrects_a_reverted_fault(
+    tmp_path: Path, echo: Echo, controller: ToxiproxyController
+) -> None:
+    # Short faults reverted while the heartbeat is renewing them: a renewal that lost the race
+    # used to see "toxic not found" and put the toxic back.
+    await _front(controller, echo.address)
+    faults = [
+        {
+            "id": f"blip-{i}",
+            "at": i * 0.05,
+            "duration": 0.05,
+            "proxy": "echo",
+            "toxic": {"type": "latency", "attributes": {"latency": 1}},
+        }
+        for i in range(30)
+    ]
+    doc = plan(echo.address, faults, section={"leases": {"ttl": 5, "heartbeat": 0.01}})
+    ex = Executor(load_experiment(write_experiment(tmp_path, doc)), controller, MemorySink())
+    journal = await ex.run()
+    assert journal.status == "completed"
+    assert await controller.list_toxics("echo") == []  # a resurrected one would live 5 s
