@@ -487,19 +487,18 @@ class Executor:
     # -- timeline -------------------------------------------------------------------------------
 
     async def run_timeline(self) -> None:
-        """Inject and revert on schedule. Reverts have their own tasks so a long fault never
-        delays the next one's start."""
+        """Inject and revert on schedule. Each fault runs in its own task, started when due, so
+        neither a slow server answer nor simultaneous faults delay the next one's start."""
         async with asyncio.TaskGroup() as tg:
             for fr in list(self.faults):
                 if fr.source != "timeline":
                     continue
                 await self.timeline.wait_until(fr.planned_at_s or 0.0)
-                if fr.state != FaultState.PENDING:
-                    continue
-                await self.inject(fr)
-                tg.create_task(self._revert_when_due(fr))
+                if fr.state == FaultState.PENDING:
+                    tg.create_task(self._fault_lifetime(fr))
 
-    async def _revert_when_due(self, fr: FaultRun) -> None:
+    async def _fault_lifetime(self, fr: FaultRun) -> None:
+        await self.inject(fr)
         end = (fr.planned_at_s or 0.0) + (fr.planned_duration_s or 0.0)
         await self.timeline.wait_until(end)
         if fr.state == FaultState.ACTIVE:

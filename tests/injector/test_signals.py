@@ -125,7 +125,13 @@ class Scene:
             *extra,
         )
         await _until(self.faulted, 20)
+        # The server changes first, the event follows: wait for both to be in the log.
+        await _until(self.logged, 5)
         return proc
+
+    async def logged(self) -> bool:
+        text = self.events.read_text() if self.events.exists() else ""
+        return '"fault.toxic_added"' in text and '"fault.proxy_disabled"' in text
 
     async def faulted(self) -> bool:
         slowed = await self.ctl.get_proxy("slowed")
