@@ -212,8 +212,6 @@ def by_kind(results: list[Any], kind: str) -> list[Any]:
 
 
 def one(results: list[Any], kind: str, **match: Any) -> Any:
-    found = [
-        r for r in by_kind(results, kind) if all(getattr(r, k) == v for k, v in match.items())
-    ]
+    found = [r for r in by_kind(results, kind) if all(getattr(r, k) == v for k, v in match.items())]
     assert len(found) == 1, f"expected one {kind} {match}, found {len(found)}"
     return found[0]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from analyzers.core import Analyzer, AnalyzerConfig
-from schemas.events import Event
 from tests.analyzers.build import (
     EXP,
     disabled,
@@ -18,6 +19,9 @@ from tests.analyzers.build import (
     toxic_added,
     toxic_removed,
 )
+
+if TYPE_CHECKING:
+    from schemas.events import Event
 
 
 def run(events: list[Event], config: AnalyzerConfig | None = None) -> list:
