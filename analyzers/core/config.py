@@ -28,8 +28,14 @@ class HealthThresholds(Frozen):
 class SloSpec(Frozen):
     """Service level objectives a run (and each phase of it) is judged against.
 
-    ``None`` leaves a check out. The experiment model maps its ``slos`` section onto this.
+    ``target`` None judges the figures of the whole system, else those of that target.
+    ``None`` leaves a check out. An experiment's ``slos`` entry maps field by field:
+    ``target``, ``availability_pct`` → ``availability_min_pct``, ``p99_latency_ms`` →
+    ``p99_max_ms``, ``mttr`` (s) → ``mttr_max_s``, ``isolation_violations`` →
+    ``max_isolation_violations``.
     """
+
+    target: str | None = None
 
     availability_min_pct: float | None = Field(default=None, ge=0, le=100)
     p99_max_ms: float | None = Field(default=None, gt=0)
@@ -40,10 +46,11 @@ class SloSpec(Frozen):
 
 
 class AnalyzerConfig(Frozen):
-    allowed_lateness_s: float = Field(default=1.0, ge=0)
+    allowed_lateness_s: float = Field(default=0.5, ge=0)
     """Events are held this long (event time) so out-of-order arrivals are put back in order."""
-    dedup_horizon_s: float = Field(default=120.0, gt=0)
-    """How long (event time) an event id is remembered after release, to spot duplicates."""
+    dedup_horizon_s: float = Field(default=30.0, gt=0)
+    """How long (event time) an event id is remembered after release, to spot duplicates;
+    events older than this behind the watermark are dropped (``too_late``)."""
     health: HealthThresholds = Field(default_factory=HealthThresholds)
     reply_timeout_s: float = Field(default=5.0, gt=0)
     """An expected echo/broadcast/response not seen within this is lost."""
@@ -53,7 +60,8 @@ class AnalyzerConfig(Frozen):
     burst_gap_s: float = Field(default=0.5, gt=0)
     burst_min_errors: int = Field(default=5, ge=2)
     baseline_phase: str = "baseline"
-    slos: SloSpec = Field(default_factory=SloSpec)
+    slos: list[SloSpec] = Field(default_factory=lambda: [SloSpec()])
+    """Checked for every phase and for the whole run; by default: no isolation violation."""
     graph: TargetGraph | None = None
     clock_offsets_ns: dict[str, int] = Field(default_factory=dict)
     """Known constant wall-clock offset of a generator (added to its timestamps)."""

@@ -54,6 +54,7 @@ from schemas.results import (
     LoadSummary,
     ResultBase,
     ResultEvent,
+    SloCheck,
     Verdict,
 )
 
@@ -74,6 +75,7 @@ class AnalyzerStats:
     accepted: int
     duplicates: int
     late: int
+    too_late: int
     released: int
     buffered: int
     foreign: int
@@ -88,7 +90,8 @@ def failure_class(ev: Event) -> str | bool | None:
     if isinstance(ev, SessionError):
         return ev.error_class
     if isinstance(ev, Receive):
-        return f"http_{ev.status}" if ev.status is not None and ev.status >= 500 else None
+        # A 5xx response comes with its own session.error; counting both would double it.
+        return False if ev.status is not None and ev.status >= 500 else None
     if isinstance(ev, Connected):
         return None
     if isinstance(ev, Disconnect):
@@ -121,7 +124,7 @@ class Analyzer:
         self.graph = DependencyGraph(cfg.graph)
         self._health: dict[tuple[str, str], HealthKey] = {}
         self.integrity = IntegrityTracker(int(cfg.reply_timeout_s * 1e9), cfg.reorder_window)
-        self.isolation = IsolationTracker(int(4 * cfg.reply_timeout_s * 1e9))
+        self.isolation = IsolationTracker(int(2 * cfg.reply_timeout_s * 1e9))
         self.load = LoadTracker()
         self.patterns = PatternTracker(int(cfg.burst_gap_s * 1e9), cfg.burst_min_errors)
         self._blast: dict[str, Blast] = {}
@@ -235,7 +238,7 @@ class Analyzer:
                 if lat is not None:
                     acc.latency.add(lat)
             self.integrity.receive(ev, [*dims, *self._fault_dims(t)])
-            if ev.origin_tenant is not None:
+            if ev.origin_tenant is not None and ev.checksum_ok is not False:
                 self.isolation.receive(t, ev, self.faults.active_at(t))
         elif isinstance(ev, Connected):
             for acc in accs:
@@ -306,6 +309,7 @@ class Analyzer:
             accepted=b.stats.accepted,
             duplicates=b.stats.duplicates,
             late=b.stats.late,
+            too_late=b.stats.too_late,
             released=b.stats.released,
             buffered=len(b),
             foreign=self._foreign,
@@ -617,55 +621,65 @@ class _Report:
 
     def verdicts(self) -> list[ResultEvent]:
         a = self.a
-        slos = a.config.slos
-        overall = a.health_keys().get(_OVERALL)
-        eps = overall.episodes if overall else []
-        whole = a.load.whole_run().get(_OVERALL, LoadAcc())
-        counts = a.integrity.counts.get(_OVERALL, Counts())
-        out: list[ResultEvent] = []
         names = sorted({n for _, n in a.load.phases.starts})
-        for phase in names:
-            intervals = a.load.phases.intervals(phase, self.end_ns)
-            total = sum(e - s for s, e in intervals)
-            down = sum(
-                _overlap(ep.started_ns, ep.ended_ns or self.end_ns, s, e)
-                for ep in eps
-                for s, e in intervals
+        out: list[ResultEvent] = []
+        for phase in [*names, ""]:
+            checks: list[SloCheck] = []
+            for slo in a.config.slos:
+                dim = ("target", slo.target) if slo.target else _OVERALL
+                _, found = judge(slo, self._figures(dim, phase))
+                if slo.target:
+                    found = [c.model_copy(update={"name": f"{slo.target}:{c.name}"}) for c in found]
+                checks += found
+            out.append(
+                Verdict(
+                    **self._ids("verdict", phase),
+                    phase=phase,
+                    passed=all(c.passed for c in checks),
+                    checks=checks,
+                    reasons=[c.reason for c in checks if not c.passed],
+                )
             )
-            acc = a.load.accs.get(("overall", "", phase), LoadAcc())
-            started = [ep for ep in eps if any(s <= ep.started_ns < e for s, e in intervals)]
-            durations = [ep.ended_ns - ep.started_ns for ep in started if ep.ended_ns is not None]
-            fig = PhaseFigures(
-                availability_pct=100.0 if total == 0 else 100.0 * (total - down) / total,
-                p99_ms=acc.latency.quantile(0.99),
-                mttr_s=sum(durations) / len(durations) / 1e9 if durations else None,
-                isolation_violations=sum(
-                    1 for v in a.isolation.violations if any(s <= v.t < e for s, e in intervals)
-                ),
-                error_ratio=acc.error_ratio,
-                loss_ratio=None,
-            )
-            out.append(self._verdict(phase, fig, slos))
-        f = overall.figures() if overall else None
-        fig = PhaseFigures(
-            availability_pct=f.availability_pct if f else 100.0,
-            p99_ms=whole.latency.quantile(0.99),
-            mttr_s=f.mttr_s if f else None,
-            isolation_violations=len(a.isolation.violations),
-            error_ratio=whole.error_ratio,
-            loss_ratio=counts.lost / counts.sent if counts.sent else None,
-        )
-        out.append(self._verdict("", fig, slos))
         return out
 
-    def _verdict(self, phase: str, fig: PhaseFigures, slos: Any) -> Verdict:
-        passed, checks = judge(slos, fig)
-        return Verdict(
-            **self._ids("verdict", phase),
-            phase=phase,
-            passed=passed,
-            checks=checks,
-            reasons=[c.reason for c in checks if not c.passed],
+    def _figures(self, dim: tuple[str, str], phase: str) -> PhaseFigures:
+        """The figures an SLO of ``dim`` (a target, or overall) is judged on, in ``phase``
+        (empty: the whole run)."""
+        a = self.a
+        hk = a.health_keys().get(dim)
+        eps = hk.episodes if hk else []
+        violations = [v for v in a.isolation.violations if dim == _OVERALL or v.target == dim[1]]
+        if not phase:
+            f = hk.figures() if hk else None
+            whole = a.load.whole_run().get(dim, LoadAcc())
+            counts = a.integrity.counts.get(dim, Counts())
+            return PhaseFigures(
+                availability_pct=f.availability_pct if f else 100.0,
+                p99_ms=whole.latency.quantile(0.99),
+                mttr_s=f.mttr_s if f else None,
+                isolation_violations=len(violations),
+                error_ratio=whole.error_ratio,
+                loss_ratio=counts.lost / counts.sent if counts.sent else None,
+            )
+        intervals = a.load.phases.intervals(phase, self.end_ns)
+        total = sum(e - s for s, e in intervals)
+        down = sum(
+            _overlap(ep.started_ns, ep.ended_ns or self.end_ns, s, e)
+            for ep in eps
+            for s, e in intervals
+        )
+        acc = a.load.accs.get((*dim, phase), LoadAcc())
+        started = [ep for ep in eps if any(s <= ep.started_ns < e for s, e in intervals)]
+        durations = [ep.ended_ns - ep.started_ns for ep in started if ep.ended_ns is not None]
+        return PhaseFigures(
+            availability_pct=100.0 if total == 0 else 100.0 * (total - down) / total,
+            p99_ms=acc.latency.quantile(0.99),
+            mttr_s=sum(durations) / len(durations) / 1e9 if durations else None,
+            isolation_violations=sum(
+                1 for v in violations if any(s <= v.t < e for s, e in intervals)
+            ),
+            error_ratio=acc.error_ratio,
+            loss_ratio=None,
         )
 
 

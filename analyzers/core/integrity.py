@@ -3,12 +3,13 @@
 Every ``session.send`` that expects something back (echo, broadcast — the sender gets its own
 copy — or response) is pending until the matching ``session.receive`` arrives at the sender
 (matched on origin session and sequence number, or the receive's own ``seq`` when the message
-carried no stamp). A pending send whose ``reply_timeout_s`` passes (event time) is **lost**;
-a reply arriving after that is a **late reply**, not a duplicate. Every receiving session keeps,
+carried no stamp). A pending send whose ``reply_timeout_s`` passes (event time) is **lost**; a
+reply arriving after that is a **late reply**, not a duplicate. Every receiving session keeps,
 per origin session, the highest sequence number seen and the recent ones below it: a sequence
 number seen again is a **duplicate**, one below the highest is **reordered**. A receive whose
-stamp checksum failed (``checksum_ok`` is False) is **corrupted**. Each count is kept overall,
-per target, per tenant and per fault active when the send (or receive) happened.
+stamp checksum failed (``checksum_ok`` is False) is **corrupted**; its stamp is not trusted, so
+it answers no pending send (which is then lost unless a good copy arrives). Each count is kept
+overall, per target, per tenant and per fault active when the send (or receive) happened.
 """
 
 from __future__ import annotations
@@ -111,6 +112,12 @@ class IntegrityTracker:
 
     def receive(self, ev: Receive, dims: list[Dim]) -> None:
         counts = self._counts(dims)
+        if ev.checksum_ok is False:
+            # A stamp that failed its checksum says nothing trustworthy about its origin.
+            for c in counts:
+                c.received += 1
+                c.corrupted += 1
+            return
         origin = ev.origin_session
         seq = ev.origin_seq
         if origin is None or seq is None:
@@ -139,15 +146,12 @@ class IntegrityTracker:
                 and self._pending.pop((origin, seq), None) is None
             ):
                 late = self._expired.pop((origin, seq), None) is not None
-        corrupted = ev.checksum_ok is False
         for c in counts:
             c.received += 1
             if duplicate:
                 c.duplicated += 1
             if reordered:
                 c.reordered += 1
-            if corrupted:
-                c.corrupted += 1
             if late:
                 c.late_replies += 1
 

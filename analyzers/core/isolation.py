@@ -4,8 +4,9 @@ A **tenant violation** is a ``session.receive`` whose stamp names an origin tena
 the receiving session's tenant. A **user violation** is a private message — an echo or
 response, i.e. a receive without a channel — whose stamp names another origin session of the
 same tenant. Broadcasts within a tenant (a channel is set, the tenants match) are the
-legitimate fan-out and are never flagged. The origin's trace id comes from the origin's
-``session.send`` (kept for a bounded time) or, failing that, the origin session's last trace.
+legitimate fan-out and are never flagged, nor is a receive whose stamp failed its checksum. The
+origin's trace id comes from the origin's ``session.send`` (kept for a bounded time) or,
+failing that, the origin session's last trace.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class IsolationTracker:
 
     def receive(self, t: int, ev: Receive, faults: list[str]) -> Violation | None:
         origin_tenant = ev.origin_tenant
-        if origin_tenant is None:
-            return None
+        if origin_tenant is None or ev.checksum_ok is False:
+            return None  # a corrupted stamp's origin cannot be trusted
         kind: Literal["tenant", "user"]
         if origin_tenant != ev.tenant:
             kind = "tenant"

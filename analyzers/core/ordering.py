@@ -10,12 +10,14 @@ are configured in ``AnalyzerConfig.clock_offsets_ns``.
 
 Order. Events wait in a buffer until the watermark (highest event time seen minus the allowed
 lateness) passes them, and leave sorted by (event time, event id), so any interleaving of
-partitions whose lag stays within the lateness yields the same sequence. An event already
-behind the watermark is late: it is still applied (counted in ``late``), at its place in
+partitions whose lag stays below the lateness yields the same sequence. An event at or before
+the point already released is late: it is still applied (counted in ``late``), at its place in
 arrival order.
 
 Duplicates. Ids are remembered from arrival until ``dedup_horizon`` (event time) after the
 watermark passed them, in time buckets, so memory is bounded by rate × (lateness + horizon).
+An event older than that can no longer be told from a duplicate: it is dropped and counted
+in ``too_late`` rather than risk counting something twice.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class BufferStats:
     accepted: int = 0
     duplicates: int = 0
     late: int = 0
+    too_late: int = 0
     released: int = 0
 
 
@@ -72,6 +75,7 @@ class ReorderBuffer:
     stats: BufferStats = field(default_factory=BufferStats)
     _heap: list[tuple[int, str, Event]] = field(default_factory=list)
     _max_t: int | None = None
+    _released_upto: int | None = None
     _seen: set[str] = field(default_factory=set)
     _buckets: dict[int, list[str]] = field(default_factory=dict)
     _oldest_bucket: int | None = None
@@ -93,6 +97,10 @@ class ReorderBuffer:
         if eid in self._seen:
             self.stats.duplicates += 1
             return None
+        wm = self.watermark_ns
+        if wm is not None and t < wm - self.horizon_ns:
+            self.stats.too_late += 1
+            return None
         self._seen.add(eid)
         b = t // _BUCKET_NS
         bucket = self._buckets.get(b)
@@ -102,8 +110,8 @@ class ReorderBuffer:
                 self._oldest_bucket = b
         bucket.append(eid)
         self.stats.accepted += 1
-        wm = self.watermark_ns
-        if wm is not None and t < wm:
+        done = self._released_upto
+        if done is not None and t <= done:
             self.stats.late += 1
             return ev
         if self._max_t is None or t > self._max_t:
@@ -117,6 +125,8 @@ class ReorderBuffer:
         out: list[tuple[int, Event]] = []
         if limit is None:
             return out
+        if self._released_upto is None or limit > self._released_upto:
+            self._released_upto = limit
         heap = self._heap
         while heap and heap[0][0] <= limit:
             t, _, ev = heapq.heappop(heap)

@@ -69,11 +69,11 @@ def partitioned(events: list[Event], parts: int, rng: random.Random) -> list[Eve
     out: list[Event] = []
     idx = [0] * parts
     while any(idx[p] < len(queues[p]) for p in range(parts)):
-        # a partition is only picked while it is no more than ~0.5 s ahead of the slowest
+        # a partition is only picked while it is less than the 0.5 s lateness ahead
         live = [p for p in range(parts) if idx[p] < len(queues[p])]
         heads = {p: queues[p][idx[p]].ts_ns for p in live}
         slowest = min(heads.values())
-        allowed = [p for p in live if heads[p] - slowest <= 500_000_000]
+        allowed = [p for p in live if heads[p] - slowest < 450_000_000]
         p = rng.choice(allowed)
         out.append(queues[p][idx[p]])
         idx[p] += 1

@@ -71,7 +71,7 @@ def phased_run() -> list[Any]:
     a = Analyzer(
         EXP,
         AnalyzerConfig(
-            slos=SloSpec(p99_max_ms=20, availability_min_pct=99.0, max_error_ratio=0.1),
+            slos=[SloSpec(p99_max_ms=20, availability_min_pct=99.0, max_error_ratio=0.1)],
             burst_gap_s=0.5,
         ),
     )
@@ -122,3 +122,20 @@ def test_verdict_per_phase_names_the_failed_checks() -> None:
     assert any("p99_latency" in r and "exceeds 20 ms" in r for r in slow.reasons)
     overall = one(results, "result.verdict", phase="")
     assert overall.passed is False
+
+
+def test_per_target_slos_are_named_after_their_target() -> None:
+    events: list[Event] = [ok(i * 100, latency_ms=50.0) for i in range(50)]
+    events += [ok(i * 100, target="db", latency_ms=5.0) for i in range(50)]
+    cfg = AnalyzerConfig(
+        slos=[SloSpec(target="db", p99_max_ms=10), SloSpec(target="gw", p99_max_ms=10)]
+    )
+    a = Analyzer(EXP, cfg)
+    a.ingest(sorted(events, key=lambda e: e.ts_ns))
+    a.finish()
+    v = one(a.results(), "result.verdict", phase="")
+    assert [(c.name, c.passed) for c in v.checks if "p99" in c.name] == [
+        ("db:p99_latency", True),
+        ("gw:p99_latency", False),
+    ]
+    assert v.passed is False
