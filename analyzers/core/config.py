@@ -48,7 +48,7 @@ class SloSpec(Frozen):
 class AnalyzerConfig(Frozen):
     allowed_lateness_s: float = Field(default=0.5, ge=0)
     """Events are held this long (event time) so out-of-order arrivals are put back in order."""
-    dedup_horizon_s: float = Field(default=30.0, gt=0)
+    dedup_horizon_s: float = Field(default=10.0, gt=0)
     """How long (event time) an event id is remembered after release, to spot duplicates;
     events older than this behind the watermark are dropped (``too_late``)."""
     health: HealthThresholds = Field(default_factory=HealthThresholds)
