@@ -8,7 +8,7 @@ given seed; event time advances by ``1 / rate`` per event.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from schemas.events import Receive, Send, SessionError, ToxicAdded, ToxicRemoved, ToxicSpec
 
@@ -43,7 +43,7 @@ def synthetic_events(
     made = 0
     fault_on = False
     next_fault = start_ns + int(fault_every_s * 1e9 / 2)
-    common = {"experiment_id": experiment_id, "run_id": "r1"}
+    common: dict[str, Any] = {"experiment_id": experiment_id, "run_id": "r1"}
     while made < n:
         if not fault_on and t >= next_fault:
             fault_on = True
@@ -91,7 +91,7 @@ def synthetic_events(
         target = targets[i % 2]
         seq = seqs[i]
         seqs[i] = seq + 1
-        base = {
+        base: dict[str, Any] = {
             **common,
             "generator_id": f"g{i % 2}",
             "mono_ns": t - start_ns + 1,

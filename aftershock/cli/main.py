@@ -6,6 +6,7 @@ import typer
 
 from aftershock import __version__
 from aftershock.cli import stack
+from analyzers.cli import app as analyzers_app
 from injector.proxy.cli import app as proxy_app
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(stack.app)
 app.add_typer(proxy_app, name="proxy")
+app.add_typer(analyzers_app)
 
 
 @app.callback()
