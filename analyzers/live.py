@@ -47,9 +47,11 @@ class LiveAnalyzers:
         self,
         config_for: Callable[[str], AnalyzerConfig] | None = None,
         clock: Clock | None = None,
+        sources: Sequence[str] = (),
     ) -> None:
         self._config_for = config_for or (lambda _exp: AnalyzerConfig())
         self._clock = clock
+        self._sources = list(sources)
         self.slots: dict[str, Slot] = {}
         self.skipped_records = 0
         self.edges: list[tuple[str, str]] = []
@@ -70,6 +72,7 @@ class LiveAnalyzers:
             )
         for caller, callee in self.edges:
             slot.analyzer.add_dependency(caller, callee)
+        slot.analyzer.expect_sources(self._sources)
         self.slots[experiment_id] = slot
         return slot
 
@@ -84,7 +87,7 @@ class LiveAnalyzers:
                 self.skipped_records += 1
                 return FeedOutcome(False, 0)
             slot.applied[part] = offset
-        slot.analyzer.ingest(events)
+        slot.analyzer.ingest(events, "" if source is None else str(source[0]))
         slot.dirty = True
         return FeedOutcome(True, len(events))
 

@@ -80,7 +80,9 @@ class AnalyzerWorker:
             raise ValueError("the analyzer worker needs kafka_bootstrap and redis_url")
         self.settings = settings
         self.options = opts = options or WorkerOptions()
-        self.live = LiveAnalyzers(self._config_for)
+        self.live = LiveAnalyzers(
+            self._config_for, sources=[str(p) for p in range(settings.partitions)]
+        )
         self._configs: dict[str, AnalyzerConfig] = {}
         self._pending_acks: list[Any] = []
         self._analyze_stream: Any = None
@@ -88,6 +90,7 @@ class AnalyzerWorker:
         self._redis: Redis | None = None
         self._results_producer_topic: Any = None
         datadir = opts.datadir or (settings.state_dir / "faust" / opts.app_id)
+        datadir.mkdir(parents=True, exist_ok=True)
         brokers = ";".join(f"kafka://{b}" for b in settings.kafka_bootstrap.split(","))
         self.app = app = faust.App(
             opts.app_id,
@@ -126,8 +129,9 @@ class AnalyzerWorker:
         self.state = app.Table(
             "state",
             default=None,
-            key_serializer="raw",
-            value_serializer="raw",
+            schema=faust.Schema(
+                key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            ),
             partitions=settings.partitions,
         )
         self.spans = SpanGraphBuilder()
@@ -231,7 +235,9 @@ class AnalyzerWorker:
             if slot.dirty:
                 blob = self.live.snapshot(exp)
                 key = exp.encode()
-                self.state.send_changelog(slot.partition, key, blob)
+                self.state.send_changelog(
+                    slot.partition, key, blob, key_serializer="raw", value_serializer="raw"
+                )
                 self.state.data[key] = blob
                 metrics.CHECKPOINTS.inc()
                 metrics.SNAPSHOT_BYTES.set(len(blob))

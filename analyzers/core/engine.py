@@ -119,6 +119,7 @@ class Analyzer:
         self._buffer = ReorderBuffer(
             lateness_ns=int(cfg.allowed_lateness_s * 1e9),
             horizon_ns=int(cfg.dedup_horizon_s * 1e9),
+            source_idle_ns=int(cfg.source_idle_s * 1e9),
         )
         self.faults = FaultWindows()
         self.graph = DependencyGraph(cfg.graph)
@@ -140,27 +141,44 @@ class Analyzer:
 
     # --- feeding ------------------------------------------------------------------------
 
-    def ingest(self, events: Iterable[Event]) -> None:
-        """Accept events in arrival order; applies those the watermark has passed."""
+    def ingest(self, events: Iterable[Event], source: str = "") -> None:
+        """Accept events in arrival order; applies those the watermark has passed.
+
+        ``source`` names where they came from (e.g. a Kafka partition), see
+        :mod:`analyzers.core.ordering`.
+        """
         buffer = self._buffer
         time_of = self._timebase.time_of
         exp = self.experiment_id
+        now = self.clock.now_ns()
         for ev in events:
             if ev.experiment_id != exp or isinstance(ev, ResultBase):
                 self._foreign += 1
                 continue
             t = time_of(ev)
-            late = buffer.push(t, ev)
+            late = buffer.push(t, ev, source, now)
             if late is not None:
                 self._apply(t, late)
-        self._release(buffer.pop_ready())
-        self._last_ingest_ns = self.clock.now_ns()
+        self._release(buffer.pop_ready(buffer.watermark_at(now)))
+        self._last_ingest_ns = now
+
+    def expect_sources(self, sources: Iterable[str]) -> None:
+        """Sources (partitions) that may deliver; the watermark waits for each of them until
+        it delivers or has been silent for ``source_idle_s``."""
+        now = self.clock.now_ns()
+        for s in sources:
+            self._buffer.expect(s, now)
 
     def tick(self) -> None:
-        """Release buffered events once no event arrived for ``idle_flush_s``."""
-        idle_ns = self.clock.now_ns() - self._last_ingest_ns
-        if len(self._buffer) and idle_ns >= self.config.idle_flush_s * 1e9:
+        """Release what idle sources no longer hold back; everything once no event arrived
+        for ``idle_flush_s``."""
+        now = self.clock.now_ns()
+        if not len(self._buffer):
+            return
+        if now - self._last_ingest_ns >= self.config.idle_flush_s * 1e9:
             self._release(self._buffer.drain())
+        else:
+            self._release(self._buffer.pop_ready(self._buffer.watermark_at(now)))
 
     def finish(self) -> None:
         """End of stream: apply everything buffered and settle open recoveries."""
@@ -330,6 +348,7 @@ class Analyzer:
             raise TypeError(f"snapshot holds {type(obj).__name__}, not an Analyzer")
         obj.clock = clock or SystemClock()
         obj._last_ingest_ns = obj.clock.now_ns()
+        obj._buffer.touch_sources(obj._last_ingest_ns)
         return obj
 
     def __getstate__(self) -> dict[str, Any]:

@@ -83,6 +83,8 @@ class HealthKey:
             self.first_ns = t
         if t > self.last_ns:
             self.last_ns = t
+        else:
+            t = self.last_ns  # a late observation counts as seen now: the timeline only grows
         window = self._window
         window.append((t, error_class))
         if not ok:

@@ -8,11 +8,15 @@ larger than ``max_clock_step_s`` means the generator restarted and it is re-anch
 A constant offset between two generators' clocks cannot be seen in the events; known offsets
 are configured in ``AnalyzerConfig.clock_offsets_ns``.
 
-Order. Events wait in a buffer until the watermark (highest event time seen minus the allowed
-lateness) passes them, and leave sorted by (event time, event id), so any interleaving of
-partitions whose lag stays below the lateness yields the same sequence. An event at or before
-the point already released is late: it is still applied (counted in ``late``), at its place in
-arrival order.
+Order. Events wait in a buffer until the watermark passes them. Events may name their source
+(a Kafka partition: within one source they arrive nearly in order); the watermark is the
+lowest, over sources that delivered something within ``source_idle_s`` of processing time,
+of the highest event time seen from that source, minus the allowed lateness — so a partition
+that lags (a consumer catching up on a backlog reads partitions unevenly) holds the others
+back instead of having its events arrive late. Released events leave sorted by (event time,
+event id), so any interleaving of partitions whose lag stays below the lateness yields the
+same sequence. An event at or before the point already released is late: it is still applied
+(counted in ``late``), at its place in arrival order.
 
 Duplicates. Ids are remembered from arrival until ``dedup_horizon`` (event time) after the
 watermark passed them, in time buckets, so memory is bounded by rate × (lateness + horizon).
@@ -82,7 +86,10 @@ class ReorderBuffer:
 
     lateness_ns: int
     horizon_ns: int
+    source_idle_ns: int = 1_000_000_000
     stats: BufferStats = field(default_factory=BufferStats)
+    _src_max: dict[str, int] = field(default_factory=dict)
+    _src_seen: dict[str, int] = field(default_factory=dict)
     _heap: list[tuple[int, str, Event]] = field(default_factory=list)
     _max_t: int | None = None
     _released_upto: int | None = None
@@ -92,7 +99,29 @@ class ReorderBuffer:
 
     @property
     def watermark_ns(self) -> int | None:
-        return None if self._max_t is None else self._max_t - self.lateness_ns
+        """The watermark as of the last release."""
+        return self._released_upto
+
+    def watermark_at(self, now_ns: int) -> int | None:
+        """The watermark at processing time ``now_ns`` (see the module docstring)."""
+        if self._max_t is None:
+            return None
+        idle = self.source_idle_ns
+        src_max = self._src_max
+        active = [s for s, at in self._src_seen.items() if now_ns - at < idle]
+        if any(s not in src_max for s in active):
+            return self._released_upto  # an expected source has not delivered yet
+        low = min((src_max[s] for s in active), default=self._max_t)
+        return low - self.lateness_ns
+
+    def expect(self, source: str, now_ns: int) -> None:
+        """Hold the watermark for ``source`` until it delivers or goes idle."""
+        self._src_seen.setdefault(source, now_ns)
+
+    def touch_sources(self, now_ns: int) -> None:
+        """Count every known source as just heard from (after a restart)."""
+        for s in self._src_seen:
+            self._src_seen[s] = now_ns
 
     @property
     def max_time_ns(self) -> int | None:
@@ -101,16 +130,20 @@ class ReorderBuffer:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def push(self, t: int, ev: Event) -> Event | None:
+    def push(self, t: int, ev: Event, source: str = "", now_ns: int = 0) -> Event | None:
         """Buffer ``ev``; returns it back when it is late (to apply at once), else None."""
         eid = _compact(ev.event_id)
         if eid in self._seen:
             self.stats.duplicates += 1
             return None
-        wm = self.watermark_ns
-        if wm is not None and t < wm - self.horizon_ns:
+        done = self._released_upto
+        if done is not None and t < done - self.horizon_ns:
             self.stats.too_late += 1
             return None
+        self._src_seen[source] = now_ns
+        m = self._src_max.get(source)
+        if m is None or t > m:
+            self._src_max[source] = t
         self._seen.add(eid)
         b = t // _BUCKET_NS
         bucket = self._buckets.get(b)
@@ -120,7 +153,6 @@ class ReorderBuffer:
                 self._oldest_bucket = b
         bucket.append(eid)
         self.stats.accepted += 1
-        done = self._released_upto
         if done is not None and t <= done:
             self.stats.late += 1
             return ev
@@ -129,14 +161,14 @@ class ReorderBuffer:
         heapq.heappush(self._heap, (t, ev.event_id, ev))
         return None
 
-    def pop_ready(self, until_ns: int | None = None) -> list[tuple[int, Event]]:
-        """Events at or before the watermark (or ``until_ns``), oldest first."""
-        limit = self.watermark_ns if until_ns is None else until_ns
+    def pop_ready(self, limit: int | None) -> list[tuple[int, Event]]:
+        """Events at or before ``limit`` (a watermark), oldest first."""
         out: list[tuple[int, Event]] = []
         if limit is None:
             return out
-        if self._released_upto is None or limit > self._released_upto:
-            self._released_upto = limit
+        if self._released_upto is not None and limit <= self._released_upto:
+            limit = self._released_upto
+        self._released_upto = limit
         heap = self._heap
         while heap and heap[0][0] <= limit:
             t, _, ev = heapq.heappop(heap)
@@ -149,7 +181,7 @@ class ReorderBuffer:
         """Everything still buffered, oldest first (end of stream)."""
         if not self._heap:
             return []
-        return self.pop_ready(until_ns=max(t for t, _, _ in self._heap))
+        return self.pop_ready(max(t for t, _, _ in self._heap))
 
     def advance(self, t: int) -> None:
         """Move event time forward without an event (idle streams)."""

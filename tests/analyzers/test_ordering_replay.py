@@ -105,6 +105,36 @@ def test_out_of_order_arrival_across_partitions_gives_the_same_results() -> None
     assert results_of(shuffled) == EXPECTED
 
 
+def test_a_lagging_partition_holds_the_watermark_instead_of_arriving_late() -> None:
+    """A consumer catching up on a backlog reads one partition far ahead of another."""
+    clock = ManualClock()
+    parts: dict[str, list[Event]] = {"0": [], "1": []}
+    for ev in BASE:
+        parts["0" if hash(getattr(ev, "session", ev.generator_id)) % 2 else "1"].append(ev)
+    a = Analyzer(EXP, clock=clock)
+    a.expect_sources(["0", "1"])
+    for i in range(0, len(parts["0"]), 200):  # all of partition 0 first
+        a.ingest(parts["0"][i : i + 200], source="0")
+        clock.advance(0.1)
+    for i in range(0, len(parts["1"]), 200):
+        a.ingest(parts["1"][i : i + 200], source="1")
+        clock.advance(0.1)
+    a.finish()
+    assert a.stats().late == 0
+    assert [r.model_dump() for r in a.results()] == EXPECTED
+
+
+def test_an_expected_source_that_stays_silent_stops_holding_the_watermark() -> None:
+    clock = ManualClock()
+    a = Analyzer(EXP, AnalyzerConfig(source_idle_s=1, idle_flush_s=100), clock=clock)
+    a.expect_sources(["0", "1"])
+    a.ingest(BASE[:500], source="0")
+    assert a.stats().released == 0
+    clock.advance(1.5)
+    a.ingest(BASE[500:1000], source="0")
+    assert a.stats().released > 0
+
+
 def test_redelivered_duplicates_are_dropped_and_change_nothing() -> None:
     rng = random.Random(3)
     retried = {i: i + rng.randint(1, 20) for i in rng.sample(range(len(BASE)), 50)}
