@@ -1,8 +1,8 @@
 """Recompute every result from the log: the Kafka events topic or an exported JSONL file.
 
-Records of all partitions are merged by record timestamp, so the analyzer sees events in
-nearly the order they were produced, and fed to the same :class:`Analyzer` the live worker
-uses. ``export`` writes the same merged stream as JSONL (one event per line).
+Records of all partitions are merged by record timestamp and fed, each partition as its own
+source, to the same :class:`Analyzer` the live worker uses. ``export`` writes the events as
+JSONL (one event per line), sorted by time.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from pydantic import ValidationError
 from aftershock.errors import DecodeError
 from aftershock.eventlog import codec
 from analyzers.core import Analyzer, AnalyzerConfig
+from analyzers.core.clock import ManualClock
 from analyzers.errors import InputError
 from schemas.events import parse_event
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import Iterator
     from pathlib import Path
 
     from aiokafka.structs import ConsumerRecord
@@ -41,10 +42,39 @@ class _Rec:
     headers: dict[str, bytes]
 
 
+@dataclass
+class LogRead:
+    """An experiment's records, read from every partition of the events topic."""
+
+    experiment_id: str
+    per_part: dict[int, list[tuple[int, int, _Rec]]]
+
+    @property
+    def sources(self) -> list[str]:
+        return [str(p) for p, recs in sorted(self.per_part.items()) if recs]
+
+    def batches(self) -> Iterator[tuple[str, list[Event] | None]]:
+        """``(partition, events)``, partitions interleaved by record timestamp;
+        ``(partition, None)`` once a partition has nothing more."""
+        left = {p: len(recs) for p, recs in self.per_part.items() if recs}
+        merged = heapq.merge(*self.per_part.values(), key=lambda x: (x[0], x[2].partition, x[1]))
+        for _, _, rec in merged:
+            source = str(rec.partition)
+            try:
+                decoded = codec.decode(rec.value, rec.headers)
+                events = [e for e in decoded.events if e.experiment_id == self.experiment_id]
+            except DecodeError:
+                events = []  # the live worker skips it too
+            yield source, events
+            left[rec.partition] -= 1
+            if not left[rec.partition]:
+                yield source, None
+
+
 async def read_log(
     bootstrap: str, topic: str, experiment_id: str, *, fetch_timeout_ms: int = 500
-) -> AsyncIterator[list[Event]]:
-    """Batches of the experiment's events, partitions merged by record timestamp."""
+) -> LogRead:
+    """Every record of the experiment (by record key) from every partition, to the end."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -52,6 +82,7 @@ async def read_log(
         fetch_max_bytes=64 * 1024 * 1024,
     )
     await consumer.start()
+    per_part: dict[int, list[tuple[int, int, _Rec]]] = {}
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         if not parts:
@@ -59,11 +90,11 @@ async def read_log(
             parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:
-            return
+            return LogRead(experiment_id, per_part)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        per_part: dict[int, list[tuple[int, int, _Rec]]] = {tp.partition: [] for tp in tps}
+        per_part.update({tp.partition: [] for tp in tps})
         wanted = experiment_id.encode() + b"/"
         remaining = {tp for tp in tps if end[tp] > 0}
         while remaining:
@@ -77,19 +108,7 @@ async def read_log(
                     remaining.discard(tp)
     finally:
         await consumer.stop()
-    merged = heapq.merge(*per_part.values(), key=lambda x: (x[0], x[2].partition, x[1]))
-    out: list[Event] = []
-    for _, _, rec in merged:
-        try:
-            decoded = codec.decode(rec.value, rec.headers)
-        except DecodeError:
-            continue  # the live worker skips it too
-        out.extend(e for e in decoded.events if e.experiment_id == experiment_id)
-        if len(out) >= CHUNK:
-            yield out
-            out = []
-    if out:
-        yield out
+    return LogRead(experiment_id, per_part)
 
 
 def _rec(r: ConsumerRecord[bytes, bytes]) -> _Rec:
@@ -134,18 +153,27 @@ def analyze_batches(
 async def replay_kafka(
     bootstrap: str, topic: str, experiment_id: str, config: AnalyzerConfig | None = None
 ) -> list[ResultEvent]:
-    a = Analyzer(experiment_id, config)
-    async for batch in read_log(bootstrap, topic, experiment_id):
-        a.ingest(batch)
+    """As the live worker does: each partition is a source, so a partition read ahead of
+    another does not make the other's events late. The clock stands still: deterministic."""
+    log = await read_log(bootstrap, topic, experiment_id)
+    a = Analyzer(experiment_id, config, clock=ManualClock())
+    a.expect_sources(log.sources)
+    for source, batch in log.batches():
+        if batch is None:
+            a.close_source(source)
+        elif batch:
+            a.ingest(batch, source)
     a.finish()
     return a.results()
 
 
 async def export_kafka(bootstrap: str, topic: str, experiment_id: str, path: Path) -> int:
-    n = 0
+    """Write the experiment's events sorted by (wall-clock time, event id), so a replay of the
+    file sees them in order whatever partition they travelled on."""
+    log = await read_log(bootstrap, topic, experiment_id)
+    events = [ev for _, batch in log.batches() for ev in batch or ()]
+    events.sort(key=lambda e: (e.ts_ns, e.event_id))
     with path.open("wb") as fh:
-        async for batch in read_log(bootstrap, topic, experiment_id):
-            for ev in batch:
-                fh.write(ev.model_dump_json().encode() + b"\n")
-            n += len(batch)
-    return n
+        for ev in events:
+            fh.write(ev.model_dump_json().encode() + b"\n")
+    return len(events)

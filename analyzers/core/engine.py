@@ -169,6 +169,11 @@ class Analyzer:
         for s in sources:
             self._buffer.expect(s, now)
 
+    def close_source(self, source: str) -> None:
+        """``source`` is exhausted (end of a partition in replay); release what it held."""
+        self._buffer.close_source(source)
+        self._release(self._buffer.pop_ready(self._buffer.watermark_at(self.clock.now_ns())))
+
     def tick(self) -> None:
         """Release what idle sources no longer hold back; everything once no event arrived
         for ``idle_flush_s``."""

@@ -114,6 +114,11 @@ class ReorderBuffer:
         low = min((src_max[s] for s in active), default=self._max_t)
         return low - self.lateness_ns
 
+    def close_source(self, source: str) -> None:
+        """``source`` will deliver nothing more: stop waiting for it."""
+        self._src_seen.pop(source, None)
+        self._src_max.pop(source, None)
+
     def expect(self, source: str, now_ns: int) -> None:
         """Hold the watermark for ``source`` until it delivers or goes idle."""
         self._src_seen.setdefault(source, now_ns)
