@@ -129,6 +129,8 @@ class AnalyzerWorker:
         self.state = app.Table(
             "state",
             default=None,
+            key_type=bytes,
+            value_type=bytes,
             schema=faust.Schema(
                 key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
             ),
