@@ -34,6 +34,8 @@ from schemas.events import Protocol as WireProtocol
 from schemas.load import SendStep, SubscribeStep
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from aftershock.eventlog.sink import EventSink
     from generators.clock import Clock
     from generators.engines.base import Engine
@@ -95,6 +97,7 @@ class Generator:
         *,
         clock: Clock | None = None,
         engine: Engine | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         validate_plan(profile, target)
         self.profile = profile
@@ -121,6 +124,7 @@ class Generator:
             target=target.name,
             protocol=target.protocol,
         )
+        self._tracer = trace.get_tracer("aftershock.generators", tracer_provider=tracer_provider)
         self._ctx: RunContext | None = None
         self._t0: float | None = None
         self._stop_requested = False
@@ -156,7 +160,7 @@ class Generator:
             counters=self.counters,
             clock=clock,
             ticker=Ticker(clock, opts.tick_s),
-            tracer=trace.get_tracer("aftershock.generators"),
+            tracer=self._tracer,
             key=opts.stamp_key or experiment_key(opts.experiment_id),
             script=tuple(self.profile.script),
             backoff=self.profile.reconnect,

@@ -70,6 +70,7 @@ def draw_size(dist: SizeDist, rng: random.Random) -> int:
 
 class Session:
     __slots__ = (
+        "_active",
         "_drain",
         "_interval_s",
         "_lost",
@@ -106,6 +107,7 @@ class Session:
         self.root: trace.Span = trace.INVALID_SPAN
         self.root_ctx = trace.set_span_in_context(trace.INVALID_SPAN)
         self.due_gen = 0
+        self._active = False
         self._step: SendStep | None = None
         self._remaining: int | None = None
         self._interval_s = 1.0
@@ -204,6 +206,9 @@ class Session:
         t0 = ctx.clock.monotonic()
         try:
             async with ctx.connect_limit:
+                if ctx.stopping:
+                    span.end()
+                    raise _Stop
                 conn = await ctx.engine.connect(ctx.endpoint, self, headers, ctx.connect_timeout_s)
         except GeneratorError as exc:
             span.set_status(Status(StatusCode.ERROR, str(exc)))
@@ -217,7 +222,12 @@ class Session:
         self.conn = conn
         self._lost = asyncio.get_running_loop().create_future()
         ctx.counters.connects += 1
+        if not conn.is_open:  # lost again before we got here: on_closed already ran
+            self.conn = None
+            self._lost.set_result(None)
+            return True
         ctx.counters.active += 1
+        self._active = True
         if reconnect:
             ctx.counters.reconnects += 1
         rec.connected(self.who, attempt, connect_ms, ids)
@@ -428,7 +438,9 @@ class Session:
 
     def on_closed(self, closed: Closed) -> None:
         ctx = self.ctx
-        ctx.counters.active -= 1
+        if self._active:
+            self._active = False
+            ctx.counters.active -= 1
         if closed.by == "client":
             return
         self.conn = None

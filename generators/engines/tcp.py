@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from generators.engines.base import Closed, Connection, Endpoint, MessageHandler
 from generators.errors import ConnectError, ConnectionLost
@@ -31,8 +31,8 @@ class _TcpConnection(asyncio.Protocol):
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self._transport = cast("asyncio.Transport", transport)
         self._open = True
 
     def data_received(self, data: bytes) -> None:

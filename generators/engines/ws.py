@@ -8,7 +8,7 @@ permessage-deflate is off unless ``compression="deflate"``: it costs ~3× memory
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
@@ -62,8 +62,8 @@ class _WsConnection(asyncio.Protocol):
     # asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self._transport = cast("asyncio.Transport", transport)
         request = self._proto.connect()
         for name, value in self._headers.items():
             request.headers[name] = value
