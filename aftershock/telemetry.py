@@ -9,7 +9,6 @@ exporter drops spans, it does not raise into the load loop.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from opentelemetry import trace
@@ -20,6 +19,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from pathlib import Path
 
     from opentelemetry.sdk.trace import ReadableSpan
 
