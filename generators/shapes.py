@@ -44,10 +44,10 @@ def start_offsets(ramp: RampShape, n: int) -> list[float]:
         out: list[float] = []
         prev = -math.inf
         for t in base:
-            prev = max(t, prev + stagger)
+            prev = round(max(t, prev + stagger), 6)
             out.append(prev)
         return out
-    return base
+    return [round(t, 6) for t in base]
 
 
 def planned_active(offsets: Sequence[float], t: float) -> int:
