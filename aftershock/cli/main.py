@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from aftershock import __version__
+from aftershock.cli import stack
+from injector.proxy.cli import app as proxy_app
 
 app = typer.Typer(
     name="aftershock",
@@ -13,6 +15,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(stack.app)
+app.add_typer(proxy_app, name="proxy")
 
 
 @app.callback()

@@ -1,0 +1,68 @@
+"""Errors raised by the shared parts of Aftershock (embedded stack and event log).
+
+The tree::
+
+    AftershockError
+    ├── StackError                  the embedded stack could not start, or stop
+    │   ├── BinaryNotFoundError     a server binary is not installed
+    │   ├── PortInUseError          a configured port is already taken
+    │   ├── ServiceStartError       a server exited or never became healthy
+    │   └── StackAlreadyRunningError  a detached stack is already running here
+    └── EventLogError
+        ├── DecodeError             a Kafka record is not a valid event envelope
+        └── SpoolError              the publisher's disk spool cannot be written
+
+Foreign errors (OS, Kafka client) are mapped at the boundary: ``raise Mapped(msg) from exc``.
+"""
+
+from __future__ import annotations
+
+
+class AftershockError(Exception):
+    """Base of every error Aftershock raises on purpose."""
+
+    retriable: bool = False
+    """True when trying the same thing again later may succeed."""
+
+
+class StackError(AftershockError):
+    """The embedded stack could not be started or stopped."""
+
+
+class BinaryNotFoundError(StackError):
+    """A server binary (Tansu broker, Valkey) is not installed where expected."""
+
+
+class PortInUseError(StackError):
+    """A port the stack was told to use is already bound by another process."""
+
+    def __init__(self, service: str, host: str, port: int) -> None:
+        super().__init__(
+            f"{service}: port {host}:{port} is already in use; free it or choose another "
+            "port (0 picks a free one)"
+        )
+        self.service = service
+        self.host = host
+        self.port = port
+
+
+class ServiceStartError(StackError):
+    """A server process exited during start, or did not become healthy in time."""
+
+    retriable = True
+
+
+class StackAlreadyRunningError(StackError):
+    """A detached stack recorded in the state directory is still running."""
+
+
+class EventLogError(AftershockError):
+    """Base of errors of the event log (wire format, publisher, reader)."""
+
+
+class DecodeError(EventLogError):
+    """A Kafka record is not a valid event envelope; the message says what and where."""
+
+
+class SpoolError(EventLogError):
+    """The publisher's disk spool cannot be written or read."""

@@ -1,0 +1,1 @@
+"""Fault injection: experiments, the controller, and the fault proxy (:mod:`injector.proxy`)."""

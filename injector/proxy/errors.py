@@ -1,0 +1,93 @@
+"""Every error the fault proxy raises, in one tree.
+
+::
+
+    ProxyError                      base of everything raised here
+    ├── ApiError                    answered to an API client: carries status and message
+    │   ├── BadRequest              400 (bad body, missing field, invalid stream or type)
+    │   ├── Unauthorized            401 (bearer token missing or wrong)
+    │   ├── Forbidden               403 (upstream outside the allowlist)
+    │   ├── NotFound                404 (proxy or toxic not found)
+    │   ├── Conflict                409 (proxy or toxic already exists)
+    │   ├── PayloadTooLarge         413 (request body over the limit)
+    │   └── ListenError             500 (the listener could not bind)
+    └── ConnectionError_            a proxied connection ended abnormally
+        ├── ClosedByProxy           we closed it (toxic, disable, delete)
+        └── BrokenByPeer            the client or the upstream broke it (reset, refused)
+
+The API messages are word for word those of Toxiproxy, because clients match on them.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ProxyError(Exception):
+    """Base of every error raised by the fault proxy."""
+
+
+class ApiError(ProxyError):
+    """An error the control API answers with ``{"error": message, "status": status}``."""
+
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ApiError):
+    status = 400
+
+    @classmethod
+    def body(cls, detail: str) -> BadRequest:
+        return cls(f"bad request body: {detail}")
+
+    @classmethod
+    def missing_field(cls, field: str) -> BadRequest:
+        return cls(f"missing required field: {field}")
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+
+
+class ListenError(ApiError):
+    status = 500
+
+
+PROXY_NOT_FOUND = "proxy not found"
+PROXY_EXISTS = "proxy already exists"
+INVALID_STREAM = "stream was invalid, can be either upstream or downstream"
+INVALID_TOXIC_TYPE = "invalid toxic type"
+TOXIC_EXISTS = "toxic already exists"
+TOXIC_NOT_FOUND = "toxic not found"
+
+
+class ConnectionError_(ProxyError):
+    """A proxied connection ended abnormally."""
+
+
+class ClosedByProxy(ConnectionError_):
+    """The proxy closed the connection on purpose (a toxic, a disable, a delete)."""
+
+
+class BrokenByPeer(ConnectionError_):
+    """The client or the upstream broke the connection (reset, refused, unreachable)."""

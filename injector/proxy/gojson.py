@@ -1,0 +1,175 @@
+"""JSON the way Toxiproxy's Go server writes and reads it.
+
+Clients compare bodies byte for byte, so floats are formatted like Go's ``encoding/json``
+(``1`` not ``1.0``; toxicity is a float32), ``<``, ``>`` and ``&`` are escaped, and decode
+errors read like the Go decoder's (``bad request body: <detail>``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+
+from injector.proxy.errors import BadRequest
+
+
+class Float32(float):
+    """A float that is encoded as Go encodes a ``float32`` (shortest float32 round-trip)."""
+
+
+def _shortest_float32(value: float) -> str:
+    (target,) = struct.unpack("f", struct.pack("f", value))
+    for digits in range(1, 10):
+        text = f"{value:.{digits}g}"
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == target:
+            return text
+    return repr(target)
+
+
+def format_float(value: float) -> str:
+    """Go's ``strconv.FormatFloat(f, 'f' or 'e', -1, bits)`` as ``encoding/json`` picks it."""
+    if not math.isfinite(value):
+        raise ValueError(f"cannot encode {value!r} as JSON")
+    shortest = _shortest_float32(value) if isinstance(value, Float32) else repr(float(value))
+    magnitude = abs(float(shortest))
+    if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
+        mantissa, _, exponent = f"{float(shortest):e}".partition("e")
+        digits = shortest.lower().partition("e")[0]
+        if "e" not in shortest.lower():
+            digits = mantissa.rstrip("0").rstrip(".")
+        exp = int(exponent)
+        return f"{digits}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    text = format(Decimal(shortest), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _string(value: str) -> str:
+    return (
+        json.dumps(value, ensure_ascii=False)
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+JsonValue = None | bool | int | float | str | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
+
+
+def _encode(value: object, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(format_float(value))
+    elif isinstance(value, str):
+        out.append(_string(value))
+    elif isinstance(value, Mapping):
+        out.append("{")
+        for i, (key, item) in enumerate(value.items()):
+            if i:
+                out.append(",")
+            out.append(_string(str(key)))
+            out.append(":")
+            _encode(item, out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def encode(value: object) -> bytes:
+    """Compact JSON, formatted as Go's ``json.Marshal`` formats it."""
+    out: list[str] = []
+    _encode(value, out)
+    return "".join(out).encode()
+
+
+def decode(body: bytes) -> object:
+    """Decode the first JSON value of ``body`` like Go's ``json.Decoder`` (trailing data ignored).
+
+    Raises :class:`BadRequest` with a Go-style detail.
+    """
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        raise BadRequest.body(f"invalid UTF-8 at offset {exc.start}") from exc
+    stripped = text.lstrip(" \t\r\n")
+    if not stripped:
+        raise BadRequest.body("EOF")
+    try:
+        value, _ = json.JSONDecoder().raw_decode(stripped)
+    except json.JSONDecodeError as exc:
+        raise BadRequest.body(_go_syntax_detail(stripped, exc)) from exc
+    except RecursionError as exc:
+        raise BadRequest.body("exceeded max depth") from exc
+    return value
+
+
+def _go_syntax_detail(text: str, exc: json.JSONDecodeError) -> str:
+    if exc.pos >= len(text):
+        return "unexpected EOF"
+    char = text[exc.pos]
+    if exc.msg.startswith("Expecting value"):
+        return f"invalid character {char!r} looking for beginning of value"
+    if exc.msg.startswith("Expecting property name"):
+        return f"invalid character {char!r} looking for beginning of object key string"
+    if exc.msg.startswith("Expecting ':'"):
+        return f"invalid character {char!r} after object key"
+    if exc.msg.startswith("Expecting ','"):
+        where = "object key:value pair" if exc.msg.endswith("delimiter") else "array element"
+        return f"invalid character {char!r} after {where}"
+    return f"invalid character {char!r} at offset {exc.pos}: {exc.msg}"
+
+
+def json_type(value: object) -> str:
+    """The JSON type word Go's decoder uses in ``cannot unmarshal <type>`` messages."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return f"number {format_float(float(value)) if isinstance(value, float) else value}"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+def type_error(value: object, where: str, go_type: str) -> BadRequest:
+    """``bad request body: json: cannot unmarshal <type> into Go <where> of type <go_type>``."""
+    kind = json_type(value)
+    if kind.startswith("number") and go_type.startswith(("float", "int", "uint")):
+        pass
+    elif kind.startswith("number"):
+        kind = "number"
+    return BadRequest.body(f"json: cannot unmarshal {kind} into Go {where} of type {go_type}")
+
+
+def field(obj: Mapping[str, object], name: str) -> tuple[bool, object]:
+    """Look a key up the way Go's decoder matches struct fields: exact, else case-insensitive."""
+    if name in obj:
+        return True, obj[name]
+    lowered = name.lower()
+    for key, value in obj.items():
+        if key.lower() == lowered:
+            return True, value
+    return False, None

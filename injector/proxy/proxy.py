@@ -1,0 +1,244 @@
+"""One proxy: a listener, its open connections and its toxics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import os
+import socket
+from typing import TYPE_CHECKING, Protocol
+
+from injector.proxy.errors import ListenError
+from injector.proxy.link import Connection
+from injector.proxy.model import Direction, Toxic
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+
+class ProxyHost(Protocol):
+    """What a proxy needs from the server that owns it."""
+
+    def spawn(self, coro: Coroutine[object, object, None]) -> None: ...
+
+    def connection_opened(self, proxy: Proxy, conn: Connection) -> None: ...
+
+    def connection_closed(self, proxy: Proxy, conn: Connection) -> None: ...
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """Split ``host:port`` / ``[v6]:port`` like Go's ``net.SplitHostPort``; raises ValueError."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"address {text}: missing port in address")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"address {text}: missing port in address")
+        if ":" in host:
+            raise ValueError(f"address {text}: too many colons in address")
+    try:
+        port = int(port_text) if port_text else 0
+    except ValueError:
+        raise ValueError(f"address {text}: invalid port") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"address {text}: invalid port")
+    return host, port
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bind_host(host: str) -> str:
+    # The project's proxies bind loopback unless told otherwise.
+    if host in ("", "localhost"):
+        return "127.0.0.1"
+    return host
+
+
+def _strerror(exc: OSError) -> str:
+    text = os.strerror(exc.errno) if exc.errno else str(exc)
+    return text[:1].lower() + text[1:]
+
+
+class Proxy:
+    """A named listener forwarding to ``upstream`` through per-direction toxic chains."""
+
+    def __init__(self, host: ProxyHost, name: str, listen: str, upstream: str) -> None:
+        self.host = host
+        self.name = name
+        self.listen = listen
+        self.upstream = upstream
+        self.enabled = False
+        self.toxics: list[Toxic] = []
+        self.connections: dict[str, Connection] = {}
+        self.closed_bytes = {Direction.UPSTREAM: [0, 0], Direction.DOWNSTREAM: [0, 0]}
+        self._server: asyncio.AbstractServer | None = None
+        self._upstream_address = ("127.0.0.1", 0)
+        self._set_upstream(upstream)
+
+    def _set_upstream(self, upstream: str) -> None:
+        try:
+            self._upstream_address = split_host_port(upstream)
+        except ValueError:
+            # Dialling an unparseable upstream fails, which closes each client: as upstream does.
+            self._upstream_address = (upstream, 0)
+
+    # -- what connections ask of their proxy (ConnectionOwner) ---------------------------------
+
+    @property
+    def upstream_address(self) -> tuple[str, int]:
+        return self._upstream_address
+
+    def toxics_for(self, direction: Direction) -> list[Toxic]:
+        return [t for t in self.toxics if t.direction is direction]
+
+    def contains_window(self) -> int:
+        windows = [
+            t.match.within_bytes
+            for t in self.toxics
+            if t.match is not None and t.match.contains is not None
+        ]
+        return max(windows, default=0)
+
+    def connection_accepted(self, conn: Connection) -> None:
+        self.connections[conn.id] = conn
+        self.host.spawn(conn.dial())
+
+    def connection_opened(self, conn: Connection) -> None:
+        self.host.connection_opened(self, conn)
+
+    def connection_closed(self, conn: Connection) -> None:
+        if self.connections.pop(conn.id, None) is None:
+            return
+        for link in (conn.up, conn.down):
+            totals = self.closed_bytes[link.direction]
+            totals[0] += link.received
+            totals[1] += link.sent
+        self.host.connection_closed(self, conn)
+
+    def byte_totals(self, direction: Direction) -> tuple[int, int]:
+        """(received, sent) bytes on links of ``direction``, closed connections included."""
+        received, sent = self.closed_bytes[direction]
+        for conn in self.connections.values():
+            link = conn.up if direction is Direction.UPSTREAM else conn.down
+            received += link.received
+            sent += link.sent
+        return received, sent
+
+    # -- listener ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind ``listen`` and start accepting; ``listen`` then shows the bound address."""
+        if self.enabled:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            host, port = split_host_port(self.listen)
+        except ValueError as exc:
+            raise ListenError(f"listen tcp: {exc}") from None
+        host = _bind_host(host)
+        try:
+            infos = await loop.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except socket.gaierror:
+            raise ListenError(f"listen tcp: lookup {host}: no such host") from None
+        family, _, _, _, address = infos[0]
+        shown = join_host_port(str(address[0]), port)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(4096)
+            sock.setblocking(False)
+            self._server = await loop.create_server(
+                lambda: Connection(self, loop).client_side, sock=sock, backlog=4096
+            )
+        except OSError as exc:
+            sock.close()
+            op = "listen" if exc.errno not in (errno.EADDRINUSE, errno.EACCES) else "bind"
+            raise ListenError(f"listen tcp {shown}: {op}: {_strerror(exc)}") from None
+        bound = sock.getsockname()
+        self.listen = join_host_port(str(bound[0]), int(bound[1]))
+        self.enabled = True
+
+    def stop(self) -> None:
+        """Close the listener and every open connection."""
+        self.enabled = False
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for conn in list(self.connections.values()):
+            conn.close()
+
+    def change_upstream(self, upstream: str) -> None:
+        self.upstream = upstream
+        self._set_upstream(upstream)
+
+    # -- toxics -------------------------------------------------------------------------------
+
+    def find_toxic(self, name: str) -> Toxic | None:
+        for toxic in self.toxics:
+            if toxic.name == name:
+                return toxic
+        return None
+
+    def ordered_toxics(self) -> list[Toxic]:
+        """Upstream toxics first, then downstream, each in insertion order."""
+        return self.toxics_for(Direction.UPSTREAM) + self.toxics_for(Direction.DOWNSTREAM)
+
+    def _sync(self, direction: Direction, removed: tuple[str, ...] = ()) -> None:
+        toxics = self.toxics_for(direction)
+        window = self.contains_window()
+        for conn in list(self.connections.values()):
+            if conn.closed or conn.up.sink is None:
+                continue  # still dialling: it syncs when the upstream answers
+            if window > len(conn.prefix) and conn.sniffing:
+                conn.start_sniffing(window)
+            link = conn.up if direction is Direction.UPSTREAM else conn.down
+            link.sync(toxics, removed)
+
+    def add_toxic(self, toxic: Toxic) -> None:
+        self.toxics.append(toxic)
+        self._sync(toxic.direction)
+
+    def toxic_changed(self, toxic: Toxic) -> None:
+        self._sync(toxic.direction)
+
+    def remove_toxic(self, toxic: Toxic) -> None:
+        self.toxics.remove(toxic)
+        self._sync(toxic.direction, (toxic.name,))
+
+    def remove_all_toxics(self) -> list[Toxic]:
+        removed, self.toxics = self.toxics, []
+        names = tuple(t.name for t in removed)
+        for direction in Direction:
+            self._sync(direction, names)
+        return removed
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "listen": self.listen,
+            "upstream": self.upstream,
+            "enabled": self.enabled,
+            "toxics": [t.as_json() for t in self.ordered_toxics()],
+        }
+
+    def close_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,136 @@
+"""The embeddable fault proxy server: control API plus every proxy it manages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+from typing import TYPE_CHECKING, Self
+
+from aftershock import __version__
+from injector.proxy.allowlist import UpstreamAllowlist
+from injector.proxy.api import Api, prometheus_text
+from injector.proxy.bodies import populate_input
+from injector.proxy.collection import ProxyCollection
+from injector.proxy.events import EventContext, EventEmitter
+from injector.proxy.http import DEFAULT_MAX_BODY_BYTES, HttpServer
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+    from types import TracebackType
+
+    from aftershock.eventlog import EventSink
+    from injector.proxy.proxy import Proxy
+
+log = logging.getLogger(__name__)
+
+
+def raise_nofile_limit() -> int:
+    """Raise this process's descriptor soft limit to its hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class ProxyServer:
+    """A Toxiproxy-compatible fault proxy, as an async context manager.
+
+    ::
+
+        async with ProxyServer(sink=MemorySink()) as server:
+            server.api_url   # "http://127.0.0.1:<port>"
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sink: EventSink | None = None,
+        upstream_allowlist: list[str] | tuple[str, ...] | None = None,
+        token: str | None = None,
+        *,
+        connection_events: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._emitter = EventEmitter(sink, connection_events=connection_events)
+        self.collection = ProxyCollection(
+            self._emitter, UpstreamAllowlist.parse(upstream_allowlist), self._spawn
+        )
+        self._api = Api(
+            self.collection,
+            token,
+            __version__,
+            lambda: prometheus_text(self.collection),
+            max_body_bytes,
+        )
+        self._http = HttpServer(self._api.handle, self._api.too_large, max_body_bytes)
+        self._address: tuple[str, int] | None = None
+        self._closing = False
+
+    # Connection dials are many and short: a TaskGroup would keep every finished task's
+    # bookkeeping until exit, so the server owns them in a set and cancels them on close.
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        if self._closing:
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def api_url(self) -> str:
+        if self._address is None:
+            raise RuntimeError("the proxy server is not running")
+        host, port = self._address
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+    @property
+    def proxies(self) -> dict[str, Proxy]:
+        return self.collection.proxies
+
+    async def start(self) -> None:
+        raise_nofile_limit()
+        try:
+            self._address = await self._http.start(self.host, self.port)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def populate(self, body: bytes) -> list[Proxy]:
+        """Create proxies from a ``/populate`` document (as ``--config`` does)."""
+        async with self.collection.lock:
+            return await self.collection.populate(populate_input(body), EventContext())
+
+    async def aclose(self) -> None:
+        """Stop the API, every proxy and every connection. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        await self._http.aclose()
+        await self.collection.aclose()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.shield(self.aclose())

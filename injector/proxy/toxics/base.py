@@ -1,0 +1,195 @@
+"""What every toxic type is made of: a frozen config and a per-link stage.
+
+A *toxic* is what the API manages (name, type, stream, toxicity, attributes). A *stage* is the
+state of one toxic on one link of one connection: it receives chunks with :meth:`Stage.push`
+and hands them on through ``out`` (possibly later, changed, split or not at all). Stages of a
+link form a chain; the last one writes to the socket.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import asyncio
+    import random
+    from collections.abc import Callable
+
+
+class ToxicConfig(BaseModel):
+    """Attributes of a toxic type. Go semantics: unknown keys ignored, missing keys are 0,
+    a value of the wrong JSON type is an error."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
+
+
+class LinkPort(Protocol):
+    """What a stage may ask of the link it sits on."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def buffered_changed(self, delta: int) -> None:
+        """Account ``delta`` bytes held (or released) by a stage, for back-pressure."""
+
+    def close_connection(self) -> None:
+        """Close both sockets of the connection (FIN)."""
+
+    def reset_connection(self) -> None:
+        """Close both sockets of the connection with RST (SO_LINGER 0)."""
+
+
+def _discard(data: bytes) -> None:
+    """Where a stage's output goes before it is wired into a chain."""
+
+
+def _discard_eof() -> None:
+    """Where a stage's EOF goes before it is wired into a chain."""
+
+
+class Stage:
+    """One toxic on one link. The default passes everything through unchanged."""
+
+    config: ToxicConfig
+
+    def __init__(self, config: ToxicConfig, link: LinkPort, rng: random.Random) -> None:
+        self.config = config
+        self.link = link
+        self.rng = rng
+        self.out: Callable[[bytes], None] = _discard
+        self.out_eof: Callable[[], None] = _discard_eof
+        self.active = False
+
+    def start(self) -> None:
+        """The stage became active on its link (toxic added, connection opened, redrawn)."""
+
+    def push(self, data: bytes) -> None:
+        self.out(data)
+
+    def eof(self) -> None:
+        self.out_eof()
+
+    def flush(self) -> None:
+        """Hand every held chunk (and a held EOF) onward now; the stage leaves the chain."""
+
+    def removed(self) -> None:
+        """The toxic was deleted while active here. Default: no data lost."""
+        self.flush()
+
+    def stop(self) -> None:
+        """The connection is closing: drop timers and held data."""
+
+    def reconfigure(self, config: ToxicConfig) -> None:
+        self.config = config
+
+
+class TimedStage(Stage):
+    """A stage that releases chunks in order at scheduled loop times (latency, bandwidth, ...)."""
+
+    def __init__(self, config: ToxicConfig, link: LinkPort, rng: random.Random) -> None:
+        super().__init__(config, link, rng)
+        self._queue: deque[tuple[float, bytes | None]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self.last_at = 0.0
+        self.held = 0
+
+    def schedule(self, data: bytes, at: float) -> None:
+        at = max(at, self.last_at)
+        self.last_at = at
+        self._queue.append((at, data))
+        self.held += len(data)
+        self.link.buffered_changed(len(data))
+        if self._timer is None:
+            self._timer = self.link.loop.call_at(at, self._release)
+
+    def eof(self) -> None:
+        if not self._queue:
+            self.out_eof()
+            return
+        self._queue.append((self.last_at, None))
+
+    def _release(self) -> None:
+        self._timer = None
+        # Release what is due, plus anything due within 100 µs: one wake-up instead of two.
+        horizon = self.link.loop.time() + 0.0001
+        queue = self._queue
+        released = 0
+        while queue and queue[0][0] <= horizon:
+            _, data = queue.popleft()
+            if data is None:
+                self.out_eof()
+                continue
+            released += len(data)
+            self.out(data)
+        if released:
+            self.held -= released
+            self.link.buffered_changed(-released)
+        if queue and self._timer is None:
+            self._timer = self.link.loop.call_at(queue[0][0], self._release)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        queue, self._queue = self._queue, deque()
+        if self.held:
+            self.link.buffered_changed(-self.held)
+            self.held = 0
+        for _, data in queue:
+            if data is None:
+                self.out_eof()
+            else:
+                self.out(data)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._queue.clear()
+        self.held = 0
+
+
+@dataclass(frozen=True)
+class ToxicType:
+    """A registered toxic type: its name, attribute model and stage class."""
+
+    name: str
+    config: type[ToxicConfig]
+    stage: type[Stage]
+    standard: bool
+
+    def parse(self, attributes: dict[str, object]) -> ToxicConfig:
+        return self.config.model_validate(attributes)
+
+
+class Registry:
+    """Toxic types by name; the API looks types up here, never by comparing strings."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, ToxicType] = {}
+
+    def register(
+        self, *names: str, config: type[ToxicConfig], standard: bool = True
+    ) -> Callable[[type[Stage]], type[Stage]]:
+        def decorate(stage: type[Stage]) -> type[Stage]:
+            for name in names:
+                if name in self._types:
+                    raise ValueError(f"toxic type {name!r} registered twice")
+                self._types[name] = ToxicType(name, config, stage, standard)
+            return stage
+
+        return decorate
+
+    def get(self, name: str) -> ToxicType | None:
+        return self._types.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._types)
+
+
+REGISTRY = Registry()
+register = REGISTRY.register

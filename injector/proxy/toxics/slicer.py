@@ -1,0 +1,38 @@
+"""``slicer``: splits chunks into pieces of ``average_size`` ± ``size_variation`` bytes sent
+``delay`` microseconds apart."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from injector.proxy.toxics.base import TimedStage, ToxicConfig, register
+
+
+class SlicerConfig(ToxicConfig):
+    average_size: int = 0
+    size_variation: int = 0
+    delay: int = 0
+
+
+@register("slicer", config=SlicerConfig)
+class SlicerStage(TimedStage):
+    def push(self, data: bytes) -> None:
+        config = cast("SlicerConfig", self.config)
+        if config.average_size <= 0:
+            self.schedule(data, self.link.loop.time())
+            return
+        delay_s = max(config.delay, 0) / 1_000_000
+        at = max(self.link.loop.time(), self.last_at)
+        offset = 0
+        first = True
+        while offset < len(data):
+            variation = max(config.size_variation, 0)
+            size = config.average_size + (
+                self.rng.randint(-variation, variation) if variation else 0
+            )
+            size = max(1, size)
+            if not first:
+                at += delay_s
+            first = False
+            self.schedule(data[offset : offset + size], at)
+            offset += size
