@@ -6,6 +6,7 @@ import typer
 
 from aftershock import __version__
 from aftershock.cli import stack
+from generators.cli import generate
 from injector.proxy.cli import app as proxy_app
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(stack.app)
 app.add_typer(proxy_app, name="proxy")
+app.command("generate")(generate)
 
 
 @app.callback()

@@ -34,6 +34,8 @@ class ChatLikeServer:
         self.leak_to: str | None = None
         self.corrupt_echo = False
         self.fail_login = False
+        self.max_sockets: int | None = None
+        """Above this many open WebSockets, echoes are answered with an error (overload)."""
         self._ids = itertools.count(1)
         self._tokens: dict[str, tuple[str, str]] = {}  # access -> (tenant, user)
         self._refresh: dict[str, tuple[str, str]] = {}
@@ -146,6 +148,8 @@ class ChatLikeServer:
                         self._subs.setdefault(key, set()).add(ws)
                         mine.append(key)
                     await ws.send_str(json.dumps({"op": "subscribed", "channels": m["channels"]}))
+                elif op == "echo" and self.max_sockets and len(self._sockets) > self.max_sockets:
+                    await ws.send_str(json.dumps({"op": "error", "code": "overloaded"}))
                 elif op == "echo":
                     data = m["data"]
                     if self.corrupt_echo:
