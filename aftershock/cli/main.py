@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from aftershock import __version__
-from aftershock.cli import stack
+from aftershock.cli import demo, stack
 from generators.cli import generate
 from injector.proxy.cli import app as proxy_app
 
@@ -17,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(stack.app)
+app.command(name="demo")(demo.demo)
 app.add_typer(proxy_app, name="proxy")
 app.command("generate")(generate)
 
