@@ -233,7 +233,10 @@ class MessageService:
         if not links:
             del self._interest[key]
             if self._tg is not None:
-                self._tg.create_task(self._unsubscribe(key))
+                # The group refuses new tasks once it is shutting down; then there is
+                # nothing left to unsubscribe from.
+                with contextlib.suppress(RuntimeError):
+                    self._tg.create_task(self._unsubscribe(key))
 
     async def _unsubscribe(self, key: str) -> None:
         # Interest may have come back before this task ran; then the subscription stays.
@@ -278,7 +281,7 @@ class MessageService:
                 await writer.drain()
         except (ValueError, asyncio.LimitOverrunError):
             writer.write(b"error: line longer than %d bytes\n" % ECHO_LINE_LIMIT)
-        except OSError:
+        except (OSError, RuntimeError):  # uvloop: RuntimeError on a transport already closed
             pass
         finally:
             self._echo_writers.discard(writer)
