@@ -134,6 +134,7 @@ class PicowsEngine:
                     extra_headers=dict(headers),
                     websocket_handshake_timeout=timeout_s,
                     enable_auto_pong=True,
+                    read_buffer_init_size=2048,
                 )
         except TimeoutError as exc:
             raise ConnectError(f"connect to {url} timed out") from exc

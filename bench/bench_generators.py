@@ -1,0 +1,308 @@
+"""Generator benchmark: 10k WebSocket sessions against an echo server in another process.
+
+Figures, per engine (``ws`` = websockets reference, ``picows``):
+- connections/s established (constant ramp, ``--max-connecting`` attempts in flight);
+- memory per idle connected session (RSS delta / sessions, after ``gc.collect()``);
+- at ``--rate`` msg/s per session for ``--hold-s`` seconds once all are connected
+  (``gc.freeze()`` first): client round trip p50/p99, messages/s, CPU-s per second;
+- every event published to Kafka (embedded broker): emitted, acknowledged, lost.
+Then, side by side on the same echo server: messages/s per CPU-second of ``aftershock
+generate`` (events to Kafka) and of Locust (WebSocket user, own venv under .aftershock/bench).
+
+``python -m bench generators`` runs the defaults; ``python -m bench.bench_generators --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+from aftershock.eventlog.publisher import Publisher
+from aftershock.settings import Settings
+from aftershock.stack import EmbeddedStack
+from generators.limits import check_capacity, raise_fd_limit
+from generators.runner import Generator, GeneratorOptions
+from schemas.load import LoadProfile
+from schemas.targets import Target
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCUST_VENV = ROOT / ".aftershock" / "bench" / "locust-venv"
+
+
+def start_echo() -> tuple[subprocess.Popen[bytes], int]:
+    port_file = Path(tempfile.mkdtemp()) / "port"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.echo_server", str(port_file)], cwd=ROOT)
+    deadline = time.monotonic() + 20
+    while not (port_file.exists() and port_file.read_text()):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("echo server did not start")
+        time.sleep(0.05)
+    return proc, int(port_file.read_text())
+
+
+def profile(sessions: int, script: list[dict[str, object]], duration_s: float) -> LoadProfile:
+    return LoadProfile.model_validate(
+        {
+            "target": "echo",
+            "tenants": [{"name": "t1", "users": sessions}],
+            "duration_s": duration_s,
+            "ramp": {"shape": "constant"},
+            "script": script,
+        }
+    )
+
+
+async def wait_connected(gen: Generator, n: int, timeout_s: float) -> float:
+    t0 = time.monotonic()
+    while gen.counters.connects < n:
+        if time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"only {gen.counters.connects}/{n} connected in {timeout_s} s")
+        await asyncio.sleep(0.01)
+    return time.monotonic()
+
+
+async def bench_engine(
+    engine: str, port: int, args: argparse.Namespace, pub: Publisher
+) -> dict[str, float]:
+    target = Target(name="echo", upstream=f"127.0.0.1:{port}", protocol="ws")
+    opts = GeneratorOptions(
+        experiment_id=f"bench-{engine}",
+        engine=engine,
+        max_connecting=args.max_connecting,
+        trace_every=0,
+    )
+    proc = psutil.Process()
+    n = args.sessions
+    out: dict[str, float] = {}
+
+    # 1. connect rate and idle memory
+    gc.collect()
+    rss0 = proc.memory_info().rss
+    idle = profile(n, [{"do": "connect"}, {"do": "think", "min_ms": 3.6e6}], 600)
+    gen = Generator(idle, target, pub, opts)
+    t0 = time.monotonic()
+    run = asyncio.create_task(gen.run())
+    t_all = await wait_connected(gen, n, 120)
+    out["connects_per_s"] = n / (t_all - t0)
+    gc.collect()
+    out["idle_kb_per_session"] = (proc.memory_info().rss - rss0) / n / 1024
+    gen.stop()
+    await run
+
+    # 2. steady load
+    load = profile(
+        n,
+        [{"do": "connect"}, {"do": "send", "rate_per_s": args.rate, "timeout_ms": 5000}],
+        600,
+    )
+    gen = Generator(load, target, pub, opts)
+    run = asyncio.create_task(gen.run())
+    await wait_connected(gen, n, 120)
+    await asyncio.sleep(1.5)  # let the random send phases settle
+    gc.collect()
+    gc.freeze()
+    gen.counters.latencies_ms.clear()
+    c0, s0, r0, e0 = time.process_time(), gen.counters.sends, gen.counters.receives, 0
+    e0 = gen.counters.errors
+    await asyncio.sleep(args.hold_s)
+    c1, s1, r1 = time.process_time(), gen.counters.sends, gen.counters.receives
+    stats = gen.counters.snapshot(args.hold_s, 0)
+    gen.stop()
+    await run
+    gc.unfreeze()
+    out["msgs_per_s"] = (s1 - s0) / args.hold_s
+    out["round_trips_per_s"] = (r1 - r0) / args.hold_s
+    out["cpu_s_per_s"] = (c1 - c0) / args.hold_s
+    out["p50_ms"] = stats.p50_ms or -1
+    out["p99_ms"] = stats.p99_ms or -1
+    out["max_ms"] = stats.max_ms or -1
+    out["errors"] = gen.counters.errors - e0
+    return out
+
+
+def run_cli(port: int, args: argparse.Namespace, kafka: str, topic: str) -> tuple[int, float]:
+    """``aftershock generate`` as a subprocess: (round trips, CPU seconds)."""
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "run.yaml").write_text(
+        f"""targets:
+  - {{name: echo, upstream: "127.0.0.1:{port}", protocol: ws}}
+load:
+  - target: echo
+    duration_s: {args.compare_s}
+    ramp: {{shape: constant}}
+    tenants: [{{name: t1, users: {args.compare_users}}}]
+    script:
+      - do: connect
+      - do: send
+        rate_per_s: {args.compare_rate}
+        size: {{dist: fixed, bytes: 100}}
+"""
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aftershock.cli.main",
+            "generate",
+            "run.yaml",
+            "--engine",
+            args.compare_engine,
+            "--kafka-bootstrap",
+            kafka,
+            "--quiet",
+            "--trace-every",
+            "0",
+        ],
+        cwd=tmp,
+        env={**os.environ, "AFTERSHOCK_TOPIC_EVENTS": topic, "AFTERSHOCK_OTEL_EXPORTER": "none"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m = re.search(r"recv=(\d+)", res.stdout)
+    assert m, res.stdout + res.stderr
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return int(m.group(1)), cpu
+
+
+def ensure_locust() -> Path | None:
+    exe = LOCUST_VENV / "bin" / "locust"
+    if exe.exists():
+        return exe
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(LOCUST_VENV)], check=True)
+        subprocess.run(
+            [str(LOCUST_VENV / "bin" / "pip"), "install", "-q", "locust", "websocket-client"],
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"locust unavailable: {exc}")
+        return None
+    return exe
+
+
+def run_locust(exe: Path, port: int, args: argparse.Namespace) -> tuple[int, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = subprocess.run(
+        [
+            str(exe),
+            "-f",
+            str(ROOT / "bench" / "locust_ws.py"),
+            "--headless",
+            "--only-summary",
+            "-u",
+            str(args.compare_users),
+            "-r",
+            str(args.compare_users),
+            "--run-time",
+            f"{int(args.compare_s)}s",
+            "--host",
+            f"ws://127.0.0.1:{port}/",
+            "--stop-timeout",
+            "5",
+        ],
+        env={**os.environ, "LOCUST_RATE": str(args.compare_rate)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m = re.search(r"ROUND_TRIPS (\d+)", res.stdout + res.stderr)
+    assert m, res.stdout[-2000:] + res.stderr[-2000:]
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return int(m.group(1)), cpu
+
+
+async def main(args: argparse.Namespace) -> None:
+    limit = raise_fd_limit(20_000)
+    check_capacity(args.sessions, limit=limit)
+    print(
+        f"descriptor limit {limit}; {args.sessions} sessions at {args.rate} msg/s, "
+        f"hold {args.hold_s} s; python {sys.version.split()[0]}",
+        flush=True,
+    )
+    settings = Settings(state_dir=ROOT / ".aftershock" / "bench")
+    echo, port = start_echo()
+    try:
+        async with EmbeddedStack(settings) as stack:
+            topic = f"bench-gen-{uuid.uuid4().hex[:8]}"
+            await stack.create_topics([topic])
+            for engine in args.engines.split(","):
+                async with Publisher(
+                    stack.kafka_bootstrap, topic, state_dir=settings.state_dir
+                ) as pub:
+                    figures = await bench_engine(engine, port, args, pub)
+                    t0 = time.monotonic()
+                    await pub.flush(timeout_s=120)
+                    flush_s = time.monotonic() - t0
+                    st = pub.statistics()
+                lost = st.emitted - st.sent
+                print(
+                    f"[{engine}] connects/s {figures['connects_per_s']:.0f} | idle "
+                    f"{figures['idle_kb_per_session']:.1f} KB/session | "
+                    f"{figures['msgs_per_s']:.0f} msgs/s, {figures['round_trips_per_s']:.0f} "
+                    f"round trips/s, CPU {figures['cpu_s_per_s']:.2f} s/s | p50 "
+                    f"{figures['p50_ms']:.1f} ms p99 {figures['p99_ms']:.1f} ms max "
+                    f"{figures['max_ms']:.1f} ms | errors {figures['errors']:.0f} | events "
+                    f"emitted {st.emitted} acked {st.sent} lost {lost} (flush {flush_s:.1f} s)",
+                    flush=True,
+                )
+            if args.compare_s > 0:
+                ours, ours_cpu = run_cli(port, args, stack.kafka_bootstrap, topic)
+                line = (
+                    f"[compare] {args.compare_users} sessions x {args.compare_rate} msg/s, "
+                    f"{args.compare_s} s: aftershock ({args.compare_engine}, events to Kafka) "
+                    f"{ours} round trips / {ours_cpu:.2f} CPU-s = {ours / ours_cpu:.0f}/CPU-s"
+                )
+                exe = ensure_locust()
+                if exe is not None:
+                    theirs, theirs_cpu = run_locust(exe, port, args)
+                    line += (
+                        f"; locust {theirs} / {theirs_cpu:.2f} CPU-s = "
+                        f"{theirs / theirs_cpu:.0f}/CPU-s; ratio "
+                        f"{(ours / ours_cpu) / (theirs / theirs_cpu):.1f}x"
+                    )
+                print(line, flush=True)
+    finally:
+        echo.terminate()
+        echo.wait()
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--sessions", type=int, default=int(os.environ.get("GEN_BENCH_SESSIONS", 10_000))
+    )
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--hold-s", type=float, default=float(os.environ.get("GEN_BENCH_HOLD_S", 30)))
+    p.add_argument("--engines", default="ws,picows")
+    p.add_argument("--max-connecting", type=int, default=1000)
+    p.add_argument("--compare-users", type=int, default=1000)
+    p.add_argument("--compare-rate", type=float, default=5.0)
+    p.add_argument("--compare-s", type=float, default=20.0)
+    p.add_argument("--compare-engine", default="picows")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse(sys.argv[1:])
+    try:
+        import uvloop
+
+        uvloop.run(main(args))
+    except ImportError:
+        asyncio.run(main(args))
