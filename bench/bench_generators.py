@@ -19,7 +19,6 @@ import asyncio
 import gc
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -132,8 +131,22 @@ async def bench_engine(
     return out
 
 
+def cpu_in_window(proc: subprocess.Popen[str], warmup_s: float, window_s: float) -> float:
+    """CPU seconds ``proc`` used in the steady window after ``warmup_s`` (startup excluded)."""
+    p = psutil.Process(proc.pid)
+
+    def cpu() -> float:
+        t = p.cpu_times()
+        return float(t.user + t.system)
+
+    time.sleep(warmup_s)
+    c0 = cpu()
+    time.sleep(window_s)
+    return cpu() - c0
+
+
 def run_cli(port: int, args: argparse.Namespace, kafka: str, topic: str) -> tuple[int, float]:
-    """``aftershock generate`` as a subprocess: (round trips, CPU seconds)."""
+    """``aftershock generate`` as a subprocess: (round trips in total, CPU-s in the window)."""
     tmp = Path(tempfile.mkdtemp())
     (tmp / "run.yaml").write_text(
         f"""targets:
@@ -150,8 +163,7 @@ load:
         size: {{dist: fixed, bytes: 100}}
 """
     )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    res = subprocess.run(
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -168,14 +180,14 @@ load:
         ],
         cwd=tmp,
         env={**os.environ, "AFTERSHOCK_TOPIC_EVENTS": topic, "AFTERSHOCK_OTEL_EXPORTER": "none"},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        check=True,
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    m = re.search(r"recv=(\d+)", res.stdout)
-    assert m, res.stdout + res.stderr
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    cpu = cpu_in_window(proc, args.compare_warmup_s, args.compare_window_s)
+    out, _ = proc.communicate()
+    m = re.search(r"recv=(\d+)", out)
+    assert m, out
     return int(m.group(1)), cpu
 
 
@@ -196,8 +208,7 @@ def ensure_locust() -> Path | None:
 
 
 def run_locust(exe: Path, port: int, args: argparse.Namespace) -> tuple[int, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    res = subprocess.run(
+    proc = subprocess.Popen(
         [
             str(exe),
             "-f",
@@ -216,14 +227,14 @@ def run_locust(exe: Path, port: int, args: argparse.Namespace) -> tuple[int, flo
             "5",
         ],
         env={**os.environ, "LOCUST_RATE": str(args.compare_rate)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        check=False,
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    m = re.search(r"ROUND_TRIPS (\d+)", res.stdout + res.stderr)
-    assert m, res.stdout[-2000:] + res.stderr[-2000:]
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    cpu = cpu_in_window(proc, args.compare_warmup_s, args.compare_window_s)
+    out, _ = proc.communicate()
+    m = re.search(r"ROUND_TRIPS (\d+)", out)
+    assert m, out[-3000:]
     return int(m.group(1)), cpu
 
 
@@ -262,19 +273,27 @@ async def main(args: argparse.Namespace) -> None:
                     flush=True,
                 )
             if args.compare_s > 0:
+                # Same offered load for both; CPU is sampled over the same steady window.
+                offered = args.compare_users * args.compare_rate
+                expected = offered * args.compare_s
+                in_window = offered * args.compare_window_s
                 ours, ours_cpu = run_cli(port, args, stack.kafka_bootstrap, topic)
+                ours_rate = in_window * min(1.0, ours / expected) / ours_cpu
                 line = (
-                    f"[compare] {args.compare_users} sessions x {args.compare_rate} msg/s, "
-                    f"{args.compare_s} s: aftershock ({args.compare_engine}, events to Kafka) "
-                    f"{ours} round trips / {ours_cpu:.2f} CPU-s = {ours / ours_cpu:.0f}/CPU-s"
+                    f"[compare] {args.compare_users} sessions x {args.compare_rate:g} msg/s for "
+                    f"{args.compare_s:g} s, CPU over a {args.compare_window_s:g} s steady window: "
+                    f"aftershock ({args.compare_engine}, every event to Kafka) {ours} round "
+                    f"trips ({ours / expected:.0%} of offered), {ours_cpu:.2f} CPU-s = "
+                    f"{ours_rate:.0f} msgs/CPU-s"
                 )
                 exe = ensure_locust()
                 if exe is not None:
                     theirs, theirs_cpu = run_locust(exe, port, args)
+                    theirs_rate = in_window * min(1.0, theirs / expected) / theirs_cpu
                     line += (
-                        f"; locust {theirs} / {theirs_cpu:.2f} CPU-s = "
-                        f"{theirs / theirs_cpu:.0f}/CPU-s; ratio "
-                        f"{(ours / ours_cpu) / (theirs / theirs_cpu):.1f}x"
+                        f"; locust {theirs} round trips ({theirs / expected:.0%}), "
+                        f"{theirs_cpu:.2f} CPU-s = {theirs_rate:.0f} msgs/CPU-s; ratio "
+                        f"{ours_rate / theirs_rate:.1f}x"
                     )
                 print(line, flush=True)
     finally:
@@ -293,7 +312,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-connecting", type=int, default=1000)
     p.add_argument("--compare-users", type=int, default=1000)
     p.add_argument("--compare-rate", type=float, default=5.0)
-    p.add_argument("--compare-s", type=float, default=20.0)
+    p.add_argument("--compare-s", type=float, default=25.0)
+    p.add_argument("--compare-warmup-s", type=float, default=8.0)
+    p.add_argument("--compare-window-s", type=float, default=12.0)
     p.add_argument("--compare-engine", default="picows")
     return p.parse_args(argv)
 

@@ -31,6 +31,8 @@ from schemas.load import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from generators.context import RunContext
     from generators.engines.base import Closed, Connection
     from generators.population import SessionPlan
@@ -59,13 +61,17 @@ def backoff_delay_s(policy: Backoff, attempt: int, rng: random.Random) -> float:
     return max(0.0, base + jitter) / 1000.0
 
 
-def draw_size(dist: SizeDist, rng: random.Random) -> int:
+def size_sampler(dist: SizeDist, rng: random.Random) -> Callable[[], int]:
+    """A function drawing message sizes from ``dist`` (decided once per send step)."""
     if isinstance(dist, FixedSize):
-        return dist.bytes
+        fixed = dist.bytes
+        return lambda: fixed
     if isinstance(dist, UniformSize):
-        return rng.randint(dist.min_bytes, dist.max_bytes)
+        lo, hi = dist.min_bytes, dist.max_bytes
+        return lambda: rng.randint(lo, hi)
     assert isinstance(dist, NormalSize)
-    return max(0, min(dist.max_bytes, round(rng.gauss(dist.mean_bytes, dist.stddev_bytes))))
+    mean, sd, top = dist.mean_bytes, dist.stddev_bytes, dist.max_bytes
+    return lambda: max(0, min(top, round(rng.gauss(mean, sd))))
 
 
 class Session:
@@ -76,6 +82,7 @@ class Session:
         "_lost",
         "_remaining",
         "_send_done",
+        "_size",
         "_step",
         "_sub_ack",
         "channels",
@@ -112,6 +119,7 @@ class Session:
         self._remaining: int | None = None
         self._interval_s = 1.0
         self._send_done: asyncio.Future[None] | None = None
+        self._size: Callable[[], int] = lambda: 0
         self._lost: asyncio.Future[None] | None = None
         self._sub_ack: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -269,6 +277,7 @@ class Session:
         self._step = step
         self._remaining = step.count
         self._interval_s = 1.0 / step.rate_per_s
+        self._size = size_sampler(step.size, self.rng)
         done = self._send_done = loop.create_future()
         # A random phase spreads the first sends of sessions that connected together.
         first = ctx.clock.monotonic() + self.rng.uniform(0, self._interval_s)
@@ -312,7 +321,7 @@ class Session:
             return None
         self.seq += 1
         seq = self.seq
-        size = draw_size(step.size, self.rng)
+        size = self._size()
         stamp = self.stamper.stamp(seq, ctx.clock.wall_ns(), size)
         broadcast = step.expect == "broadcast"
         channel = (step.channel or (self.channels or self.plan.channels)[0]) if broadcast else None
