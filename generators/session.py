@@ -78,6 +78,7 @@ class Session:
     __slots__ = (
         "_active",
         "_drain",
+        "_due",
         "_interval_s",
         "_lost",
         "_remaining",
@@ -118,6 +119,7 @@ class Session:
         self._step: SendStep | None = None
         self._remaining: int | None = None
         self._interval_s = 1.0
+        self._due = 0.0
         self._send_done: asyncio.Future[None] | None = None
         self._size: Callable[[], int] = lambda: 0
         self._lost: asyncio.Future[None] | None = None
@@ -282,6 +284,7 @@ class Session:
         # A random phase spreads the first sends of sessions that connected together.
         first = ctx.clock.monotonic() + self.rng.uniform(0, self._interval_s)
         while True:
+            self._due = first
             ctx.ticker.schedule(self, first)
             assert self._lost is not None
             await wait_any(ctx.clock, [done, self._lost, ctx.stopped])
@@ -350,7 +353,11 @@ class Session:
                 if self._send_done is not None and not self._send_done.done():
                     self._send_done.set_result(None)
                 return None
-        return now + self._interval_s
+        # Keep each session's phase: the next send is due one interval after this one was
+        # due, not after it happened, or sessions delayed by a slow tick would bunch up.
+        due = self._due + self._interval_s
+        self._due = due if due > now - 1.0 else now
+        return self._due
 
     def on_timeout(self, seq: int) -> None:
         entry = self.pending.pop(seq, None)
