@@ -40,6 +40,14 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCUST_VENV = ROOT / ".aftershock" / "bench" / "locust-venv"
 
 
+def runq_wait_s() -> float:
+    """Seconds this process spent runnable but waiting for a CPU (other load on the machine)."""
+    try:
+        return int(Path("/proc/self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def start_echo() -> tuple[subprocess.Popen[bytes], int]:
     port_file = Path(tempfile.mkdtemp()) / "port"
     proc = subprocess.Popen([sys.executable, "-m", "bench.echo_server", str(port_file)], cwd=ROOT)
@@ -113,10 +121,11 @@ async def bench_engine(
     gc.collect()
     gc.freeze()
     gen.counters.latencies_ms.clear()
-    c0, s0, r0, e0 = time.process_time(), gen.counters.sends, gen.counters.receives, 0
-    e0 = gen.counters.errors
+    c0, s0, r0 = time.process_time(), gen.counters.sends, gen.counters.receives
+    e0, w0 = gen.counters.errors, runq_wait_s()
     await asyncio.sleep(args.hold_s)
     c1, s1, r1 = time.process_time(), gen.counters.sends, gen.counters.receives
+    out["runq_wait_s_per_s"] = (runq_wait_s() - w0) / args.hold_s
     stats = gen.counters.snapshot(args.hold_s, 0)
     gen.stop()
     await run
@@ -238,12 +247,35 @@ def run_locust(exe: Path, port: int, args: argparse.Namespace) -> tuple[int, flo
     return int(m.group(1)), cpu
 
 
+async def engine_child(args: argparse.Namespace) -> None:
+    """One engine's figures, in a fresh process so memory per session is its own."""
+    settings = Settings(state_dir=ROOT / ".aftershock" / "bench")
+    async with Publisher(args.kafka_bootstrap, args.topic, state_dir=settings.state_dir) as pub:
+        figures = await bench_engine(args.engines, args.port, args, pub)
+        t0 = time.monotonic()
+        await pub.flush(timeout_s=120)
+        flush_s = time.monotonic() - t0
+        st = pub.statistics()
+    print(
+        f"[{args.engines}] connects/s {figures['connects_per_s']:.0f} | idle "
+        f"{figures['idle_kb_per_session']:.1f} KB/session | "
+        f"{figures['msgs_per_s']:.0f} msgs/s, {figures['round_trips_per_s']:.0f} "
+        f"round trips/s, CPU {figures['cpu_s_per_s']:.2f} s/s | p50 "
+        f"{figures['p50_ms']:.1f} ms p99 {figures['p99_ms']:.1f} ms max "
+        f"{figures['max_ms']:.1f} ms | errors {figures['errors']:.0f} | events "
+        f"emitted {st.emitted} acked {st.sent} lost {st.emitted - st.sent} "
+        f"(flush {flush_s:.1f} s) | run-queue wait {figures['runq_wait_s_per_s']:.2f} s/s",
+        flush=True,
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     limit = raise_fd_limit(20_000)
     check_capacity(args.sessions, limit=limit)
     print(
         f"descriptor limit {limit}; {args.sessions} sessions at {args.rate} msg/s, "
-        f"hold {args.hold_s} s; python {sys.version.split()[0]}",
+        f"hold {args.hold_s} s; python {sys.version.split()[0]}; load average "
+        f"{os.getloadavg()[0]:.1f}",
         flush=True,
     )
     settings = Settings(state_dir=ROOT / ".aftershock" / "bench")
@@ -253,25 +285,30 @@ async def main(args: argparse.Namespace) -> None:
             topic = f"bench-gen-{uuid.uuid4().hex[:8]}"
             await stack.create_topics([topic])
             for engine in args.engines.split(","):
-                async with Publisher(
-                    stack.kafka_bootstrap, topic, state_dir=settings.state_dir
-                ) as pub:
-                    figures = await bench_engine(engine, port, args, pub)
-                    t0 = time.monotonic()
-                    await pub.flush(timeout_s=120)
-                    flush_s = time.monotonic() - t0
-                    st = pub.statistics()
-                lost = st.emitted - st.sent
-                print(
-                    f"[{engine}] connects/s {figures['connects_per_s']:.0f} | idle "
-                    f"{figures['idle_kb_per_session']:.1f} KB/session | "
-                    f"{figures['msgs_per_s']:.0f} msgs/s, {figures['round_trips_per_s']:.0f} "
-                    f"round trips/s, CPU {figures['cpu_s_per_s']:.2f} s/s | p50 "
-                    f"{figures['p50_ms']:.1f} ms p99 {figures['p99_ms']:.1f} ms max "
-                    f"{figures['max_ms']:.1f} ms | errors {figures['errors']:.0f} | events "
-                    f"emitted {st.emitted} acked {st.sent} lost {lost} (flush {flush_s:.1f} s)",
-                    flush=True,
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bench.bench_generators",
+                    "--child",
+                    "--engines",
+                    engine,
+                    "--port",
+                    str(port),
+                    "--kafka-bootstrap",
+                    stack.kafka_bootstrap,
+                    "--topic",
+                    topic,
+                    "--sessions",
+                    str(args.sessions),
+                    "--rate",
+                    str(args.rate),
+                    "--hold-s",
+                    str(args.hold_s),
+                    "--max-connecting",
+                    str(args.max_connecting),
+                    cwd=ROOT,
                 )
+                await child.wait()
             if args.compare_s > 0:
                 # Same offered load for both; CPU is sampled over the same steady window.
                 offered = args.compare_users * args.compare_rate
@@ -316,6 +353,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--compare-warmup-s", type=float, default=8.0)
     p.add_argument("--compare-window-s", type=float, default=12.0)
     p.add_argument("--compare-engine", default="picows")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--kafka-bootstrap", default="", help=argparse.SUPPRESS)
+    p.add_argument("--topic", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -324,6 +365,6 @@ if __name__ == "__main__":
     try:
         import uvloop
 
-        uvloop.run(main(args))
+        uvloop.run(engine_child(args) if args.child else main(args))
     except ImportError:
-        asyncio.run(main(args))
+        asyncio.run(engine_child(args) if args.child else main(args))
