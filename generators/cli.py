@@ -118,17 +118,16 @@ async def _run_profiles(
         loop.add_signal_handler(signals.SIGINT, stop_all)
         loop.add_signal_handler(signals.SIGTERM, stop_all)
 
-    async def freeze_when_connected() -> None:
-        # Everything allocated while connecting lives until the end: moving it out of the
-        # collector's reach keeps full collections (the p99 outliers) short.
-        while not all(g.counters.connects >= len(g.plans) for g in gens):
-            await asyncio.sleep(0.2)
-        gc.collect()
-        gc.freeze()
-
     async def summarise() -> None:
+        frozen = False
         while True:
             await asyncio.sleep(summary_every_s)
+            if not frozen and all(g.counters.connects >= len(g.plans) for g in gens):
+                # What was allocated while connecting lives until the end: moving it out of
+                # the collector's reach keeps full collections (the p99 outliers) short.
+                gc.collect()
+                gc.freeze()
+                frozen = True
             for g, s in zip(gens, snapshot(), strict=True):
                 _echo(quiet, f"[{g.target.name}] {s.line()}")
             _echo(quiet, describe())
@@ -143,7 +142,7 @@ async def _run_profiles(
 
     async with asyncio.TaskGroup() as tg:
         runs = [tg.create_task(g.run(start_at)) for g in gens]
-        helpers = [tg.create_task(summarise()), tg.create_task(freeze_when_connected())]
+        helpers = [tg.create_task(summarise())]
         if stop_signal is not None:
             helpers.append(tg.create_task(watch_stop()))
         try:
