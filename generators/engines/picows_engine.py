@@ -143,5 +143,9 @@ class PicowsEngine:
             raise HandshakeError(f"WebSocket upgrade refused: {exc}", status) from exc
         except OSError as exc:
             raise ConnectError(f"connect to {url} failed: {exc}") from exc
-        assert isinstance(listener, _Listener)
+        if not isinstance(listener, _Listener):
+            # Seen under heavy load: picows hands back no listener of ours; treat it as a
+            # failed handshake rather than a connection we could use.
+            transport.disconnect(graceful=False)
+            raise ConnectError(f"connect to {url}: handshake returned {type(listener).__name__}")
         return _PicowsConnection(transport, listener)
