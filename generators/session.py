@@ -329,17 +329,22 @@ class Session:
         broadcast = step.expect == "broadcast"
         channel = (step.channel or (self.channels or self.plan.channels)[0]) if broadcast else None
         frame = ctx.codec.publish(channel, stamp) if channel is not None else ctx.codec.echo(stamp)
-        try:
-            conn.send(frame, seq)
-        except ConnectionLost:
-            return None
         span: trace.Span | None = None
         ids = self.trace
+        traceparent = None
         if ctx.trace_every and seq % ctx.trace_every == 0:
             span = ctx.tracer.start_span(
                 "round_trip", context=self.root_ctx, attributes={"aftershock.seq": seq}
             )
             ids = span_ids(span)
+            if ids[0] is not None:
+                traceparent = f"00-{ids[0]}-{ids[1]}-01"
+        try:
+            conn.send(frame, seq, traceparent)
+        except ConnectionLost:
+            if span is not None:
+                span.end()
+            return None
         if step.expect != "none":
             self.pending[seq] = (now, span, ids)
             ctx.ticker.expect(now + step.timeout_ms / 1000, self, seq)

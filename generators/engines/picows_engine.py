@@ -90,7 +90,7 @@ class _PicowsConnection:
     def is_open(self) -> bool:
         return bool(self._listener.open)
 
-    def send(self, data: str, seq: int) -> None:
+    def send(self, data: str, seq: int, traceparent: str | None = None) -> None:
         if not self._listener.open:
             raise ConnectionLost("WebSocket is not open")
         self._transport.send(WSMsgType.TEXT, data.encode())

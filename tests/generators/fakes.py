@@ -27,7 +27,7 @@ class FakeConnection:
     def is_open(self) -> bool:
         return self.open
 
-    def send(self, data: str, seq: int) -> None:
+    def send(self, data: str, seq: int, traceparent: str | None = None) -> None:
         self.sent.append(data)
         if self.clock is not None:
             self.sent_at.append(self.clock.monotonic())
