@@ -153,6 +153,8 @@ async def _run(
                 result = await executor.run()
             except asyncio.CancelledError:
                 return executor.journal(), 128 + got.get("signal", signal.SIGINT)
+            if executor.unsupported is not None:
+                return result, 2
             return result, EXIT.get(result.status, 1)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -212,6 +212,8 @@ class Executor:
         self._span: trace.Span | None = None
         self._body_task: asyncio.Task[Any] | None = None
         self._final: Journal | None = None
+        self.unsupported: UnsupportedByServer | None = None
+        """Set when the server cannot run the plan (nothing was injected)."""
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -728,6 +730,8 @@ class Executor:
         except Exception as exc:
             self.status = "failed"
             self.error = "; ".join(_describe(exc))
+            if isinstance(exc, UnsupportedByServer):
+                self.unsupported = exc
         finally:
             self._body_task = None
             await self._finish()

@@ -218,3 +218,49 @@ async def test_sigkill_without_leases_then_reap(
     out2, _ = await asyncio.wait_for(again.communicate(), 15)
     assert again.returncode == 0
     assert "already gone" in out2.decode()
+
+
+async def test_cli_exit_codes_for_bad_file_and_unusable_server(
+    tmp_path: Path, controller: ToxiproxyController, echo: Echo
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: x\nbogus: 1\n")
+    proc = await _cli(tmp_path, "injector", "run", str(bad), "--toxiproxy-url", controller.api_url)
+    _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert "bogus: unknown key 'bogus'" in err.decode()
+
+    doc = {
+        "title": "needs corruption",
+        "extensions": [
+            {
+                "name": "aftershock",
+                "targets": [{"name": "a", "upstream": echo.address, "proxy": "p"}],
+                "faults": [
+                    {
+                        "id": "bits",
+                        "at": 0,
+                        "duration": 1,
+                        "proxy": "p",
+                        "toxic": {"type": "corrupt", "attributes": {"probability": 0.5}},
+                    }
+                ],
+            }
+        ],
+    }
+    path = write_experiment(tmp_path, doc, "corrupt.yaml")
+    proc = await _cli(
+        tmp_path,
+        "injector",
+        "run",
+        str(path),
+        "--standard",
+        "--toxiproxy-url",
+        controller.api_url,
+        "--journal",
+        str(tmp_path / "j.json"),
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 2, err.decode()
+    assert "fault 'bits' needs toxic type 'corrupt'" in err.decode()
+    assert await controller.list_proxies() == {}
