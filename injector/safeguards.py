@@ -1,19 +1,18 @@
 """Safeguards: abort conditions over the analyzers' live results.
 
 :class:`SafeguardMonitor` is a pure fold over ``result.*`` events — feed it results in order and
-it says when a safeguard trips. :class:`RedisResults` feeds it from Redis: the analyzers append
-each result event, as JSON in field ``event``, to the stream
-``aftershock:{experiment_id}:results:stream``.
+it says when a safeguard trips. :func:`redis_results` feeds it from the live results the
+analyzers keep in Redis under ``aftershock:{experiment_id}:results:*``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from schemas.events import parse_event
+from analyzers.store import prefix as store_prefix
+from analyzers.store import read_results, result_field
 from schemas.experiment import (
     AvailabilitySafeguard,
     EpisodeSafeguard,
@@ -30,10 +29,6 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from schemas.results import ResultBase
-
-
-def results_stream_key(experiment_id: str) -> str:
-    return f"aftershock:{experiment_id}:results:stream"
 
 
 def _at_ns(r: ResultBase) -> int:
@@ -117,22 +112,25 @@ class SafeguardMonitor:
 
 
 async def redis_results(
-    client: aioredis.Redis, experiment_id: str, *, block_ms: int = 500
+    client: aioredis.Redis, experiment_id: str, *, poll_s: float = 0.25
 ) -> AsyncIterator[ResultBase]:
-    """Result events of ``experiment_id`` appended to its Redis stream from now on."""
-    key = results_stream_key(experiment_id)
-    last = "$"
+    """Results of ``experiment_id`` as the analyzers update them in Redis (layout of
+    :mod:`analyzers.store`: one hash per result kind holding the latest record per key, and
+    ``...:results:updated_ns`` bumped on every write). Yields each record that is new or
+    changed since the last look, oldest first."""
+    seen: dict[str, str] = {}
+    last_update: bytes | str | None = None
     while True:
-        batches: Any = await client.xread({key: last}, block=block_ms, count=100)
-        for _stream, entries in batches or ():
-            for entry_id, fields in entries:
-                last = entry_id
-                raw = fields.get(b"event") or fields.get("event")
-                if raw is None:
-                    continue
-                try:
-                    ev = parse_event(raw)
-                except ValidationError:
-                    continue
-                if ev.kind.startswith("result.") and ev.experiment_id == experiment_id:
-                    yield ev  # type: ignore[misc]
+        updated = await client.get(f"{store_prefix(experiment_id)}:updated_ns")
+        if updated is not None and updated != last_update:
+            last_update = updated
+            fresh = []
+            for r in await read_results(client, experiment_id):
+                key = f"{r.kind}/{result_field(r)}"
+                raw = r.model_dump_json()
+                if seen.get(key) != raw:
+                    seen[key] = raw
+                    fresh.append(r)
+            for r in sorted(fresh, key=_at_ns):
+                yield r
+        await asyncio.sleep(poll_s)

@@ -137,3 +137,54 @@ def test_control_without_a_running_experiment_says_so(redis_url: str) -> None:
     )
     assert result.exit_code == 1
     assert "no running injector" in result.output
+
+
+async def test_safeguard_reads_the_analyzers_live_results_in_redis(
+    tmp_path: Path, echo: Echo, controller: ToxiproxyController, redis_url: str
+) -> None:
+    from analyzers.store import write_results
+    from schemas.results import Availability
+
+    await controller.create_proxy("echo", echo.address, "127.0.0.1:0")
+    eid = f"guard-{uuid.uuid4().hex[:8]}"
+    doc = plan(
+        echo.address,
+        [_latency("long", 0, 30)],
+        experiment_id=eid,
+        section={"safeguards": [{"metric": "error_rate", "above_pct": 50, "for": "2s"}]},
+    )
+    client = aioredis.Redis.from_url(redis_url)
+    ex = Executor(
+        load_experiment(write_experiment(tmp_path, doc)),
+        controller,
+        MemorySink(),
+        RunOptions(redis=client),
+    )
+    run = asyncio.create_task(ex.run())
+
+    def avail(pct: float, at_s: float) -> Availability:
+        ns = 1_000_000_000
+        return Availability(
+            experiment_id=eid,
+            run_id="a",
+            generator_id="analyzer",
+            ts_ns=int(at_s * ns),
+            window_end_ns=int(at_s * ns),
+            availability_pct=pct,
+            episodes=1,
+            observed_s=at_s,
+        )
+
+    try:
+        await _until(lambda: ex.faults[0].state == FaultState.ACTIVE)
+        await write_results(client, eid, [avail(30, 100)])  # 70 % errors...
+        await asyncio.sleep(0.6)
+        assert not run.done()  # ...but not yet for 2 s
+        await write_results(client, eid, [avail(20, 102.5)])
+        journal = await asyncio.wait_for(run, 5)
+    finally:
+        run.cancel()
+        await client.aclose()
+    assert journal.status == "aborted"
+    assert "safeguard: error rate 80.0% > 50% for 2.5s" in (journal.aftershock.abort_reason or "")
+    assert await controller.list_toxics("echo") == []
