@@ -104,6 +104,8 @@ async def _run(
     standard: bool,
     skip_hypothesis: bool,
     time_scale: float,
+    kafka_bootstrap: str | None,
+    settings: Settings,
 ) -> tuple[Journal | None, int]:
     from injector.validate import load_experiment
 
@@ -111,7 +113,17 @@ async def _run(
     eid = experiment_id or experiment_id_of(exp)
     toxiproxy_url = toxiproxy_url or _url_from_configuration(exp.configuration)
     file_sink = JsonlSink(events) if events else None
-    sink: EventSink = TeeSink(*([file_sink] if file_sink else []))
+    sinks: list[EventSink] = [file_sink] if file_sink else []
+    resources = contextlib.AsyncExitStack()
+    publisher = None
+    if kafka_bootstrap:
+        from aftershock.eventlog.publisher import Publisher
+
+        publisher = await resources.enter_async_context(
+            Publisher(kafka_bootstrap, settings.topic_events, state_dir=settings.state_dir)
+        )
+        sinks.append(publisher)
+    sink: EventSink = TeeSink(*sinks)
     redis = None
     if redis_url:
         import redis.asyncio as aioredis
@@ -161,6 +173,14 @@ async def _run(
             loop.remove_signal_handler(sig)
         if redis is not None:
             await redis.aclose()
+        await resources.aclose()  # flushes the publisher
+        if publisher is not None:
+            st = publisher.statistics()
+            typer.echo(
+                f"kafka {settings.topic_events}: emitted={st.emitted} sent={st.sent} "
+                f"in_spool={st.in_spool}",
+                err=True,
+            )
         if file_sink is not None:
             file_sink.close()
 
@@ -230,6 +250,13 @@ def run_cmd(
             help="Scale every offset, duration and pause (0.1 = rehearse 10x faster).",
         ),
     ] = 1.0,
+    kafka_bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            help="Publish every event to the events topic of this Kafka "
+            "(default: AFTERSHOCK_KAFKA_BOOTSTRAP; unset: no Kafka)."
+        ),
+    ] = None,
 ) -> None:
     """Run an experiment: hypothesis, method and fault timeline, rollbacks; write the journal.
 
@@ -250,6 +277,8 @@ def run_cmd(
                 standard=standard,
                 skip_hypothesis=skip_hypothesis,
                 time_scale=time_scale,
+                kafka_bootstrap=kafka_bootstrap or settings.kafka_bootstrap,
+                settings=settings,
             )
         )
     except InjectorError as exc:

@@ -264,3 +264,62 @@ async def test_cli_exit_codes_for_bad_file_and_unusable_server(
     assert proc.returncode == 2, err.decode()
     assert "fault 'bits' needs toxic type 'corrupt'" in err.decode()
     assert await controller.list_proxies() == {}
+
+
+async def test_run_publishes_its_events_to_kafka(
+    tmp_path: Path, controller: ToxiproxyController, echo: Echo, stack: Any
+) -> None:
+    import uuid
+
+    from aftershock.eventlog.reader import EventReader
+
+    topic = f"injector-events-{uuid.uuid4().hex[:8]}"
+    await stack.create_topics([topic])
+    await controller.create_proxy("k", echo.address, "127.0.0.1:0")
+    doc = {
+        "title": "to kafka",
+        "extensions": [
+            {
+                "name": "aftershock",
+                "experiment_id": "to-kafka",
+                "targets": [{"name": "k", "upstream": echo.address, "proxy": "k"}],
+                "faults": [
+                    {
+                        "id": "k-slow",
+                        "at": 0.1,
+                        "duration": 0.2,
+                        "proxy": "k",
+                        "toxic": {"type": "latency", "attributes": {"latency": 5}},
+                    }
+                ],
+            }
+        ],
+    }
+    path = write_experiment(tmp_path, doc, "kafka.yaml")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aftershock.cli.main",
+        "injector",
+        "run",
+        str(path),
+        "--toxiproxy-url",
+        controller.api_url,
+        "--kafka-bootstrap",
+        stack.kafka_bootstrap,
+        cwd=tmp_path,
+        env={**_env(), "AFTERSHOCK_TOPIC_EVENTS": topic},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert "in_spool=0" in err.decode()
+    async with EventReader(stack.kafka_bootstrap, topic, deadletter_topic=None) as reader:
+        events = await reader.read(max_events=100, idle_timeout_s=2)
+    # Order holds per partition key: lifecycle events among themselves, faults per proxy.
+    lifecycle = [e.kind for e in events if e.kind.startswith("experiment.")]
+    assert lifecycle[0] == "experiment.started"
+    assert lifecycle[-1] == "experiment.ended"
+    faults = [(e.kind, e.fault_id) for e in events if e.kind.startswith("fault.")]
+    assert faults == [("fault.toxic_added", "k-slow"), ("fault.toxic_removed", "k-slow")]
