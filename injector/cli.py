@@ -18,7 +18,12 @@ from injector.control import send_command
 from injector.controller import ToxiproxyController
 from injector.errors import InjectorError
 from injector.executor import Executor, RunOptions, experiment_id_of
-from injector.reap import leftovers_from_events, leftovers_from_journal, reap
+from injector.reap import (
+    leftovers_from_events,
+    leftovers_from_journal,
+    leftovers_from_kafka,
+    reap,
+)
 from injector.sinks import JsonlSink, TeeSink
 from injector.validate import check_file
 
@@ -321,11 +326,22 @@ def reap_cmd(
     toxiproxy_url: Annotated[
         str | None, typer.Option(help="Toxiproxy API (default: the journal's, or settings).")
     ] = None,
+    kafka: Annotated[
+        bool,
+        typer.Option(
+            "--kafka",
+            help="Also fold the event log on Kafka (AFTERSHOCK_KAFKA_BOOTSTRAP, events topic).",
+        ),
+    ] = False,
+    kafka_bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka for --kafka (default: AFTERSHOCK_KAFKA_BOOTSTRAP).")
+    ] = None,
 ) -> None:
     """Remove every toxic and outage a run created and did not revert (after kill -9)."""
-    if journal is None and events is None:
-        typer.echo("error: give --journal and/or --events", err=True)
+    if journal is None and events is None and not kafka:
+        typer.echo("error: give --journal, --events and/or --kafka", err=True)
         raise typer.Exit(2)
+    settings = _settings()
     leftovers = []
     url = toxiproxy_url
     try:
@@ -338,14 +354,19 @@ def reap_cmd(
             leftovers.extend(found)
             with contextlib.suppress(Exception):
                 url = url or read_journal(journal).aftershock.api_url
-        if events is not None:
-            if eid is None:
-                typer.echo("error: --events needs --experiment-id (or a --journal)", err=True)
+        if (events is not None or kafka) and eid is None:
+            typer.echo("error: --events/--kafka need --experiment-id (or a --journal)", err=True)
+            raise typer.Exit(2)
+        if events is not None and eid is not None:
+            leftovers.extend(lo for lo in leftovers_from_events(events, eid) if lo not in leftovers)
+        if kafka and eid is not None:
+            bootstrap = kafka_bootstrap or settings.kafka_bootstrap
+            if not bootstrap:
+                typer.echo("error: --kafka needs --kafka-bootstrap or AFTERSHOCK_KAFKA_BOOTSTRAP")
                 raise typer.Exit(2)
-            for lo in leftovers_from_events(events, eid):
-                if lo not in leftovers:
-                    leftovers.append(lo)
-        url = url or _settings().toxiproxy_url
+            found = asyncio.run(leftovers_from_kafka(bootstrap, settings.topic_events, eid))
+            leftovers.extend(lo for lo in found if lo not in leftovers)
+        url = url or settings.toxiproxy_url
         if not url:
             typer.echo("error: no --toxiproxy-url and none in the journal", err=True)
             raise typer.Exit(2)

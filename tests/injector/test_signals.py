@@ -36,14 +36,16 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AFTERSHOCK_")}
 
 
-async def _cli(cwd: Path, *args: str) -> asyncio.subprocess.Process:
+async def _cli(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "aftershock.cli.main",
         *args,
         cwd=cwd,
-        env=_env(),
+        env={**_env(), **(env or {})},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -110,7 +112,9 @@ class Scene:
         }
         return write_experiment(self.tmp, doc, f"{self.eid}.yaml")
 
-    async def start(self, *extra: str) -> asyncio.subprocess.Process:
+    async def start(
+        self, *extra: str, env: dict[str, str] | None = None
+    ) -> asyncio.subprocess.Process:
         proc = await _cli(
             self.tmp,
             "injector",
@@ -123,6 +127,7 @@ class Scene:
             "--events",
             str(self.events),
             *extra,
+            env=env,
         )
         await _until(self.faulted, 20)
         # The server changes first, the event follows: wait for both to be in the log.
@@ -323,3 +328,37 @@ async def test_run_publishes_its_events_to_kafka(
     assert lifecycle[-1] == "experiment.ended"
     faults = [(e.kind, e.fault_id) for e in events if e.kind.startswith("fault.")]
     assert faults == [("fault.toxic_added", "k-slow"), ("fault.toxic_removed", "k-slow")]
+
+
+async def test_sigkill_without_leases_then_reap_from_the_kafka_event_log(
+    tmp_path: Path, controller: ToxiproxyController, echo: Echo, stack: Any
+) -> None:
+    import uuid
+
+    topic = f"injector-reap-{uuid.uuid4().hex[:8]}"
+    await stack.create_topics([topic])
+    env = {"AFTERSHOCK_TOPIC_EVENTS": topic}
+    scene = Scene(tmp_path, controller, echo, "reap-kafka")
+    await scene.setup()
+    proc = await scene.start("--no-leases", "--kafka-bootstrap", stack.kafka_bootstrap, env=env)
+    await asyncio.sleep(0.5)  # the publisher sends within milliseconds; kill -9 loses its buffer
+    proc.kill()
+    await proc.wait()
+    assert await scene.faulted()
+    reaper = await _cli(
+        tmp_path,
+        "injector",
+        "reap",
+        "--kafka",
+        "--kafka-bootstrap",
+        stack.kafka_bootstrap,
+        "--experiment-id",
+        scene.eid,
+        "--toxiproxy-url",
+        controller.api_url,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(reaper.communicate(), 60)
+    assert reaper.returncode == 0, err.decode()
+    assert f"slowed: toxic {scene.eid}-lat: removed" in out.decode()
+    assert await scene.clean()
