@@ -31,13 +31,12 @@ from injector.errors import (
     ToxicNotFound,
     UnsupportedByServer,
 )
+from injector.faults import FaultRun, toxic_spec
 from injector.journal import (
-    ALLOWED,
     LIVE_STATES,
     ActivityRun,
     AftershockRun,
     ControlRecord,
-    FaultRecord,
     FaultState,
     Journal,
     SteadyState,
@@ -46,6 +45,7 @@ from injector.journal import (
     write_journal,
 )
 from injector.safeguards import SafeguardMonitor, redis_results
+from injector.shield import shielded
 from injector.timeline import Timeline
 from schemas.base import new_run_id
 from schemas.events import (
@@ -58,12 +58,11 @@ from schemas.events import (
     ProxyEnabled,
     ToxicAdded,
     ToxicRemoved,
-    ToxicSpec,
 )
 from schemas.experiment import Action, ActivityRef, Probe, ToxicFault
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable
     from pathlib import Path
 
     import redis.asyncio as aioredis
@@ -71,7 +70,7 @@ if TYPE_CHECKING:
     from aftershock.eventlog import EventSink
     from injector.control import ControlCommand
     from injector.controller import Capabilities, Controller, ToxicInfo
-    from schemas.experiment import Experiment, Fault
+    from schemas.experiment import Experiment
     from schemas.results import ResultBase
 
 _tracer = trace.get_tracer("aftershock.injector")
@@ -90,60 +89,6 @@ def experiment_id_of(exp: Experiment) -> str:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-@dataclass
-class FaultRun:
-    """Runtime state of one fault (from the timeline or a chaostoxi action)."""
-
-    fault_id: str
-    proxy: str
-    kind: Literal["toxic", "down"]
-    source: Literal["timeline", "chaostoxi"] = "timeline"
-    fault: Fault | None = None
-    state: FaultState = FaultState.PENDING
-    planned_at_s: float | None = None
-    planned_duration_s: float | None = None
-    injected_at_s: float | None = None
-    jitter_ms: float | None = None
-    apply_ms: float | None = None
-    reverted_at_s: float | None = None
-    revert_jitter_ms: float | None = None
-    revert_ms: float | None = None
-    lease_ttl_ms: int | None = None
-    lease_renewals: int = 0
-    error: str | None = None
-    toxic_type: str | None = None
-    span: trace.Span | None = field(default=None, repr=False)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-    """Held while the fault changes on the server, so a lease renewal never races a revert."""
-
-    def to(self, new: FaultState) -> None:
-        if new not in ALLOWED[self.state]:
-            raise InjectorError(f"fault {self.fault_id}: {self.state} → {new} is not allowed")
-        self.state = new
-
-    def record(self) -> FaultRecord:
-        return FaultRecord(
-            fault_id=self.fault_id,
-            proxy=self.proxy,
-            kind=self.kind,
-            source=self.source,
-            toxic_name=self.fault_id if self.kind == "toxic" else None,
-            toxic_type=self.toxic_type,
-            state=self.state,
-            planned_at_s=self.planned_at_s,
-            planned_duration_s=self.planned_duration_s,
-            injected_at_s=self.injected_at_s,
-            jitter_ms=self.jitter_ms,
-            apply_ms=self.apply_ms,
-            reverted_at_s=self.reverted_at_s,
-            revert_jitter_ms=self.revert_jitter_ms,
-            revert_ms=self.revert_ms,
-            lease_ttl_ms=self.lease_ttl_ms,
-            lease_renewals=self.lease_renewals,
-            error=self.error,
-        )
 
 
 @dataclass
@@ -350,7 +295,7 @@ class Executor:
                         proxy=fr.proxy,
                         source="injector",
                         fault_id=fr.fault_id,
-                        toxic=_spec(info),
+                        toxic=toxic_spec(info),
                         ttl_ms=fr.lease_ttl_ms,
                     )
                 )
@@ -774,46 +719,12 @@ class Executor:
         self._final = self._save() or self.journal()
 
 
-async def shielded(fn: Callable[[], Coroutine[Any, Any, Any]], limit_s: float) -> None:
-    """Run ``fn()`` to completion (or ``limit_s``) even if the caller is cancelled meanwhile;
-    a cancellation that arrived is re-raised afterwards."""
-    task: asyncio.Task[Any] = asyncio.ensure_future(fn())
-    deadline = time.monotonic() + limit_s
-    cancelled = False
-    while not task.done():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-            raise TimeoutError
-        try:
-            await asyncio.wait({task}, timeout=remaining)
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        current = asyncio.current_task()
-        if current is not None:
-            current.uncancel()
-    task.result()
-
-
 def _describe(exc: BaseException) -> list[str]:
     if isinstance(exc, BaseExceptionGroup):
         return [d for e in exc.exceptions for d in _describe(e)]
     if isinstance(exc, InjectorError):
         return [str(exc)]
     return [f"{type(exc).__name__}: {exc}"]
-
-
-def _spec(info: ToxicInfo) -> ToxicSpec:
-    attrs = {
-        k: v for k, v in info.attributes.items() if isinstance(v, int | float | str | bool | list)
-    }
-    stream = "upstream" if info.stream.lower() == "upstream" else "downstream"
-    return ToxicSpec(
-        name=info.name, type=info.type, stream=stream, toxicity=info.toxicity, attributes=attrs
-    )
 
 
 class _BridgeRecorder:
@@ -846,7 +757,7 @@ class _BridgeRecorder:
                 proxy=proxy,
                 source="injector",
                 fault_id=toxic.name,
-                toxic=_spec(toxic),
+                toxic=toxic_spec(toxic),
             )
         )
         self.ex._save()
