@@ -89,12 +89,14 @@ async def clear_state(client: aioredis.Redis, experiment_id: str) -> None:
 
 
 async def commands(
-    client: aioredis.Redis, experiment_id: str, *, poll_s: float = 0.5
+    client: aioredis.Redis, experiment_id: str, *, poll_s: float = 0.5, drop_queued: bool = True
 ) -> AsyncIterator[ControlCommand]:
-    """Commands for ``experiment_id`` in the order they were sent. Commands queued before the
-    run started are dropped: a stale "abort" must not kill a new run."""
+    """Commands for ``experiment_id`` in the order they were sent. With ``drop_queued``,
+    commands queued before the run started are dropped: a stale "abort" must not kill a new
+    run (a reconnecting run keeps them)."""
     key = control_key(experiment_id)
-    await client.delete(key)
+    if drop_queued:
+        await client.delete(key)
     while True:
         item = await client.brpop([key], timeout=poll_s)
         if item is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry import trace
+from redis.exceptions import RedisError
 
 from injector.activities import ActivityContext, resolve_configuration, run_activity
 from injector.chaostoxi import Bridge
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
     from schemas.results import ResultBase
 
 _tracer = trace.get_tracer("aftershock.injector")
+log = logging.getLogger(__name__)
 
 Status = Literal["completed", "failed", "aborted", "interrupted"]
 
@@ -492,9 +495,18 @@ class Executor:
         self._save()
 
     async def _listen_controls(self) -> None:
-        assert self.opts.redis is not None
-        async for cmd in commands(self.opts.redis, self.experiment_id):
-            await self.handle(cmd)
+        redis = self.opts.redis
+        assert redis is not None
+        fresh = True
+        while True:
+            # A Redis hiccup must not end a game day: report it, reconnect, carry on.
+            try:
+                async for cmd in commands(redis, self.experiment_id, drop_queued=fresh):
+                    await self.handle(cmd)
+            except (RedisError, OSError) as exc:
+                log.warning("control channel: %s; retrying in 1 s", exc)
+                await asyncio.sleep(1.0)
+            fresh = False
 
     def observe_result(self, monitor: SafeguardMonitor, result: ResultBase) -> None:
         reason = monitor.observe(result)
@@ -504,12 +516,18 @@ class Executor:
     async def _watch_safeguards(self) -> None:
         monitor = SafeguardMonitor(list(self.ax.safeguards))
         if self.opts.results is not None:
-            source = self.opts.results()
-        else:
-            assert self.opts.redis is not None
-            source = redis_results(self.opts.redis, self.experiment_id)
-        async for result in source:
-            self.observe_result(monitor, result)
+            async for result in self.opts.results():
+                self.observe_result(monitor, result)
+            return
+        redis = self.opts.redis
+        assert redis is not None
+        while True:
+            try:
+                async for result in redis_results(redis, self.experiment_id):
+                    self.observe_result(monitor, result)
+            except (RedisError, OSError) as exc:
+                log.warning("safeguards cannot read results: %s; retrying in 1 s", exc)
+                await asyncio.sleep(1.0)
 
     # -- hypothesis and activities -------------------------------------------------------------
 

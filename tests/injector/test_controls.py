@@ -188,3 +188,29 @@ async def test_safeguard_reads_the_analyzers_live_results_in_redis(
     assert journal.status == "aborted"
     assert "safeguard: error rate 80.0% > 50% for 2.5s" in (journal.aftershock.abort_reason or "")
     assert await controller.list_toxics("echo") == []
+
+
+async def test_unreachable_redis_does_not_break_the_run(
+    tmp_path: Path, echo: Echo, controller: ToxiproxyController
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{s.getsockname()[1]}/0")
+        doc = plan(
+            echo.address,
+            [_latency("short", 0.1, 0.3)],
+            experiment_id=f"dead-redis-{uuid.uuid4().hex[:6]}",
+            section={"safeguards": [{"metric": "isolation_violations"}]},
+        )
+        ex = Executor(
+            load_experiment(write_experiment(tmp_path, doc)),
+            controller,
+            MemorySink(),
+            RunOptions(redis=dead),
+        )
+        journal = await asyncio.wait_for(ex.run(), 10)
+        await dead.aclose()
+    assert journal.status == "completed", journal.aftershock.error
+    assert journal.aftershock.faults[0].state == FaultState.REVERTED
