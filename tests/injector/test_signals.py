@@ -218,11 +218,13 @@ async def test_sigkill_without_leases_then_reap(
     text = out.decode()
     assert f"slowed: toxic {scene.eid}-lat: removed" in text
     assert f"downed: outage {scene.eid}-down: removed" in text
-    # Reaping again finds nothing left to do.
-    again = await _cli(tmp_path, "injector", "reap", "--toxiproxy-url", controller.api_url, *args)
-    out2, _ = await asyncio.wait_for(again.communicate(), 15)
-    assert again.returncode == 0
-    assert "already gone" in out2.decode()
+    if source == "journal":  # reaping again finds nothing left to do
+        again = await _cli(
+            tmp_path, "injector", "reap", "--toxiproxy-url", controller.api_url, *args
+        )
+        out2, _ = await asyncio.wait_for(again.communicate(), 15)
+        assert again.returncode == 0
+        assert "already gone" in out2.decode()
 
 
 async def test_cli_exit_codes_for_bad_file_and_unusable_server(
