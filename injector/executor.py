@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from injector.activities import ActivityContext, resolve_configuration, run_activity
 from injector.chaostoxi import Bridge
-from injector.control import RunState, clear_state, commands, publish_state
+from injector.control import RunState, clear_state, drop_queued, next_command, publish_state
 from injector.errors import (
     ControllerError,
     InjectorError,
@@ -46,7 +46,7 @@ from injector.journal import (
     timings_of,
     write_journal,
 )
-from injector.safeguards import SafeguardMonitor, redis_results
+from injector.safeguards import RedisResults, SafeguardMonitor
 from injector.shield import shielded
 from injector.timeline import Timeline
 from schemas.base import new_run_id
@@ -160,6 +160,7 @@ class Executor:
         self._span: trace.Span | None = None
         self._body_task: asyncio.Task[Any] | None = None
         self._final: Journal | None = None
+        self._stopping = asyncio.Event()
         self.unsupported: UnsupportedByServer | None = None
         """Set when the server cannot run the plan (nothing was injected)."""
 
@@ -424,15 +425,15 @@ class Executor:
     async def _publish_state(self) -> None:
         redis = self.opts.redis
         assert redis is not None
-        while True:
+        while not self._stopping.is_set():
             status = "paused" if self.timeline.paused else self.status
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(RedisError, OSError):  # the state is advisory
                 await publish_state(
                     redis,
                     self.experiment_id,
                     RunState(status=status, run_id=self.run_id, offset_s=self.timeline.offset_s()),
                 )
-            await asyncio.sleep(1.0)
+            await self._pause_unless_stopping(1.0)
 
     # -- timeline -------------------------------------------------------------------------------
 
@@ -494,19 +495,29 @@ class Executor:
             self.abort(f"aborted by {cmd.issued_by or 'an operator'}")
         self._save()
 
+    # The Redis helpers below stop on ``_stopping`` rather than on cancellation alone:
+    # redis-py can swallow a cancellation that lands inside a command. A Redis hiccup must not
+    # end a game day either: they report it and retry.
+
     async def _listen_controls(self) -> None:
         redis = self.opts.redis
         assert redis is not None
-        fresh = True
-        while True:
-            # A Redis hiccup must not end a game day: report it, reconnect, carry on.
+        with contextlib.suppress(RedisError, OSError):
+            await drop_queued(redis, self.experiment_id)
+        while not self._stopping.is_set():
             try:
-                async for cmd in commands(redis, self.experiment_id, drop_queued=fresh):
-                    await self.handle(cmd)
+                cmd = await next_command(redis, self.experiment_id, wait_s=0.5)
             except (RedisError, OSError) as exc:
                 log.warning("control channel: %s; retrying in 1 s", exc)
-                await asyncio.sleep(1.0)
-            fresh = False
+                await self._pause_unless_stopping(1.0)
+                continue
+            if cmd is not None:
+                await self.handle(cmd)
+
+    async def _pause_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     def observe_result(self, monitor: SafeguardMonitor, result: ResultBase) -> None:
         reason = monitor.observe(result)
@@ -521,13 +532,16 @@ class Executor:
             return
         redis = self.opts.redis
         assert redis is not None
-        while True:
+        results = RedisResults(redis, self.experiment_id)
+        while not self._stopping.is_set():
             try:
-                async for result in redis_results(redis, self.experiment_id):
+                for result in await results.poll():
                     self.observe_result(monitor, result)
             except (RedisError, OSError) as exc:
                 log.warning("safeguards cannot read results: %s; retrying in 1 s", exc)
-                await asyncio.sleep(1.0)
+                await self._pause_unless_stopping(1.0)
+                continue
+            await self._pause_unless_stopping(0.25)
 
     # -- hypothesis and activities -------------------------------------------------------------
 
@@ -681,6 +695,7 @@ class Executor:
                 try:
                     await self._body()
                 finally:
+                    self._stopping.set()
                     for h in helpers:
                         h.cancel()
         except asyncio.CancelledError as exc:

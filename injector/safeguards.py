@@ -1,13 +1,12 @@
 """Safeguards: abort conditions over the analyzers' live results.
 
 :class:`SafeguardMonitor` is a pure fold over ``result.*`` events — feed it results in order and
-it says when a safeguard trips. :func:`redis_results` feeds it from the live results the
+it says when a safeguard trips. :class:`RedisResults` feeds it from the live results the
 analyzers keep in Redis under ``aftershock:{experiment_id}:results:*``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,8 +23,6 @@ from schemas.experiment import (
 from schemas.results import Availability, FailureEpisode, IsolationViolation, LatencySummary
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     import redis.asyncio as aioredis
 
     from schemas.results import ResultBase
@@ -111,26 +108,28 @@ class SafeguardMonitor:
         return None
 
 
-async def redis_results(
-    client: aioredis.Redis, experiment_id: str, *, poll_s: float = 0.25
-) -> AsyncIterator[ResultBase]:
-    """Results of ``experiment_id`` as the analyzers update them in Redis (layout of
+class RedisResults:
+    """Results of one experiment as the analyzers update them in Redis (layout of
     :mod:`analyzers.store`: one hash per result kind holding the latest record per key, and
-    ``...:results:updated_ns`` bumped on every write). Yields each record that is new or
-    changed since the last look, oldest first."""
-    seen: dict[str, str] = {}
-    last_update: bytes | str | None = None
-    while True:
-        updated = await client.get(f"{store_prefix(experiment_id)}:updated_ns")
-        if updated is not None and updated != last_update:
-            last_update = updated
-            fresh = []
-            for r in await read_results(client, experiment_id):
-                key = f"{r.kind}/{result_field(r)}"
-                raw = r.model_dump_json()
-                if seen.get(key) != raw:
-                    seen[key] = raw
-                    fresh.append(r)
-            for r in sorted(fresh, key=_at_ns):
-                yield r
-        await asyncio.sleep(poll_s)
+    ``...:results:updated_ns`` bumped on every write)."""
+
+    def __init__(self, client: aioredis.Redis, experiment_id: str) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        self._seen: dict[str, str] = {}
+        self._last_update: bytes | str | None = None
+
+    async def poll(self) -> list[ResultBase]:
+        """Records new or changed since the last poll, oldest first."""
+        updated = await self.client.get(f"{store_prefix(self.experiment_id)}:updated_ns")
+        if updated is None or updated == self._last_update:
+            return []
+        self._last_update = updated
+        fresh: list[ResultBase] = []
+        for r in await read_results(self.client, self.experiment_id):
+            key = f"{r.kind}/{result_field(r)}"
+            raw = r.model_dump_json()
+            if self._seen.get(key) != raw:
+                self._seen[key] = raw
+                fresh.append(r)
+        return sorted(fresh, key=_at_ns)

@@ -214,3 +214,43 @@ async def test_unreachable_redis_does_not_break_the_run(
         await dead.aclose()
     assert journal.status == "completed", journal.aftershock.error
     assert journal.aftershock.faults[0].state == FaultState.REVERTED
+
+
+async def test_run_ending_at_once_stops_its_redis_helpers(
+    tmp_path: Path, echo: Echo, controller: ToxiproxyController, redis_url: str
+) -> None:
+    # The hypothesis fails before the method: the run ends while its Redis helpers are still
+    # connecting. A cancellation swallowed inside redis-py once kept the run waiting forever.
+    doc = plan(
+        echo.address,
+        [_latency("never", 1, 1)],
+        experiment_id=f"quick-{uuid.uuid4().hex[:6]}",
+        section={"safeguards": [{"metric": "isolation_violations"}]},
+        **{
+            "steady-state-hypothesis": {
+                "title": "never holds",
+                "probes": [
+                    {
+                        "type": "probe",
+                        "name": "refused",
+                        "tolerance": 200,
+                        "provider": {"type": "http", "url": "http://127.0.0.1:9/", "timeout": 1},
+                    }
+                ],
+            }
+        },
+    )
+    for _ in range(3):
+        client = aioredis.Redis.from_url(redis_url)
+        ex = Executor(
+            load_experiment(write_experiment(tmp_path, doc)),
+            controller,
+            MemorySink(),
+            RunOptions(redis=client),
+        )
+        try:
+            journal = await asyncio.wait_for(ex.run(), 10)
+        finally:
+            await client.aclose()
+        assert journal.status == "failed"
+        assert journal.aftershock.faults[0].state == FaultState.SKIPPED
