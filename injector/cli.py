@@ -7,7 +7,6 @@ import contextlib
 import importlib
 import json
 import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -443,5 +442,7 @@ def skip(experiment_id: _EID, redis_url: _REDIS = None) -> None:
     _control("skip", experiment_id, redis_url)
 
 
-def main() -> None:  # pragma: no cover - for `python -m injector.cli`
-    sys.exit(injector_app())
+if __name__ == "__main__":
+    # `python -m injector.cli run|reap ...`: the same commands without loading every other
+    # command group of `aftershock` (quicker to start).
+    injector_app()
