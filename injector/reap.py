@@ -100,6 +100,9 @@ async def reap(controller: Controller, leftovers: list[Leftover]) -> list[ReapRe
         try:
             if lo.kind == "toxic":
                 await controller.remove_toxic(lo.proxy, lo.name)
+            elif (await controller.get_proxy(lo.proxy)).enabled:
+                results.append(ReapResult(lo, "already gone"))
+                continue
             else:
                 await controller.update_proxy(lo.proxy, {"enabled": True})
             results.append(ReapResult(lo, "removed"))

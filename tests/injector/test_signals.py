@@ -199,50 +199,59 @@ async def test_sigkill_mid_fault_leases_revert_within_ttl(
     )
 
 
-@pytest.mark.parametrize("source", ["journal", "events"])
 async def test_sigkill_without_leases_then_reap(
-    tmp_path: Path, controller: ToxiproxyController, echo: Echo, source: str
+    tmp_path: Path, controller: ToxiproxyController, echo: Echo
 ) -> None:
-    scene = Scene(tmp_path, controller, echo, f"reap-{source}")
+    from injector.reap import Leftover, leftovers_from_events, leftovers_from_journal
+
+    scene = Scene(tmp_path, controller, echo, "reap")
     await scene.setup()
     proc = await scene.start("--no-leases")
     proc.kill()
     await proc.wait()
-    await asyncio.sleep(LEASE_TTL_S + 0.5)
+    await asyncio.sleep(LEASE_TTL_S + 0.2)
     assert await scene.faulted()  # without leases nothing reverts by itself
-    args = (
-        ["--journal", str(scene.journal)]
-        if source == "journal"
-        else ["--events", str(scene.events), "--experiment-id", scene.eid]
-    )
+    # Journal and event log name the same leftovers.
+    expected = {
+        Leftover("slowed", "toxic", f"{scene.eid}-lat"),
+        Leftover("downed", "down", f"{scene.eid}-down"),
+    }
+    assert set(leftovers_from_journal(scene.journal)[1]) == expected
+    assert set(leftovers_from_events(scene.events, scene.eid)) == expected
+    args = ["--journal", str(scene.journal), "--events", str(scene.events)]
     reaper = await _cli(tmp_path, "injector", "reap", "--toxiproxy-url", controller.api_url, *args)
     out, err = await asyncio.wait_for(reaper.communicate(), 15)
     assert reaper.returncode == 0, err.decode()
     assert await scene.clean()
-    text = out.decode()
-    assert f"slowed: toxic {scene.eid}-lat: removed" in text
-    assert f"downed: outage {scene.eid}-down: removed" in text
-    if source == "journal":  # reaping again finds nothing left to do
-        again = await _cli(
-            tmp_path, "injector", "reap", "--toxiproxy-url", controller.api_url, *args
-        )
-        out2, _ = await asyncio.wait_for(again.communicate(), 15)
-        assert again.returncode == 0
-        assert "already gone" in out2.decode()
+    lines = out.decode().splitlines()
+    assert sorted(lines) == [
+        f"downed: outage {scene.eid}-down: removed",
+        f"slowed: toxic {scene.eid}-lat: removed",
+    ]
+    # Reaping again finds nothing left to do (the server URL comes from the journal).
+    again = await _cli(tmp_path, "injector", "reap", "--journal", str(scene.journal))
+    out2, _ = await asyncio.wait_for(again.communicate(), 15)
+    assert again.returncode == 0
+    assert out2.decode().count("already gone") == 2
 
 
-async def test_cli_exit_codes_for_bad_file_and_unusable_server(
-    tmp_path: Path, controller: ToxiproxyController, echo: Echo
-) -> None:
+def test_cli_refuses_an_invalid_file_with_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aftershock.cli.main import app
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("title: x\nbogus: 1\n")
-    proc = await _cli(
-        tmp_path, "injector", "run", str(bad), "--toxiproxy-url", controller.api_url, full=True
+    result = CliRunner().invoke(
+        app, ["injector", "run", str(bad), "--toxiproxy-url", "http://127.0.0.1:9"]
     )
-    _, err = await proc.communicate()
-    assert proc.returncode == 2
-    assert "bogus: unknown key 'bogus'" in err.decode()
+    assert result.exit_code == 2
+    assert "bogus: unknown key 'bogus'" in result.output
 
+
+async def test_cli_exit_2_when_the_server_cannot_run_the_plan(
+    tmp_path: Path, controller: ToxiproxyController, echo: Echo
+) -> None:
     doc = {
         "title": "needs corruption",
         "extensions": [
