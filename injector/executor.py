@@ -41,10 +41,10 @@ from injector.journal import (
     ControlRecord,
     FaultState,
     Journal,
+    JournalWriter,
     SteadyState,
     SteadyStates,
     timings_of,
-    write_journal,
 )
 from injector.safeguards import RedisResults, SafeguardMonitor
 from injector.shield import shielded
@@ -161,6 +161,7 @@ class Executor:
         self._body_task: asyncio.Task[Any] | None = None
         self._final: Journal | None = None
         self._stopping = asyncio.Event()
+        self._writer: JournalWriter | None = None
         self.unsupported: UnsupportedByServer | None = None
         """Set when the server cannot run the plan (nothing was injected)."""
 
@@ -220,10 +221,11 @@ class Executor:
         )
 
     def _save(self) -> Journal | None:
-        if self.opts.journal_path is None:
+        """Queue the journal as of now for writing (see :class:`JournalWriter`)."""
+        if self._writer is None:
             return None
         journal = self.journal()
-        write_journal(self.opts.journal_path, journal)
+        self._writer.submit(journal)
         return journal
 
     # -- preflight ------------------------------------------------------------------------------
@@ -281,7 +283,9 @@ class Executor:
         fr.jitter_ms = round(max(0.0, lateness_s) * 1000, 3)
         fr.injected_at_s = round(self.timeline.offset_s(), 6)
         fr.lease_ttl_ms = self._ttl_ms if self.leases else None
-        self._save()  # the intent is on disk before the server is touched
+        self._save()
+        if self._writer is not None:  # the intent is on disk before the server is touched
+            await self._writer.flush()
         fr.span = _tracer.start_span(
             f"fault {fr.fault_id}",
             context=trace.set_span_in_context(self._span) if self._span else None,
@@ -664,6 +668,8 @@ class Executor:
 
         Cancellation (SIGINT/SIGTERM) ends the run as ``interrupted`` after reverting everything;
         the cancellation is then re-raised."""
+        if self.opts.journal_path is not None:
+            self._writer = JournalWriter(self.opts.journal_path)
         self._span = _tracer.start_span(
             f"experiment {self.experiment_id}",
             attributes={
@@ -750,6 +756,11 @@ class Executor:
             self._span.set_attribute("aftershock.status", self.status)
             self._span.end()
         self._final = self._save() or self.journal()
+        if self._writer is not None:
+            await shielded(self._writer.flush, 5.0)
+            self._writer.close()
+            if self._writer.error is not None:
+                log.error("could not write the journal: %s", self._writer.error)
 
 
 def _describe(exc: BaseException) -> list[str]:
