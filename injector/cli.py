@@ -7,7 +7,6 @@ import contextlib
 import importlib
 import json
 import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,7 +17,12 @@ from injector.control import send_command
 from injector.controller import ToxiproxyController
 from injector.errors import InjectorError
 from injector.executor import Executor, RunOptions, experiment_id_of
-from injector.reap import leftovers_from_events, leftovers_from_journal, reap
+from injector.reap import (
+    leftovers_from_events,
+    leftovers_from_journal,
+    leftovers_from_kafka,
+    reap,
+)
 from injector.sinks import JsonlSink, TeeSink
 from injector.validate import check_file
 
@@ -104,6 +108,8 @@ async def _run(
     standard: bool,
     skip_hypothesis: bool,
     time_scale: float,
+    kafka_bootstrap: str | None,
+    settings: Settings,
 ) -> tuple[Journal | None, int]:
     from injector.validate import load_experiment
 
@@ -111,7 +117,17 @@ async def _run(
     eid = experiment_id or experiment_id_of(exp)
     toxiproxy_url = toxiproxy_url or _url_from_configuration(exp.configuration)
     file_sink = JsonlSink(events) if events else None
-    sink: EventSink = TeeSink(*([file_sink] if file_sink else []))
+    sinks: list[EventSink] = [file_sink] if file_sink else []
+    resources = contextlib.AsyncExitStack()
+    publisher = None
+    if kafka_bootstrap:
+        from aftershock.eventlog.publisher import Publisher
+
+        publisher = await resources.enter_async_context(
+            Publisher(kafka_bootstrap, settings.topic_events, state_dir=settings.state_dir)
+        )
+        sinks.append(publisher)
+    sink: EventSink = TeeSink(*sinks)
     redis = None
     if redis_url:
         import redis.asyncio as aioredis
@@ -153,12 +169,22 @@ async def _run(
                 result = await executor.run()
             except asyncio.CancelledError:
                 return executor.journal(), 128 + got.get("signal", signal.SIGINT)
+            if executor.unsupported is not None:
+                return result, 2
             return result, EXIT.get(result.status, 1)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         if redis is not None:
             await redis.aclose()
+        await resources.aclose()  # flushes the publisher
+        if publisher is not None:
+            st = publisher.statistics()
+            typer.echo(
+                f"kafka {settings.topic_events}: emitted={st.emitted} sent={st.sent} "
+                f"in_spool={st.in_spool}",
+                err=True,
+            )
         if file_sink is not None:
             file_sink.close()
 
@@ -228,6 +254,13 @@ def run_cmd(
             help="Scale every offset, duration and pause (0.1 = rehearse 10x faster).",
         ),
     ] = 1.0,
+    kafka_bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            help="Publish every event to the events topic of this Kafka "
+            "(default: AFTERSHOCK_KAFKA_BOOTSTRAP; unset: no Kafka)."
+        ),
+    ] = None,
 ) -> None:
     """Run an experiment: hypothesis, method and fault timeline, rollbacks; write the journal.
 
@@ -248,6 +281,8 @@ def run_cmd(
                 standard=standard,
                 skip_hypothesis=skip_hypothesis,
                 time_scale=time_scale,
+                kafka_bootstrap=kafka_bootstrap or settings.kafka_bootstrap,
+                settings=settings,
             )
         )
     except InjectorError as exc:
@@ -290,11 +325,22 @@ def reap_cmd(
     toxiproxy_url: Annotated[
         str | None, typer.Option(help="Toxiproxy API (default: the journal's, or settings).")
     ] = None,
+    kafka: Annotated[
+        bool,
+        typer.Option(
+            "--kafka",
+            help="Also fold the event log on Kafka (AFTERSHOCK_KAFKA_BOOTSTRAP, events topic).",
+        ),
+    ] = False,
+    kafka_bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka for --kafka (default: AFTERSHOCK_KAFKA_BOOTSTRAP).")
+    ] = None,
 ) -> None:
     """Remove every toxic and outage a run created and did not revert (after kill -9)."""
-    if journal is None and events is None:
-        typer.echo("error: give --journal and/or --events", err=True)
+    if journal is None and events is None and not kafka:
+        typer.echo("error: give --journal, --events and/or --kafka", err=True)
         raise typer.Exit(2)
+    settings = _settings()
     leftovers = []
     url = toxiproxy_url
     try:
@@ -307,14 +353,19 @@ def reap_cmd(
             leftovers.extend(found)
             with contextlib.suppress(Exception):
                 url = url or read_journal(journal).aftershock.api_url
-        if events is not None:
-            if eid is None:
-                typer.echo("error: --events needs --experiment-id (or a --journal)", err=True)
+        if (events is not None or kafka) and eid is None:
+            typer.echo("error: --events/--kafka need --experiment-id (or a --journal)", err=True)
+            raise typer.Exit(2)
+        if events is not None and eid is not None:
+            leftovers.extend(lo for lo in leftovers_from_events(events, eid) if lo not in leftovers)
+        if kafka and eid is not None:
+            bootstrap = kafka_bootstrap or settings.kafka_bootstrap
+            if not bootstrap:
+                typer.echo("error: --kafka needs --kafka-bootstrap or AFTERSHOCK_KAFKA_BOOTSTRAP")
                 raise typer.Exit(2)
-            for lo in leftovers_from_events(events, eid):
-                if lo not in leftovers:
-                    leftovers.append(lo)
-        url = url or _settings().toxiproxy_url
+            found = asyncio.run(leftovers_from_kafka(bootstrap, settings.topic_events, eid))
+            leftovers.extend(lo for lo in found if lo not in leftovers)
+        url = url or settings.toxiproxy_url
         if not url:
             typer.echo("error: no --toxiproxy-url and none in the journal", err=True)
             raise typer.Exit(2)
@@ -391,5 +442,7 @@ def skip(experiment_id: _EID, redis_url: _REDIS = None) -> None:
     _control("skip", experiment_id, redis_url)
 
 
-def main() -> None:  # pragma: no cover - for `python -m injector.cli`
-    sys.exit(injector_app())
+if __name__ == "__main__":
+    # `python -m injector.cli run|reap ...`: the same commands without loading every other
+    # command group of `aftershock` (quicker to start).
+    injector_app()

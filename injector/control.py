@@ -13,16 +13,13 @@ import getpass
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import redis.asyncio as aioredis  # noqa: TC002
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
 from injector.errors import ControlChannelError
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
 
 Command = Literal["pause", "resume", "abort", "skip"]
 
@@ -88,19 +85,20 @@ async def clear_state(client: aioredis.Redis, experiment_id: str) -> None:
     await client.delete(state_key(experiment_id))
 
 
-async def commands(
-    client: aioredis.Redis, experiment_id: str, *, poll_s: float = 0.5
-) -> AsyncIterator[ControlCommand]:
-    """Commands for ``experiment_id`` in the order they were sent. Commands queued before the
-    run started are dropped: a stale "abort" must not kill a new run."""
-    key = control_key(experiment_id)
-    await client.delete(key)
-    while True:
-        item = await client.brpop([key], timeout=poll_s)
-        if item is None:
-            continue
-        _key, raw = item
-        try:
-            yield ControlCommand.model_validate_json(raw)
-        except ValidationError:
-            continue
+async def drop_queued(client: aioredis.Redis, experiment_id: str) -> None:
+    """Forget commands queued before a run started: a stale "abort" must not kill a new run."""
+    await client.delete(control_key(experiment_id))
+
+
+async def next_command(
+    client: aioredis.Redis, experiment_id: str, *, wait_s: float = 0.5
+) -> ControlCommand | None:
+    """The oldest queued command, waiting up to ``wait_s`` for one (None if none came or it
+    was not a valid command)."""
+    item = await client.brpop([control_key(experiment_id)], timeout=wait_s)
+    if item is None:
+        return None
+    try:
+        return ControlCommand.model_validate_json(item[1])
+    except ValidationError:
+        return None

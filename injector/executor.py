@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -19,10 +20,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry import trace
+from redis.exceptions import RedisError
 
 from injector.activities import ActivityContext, resolve_configuration, run_activity
 from injector.chaostoxi import Bridge
-from injector.control import RunState, clear_state, commands, publish_state
+from injector.control import RunState, clear_state, drop_queued, next_command, publish_state
 from injector.errors import (
     ControllerError,
     InjectorError,
@@ -31,21 +33,21 @@ from injector.errors import (
     ToxicNotFound,
     UnsupportedByServer,
 )
+from injector.faults import FaultRun, toxic_spec
 from injector.journal import (
-    ALLOWED,
     LIVE_STATES,
     ActivityRun,
     AftershockRun,
     ControlRecord,
-    FaultRecord,
     FaultState,
     Journal,
+    JournalWriter,
     SteadyState,
     SteadyStates,
     timings_of,
-    write_journal,
 )
-from injector.safeguards import SafeguardMonitor, redis_results
+from injector.safeguards import RedisResults, SafeguardMonitor
+from injector.shield import shielded
 from injector.timeline import Timeline
 from schemas.base import new_run_id
 from schemas.events import (
@@ -58,12 +60,11 @@ from schemas.events import (
     ProxyEnabled,
     ToxicAdded,
     ToxicRemoved,
-    ToxicSpec,
 )
 from schemas.experiment import Action, ActivityRef, Probe, ToxicFault
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable
     from pathlib import Path
 
     import redis.asyncio as aioredis
@@ -71,10 +72,11 @@ if TYPE_CHECKING:
     from aftershock.eventlog import EventSink
     from injector.control import ControlCommand
     from injector.controller import Capabilities, Controller, ToxicInfo
-    from schemas.experiment import Experiment, Fault
+    from schemas.experiment import Experiment
     from schemas.results import ResultBase
 
 _tracer = trace.get_tracer("aftershock.injector")
+log = logging.getLogger(__name__)
 
 Status = Literal["completed", "failed", "aborted", "interrupted"]
 
@@ -90,60 +92,6 @@ def experiment_id_of(exp: Experiment) -> str:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-@dataclass
-class FaultRun:
-    """Runtime state of one fault (from the timeline or a chaostoxi action)."""
-
-    fault_id: str
-    proxy: str
-    kind: Literal["toxic", "down"]
-    source: Literal["timeline", "chaostoxi"] = "timeline"
-    fault: Fault | None = None
-    state: FaultState = FaultState.PENDING
-    planned_at_s: float | None = None
-    planned_duration_s: float | None = None
-    injected_at_s: float | None = None
-    jitter_ms: float | None = None
-    apply_ms: float | None = None
-    reverted_at_s: float | None = None
-    revert_jitter_ms: float | None = None
-    revert_ms: float | None = None
-    lease_ttl_ms: int | None = None
-    lease_renewals: int = 0
-    error: str | None = None
-    toxic_type: str | None = None
-    span: trace.Span | None = field(default=None, repr=False)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-    """Held while the fault changes on the server, so a lease renewal never races a revert."""
-
-    def to(self, new: FaultState) -> None:
-        if new not in ALLOWED[self.state]:
-            raise InjectorError(f"fault {self.fault_id}: {self.state} → {new} is not allowed")
-        self.state = new
-
-    def record(self) -> FaultRecord:
-        return FaultRecord(
-            fault_id=self.fault_id,
-            proxy=self.proxy,
-            kind=self.kind,
-            source=self.source,
-            toxic_name=self.fault_id if self.kind == "toxic" else None,
-            toxic_type=self.toxic_type,
-            state=self.state,
-            planned_at_s=self.planned_at_s,
-            planned_duration_s=self.planned_duration_s,
-            injected_at_s=self.injected_at_s,
-            jitter_ms=self.jitter_ms,
-            apply_ms=self.apply_ms,
-            reverted_at_s=self.reverted_at_s,
-            revert_jitter_ms=self.revert_jitter_ms,
-            revert_ms=self.revert_ms,
-            lease_ttl_ms=self.lease_ttl_ms,
-            lease_renewals=self.lease_renewals,
-            error=self.error,
-        )
 
 
 @dataclass
@@ -212,6 +160,10 @@ class Executor:
         self._span: trace.Span | None = None
         self._body_task: asyncio.Task[Any] | None = None
         self._final: Journal | None = None
+        self._stopping = asyncio.Event()
+        self._writer: JournalWriter | None = None
+        self.unsupported: UnsupportedByServer | None = None
+        """Set when the server cannot run the plan (nothing was injected)."""
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -269,10 +221,11 @@ class Executor:
         )
 
     def _save(self) -> Journal | None:
-        if self.opts.journal_path is None:
+        """Queue the journal as of now for writing (see :class:`JournalWriter`)."""
+        if self._writer is None:
             return None
         journal = self.journal()
-        write_journal(self.opts.journal_path, journal)
+        self._writer.submit(journal)
         return journal
 
     # -- preflight ------------------------------------------------------------------------------
@@ -330,7 +283,9 @@ class Executor:
         fr.jitter_ms = round(max(0.0, lateness_s) * 1000, 3)
         fr.injected_at_s = round(self.timeline.offset_s(), 6)
         fr.lease_ttl_ms = self._ttl_ms if self.leases else None
-        self._save()  # the intent is on disk before the server is touched
+        self._save()
+        if self._writer is not None:  # the intent is on disk before the server is touched
+            await self._writer.flush()
         fr.span = _tracer.start_span(
             f"fault {fr.fault_id}",
             context=trace.set_span_in_context(self._span) if self._span else None,
@@ -348,7 +303,7 @@ class Executor:
                         proxy=fr.proxy,
                         source="injector",
                         fault_id=fr.fault_id,
-                        toxic=_spec(info),
+                        toxic=toxic_spec(info),
                         ttl_ms=fr.lease_ttl_ms,
                     )
                 )
@@ -474,15 +429,15 @@ class Executor:
     async def _publish_state(self) -> None:
         redis = self.opts.redis
         assert redis is not None
-        while True:
+        while not self._stopping.is_set():
             status = "paused" if self.timeline.paused else self.status
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(RedisError, OSError):  # the state is advisory
                 await publish_state(
                     redis,
                     self.experiment_id,
                     RunState(status=status, run_id=self.run_id, offset_s=self.timeline.offset_s()),
                 )
-            await asyncio.sleep(1.0)
+            await self._pause_unless_stopping(1.0)
 
     # -- timeline -------------------------------------------------------------------------------
 
@@ -544,10 +499,29 @@ class Executor:
             self.abort(f"aborted by {cmd.issued_by or 'an operator'}")
         self._save()
 
+    # The Redis helpers below stop on ``_stopping`` rather than on cancellation alone:
+    # redis-py can swallow a cancellation that lands inside a command. A Redis hiccup must not
+    # end a game day either: they report it and retry.
+
     async def _listen_controls(self) -> None:
-        assert self.opts.redis is not None
-        async for cmd in commands(self.opts.redis, self.experiment_id):
-            await self.handle(cmd)
+        redis = self.opts.redis
+        assert redis is not None
+        with contextlib.suppress(RedisError, OSError):
+            await drop_queued(redis, self.experiment_id)
+        while not self._stopping.is_set():
+            try:
+                cmd = await next_command(redis, self.experiment_id, wait_s=0.5)
+            except (RedisError, OSError) as exc:
+                log.warning("control channel: %s; retrying in 1 s", exc)
+                await self._pause_unless_stopping(1.0)
+                continue
+            if cmd is not None:
+                await self.handle(cmd)
+
+    async def _pause_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     def observe_result(self, monitor: SafeguardMonitor, result: ResultBase) -> None:
         reason = monitor.observe(result)
@@ -557,12 +531,21 @@ class Executor:
     async def _watch_safeguards(self) -> None:
         monitor = SafeguardMonitor(list(self.ax.safeguards))
         if self.opts.results is not None:
-            source = self.opts.results()
-        else:
-            assert self.opts.redis is not None
-            source = redis_results(self.opts.redis, self.experiment_id)
-        async for result in source:
-            self.observe_result(monitor, result)
+            async for result in self.opts.results():
+                self.observe_result(monitor, result)
+            return
+        redis = self.opts.redis
+        assert redis is not None
+        results = RedisResults(redis, self.experiment_id)
+        while not self._stopping.is_set():
+            try:
+                for result in await results.poll():
+                    self.observe_result(monitor, result)
+            except (RedisError, OSError) as exc:
+                log.warning("safeguards cannot read results: %s; retrying in 1 s", exc)
+                await self._pause_unless_stopping(1.0)
+                continue
+            await self._pause_unless_stopping(0.25)
 
     # -- hypothesis and activities -------------------------------------------------------------
 
@@ -685,6 +668,8 @@ class Executor:
 
         Cancellation (SIGINT/SIGTERM) ends the run as ``interrupted`` after reverting everything;
         the cancellation is then re-raised."""
+        if self.opts.journal_path is not None:
+            self._writer = JournalWriter(self.opts.journal_path)
         self._span = _tracer.start_span(
             f"experiment {self.experiment_id}",
             attributes={
@@ -716,6 +701,7 @@ class Executor:
                 try:
                     await self._body()
                 finally:
+                    self._stopping.set()
                     for h in helpers:
                         h.cancel()
         except asyncio.CancelledError as exc:
@@ -728,6 +714,8 @@ class Executor:
         except Exception as exc:
             self.status = "failed"
             self.error = "; ".join(_describe(exc))
+            if isinstance(exc, UnsupportedByServer):
+                self.unsupported = exc
         finally:
             self._body_task = None
             await self._finish()
@@ -768,30 +756,11 @@ class Executor:
             self._span.set_attribute("aftershock.status", self.status)
             self._span.end()
         self._final = self._save() or self.journal()
-
-
-async def shielded(fn: Callable[[], Coroutine[Any, Any, Any]], limit_s: float) -> None:
-    """Run ``fn()`` to completion (or ``limit_s``) even if the caller is cancelled meanwhile;
-    a cancellation that arrived is re-raised afterwards."""
-    task: asyncio.Task[Any] = asyncio.ensure_future(fn())
-    deadline = time.monotonic() + limit_s
-    cancelled = False
-    while not task.done():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-            raise TimeoutError
-        try:
-            await asyncio.wait({task}, timeout=remaining)
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        current = asyncio.current_task()
-        if current is not None:
-            current.uncancel()
-    task.result()
+        if self._writer is not None:
+            await shielded(self._writer.flush, 5.0)
+            self._writer.close()
+            if self._writer.error is not None:
+                log.error("could not write the journal: %s", self._writer.error)
 
 
 def _describe(exc: BaseException) -> list[str]:
@@ -800,16 +769,6 @@ def _describe(exc: BaseException) -> list[str]:
     if isinstance(exc, InjectorError):
         return [str(exc)]
     return [f"{type(exc).__name__}: {exc}"]
-
-
-def _spec(info: ToxicInfo) -> ToxicSpec:
-    attrs = {
-        k: v for k, v in info.attributes.items() if isinstance(v, int | float | str | bool | list)
-    }
-    stream = "upstream" if info.stream.lower() == "upstream" else "downstream"
-    return ToxicSpec(
-        name=info.name, type=info.type, stream=stream, toxicity=info.toxicity, attributes=attrs
-    )
 
 
 class _BridgeRecorder:
@@ -842,7 +801,7 @@ class _BridgeRecorder:
                 proxy=proxy,
                 source="injector",
                 fault_id=toxic.name,
-                toxic=_spec(toxic),
+                toxic=toxic_spec(toxic),
             )
         )
         self.ex._save()

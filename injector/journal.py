@@ -10,10 +10,12 @@ every fault step, so after a crash it still names every toxic the run created â€
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import socket
 import statistics
+import threading
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -197,3 +199,64 @@ def write_journal(path: Path, journal: Journal) -> None:
 
 def read_journal(path: Path) -> Journal:
     return Journal.model_validate_json(path.read_bytes())
+
+
+class JournalWriter:
+    """Writes journals to ``path`` on a worker thread, newest first-class: a write in progress
+    is followed by the latest journal submitted meanwhile, older ones are skipped. Keeps disk
+    I/O off the event loop, where it would delay the fault schedule."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.error: OSError | None = None
+        self._cond = threading.Condition()
+        self._pending: Journal | None = None
+        self._submitted = 0
+        self._written = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="journal-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, journal: Journal) -> int:
+        """Queue ``journal``; returns its sequence number (for :meth:`wait_written`)."""
+        with self._cond:
+            self._pending = journal
+            self._submitted += 1
+            self._cond.notify_all()
+            return self._submitted
+
+    def wait_written(self, seq: int, timeout_s: float = 5.0) -> bool:
+        """Block until journal ``seq`` (or a newer one) is on disk."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._written >= seq, timeout_s)
+
+    async def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait (without blocking the loop) until everything submitted so far is on disk."""
+        seq = self._submitted
+        if self._written >= seq:
+            return True
+        return await asyncio.to_thread(self.wait_written, seq, timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is pending, then stop the thread. Idempotent."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._pending is None:
+                    return
+                journal, seq = self._pending, self._submitted
+                self._pending = None
+            try:
+                write_journal(self.path, journal)
+            except OSError as exc:
+                self.error = exc  # reported at the end of the run; the run goes on
+            with self._cond:
+                self._written = seq
+                self._cond.notify_all()

@@ -17,9 +17,11 @@ from injector.journal import LIVE_STATES, read_journal
 from injector.sinks import read_events
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from injector.controller import Controller
+    from schemas.events import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,26 +57,41 @@ def leftovers_from_journal(path: Path) -> tuple[str, list[Leftover]]:
     return journal.aftershock.experiment_id, out
 
 
-def leftovers_from_events(path: Path, experiment_id: str) -> list[Leftover]:
-    """Fold the injector's fault events of ``experiment_id``: added minus removed."""
+def fold_leftovers(events: Iterable[Event], experiment_id: str) -> list[Leftover]:
+    """Fold the injector's fault events of ``experiment_id``: added minus removed. Events of
+    one proxy must be in order (they share a partition key on Kafka)."""
     live: dict[tuple[str, str, str], Leftover] = {}
+    for ev in events:
+        if ev.experiment_id != experiment_id or getattr(ev, "source", None) != "injector":
+            continue
+        if ev.kind == "fault.toxic_added":
+            lo = Leftover(ev.proxy, "toxic", ev.toxic.name)
+            live[(lo.proxy, lo.kind, lo.name)] = lo
+        elif ev.kind == "fault.toxic_removed":
+            live.pop((ev.proxy, "toxic", ev.toxic_name), None)
+        elif ev.kind == "fault.proxy_disabled":
+            lo = Leftover(ev.proxy, "down", ev.fault_id or ev.proxy)
+            live[(lo.proxy, lo.kind, lo.name)] = lo
+        elif ev.kind == "fault.proxy_enabled":
+            live.pop((ev.proxy, "down", ev.fault_id or ev.proxy), None)
+    return list(live.values())
+
+
+def leftovers_from_events(path: Path, experiment_id: str) -> list[Leftover]:
+    """:func:`fold_leftovers` over a JSON-lines event file."""
     try:
-        for ev in read_events(path):
-            if ev.experiment_id != experiment_id or getattr(ev, "source", None) != "injector":
-                continue
-            if ev.kind == "fault.toxic_added":
-                lo = Leftover(ev.proxy, "toxic", ev.toxic.name)
-                live[(lo.proxy, lo.kind, lo.name)] = lo
-            elif ev.kind == "fault.toxic_removed":
-                live.pop((ev.proxy, "toxic", ev.toxic_name), None)
-            elif ev.kind == "fault.proxy_disabled":
-                lo = Leftover(ev.proxy, "down", ev.fault_id or ev.proxy)
-                live[(lo.proxy, lo.kind, lo.name)] = lo
-            elif ev.kind == "fault.proxy_enabled":
-                live.pop((ev.proxy, "down", ev.fault_id or ev.proxy), None)
+        return fold_leftovers(read_events(path), experiment_id)
     except OSError as exc:
         raise JournalError(f"cannot read event log {path}: {exc.strerror}") from exc
-    return list(live.values())
+
+
+async def leftovers_from_kafka(bootstrap: str, topic: str, experiment_id: str) -> list[Leftover]:
+    """:func:`fold_leftovers` over the event log on Kafka (read from the beginning)."""
+    from aftershock.eventlog.reader import EventReader
+
+    async with EventReader(bootstrap, topic, deadletter_topic=None) as reader:
+        events = await reader.read(idle_timeout_s=2.0)
+    return fold_leftovers(events, experiment_id)
 
 
 async def reap(controller: Controller, leftovers: list[Leftover]) -> list[ReapResult]:
@@ -83,6 +100,9 @@ async def reap(controller: Controller, leftovers: list[Leftover]) -> list[ReapRe
         try:
             if lo.kind == "toxic":
                 await controller.remove_toxic(lo.proxy, lo.name)
+            elif (await controller.get_proxy(lo.proxy)).enabled:
+                results.append(ReapResult(lo, "already gone"))
+                continue
             else:
                 await controller.update_proxy(lo.proxy, {"enabled": True})
             results.append(ReapResult(lo, "removed"))

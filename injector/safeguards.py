@@ -1,19 +1,17 @@
 """Safeguards: abort conditions over the analyzers' live results.
 
 :class:`SafeguardMonitor` is a pure fold over ``result.*`` events — feed it results in order and
-it says when a safeguard trips. :class:`RedisResults` feeds it from Redis: the analyzers append
-each result event, as JSON in field ``event``, to the stream
-``aftershock:{experiment_id}:results:stream``.
+it says when a safeguard trips. :class:`RedisResults` feeds it from the live results the
+analyzers keep in Redis under ``aftershock:{experiment_id}:results:*``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from schemas.events import parse_event
+from analyzers.store import prefix as store_prefix
+from analyzers.store import read_results, result_field
 from schemas.experiment import (
     AvailabilitySafeguard,
     EpisodeSafeguard,
@@ -25,15 +23,9 @@ from schemas.experiment import (
 from schemas.results import Availability, FailureEpisode, IsolationViolation, LatencySummary
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     import redis.asyncio as aioredis
 
     from schemas.results import ResultBase
-
-
-def results_stream_key(experiment_id: str) -> str:
-    return f"aftershock:{experiment_id}:results:stream"
 
 
 def _at_ns(r: ResultBase) -> int:
@@ -116,23 +108,28 @@ class SafeguardMonitor:
         return None
 
 
-async def redis_results(
-    client: aioredis.Redis, experiment_id: str, *, block_ms: int = 500
-) -> AsyncIterator[ResultBase]:
-    """Result events of ``experiment_id`` appended to its Redis stream from now on."""
-    key = results_stream_key(experiment_id)
-    last = "$"
-    while True:
-        batches: Any = await client.xread({key: last}, block=block_ms, count=100)
-        for _stream, entries in batches or ():
-            for entry_id, fields in entries:
-                last = entry_id
-                raw = fields.get(b"event") or fields.get("event")
-                if raw is None:
-                    continue
-                try:
-                    ev = parse_event(raw)
-                except ValidationError:
-                    continue
-                if ev.kind.startswith("result.") and ev.experiment_id == experiment_id:
-                    yield ev  # type: ignore[misc]
+class RedisResults:
+    """Results of one experiment as the analyzers update them in Redis (layout of
+    :mod:`analyzers.store`: one hash per result kind holding the latest record per key, and
+    ``...:results:updated_ns`` bumped on every write)."""
+
+    def __init__(self, client: aioredis.Redis, experiment_id: str) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        self._seen: dict[str, str] = {}
+        self._last_update: bytes | str | None = None
+
+    async def poll(self) -> list[ResultBase]:
+        """Records new or changed since the last poll, oldest first."""
+        updated = await self.client.get(f"{store_prefix(self.experiment_id)}:updated_ns")
+        if updated is None or updated == self._last_update:
+            return []
+        self._last_update = updated
+        fresh: list[ResultBase] = []
+        for r in await read_results(self.client, self.experiment_id):
+            key = f"{r.kind}/{result_field(r)}"
+            raw = r.model_dump_json()
+            if self._seen.get(key) != raw:
+                self._seen[key] = raw
+                fresh.append(r)
+        return sorted(fresh, key=_at_ns)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from aftershock.eventlog import EventSink
     from schemas.events import Event
 
 
@@ -39,12 +40,12 @@ class JsonlSink:
 class TeeSink:
     """Emits every event to several sinks."""
 
-    def __init__(self, *sinks: object) -> None:
+    def __init__(self, *sinks: EventSink) -> None:
         self.sinks = sinks
 
     def emit(self, event: Event) -> None:
         for s in self.sinks:
-            s.emit(event)  # type: ignore[attr-defined]
+            s.emit(event)
 
 
 def read_events(path: Path) -> Iterator[Event]:

@@ -137,3 +137,120 @@ def test_control_without_a_running_experiment_says_so(redis_url: str) -> None:
     )
     assert result.exit_code == 1
     assert "no running injector" in result.output
+
+
+async def test_safeguard_reads_the_analyzers_live_results_in_redis(
+    tmp_path: Path, echo: Echo, controller: ToxiproxyController, redis_url: str
+) -> None:
+    from analyzers.store import write_results
+    from schemas.results import Availability
+
+    await controller.create_proxy("echo", echo.address, "127.0.0.1:0")
+    eid = f"guard-{uuid.uuid4().hex[:8]}"
+    doc = plan(
+        echo.address,
+        [_latency("long", 0, 30)],
+        experiment_id=eid,
+        section={"safeguards": [{"metric": "error_rate", "above_pct": 50, "for": "2s"}]},
+    )
+    client = aioredis.Redis.from_url(redis_url)
+    ex = Executor(
+        load_experiment(write_experiment(tmp_path, doc)),
+        controller,
+        MemorySink(),
+        RunOptions(redis=client),
+    )
+    run = asyncio.create_task(ex.run())
+
+    def avail(pct: float, at_s: float) -> Availability:
+        ns = 1_000_000_000
+        return Availability(
+            experiment_id=eid,
+            run_id="a",
+            generator_id="analyzer",
+            ts_ns=int(at_s * ns),
+            window_end_ns=int(at_s * ns),
+            availability_pct=pct,
+            episodes=1,
+            observed_s=at_s,
+        )
+
+    try:
+        await _until(lambda: ex.faults[0].state == FaultState.ACTIVE)
+        await write_results(client, eid, [avail(30, 100)])  # 70 % errors...
+        await asyncio.sleep(0.6)
+        assert not run.done()  # ...but not yet for 2 s
+        await write_results(client, eid, [avail(20, 102.5)])
+        journal = await asyncio.wait_for(run, 5)
+    finally:
+        run.cancel()
+        await client.aclose()
+    assert journal.status == "aborted"
+    assert "safeguard: error rate 80.0% > 50% for 2.5s" in (journal.aftershock.abort_reason or "")
+    assert await controller.list_toxics("echo") == []
+
+
+async def test_unreachable_redis_does_not_break_the_run(
+    tmp_path: Path, echo: Echo, controller: ToxiproxyController
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{s.getsockname()[1]}/0")
+        doc = plan(
+            echo.address,
+            [_latency("short", 0.1, 0.3)],
+            experiment_id=f"dead-redis-{uuid.uuid4().hex[:6]}",
+            section={"safeguards": [{"metric": "isolation_violations"}]},
+        )
+        ex = Executor(
+            load_experiment(write_experiment(tmp_path, doc)),
+            controller,
+            MemorySink(),
+            RunOptions(redis=dead),
+        )
+        journal = await asyncio.wait_for(ex.run(), 10)
+        await dead.aclose()
+    assert journal.status == "completed", journal.aftershock.error
+    assert journal.aftershock.faults[0].state == FaultState.REVERTED
+
+
+async def test_run_ending_at_once_stops_its_redis_helpers(
+    tmp_path: Path, echo: Echo, controller: ToxiproxyController, redis_url: str
+) -> None:
+    # The hypothesis fails before the method: the run ends while its Redis helpers are still
+    # connecting. A cancellation swallowed inside redis-py once kept the run waiting forever.
+    doc = plan(
+        echo.address,
+        [_latency("never", 1, 1)],
+        experiment_id=f"quick-{uuid.uuid4().hex[:6]}",
+        section={"safeguards": [{"metric": "isolation_violations"}]},
+        **{
+            "steady-state-hypothesis": {
+                "title": "never holds",
+                "probes": [
+                    {
+                        "type": "probe",
+                        "name": "refused",
+                        "tolerance": 200,
+                        "provider": {"type": "http", "url": "http://127.0.0.1:9/", "timeout": 1},
+                    }
+                ],
+            }
+        },
+    )
+    for _ in range(3):
+        client = aioredis.Redis.from_url(redis_url)
+        ex = Executor(
+            load_experiment(write_experiment(tmp_path, doc)),
+            controller,
+            MemorySink(),
+            RunOptions(redis=client),
+        )
+        try:
+            journal = await asyncio.wait_for(ex.run(), 10)
+        finally:
+            await client.aclose()
+        assert journal.status == "failed"
+        assert journal.aftershock.faults[0].state == FaultState.SKIPPED

@@ -36,14 +36,20 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AFTERSHOCK_")}
 
 
-async def _cli(cwd: Path, *args: str) -> asyncio.subprocess.Process:
+async def _cli(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, full: bool = False
+) -> asyncio.subprocess.Process:
+    """``aftershock ARGS`` in its own process. ``injector`` commands start through
+    ``python -m injector.cli`` (the same commands, a second quicker) unless ``full``."""
+    if args[0] == "injector" and not full:
+        argv = ["-m", "injector.cli", *args[1:]]
+    else:
+        argv = ["-m", "aftershock.cli.main", *args]
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "aftershock.cli.main",
-        *args,
+        *argv,
         cwd=cwd,
-        env=_env(),
+        env={**_env(), **(env or {})},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -110,7 +116,9 @@ class Scene:
         }
         return write_experiment(self.tmp, doc, f"{self.eid}.yaml")
 
-    async def start(self, *extra: str) -> asyncio.subprocess.Process:
+    async def start(
+        self, *extra: str, env: dict[str, str] | None = None
+    ) -> asyncio.subprocess.Process:
         proc = await _cli(
             self.tmp,
             "injector",
@@ -123,6 +131,7 @@ class Scene:
             "--events",
             str(self.events),
             *extra,
+            env=env,
         )
         await _until(self.faulted, 20)
         # The server changes first, the event follows: wait for both to be in the log.
@@ -190,31 +199,183 @@ async def test_sigkill_mid_fault_leases_revert_within_ttl(
     )
 
 
-@pytest.mark.parametrize("source", ["journal", "events"])
 async def test_sigkill_without_leases_then_reap(
-    tmp_path: Path, controller: ToxiproxyController, echo: Echo, source: str
+    tmp_path: Path, controller: ToxiproxyController, echo: Echo
 ) -> None:
-    scene = Scene(tmp_path, controller, echo, f"reap-{source}")
+    from injector.reap import Leftover, leftovers_from_events, leftovers_from_journal
+
+    scene = Scene(tmp_path, controller, echo, "reap")
     await scene.setup()
     proc = await scene.start("--no-leases")
     proc.kill()
     await proc.wait()
-    await asyncio.sleep(LEASE_TTL_S + 0.5)
+    await asyncio.sleep(LEASE_TTL_S + 0.2)
     assert await scene.faulted()  # without leases nothing reverts by itself
-    args = (
-        ["--journal", str(scene.journal)]
-        if source == "journal"
-        else ["--events", str(scene.events), "--experiment-id", scene.eid]
-    )
+    # Journal and event log name the same leftovers.
+    expected = {
+        Leftover("slowed", "toxic", f"{scene.eid}-lat"),
+        Leftover("downed", "down", f"{scene.eid}-down"),
+    }
+    assert set(leftovers_from_journal(scene.journal)[1]) == expected
+    assert set(leftovers_from_events(scene.events, scene.eid)) == expected
+    args = ["--journal", str(scene.journal), "--events", str(scene.events)]
     reaper = await _cli(tmp_path, "injector", "reap", "--toxiproxy-url", controller.api_url, *args)
     out, err = await asyncio.wait_for(reaper.communicate(), 15)
     assert reaper.returncode == 0, err.decode()
     assert await scene.clean()
-    text = out.decode()
-    assert f"slowed: toxic {scene.eid}-lat: removed" in text
-    assert f"downed: outage {scene.eid}-down: removed" in text
-    # Reaping again finds nothing left to do.
-    again = await _cli(tmp_path, "injector", "reap", "--toxiproxy-url", controller.api_url, *args)
+    lines = out.decode().splitlines()
+    assert sorted(lines) == [
+        f"downed: outage {scene.eid}-down: removed",
+        f"slowed: toxic {scene.eid}-lat: removed",
+    ]
+    # Reaping again finds nothing left to do (the server URL comes from the journal).
+    again = await _cli(tmp_path, "injector", "reap", "--journal", str(scene.journal))
     out2, _ = await asyncio.wait_for(again.communicate(), 15)
     assert again.returncode == 0
-    assert "already gone" in out2.decode()
+    assert out2.decode().count("already gone") == 2
+
+
+def test_cli_refuses_an_invalid_file_with_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aftershock.cli.main import app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: x\nbogus: 1\n")
+    result = CliRunner().invoke(
+        app, ["injector", "run", str(bad), "--toxiproxy-url", "http://127.0.0.1:9"]
+    )
+    assert result.exit_code == 2
+    assert "bogus: unknown key 'bogus'" in result.output
+
+
+async def test_cli_exit_2_when_the_server_cannot_run_the_plan(
+    tmp_path: Path, controller: ToxiproxyController, echo: Echo
+) -> None:
+    doc = {
+        "title": "needs corruption",
+        "extensions": [
+            {
+                "name": "aftershock",
+                "targets": [{"name": "a", "upstream": echo.address, "proxy": "p"}],
+                "faults": [
+                    {
+                        "id": "bits",
+                        "at": 0,
+                        "duration": 1,
+                        "proxy": "p",
+                        "toxic": {"type": "corrupt", "attributes": {"probability": 0.5}},
+                    }
+                ],
+            }
+        ],
+    }
+    path = write_experiment(tmp_path, doc, "corrupt.yaml")
+    proc = await _cli(
+        tmp_path,
+        "injector",
+        "run",
+        str(path),
+        "--standard",
+        "--toxiproxy-url",
+        controller.api_url,
+        "--journal",
+        str(tmp_path / "j.json"),
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 2, err.decode()
+    assert "fault 'bits' needs toxic type 'corrupt'" in err.decode()
+    assert await controller.list_proxies() == {}
+
+
+async def test_run_publishes_its_events_to_kafka(
+    tmp_path: Path, controller: ToxiproxyController, echo: Echo, stack: Any
+) -> None:
+    import uuid
+
+    from aftershock.eventlog.reader import EventReader
+
+    topic = f"injector-events-{uuid.uuid4().hex[:8]}"
+    await stack.create_topics([topic])
+    await controller.create_proxy("k", echo.address, "127.0.0.1:0")
+    doc = {
+        "title": "to kafka",
+        "extensions": [
+            {
+                "name": "aftershock",
+                "experiment_id": "to-kafka",
+                "targets": [{"name": "k", "upstream": echo.address, "proxy": "k"}],
+                "faults": [
+                    {
+                        "id": "k-slow",
+                        "at": 0.1,
+                        "duration": 0.2,
+                        "proxy": "k",
+                        "toxic": {"type": "latency", "attributes": {"latency": 5}},
+                    }
+                ],
+            }
+        ],
+    }
+    path = write_experiment(tmp_path, doc, "kafka.yaml")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aftershock.cli.main",
+        "injector",
+        "run",
+        str(path),
+        "--toxiproxy-url",
+        controller.api_url,
+        "--kafka-bootstrap",
+        stack.kafka_bootstrap,
+        cwd=tmp_path,
+        env={**_env(), "AFTERSHOCK_TOPIC_EVENTS": topic},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert "in_spool=0" in err.decode()
+    async with EventReader(stack.kafka_bootstrap, topic, deadletter_topic=None) as reader:
+        events = await reader.read(max_events=100, idle_timeout_s=2)
+    # Order holds per partition key: lifecycle events among themselves, faults per proxy.
+    lifecycle = [e.kind for e in events if e.kind.startswith("experiment.")]
+    assert lifecycle[0] == "experiment.started"
+    assert lifecycle[-1] == "experiment.ended"
+    faults = [(e.kind, e.fault_id) for e in events if e.kind.startswith("fault.")]
+    assert faults == [("fault.toxic_added", "k-slow"), ("fault.toxic_removed", "k-slow")]
+
+
+async def test_sigkill_without_leases_then_reap_from_the_kafka_event_log(
+    tmp_path: Path, controller: ToxiproxyController, echo: Echo, stack: Any
+) -> None:
+    import uuid
+
+    topic = f"injector-reap-{uuid.uuid4().hex[:8]}"
+    await stack.create_topics([topic])
+    env = {"AFTERSHOCK_TOPIC_EVENTS": topic}
+    scene = Scene(tmp_path, controller, echo, "reap-kafka")
+    await scene.setup()
+    proc = await scene.start("--no-leases", "--kafka-bootstrap", stack.kafka_bootstrap, env=env)
+    await asyncio.sleep(0.5)  # the publisher sends within milliseconds; kill -9 loses its buffer
+    proc.kill()
+    await proc.wait()
+    assert await scene.faulted()
+    reaper = await _cli(
+        tmp_path,
+        "injector",
+        "reap",
+        "--kafka",
+        "--kafka-bootstrap",
+        stack.kafka_bootstrap,
+        "--experiment-id",
+        scene.eid,
+        "--toxiproxy-url",
+        controller.api_url,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(reaper.communicate(), 60)
+    assert reaper.returncode == 0, err.decode()
+    assert f"slowed: toxic {scene.eid}-lat: removed" in out.decode()
+    assert await scene.clean()
