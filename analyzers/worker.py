@@ -85,6 +85,7 @@ class AnalyzerWorker:
         )
         self._configs: dict[str, AnalyzerConfig] = {}
         self._pending_acks: list[Any] = []
+        self._parked: dict[str, Any] = {}
         self._analyze_stream: Any = None
         self._last_checkpoint = time.monotonic()
         self._redis: Redis | None = None
@@ -211,11 +212,12 @@ class AnalyzerWorker:
     async def _open(self, exp: str, partition: int) -> None:
         self._configs[exp] = await self._load_config(exp)
         blob = self.state.get(exp.encode())
+        parked = self._parked.pop(exp, None)
         try:
-            self.live.open(exp, partition, blob)
+            self.live.open(exp, partition, blob, parked)
         except SnapshotError as exc:
             log.error("experiment %s: %s; starting from scratch", exp, exc)
-            self.live.open(exp, partition, None)
+            self.live.open(exp, partition, None, parked)
         metrics.EXPERIMENTS.set(len(self.live.slots))
 
     async def _load_config(self, exp: str) -> AnalyzerConfig:
@@ -296,10 +298,19 @@ class AnalyzerWorker:
             await self._checkpoint()
 
     async def _on_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
-        parts = {tp.partition for tp in revoked if tp.topic == self.by_experiment.get_topic_name()}
-        if parts:
-            await self._checkpoint()
-            self.live.drop(parts)
+        """Park the experiments of revoked partitions and forget their un-acked records:
+        whoever gets the partition next is handed them again, and the changelog holds a
+        snapshot at least as new as the committed offsets."""
+        topic = self.by_experiment.get_topic_name()
+        parts = {tp.partition for tp in revoked if tp.topic == topic}
+        if not parts:
+            return
+        self._parked.update(self.live.drop(parts))
+        self._pending_acks = [
+            ev
+            for ev in self._pending_acks
+            if not (ev.message.topic == topic and ev.message.partition in parts)
+        ]
 
     @property
     def redis(self) -> Redis:

@@ -143,6 +143,8 @@ async def test_worker_live_equals_replay_and_resumes_after_a_crash(
         await asyncio.sleep(1.5)  # a checkpoint or two
     finally:
         worker.kill(signal.SIGKILL)  # a crash: no clean shutdown, no final commit
+    # The broker reassigns a crashed member's partitions only once its session has expired.
+    await asyncio.sleep(11)
 
     await produce(stack.kafka_bootstrap, topics["events"], events[half:])
     worker = Worker(env, app_id, log)
