@@ -84,7 +84,10 @@ class Forwarder:
             auto_offset_reset="earliest",
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_ms,
-            max_partition_fetch_bytes=max_record_bytes,
+            # Small per-partition fetches interleave partitions finely while catching up, so
+            # no partition runs far ahead of the others (see analyzers.core.ordering).
+            max_partition_fetch_bytes=256 * 1024,
+            fetch_max_bytes=4 * 1024 * 1024,
         )
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -100,7 +103,7 @@ class Forwarder:
             await self._consumer.start()
             try:
                 while True:
-                    batch = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+                    batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
                     if not batch:
                         continue
                     for records in batch.values():

@@ -56,7 +56,7 @@ def bench_core(n: int) -> tuple[float, float]:
 
 
 def bench_memory(seconds: int, rate: int) -> list[tuple[int, float, int]]:
-    """(event-time seconds, RSS MiB, snapshot bytes) every 30 s of event time."""
+    """(event-time s, RSS MiB, snapshot bytes) every 30 s of event time."""
     proc = psutil.Process()
     a = Analyzer("bench")
     points = []
@@ -92,6 +92,15 @@ async def produce(bootstrap: str, topic: str, events: list, per_record: int) -> 
         await producer.stop()
 
 
+def stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(10)
+
+
 def start_worker(env: dict[str, str], app_id: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "aftershock.cli.main", "analyze", "--app-id", app_id],
@@ -124,8 +133,7 @@ async def bench_worker(stack: EmbeddedStack, env: dict[str, str], tmp: Path, n: 
             raise RuntimeError(f"worker did not finish; see {tmp / 'worker-throughput.log'}")
         return (last[1] - first[1]) / (last[0] - first[0])
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        stop(worker)
         await redis.aclose()
 
 
@@ -180,8 +188,7 @@ async def bench_latency(
         return latencies
     finally:
         await producer.stop()
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        stop(worker)
         await redis.aclose()
 
 
@@ -191,15 +198,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def main() -> None:
-    n_core = 100_000 if QUICK else 300_000
-    core, with_decode = bench_core(n_core)
-    print(
-        f"core: {core:,.0f} events/s through all analyses ({n_core:,} events, batches of {BATCH})"
-    )
-    print(f"core + envelope decode: {with_decode:,.0f} events/s (ratio {with_decode / core:.2f})")
+    # Memory first, in a fresh process: later sections allocate hundreds of MB.
     seconds = 120 if QUICK else 300
     points = bench_memory(seconds, 10_000)
-    print("memory at 10k events/s, 1000 sessions (event-time s, RSS MiB, snapshot bytes):")
+    print("memory at 10k events/s, 1000 sessions (event-time s, RSS, state snapshot):")
     for s, rss, snap in points:
         print(f"  {s:>5} s  {rss:7.1f} MiB  {snap:>10,} B")
     if len(points) >= 3:
@@ -208,6 +210,12 @@ async def main() -> None:
             f"  RSS growth after warm-up: {growth * 60:.2f} MiB/min "
             f"(30 min extrapolation: {points[-1][1] + growth * (1800 - points[-1][0]):.0f} MiB)"
         )
+    n_core = 100_000 if QUICK else 300_000
+    core, with_decode = bench_core(n_core)
+    print(
+        f"core: {core:,.0f} events/s through all analyses ({n_core:,} events, batches of {BATCH})"
+    )
+    print(f"core + envelope decode: {with_decode:,.0f} events/s (ratio {with_decode / core:.2f})")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         settings = Settings(state_dir=tmp / "state", kafka_bootstrap=None, redis_url=None)
