@@ -54,7 +54,7 @@ class AnalyzerConfig(Frozen):
     health: HealthThresholds = Field(default_factory=HealthThresholds)
     reply_timeout_s: float = Field(default=5.0, gt=0)
     """An expected echo/broadcast/response not seen within this is lost."""
-    reorder_window: int = Field(default=1024, ge=16)
+    reorder_window: int = Field(default=256, ge=16)
     """Per (receiver, origin) pair, how many sequence numbers below the highest are tracked
     for duplicate detection."""
     burst_gap_s: float = Field(default=0.5, gt=0)
