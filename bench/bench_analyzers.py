@@ -128,7 +128,7 @@ async def bench_worker(stack: EmbeddedStack, env: dict[str, str], tmp: Path, n: 
             if seen >= n:
                 last = (now, seen)
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
         if first is None or last is None:
             raise RuntimeError(f"worker did not finish; see {tmp / 'worker-throughput.log'}")
         return (last[1] - first[1]) / (last[0] - first[0])
@@ -199,7 +199,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def main() -> None:
     # Memory first, in a fresh process: later sections allocate hundreds of MB.
-    seconds = 120 if QUICK else 300
+    seconds = 120 if QUICK else 240
     points = bench_memory(seconds, 10_000)
     print("memory at 10k events/s, 1000 sessions (event-time s, RSS, state snapshot):")
     for s, rss, snap in points:
@@ -210,7 +210,7 @@ async def main() -> None:
             f"  RSS growth after warm-up: {growth * 60:.2f} MiB/min "
             f"(30 min extrapolation: {points[-1][1] + growth * (1800 - points[-1][0]):.0f} MiB)"
         )
-    n_core = 100_000 if QUICK else 300_000
+    n_core = 100_000 if QUICK else 200_000
     core, with_decode = bench_core(n_core)
     print(
         f"core: {core:,.0f} events/s through all analyses ({n_core:,} events, batches of {BATCH})"
@@ -230,14 +230,14 @@ async def main() -> None:
                 "AFTERSHOCK_TOPIC_SPANS": "bench.spans",
                 "AFTERSHOCK_STATE_DIR": str(tmp / "state"),
             }
-            n_worker = 100_000 if QUICK else 300_000
+            n_worker = 50_000 if QUICK else 100_000
             w = await bench_worker(stack, env, tmp, n_worker)
             print(
                 f"worker: {w:,.0f} events/s, one Faust worker, {BATCH}-event records, "
                 f"{n_worker:,} events backlog (ratio to core {w / core:.2f})"
             )
             rate = 2_000
-            lat = await bench_latency(stack, env, tmp, rate, 20 if QUICK else 40)
+            lat = await bench_latency(stack, env, tmp, rate, 20 if QUICK else 30)
             if lat:
                 print(
                     f"result visible in Redis at {rate:,} events/s: p50 {pct(lat, 0.5):.2f} s "
