@@ -85,7 +85,10 @@ def free_port(host: str) -> int:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now. SO_REUSEADDR, as servers set it, so
+    connections lingering in TIME_WAIT after a restart do not count as "in use"."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -173,7 +176,8 @@ class EmbeddedStack:
                     raise first from exc
             raise
         self.started_in_s = time.perf_counter() - t0
-        self._write_record()
+        if self._processes:
+            self._write_record()
 
     def detach(self) -> None:
         """Leave the processes running after this object is gone (``stack up --detach``)."""
@@ -241,7 +245,8 @@ class EmbeddedStack:
             listen = ["--listener-url", url, "--advertised-listener-url", url]
             return [str(binary), "broker", *listen, "--storage-engine", "memory://tansu/"]
 
-        port = await self._spawn_listening("kafka", argv, self.settings.kafka_port)
+        # Tansu lingers ~5 s on SIGTERM once clients have produced; SIGINT stops it at once.
+        port = await self._spawn_listening("kafka", argv, self.settings.kafka_port, "SIGINT")
         bootstrap = f"{host}:{port}"
         await _wait_kafka(bootstrap)
         self._kafka_bootstrap = bootstrap
@@ -262,7 +267,11 @@ class EmbeddedStack:
         self._redis_url = url
 
     async def _spawn_listening(
-        self, name: str, argv: Callable[[int], list[str]], configured_port: int
+        self,
+        name: str,
+        argv: Callable[[int], list[str]],
+        configured_port: int,
+        stop_signal: str = "SIGTERM",
     ) -> int:
         """Spawn the server on a port and wait until it accepts connections.
 
@@ -274,7 +283,7 @@ class EmbeddedStack:
             if configured_port and not port_is_free(host, configured_port):
                 raise PortInUseError(name, host, configured_port)
             port = configured_port or free_port(host)
-            pid, log_path = self._spawn(name, argv(port), port)
+            pid, log_path = self._spawn(name, argv(port), port, stop_signal)
             status = await _wait_listening(pid, host, port)
             if status is None:
                 return port
@@ -288,7 +297,7 @@ class EmbeddedStack:
                 raise PortInUseError(name, host, configured_port)
         raise ServiceStartError(f"{name}: could not bind a free port on {host}")
 
-    def _spawn(self, name: str, argv: list[str], port: int) -> tuple[int, Path]:
+    def _spawn(self, name: str, argv: list[str], port: int, stop_signal: str) -> tuple[int, Path]:
         log_dir = self._log_dir()
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{name}-{os.getpid()}.log"
@@ -305,6 +314,7 @@ class EmbeddedStack:
                 port=port,
                 argv=argv,
                 log_path=str(log_path),
+                stop_signal=stop_signal,
             )
         )
         self._write_record()

@@ -34,6 +34,8 @@ class ProcessRecord(BaseModel):
     port: int
     argv: list[str]
     log_path: str
+    stop_signal: str = "SIGTERM"
+    """How it asks the process to exit; SIGKILL follows after a timeout."""
 
 
 class StackRecord(BaseModel):
@@ -122,10 +124,11 @@ def _signal(pid: int, sig: signal.Signals) -> None:
 
 
 async def stop_process(proc: ProcessRecord, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-    """SIGTERM, wait up to ``timeout_s``, then SIGKILL. Returns True if it had to kill."""
+    """The process's stop signal, wait up to ``timeout_s``, then SIGKILL. Returns True if it had
+    to kill."""
     if not is_alive(proc.pid, proc.create_time):
         return False
-    _signal(proc.pid, signal.SIGTERM)
+    _signal(proc.pid, signal.Signals[proc.stop_signal])
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         _reap(proc.pid)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import typer
 
 from aftershock import __version__
-from aftershock.cli import stack
+from aftershock.cli import demo, stack
 from analyzers.cli import app as analyzers_app
+from generators.cli import generate
+from injector.cli import control_app, injector_app, validate
 from injector.proxy.cli import app as proxy_app
 
 app = typer.Typer(
@@ -17,8 +19,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(stack.app)
+app.command(name="demo")(demo.demo)
 app.add_typer(proxy_app, name="proxy")
+app.command("validate")(validate)
+app.add_typer(injector_app, name="injector")
+app.add_typer(control_app, name="control")
 app.add_typer(analyzers_app)
+app.command("generate")(generate)
 
 
 @app.callback()

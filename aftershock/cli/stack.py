@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from aftershock import stackstate
 from aftershock.errors import StackError
@@ -32,7 +33,15 @@ def _settings(state_dir: Path | None, **overrides: object) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     if state_dir is not None:
         values["state_dir"] = state_dir
-    return Settings(**values)  # type: ignore[arg-type]
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"AFTERSHOCK_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        typer.echo(f"error: invalid settings: {problems}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command()
