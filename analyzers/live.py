@@ -59,13 +59,24 @@ class LiveAnalyzers:
     def has(self, experiment_id: str) -> bool:
         return experiment_id in self.slots
 
-    def open(self, experiment_id: str, partition: int, snapshot: bytes | None) -> Slot:
-        """The slot of an experiment, restored from ``snapshot`` when there is one."""
+    def open(
+        self, experiment_id: str, partition: int, snapshot: bytes | None, parked: Slot | None = None
+    ) -> Slot:
+        """The slot of an experiment, restored from ``snapshot`` when there is one.
+
+        ``parked`` is this worker's own slot from before a rebalance; it wins unless the
+        snapshot is newer (another worker had the partition meanwhile): a snapshot recovered
+        from the changelog may be older than what this worker already applied.
+        """
         slot = self.slots.get(experiment_id)
         if slot is not None:
             return slot
-        if snapshot:
-            slot = self._restore(snapshot, partition)
+        restored = self._restore(snapshot, partition) if snapshot else None
+        if parked is not None and (restored is None or not _newer(restored, parked)):
+            parked.partition = partition
+            slot = parked
+        elif restored is not None:
+            slot = restored
         else:
             slot = Slot(
                 Analyzer(experiment_id, self._config_for(experiment_id), self._clock), partition
@@ -124,13 +135,14 @@ class LiveAnalyzers:
         except Exception as exc:
             raise SnapshotError(f"cannot read analyzer snapshot: {exc!r}") from exc
 
-    def drop(self, partitions: Iterable[int]) -> list[str]:
-        """Forget experiments of partitions this worker no longer owns."""
+    def drop(self, partitions: Iterable[int]) -> dict[str, Slot]:
+        """Take out the experiments of partitions this worker no longer owns."""
         gone = set(partitions)
-        dropped = [exp for exp, s in self.slots.items() if s.partition in gone]
-        for exp in dropped:
-            del self.slots[exp]
-        return dropped
+        return {
+            exp: self.slots.pop(exp)
+            for exp in list(self.slots)
+            if self.slots[exp].partition in gone
+        }
 
     def changed_results(self, experiment_id: str) -> list[ResultEvent]:
         """Tick the analyzer (idle flush; end of experiment) and return results that changed
@@ -150,3 +162,10 @@ class LiveAnalyzers:
                 slot.published[r.event_id] = digest
                 out.append(r)
         return out
+
+
+def _newer(a: Slot, b: Slot) -> bool:
+    """True when ``a`` has applied everything ``b`` has, and more."""
+    parts = set(a.applied) | set(b.applied)
+    ge = all(a.applied.get(p, -1) >= b.applied.get(p, -1) for p in parts)
+    return ge and a.applied != b.applied

@@ -2,10 +2,11 @@
 
 Two stages, both at-least-once:
 
-1. ``forward`` reads the events topic (records keyed ``<experiment>/...``) and re-keys every
-   record, unchanged, by its experiment id onto ``<app_id>-by-experiment``, with an
-   ``aftershock-src`` header naming its source ``partition:offset``. All records of one
-   experiment then reach one worker, whichever partitions the generators wrote to.
+1. ``forward`` (:mod:`analyzers.forward`, a plain consumer group) reads the events topic
+   (records keyed ``<experiment>/...``) and re-keys every record, unchanged, by its
+   experiment id onto ``<app_id>-by-experiment``, with an ``aftershock-src`` header naming its
+   source ``partition:offset``. All records of one experiment then reach one worker, whichever
+   partitions the generators wrote to.
 2. ``analyze`` decodes each record and feeds the experiment's analyzer. Records are acked only
    after a checkpoint has written the analyzer's snapshot to the ``state`` table (its
    changelog topic), and Faust flushes the producer before committing offsets, so a restarted
@@ -33,6 +34,7 @@ from aftershock.eventlog import codec
 from analyzers import metrics
 from analyzers.core import AnalyzerConfig
 from analyzers.errors import SnapshotError
+from analyzers.forward import HEADER_SRC, Forwarder, experiment_of_key
 from analyzers.live import LiveAnalyzers
 from analyzers.spans import SpanGraphBuilder, decode_spans
 from analyzers.store import write_results
@@ -41,11 +43,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from aftershock.settings import Settings
-    from schemas.events import Event
 
 log = logging.getLogger(__name__)
 
-HEADER_SRC = "aftershock-src"
 MAX_RECORD_BYTES = 32 * 1024 * 1024
 
 
@@ -65,13 +65,6 @@ def _headers(message: Any) -> dict[str, bytes]:
     return {k: v for k, v in items}
 
 
-def experiment_of_key(key: bytes | None) -> str | None:
-    if not key:
-        return None
-    head = key.split(b"/", 1)[0]
-    return head.decode("utf-8", "replace") or None
-
-
 class AnalyzerWorker:
     """Builds the Faust app; ``run()`` blocks in Faust's worker until stopped."""
 
@@ -85,6 +78,7 @@ class AnalyzerWorker:
         )
         self._configs: dict[str, AnalyzerConfig] = {}
         self._pending_acks: list[Any] = []
+        self._parked: dict[str, Any] = {}
         self._analyze_stream: Any = None
         self._last_checkpoint = time.monotonic()
         self._redis: Redis | None = None
@@ -111,9 +105,6 @@ class AnalyzerWorker:
             web_enabled=False,
             datadir=str(datadir),
         )
-        self.events_topic = app.topic(
-            settings.topic_events, key_serializer="raw", value_serializer="raw"
-        )
         self.by_experiment = app.topic(
             f"{opts.app_id}-by-experiment",
             key_serializer="raw",
@@ -137,7 +128,7 @@ class AnalyzerWorker:
             partitions=settings.partitions,
         )
         self.spans = SpanGraphBuilder()
-        app.agent(self.events_topic, name="forward")(self._forward)
+        app.task(self._forward)
         app.agent(self.by_experiment, name="analyze")(self._analyze)
         app.agent(self.spans_topic, name="spans")(self._spans)
         app.timer(opts.publish_interval_s)(self._publish)
@@ -147,35 +138,18 @@ class AnalyzerWorker:
 
     # --- stage 1 ----------------------------------------------------------------------------
 
-    async def _forward(self, stream: Any) -> None:
-        async for event in stream.events():
-            msg = event.message
-            metrics.RECORDS.labels("forward").inc()
-            headers = _headers(msg)
-            headers[HEADER_SRC] = f"{msg.partition}:{msg.offset}".encode()
-            exp = experiment_of_key(msg.key)
-            if exp is not None:
-                await self.by_experiment.send(
-                    key=exp.encode(), value=msg.value, headers=list(headers.items())
-                )
-                continue
-            # Records without our key: split by experiment (slow path, still in order).
-            try:
-                events = codec.decode_batch(msg.value, headers)
-            except DecodeError as exc:
-                metrics.DEADLETTER.inc()
-                log.warning("undecodable record %s:%s: %s", msg.partition, msg.offset, exc)
-                continue
-            groups: dict[str, list[Event]] = {}
-            for ev in events:
-                groups.setdefault(ev.experiment_id, []).append(ev)
-            for gexp, evs in groups.items():
-                env = codec.encode_envelope(gexp, evs)
-                await self.by_experiment.send(
-                    key=gexp.encode(),
-                    value=env.value,
-                    headers=[*env.headers, (HEADER_SRC, headers[HEADER_SRC])],
-                )
+    async def _forward(self) -> None:
+        assert self.settings.kafka_bootstrap is not None
+        forwarder = Forwarder(
+            self.settings.kafka_bootstrap,
+            self.settings.topic_events,
+            self.by_experiment.get_topic_name(),
+            f"{self.options.app_id}-forward",
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            heartbeat_ms=self.settings.kafka_heartbeat_ms,
+            max_record_bytes=MAX_RECORD_BYTES,
+        )
+        await forwarder.run()
 
     # --- stage 2 ----------------------------------------------------------------------------
 
@@ -211,11 +185,12 @@ class AnalyzerWorker:
     async def _open(self, exp: str, partition: int) -> None:
         self._configs[exp] = await self._load_config(exp)
         blob = self.state.get(exp.encode())
+        parked = self._parked.pop(exp, None)
         try:
-            self.live.open(exp, partition, blob)
+            self.live.open(exp, partition, blob, parked)
         except SnapshotError as exc:
             log.error("experiment %s: %s; starting from scratch", exp, exc)
-            self.live.open(exp, partition, None)
+            self.live.open(exp, partition, None, parked)
         metrics.EXPERIMENTS.set(len(self.live.slots))
 
     async def _load_config(self, exp: str) -> AnalyzerConfig:
@@ -296,10 +271,19 @@ class AnalyzerWorker:
             await self._checkpoint()
 
     async def _on_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
-        parts = {tp.partition for tp in revoked if tp.topic == self.by_experiment.get_topic_name()}
-        if parts:
-            await self._checkpoint()
-            self.live.drop(parts)
+        """Park the experiments of revoked partitions and forget their un-acked records:
+        whoever gets the partition next is handed them again, and the changelog holds a
+        snapshot at least as new as the committed offsets."""
+        topic = self.by_experiment.get_topic_name()
+        parts = {tp.partition for tp in revoked if tp.topic == topic}
+        if not parts:
+            return
+        self._parked.update(self.live.drop(parts))
+        self._pending_acks = [
+            ev
+            for ev in self._pending_acks
+            if not (ev.message.topic == topic and ev.message.partition in parts)
+        ]
 
     @property
     def redis(self) -> Redis:

@@ -54,7 +54,7 @@ class AnalyzerConfig(Frozen):
     health: HealthThresholds = Field(default_factory=HealthThresholds)
     reply_timeout_s: float = Field(default=5.0, gt=0)
     """An expected echo/broadcast/response not seen within this is lost."""
-    reorder_window: int = Field(default=1024, ge=16)
+    reorder_window: int = Field(default=256, ge=16)
     """Per (receiver, origin) pair, how many sequence numbers below the highest are tracked
     for duplicate detection."""
     burst_gap_s: float = Field(default=0.5, gt=0)
@@ -67,7 +67,7 @@ class AnalyzerConfig(Frozen):
     """Known constant wall-clock offset of a generator (added to its timestamps)."""
     max_clock_step_s: float = Field(default=600.0, gt=0)
     """A generator whose (wall - monotonic) moves by more than this restarted: re-anchor it."""
-    source_idle_s: float = Field(default=1.0, gt=0)
+    source_idle_s: float = Field(default=5.0, gt=0)
     """A source (partition) silent this long (processing clock) stops holding the watermark."""
-    idle_flush_s: float = Field(default=2.0, gt=0)
+    idle_flush_s: float = Field(default=5.0, gt=0)
     """With no events for this long (processing clock), buffered events are released."""

@@ -137,7 +137,7 @@ class IntegrityTracker:
                     track.high = seq
                 if seq > track.high - self._window:
                     track.seen.add(seq)
-                if len(track.seen) > 2 * self._window:
+                if len(track.seen) > self._window + self._window // 4:
                     floor = track.high - self._window
                     track.seen = {s for s in track.seen if s > floor}
             if (

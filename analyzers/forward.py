@@ -1,0 +1,123 @@
+"""Stage 1 of the worker: re-key every events-topic record by its experiment id.
+
+A plain consumer group (``<app_id>-forward``) reads the events topic; each record is sent on,
+unchanged, to ``<app_id>-by-experiment`` keyed by its experiment id with an
+``aftershock-src: <partition>:<offset>`` header, and offsets are committed only after the
+producer has flushed (at-least-once). Records without an ``<experiment>/...`` key are split
+by experiment (decoded and re-encoded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from aftershock.errors import DecodeError
+from aftershock.eventlog import codec
+from analyzers import metrics
+
+if TYPE_CHECKING:
+    from aiokafka.structs import ConsumerRecord
+
+    from schemas.events import Event
+
+log = logging.getLogger(__name__)
+
+HEADER_SRC = "aftershock-src"
+Out = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
+
+def experiment_of_key(key: bytes | None) -> str | None:
+    if not key:
+        return None
+    head = key.split(b"/", 1)[0]
+    return head.decode("utf-8", "replace") or None
+
+
+def rekey(record: ConsumerRecord[bytes, bytes]) -> list[Out]:
+    """The by-experiment records for one events-topic record."""
+    headers = [(k, v) for k, v in (record.headers or ()) if k != HEADER_SRC]
+    src = (HEADER_SRC, f"{record.partition}:{record.offset}".encode())
+    value = record.value or b""
+    exp = experiment_of_key(record.key)
+    if exp is not None:
+        return [(exp.encode(), value, [*headers, src])]
+    try:
+        events = codec.decode_batch(value, dict(headers))
+    except DecodeError as exc:
+        metrics.DEADLETTER.inc()
+        log.warning("undecodable record %s:%s: %s", record.partition, record.offset, exc)
+        return []
+    groups: dict[str, list[Event]] = {}
+    for ev in events:
+        groups.setdefault(ev.experiment_id, []).append(ev)
+    out: list[Out] = []
+    for gexp, evs in groups.items():
+        env = codec.encode_envelope(gexp, evs)
+        out.append((gexp.encode(), env.value, [*env.headers, src]))
+    return out
+
+
+class Forwarder:
+    def __init__(
+        self,
+        bootstrap: str,
+        source_topic: str,
+        target_topic: str,
+        group_id: str,
+        *,
+        session_timeout_ms: int = 10_000,
+        heartbeat_ms: int = 3_000,
+        max_record_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
+        self.source_topic = source_topic
+        self.target_topic = target_topic
+        self._consumer = AIOKafkaConsumer(
+            source_topic,
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=heartbeat_ms,
+            # Small per-partition fetches interleave partitions finely while catching up, so
+            # no partition runs far ahead of the others (see analyzers.core.ordering).
+            max_partition_fetch_bytes=256 * 1024,
+            fetch_max_bytes=4 * 1024 * 1024,
+        )
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            enable_idempotence=False,
+            linger_ms=5,
+            max_request_size=max_record_bytes,
+        )
+
+    async def run(self) -> None:
+        """Forward until cancelled."""
+        await self._producer.start()
+        try:
+            await self._consumer.start()
+            try:
+                while True:
+                    batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                    if not batch:
+                        continue
+                    for records in batch.values():
+                        for record in records:
+                            metrics.RECORDS.labels("forward").inc()
+                            for key, value, headers in rekey(record):
+                                await self._producer.send(
+                                    self.target_topic, value, key=key, headers=headers
+                                )
+                    await self._producer.flush()
+                    await self._consumer.commit()
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._consumer.stop())
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._producer.stop())
