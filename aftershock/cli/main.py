@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from aftershock import __version__
-from aftershock.cli import demo, stack
+from aftershock.cli import demo, gameday, stack
 from injector.proxy.cli import app as proxy_app
 
 app = typer.Typer(
@@ -18,6 +18,8 @@ app = typer.Typer(
 app.add_typer(stack.app)
 app.command(name="demo")(demo.demo)
 app.add_typer(proxy_app, name="proxy")
+app.command(name="report")(gameday.report)
+app.command(name="traces")(gameday.traces)
 
 
 @app.callback()

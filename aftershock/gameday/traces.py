@@ -1,0 +1,231 @@
+"""Session traces of a run, read back from its span file, shown with the faults around them.
+
+Spans come from ``spans.jsonl`` (one OpenTelemetry SDK span as JSON per line, as
+:mod:`aftershock.telemetry` writes them); fault windows and session events come from the run's
+``events.jsonl``. A session is one trace whose root span is named ``session``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aftershock.report.errors import RunDirError
+from aftershock.report.files import EVENTS_FILE, SPANS_FILE, iter_events
+from aftershock.report.series import fault_windows
+from schemas.events import (
+    Disconnect,
+    ProxyDeleted,
+    ProxyDisabled,
+    ProxyEnabled,
+    SessionError,
+    ToxicAdded,
+    ToxicRemoved,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+    from aftershock.report.model import FaultWindow
+    from schemas.events import Event, SessionEvent
+
+
+@dataclass
+class Span:
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    start_ns: int
+    end_ns: int
+    status: str
+    description: str
+    attributes: dict[str, object]
+    children: list[Span] = field(default_factory=list)
+    events: list[SessionEvent] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "ERROR"
+
+    def walk(self) -> Iterable[Span]:
+        yield self
+        for c in self.children:
+            yield from c.walk()
+
+
+@dataclass
+class SessionTrace:
+    root: Span
+    tenant: str
+    session: str
+    errors: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.errors > 0 or any(s.failed for s in self.root.walk())
+
+
+def _hex(v: object) -> str | None:
+    if not isinstance(v, str) or not v:
+        return None
+    return v[2:] if v.startswith("0x") else v
+
+
+def _ns(iso: object, where: str) -> int:
+    if not isinstance(iso, str):
+        raise RunDirError(f"{where}: missing time")
+    try:
+        t = dt.datetime.fromisoformat(iso)
+    except ValueError as exc:
+        raise RunDirError(f"{where}: bad time {iso!r}") from exc
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
+
+
+def read_spans(path: Path) -> list[Span]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise RunDirError(f"cannot read {path}: {exc.strerror}") from exc
+    out = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            raw = json.loads(line)
+            ctx = raw["context"]
+            status = raw.get("status") or {}
+            trace_id, span_id = _hex(ctx["trace_id"]), _hex(ctx["span_id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunDirError(f"{where}: not a span: {exc}") from exc
+        if trace_id is None or span_id is None:
+            raise RunDirError(f"{where}: span without trace or span id")
+        out.append(
+            Span(
+                trace_id=trace_id,
+                span_id=span_id,
+                parent_id=_hex(raw.get("parent_id")),
+                name=str(raw.get("name", "")),
+                start_ns=_ns(raw.get("start_time"), where),
+                end_ns=_ns(raw.get("end_time"), where),
+                status=str(status.get("status_code", "UNSET")),
+                description=str(status.get("description") or ""),
+                attributes=dict(raw.get("attributes") or {}),
+            )
+        )
+    return out
+
+
+def assemble(spans: Iterable[Span], events: Iterable[Event]) -> list[SessionTrace]:
+    """Session traces (root span ``session``) with children and their session events."""
+    by_id = {s.span_id: s for s in spans}
+    for s in sorted(by_id.values(), key=lambda s: s.start_ns):
+        parent = by_id.get(s.parent_id) if s.parent_id else None
+        if parent is not None:
+            parent.children.append(s)
+    sessions: dict[str, SessionTrace] = {}
+    for s in by_id.values():
+        if s.name == "session" and s.parent_id is None:
+            sessions[s.trace_id] = SessionTrace(
+                s,
+                str(s.attributes.get("aftershock.tenant", "")),
+                str(s.attributes.get("aftershock.session", "")),
+            )
+    for ev in events:
+        if ev.trace_id is None or ev.trace_id not in sessions or not ev.kind.startswith("session."):
+            continue
+        st = sessions[ev.trace_id]
+        span = by_id.get(ev.span_id or "") or st.root
+        if span.trace_id != ev.trace_id:
+            span = st.root
+        span.events.append(ev)  # type: ignore[arg-type]
+        if isinstance(ev, SessionError) or (isinstance(ev, Disconnect) and ev.by == "error"):
+            st.errors += 1
+    return sorted(sessions.values(), key=lambda t: t.root.start_ns)
+
+
+def select(
+    traces: Iterable[SessionTrace],
+    *,
+    failed: bool = False,
+    tenant: str | None = None,
+    session: str | None = None,
+) -> list[SessionTrace]:
+    return [
+        t
+        for t in traces
+        if (not failed or t.failed)
+        and (tenant is None or t.tenant == tenant)
+        and (session is None or t.session == session)
+    ]
+
+
+def active_at(windows: Iterable[FaultWindow], t_ns: int) -> list[str]:
+    """Faults in force at ``t_ns``; windows computed with origin 0 (absolute seconds)."""
+    t_s = t_ns / 1e9
+    return [w.label for w in windows if w.start_s <= t_s and (w.end_s is None or t_s < w.end_s)]
+
+
+def _describe(ev: SessionEvent) -> str:
+    kind = ev.kind.removeprefix("session.")
+    if isinstance(ev, SessionError):
+        return f"{kind} {ev.error_class} ({ev.phase}): {ev.message[:120]}"
+    if isinstance(ev, Disconnect):
+        return f"{kind} by {ev.by} code={ev.code} {ev.reason}".rstrip()
+    extra = []
+    for name in ("seq", "latency_ms", "connect_ms", "origin_tenant", "checksum_ok", "status"):
+        v = getattr(ev, name, None)
+        if v is not None:
+            extra.append(f"{name}={v:.1f}" if isinstance(v, float) else f"{name}={v}")
+    return " ".join([kind, *extra])
+
+
+def render_trace(t: SessionTrace, windows: list[FaultWindow], *, max_events: int = 8) -> str:
+    t0 = t.root.start_ns
+    lines = [
+        f"trace {t.root.trace_id}  tenant={t.tenant} session={t.session}"
+        f"  errors={t.errors}{'  FAILED' if t.failed else ''}"
+    ]
+
+    def emit(span: Span, prefix: str, last: bool, top: bool) -> None:
+        branch = "" if top else ("└─ " if last else "├─ ")
+        faults = active_at(windows, span.start_ns)
+        status = (
+            "ERROR" + (f": {span.description}" if span.description else "") if span.failed else "ok"
+        )
+        lines.append(
+            f"{prefix}{branch}{span.name}  +{(span.start_ns - t0) / 1e6:.1f} ms  "
+            f"{(span.end_ns - span.start_ns) / 1e6:.1f} ms  {status}"
+            + (f"  faults: {', '.join(faults)}" if faults else "")
+        )
+        inner = prefix + ("" if top else ("   " if last else "│  "))
+        evs = sorted(span.events, key=lambda e: e.ts_ns)
+        shown = evs if len(evs) <= max_events else evs[: max_events // 2] + evs[-max_events // 2 :]
+        for i, ev in enumerate(shown):
+            if len(evs) > max_events and i == max_events // 2:
+                lines.append(f"{inner}  · … {len(evs) - max_events} more events")
+            lines.append(f"{inner}  · +{(ev.ts_ns - t0) / 1e6:.1f} ms {_describe(ev)}")
+        for i, child in enumerate(span.children):
+            emit(child, inner, i == len(span.children) - 1, False)
+
+    emit(t.root, "", True, True)
+    return "\n".join(lines)
+
+
+_FAULT_KINDS = (ToxicAdded, ToxicRemoved, ProxyDisabled, ProxyEnabled, ProxyDeleted)
+
+
+def load_run(run_dir: Path) -> tuple[list[SessionTrace], list[FaultWindow]]:
+    spans_path = run_dir / SPANS_FILE
+    if not spans_path.exists():
+        raise RunDirError(f"{run_dir} has no {SPANS_FILE} (spans went to OTLP, or tracing was off)")
+    events_path = run_dir / EVENTS_FILE
+    events: list[Event] = list(iter_events(events_path)) if events_path.exists() else []
+    windows = fault_windows([e for e in events if isinstance(e, _FAULT_KINDS)], 0)
+    return assemble(read_spans(spans_path), events), windows
