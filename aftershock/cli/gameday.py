@@ -94,3 +94,76 @@ def traces(
         typer.echo("")
     if len(chosen) > limit:
         typer.echo(f"({len(chosen) - limit} more matching traces; use --limit)", err=True)
+
+
+def run(
+    experiment: Annotated[
+        Path, typer.Argument(help="Experiment file (.yaml, .yml or .json).", show_default=False)
+    ],
+    runs_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where run directories go (default: <state_dir>/runs)."),
+    ] = None,
+    sample: Annotated[
+        bool | None,
+        typer.Option(
+            "--sample/--no-sample",
+            help="Start the sample chat system on free ports (default: when the experiment's "
+            "targets are named gateway, message and redis).",
+        ),
+    ] = None,
+    bug: Annotated[
+        list[str] | None,
+        typer.Option(help="Switch a defect of the sample system on (isolation, slow_recovery)."),
+    ] = None,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard/--no-dashboard", help="Show the live dashboard.")
+    ] = True,
+    line_every_s: Annotated[
+        float, typer.Option(help="Summary line interval when stderr is not a terminal.", min=0.1)
+    ] = 5.0,
+    trace_every: Annotated[
+        int, typer.Option(help="Trace every n-th round trip of a session (0: none).", min=0)
+    ] = 20,
+) -> None:
+    """Run a game day: load, faults, live analysis and dashboard, then the verdict and the
+    report in runs/<run_id>/. Exit status: 0 pass, 1 fail (failing SLOs named), 2 error or
+    interrupted."""
+    import asyncio
+    import logging
+
+    from aftershock.gameday.run import GamedayOptions, run_gameday
+
+    # The sample system logs every dependency it loses; under faults that is expected and the
+    # dashboard already shows it.
+    logging.getLogger("examples").setLevel(logging.ERROR)
+
+    known_bugs = {"isolation", "slow_recovery"}
+    for b in bug or []:
+        if b not in known_bugs:
+            raise typer.BadParameter(
+                f"unknown defect {b!r}; known: {', '.join(sorted(known_bugs))}", param_hint="--bug"
+            )
+    options = GamedayOptions(
+        runs_dir=runs_dir,
+        sample=sample,
+        bugs=tuple(bug or ()),
+        dashboard=dashboard,
+        line_every_s=line_every_s,
+        trace_every=trace_every,
+    )
+    try:
+        outcome = asyncio.run(run_gameday(experiment, Settings(), options))
+    except GamedayError as exc:
+        _fail(exc)
+    verdict = {0: "PASS", 1: "FAIL", 2: "ERROR"}[outcome.exit_code]
+    typer.echo(
+        f"verdict {verdict} ({outcome.status}) in {outcome.wall_s:.1f} s; report: "
+        f"{outcome.run_dir}/report.html",
+        err=True,
+    )
+    if outcome.failing:
+        typer.echo(f"failing SLOs: {', '.join(outcome.failing)}", err=True)
+    for reason in outcome.reasons:
+        typer.echo(f"  - {reason}", err=True)
+    raise typer.Exit(outcome.exit_code)

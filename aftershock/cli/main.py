@@ -20,6 +20,7 @@ app.command(name="demo")(demo.demo)
 app.add_typer(proxy_app, name="proxy")
 app.command(name="report")(gameday.report)
 app.command(name="traces")(gameday.traces)
+app.command(name="run")(gameday.run)
 
 
 @app.callback()

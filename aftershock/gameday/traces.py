@@ -186,35 +186,100 @@ def _describe(ev: SessionEvent) -> str:
     return " ".join([kind, *extra])
 
 
-def render_trace(t: SessionTrace, windows: list[FaultWindow], *, max_events: int = 8) -> str:
+def _notable(ev: SessionEvent) -> bool:
+    if isinstance(ev, SessionError):
+        return True
+    if isinstance(ev, Disconnect):
+        return ev.by != "client"
+    return ev.kind in ("session.connect_start", "session.connected") or (
+        getattr(ev, "origin_tenant", None) not in (None, ev.tenant)
+    )
+
+
+def pick_events(events: list[SessionEvent], limit: int) -> tuple[list[SessionEvent], int]:
+    """Up to ``limit`` events to show: errors, disconnects, connects and foreign messages
+    first, each with the event before it, then the first ones; returns them (in time order)
+    and how many were left out."""
+    evs = sorted(events, key=lambda e: e.ts_ns)
+    if len(evs) <= limit:
+        return evs, 0
+    chosen: set[int] = set()
+    for i, ev in enumerate(evs):
+        if len(chosen) >= limit:
+            break
+        if _notable(ev):
+            chosen.update(j for j in (i - 1, i) if j >= 0)
+    i = 0
+    while len(chosen) < limit and i < len(evs):
+        chosen.add(i)
+        i += 1
+    keep = sorted(chosen)[:limit]
+    return [evs[i] for i in keep], len(evs) - len(keep)
+
+
+def _signature(span: Span, windows: list[FaultWindow]) -> tuple[str, bool, tuple[str, ...]]:
+    return (span.name, span.failed, tuple(active_at(windows, span.start_ns)))
+
+
+def _quiet(span: Span) -> bool:
+    """No failure and no notable event anywhere below: safe to fold with its like."""
+    return all(not s.failed and not any(_notable(e) for e in s.events) for s in span.walk())
+
+
+def render_trace(
+    t: SessionTrace, windows: list[FaultWindow], *, max_events: int = 8, fold: bool = True
+) -> str:
+    """The trace as an indented tree. With ``fold``, runs of quiet sibling spans of the same
+    name, status and active faults are shown as one line with a count."""
     t0 = t.root.start_ns
     lines = [
         f"trace {t.root.trace_id}  tenant={t.tenant} session={t.session}"
         f"  errors={t.errors}{'  FAILED' if t.failed else ''}"
     ]
 
-    def emit(span: Span, prefix: str, last: bool, top: bool) -> None:
-        branch = "" if top else ("└─ " if last else "├─ ")
+    def faults_of(span: Span) -> str:
         faults = active_at(windows, span.start_ns)
-        status = (
-            "ERROR" + (f": {span.description}" if span.description else "") if span.failed else "ok"
-        )
+        return f"  faults: {', '.join(faults)}" if faults else ""
+
+    def emit(span: Span, prefix: str, branch: str, inner: str) -> None:
+        if span.failed:
+            status = "ERROR" + (f": {span.description}" if span.description else "")
+        else:
+            status = "ok"
         lines.append(
             f"{prefix}{branch}{span.name}  +{(span.start_ns - t0) / 1e6:.1f} ms  "
-            f"{(span.end_ns - span.start_ns) / 1e6:.1f} ms  {status}"
-            + (f"  faults: {', '.join(faults)}" if faults else "")
+            f"{(span.end_ns - span.start_ns) / 1e6:.1f} ms  {status}{faults_of(span)}"
         )
-        inner = prefix + ("" if top else ("   " if last else "│  "))
-        evs = sorted(span.events, key=lambda e: e.ts_ns)
-        shown = evs if len(evs) <= max_events else evs[: max_events // 2] + evs[-max_events // 2 :]
-        for i, ev in enumerate(shown):
-            if len(evs) > max_events and i == max_events // 2:
-                lines.append(f"{inner}  · … {len(evs) - max_events} more events")
+        shown, left = pick_events(span.events, max_events)
+        for ev in shown:
             lines.append(f"{inner}  · +{(ev.ts_ns - t0) / 1e6:.1f} ms {_describe(ev)}")
-        for i, child in enumerate(span.children):
-            emit(child, inner, i == len(span.children) - 1, False)
+        if left:
+            lines.append(f"{inner}  · ({left} more events)")
+        groups: list[list[Span]] = []
+        for child in span.children:
+            if (
+                fold
+                and groups
+                and _quiet(child)
+                and _quiet(groups[-1][-1])
+                and _signature(child, windows) == _signature(groups[-1][-1], windows)
+            ):
+                groups[-1].append(child)
+            else:
+                groups.append([child])
+        for i, group in enumerate(groups):
+            last = i == len(groups) - 1
+            br, nxt = ("└─ ", "   ") if last else ("├─ ", "│  ")
+            if len(group) == 1:
+                emit(group[0], inner, br, inner + nxt)
+                continue
+            first, final = group[0], group[-1]
+            lines.append(
+                f"{inner}{br}{first.name} ×{len(group)}  +{(first.start_ns - t0) / 1e6:.1f} … "
+                f"+{(final.start_ns - t0) / 1e6:.1f} ms  ok{faults_of(first)}"
+            )
 
-    emit(t.root, "", True, True)
+    emit(t.root, "", "", "")
     return "\n".join(lines)
 
 

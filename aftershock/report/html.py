@@ -220,31 +220,60 @@ def _availability(f: Findings) -> str:
     )
 
 
+MAX_VIOLATION_ROWS = 200
+
+
 def _violations(f: Findings) -> str:
-    return '<h2 id="isolation">Isolation violations</h2>' + _table(
-        [
-            "seen",
-            "victim tenant",
-            "victim session",
-            "victim trace",
-            "origin tenant",
-            "origin session",
-            "origin trace",
-            "faults active",
-        ],
-        (
+    pairs: dict[tuple[str, str], int] = {}
+    for v in f.violations:
+        pairs[(v.origin_tenant, v.victim_tenant)] = (
+            pairs.get((v.origin_tenant, v.victim_tenant), 0) + 1
+        )
+    summary = ""
+    if f.violations:
+        summary = (
+            f'<p class="meta">{len(f.violations):,} messages reached another tenant: '
+            + "; ".join(
+                f"{escape(o)} → {escape(vt)}: {n:,}" for (o, vt), n in sorted(pairs.items())
+            )
+            + ".</p>"
+        )
+    shown = f.violations[:MAX_VIOLATION_ROWS]
+    more = ""
+    if len(f.violations) > len(shown):
+        more = (
+            f'<p class="meta">The first {len(shown)} are listed; all '
+            f"{len(f.violations):,} are in results.json.</p>"
+        )
+    return (
+        '<h2 id="isolation">Isolation violations</h2>'
+        + summary
+        + _table(
             [
-                _td(_when(v.seen_ns)),
-                _td(v.victim_tenant),
-                _td(v.victim_session),
-                f"<td><code>{escape(v.victim_trace_id or '–')}</code></td>",
-                _td(v.origin_tenant),
-                _td(v.origin_session or "–"),
-                f"<td><code>{escape(v.origin_trace_id or '–')}</code></td>",
-                _td(", ".join(v.faults_active) or "–"),
-            ]
-            for v in f.violations
-        ),
+                "seen",
+                "victim tenant",
+                "victim session",
+                "victim trace",
+                "origin tenant",
+                "origin session",
+                "origin trace",
+                "faults active",
+            ],
+            (
+                [
+                    _td(_when(v.seen_ns)),
+                    _td(v.victim_tenant),
+                    _td(v.victim_session),
+                    f"<td><code>{escape(v.victim_trace_id or '–')}</code></td>",
+                    _td(v.origin_tenant),
+                    _td(v.origin_session or "–"),
+                    f"<td><code>{escape(v.origin_trace_id or '–')}</code></td>",
+                    _td(", ".join(v.faults_active) or "–"),
+                ]
+                for v in shown
+            ),
+        )
+        + more
     )
 
 
