@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import typer
 import yaml
@@ -79,11 +78,12 @@ def test_aftershock_settings_exist_and_validate(name: str) -> None:
     Settings(**{k.removeprefix("AFTERSHOCK_").lower(): v for k, v in env.items()})
 
 
-def _walk(command: click.Command, words: list[str]) -> tuple[click.Command, list[str], list[str]]:
-    """The (sub)command the words name, the words naming it, and the rest."""
+def _walk(command: Any, words: list[str]) -> tuple[Any, list[str], list[str]]:
+    """The (sub)command the words name, the words naming it, and the rest. (Typer's command
+    classes need not derive from the installed click's, so this goes by attributes.)"""
     path: list[str] = []
     rest = list(words)
-    while isinstance(command, click.Group) and rest and rest[0] in command.commands:
+    while rest and rest[0] in (getattr(command, "commands", None) or {}):
         path.append(rest[0])
         command = command.commands[rest.pop(0)]
     return command, path, rest
