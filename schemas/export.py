@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from schemas.events import Event
+from schemas.experiment import Experiment
 from schemas.load import LoadProfile
 from schemas.targets import Target
 
@@ -22,6 +23,7 @@ OUT_DIR = Path(__file__).parent / "jsonschema"
 
 FAMILIES: dict[str, Callable[[], dict[str, Any]]] = {
     "event": lambda: TypeAdapter(Event).json_schema(),
+    "experiment": lambda: Experiment.model_json_schema(by_alias=True),
     "load-profile": LoadProfile.model_json_schema,
     "target": Target.model_json_schema,
 }

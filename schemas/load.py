@@ -105,6 +105,12 @@ class ThinkStep(Frozen):
     min_ms: float = Field(default=0, ge=0)
     max_ms: float = Field(default=0, ge=0)
 
+    @model_validator(mode="after")
+    def _order(self) -> ThinkStep:
+        if self.max_ms and self.min_ms > self.max_ms:
+            raise ValueError("min_ms must not exceed max_ms")
+        return self
+
 
 class DisconnectStep(Frozen):
     do: Literal["disconnect"] = "disconnect"
@@ -132,6 +138,30 @@ class HttpRequestSpec(Frozen):
     body_size: SizeDist | None = None
 
 
+class StabilitySearch(Frozen):
+    """Step concurrency up until the SLOs break; report the highest level that held.
+
+    Each level runs the profile's script with that many sessions (the first ones of the
+    population order) for ``hold_s`` seconds; ``factor > 1`` multiplies instead of adding
+    ``step``.
+    """
+
+    start: int = Field(default=100, ge=1)
+    step: int = Field(default=100, ge=0)
+    factor: float = Field(default=1.0, ge=1.0)
+    max_sessions: int | None = Field(default=None, ge=1)
+    """None: the profile's whole population."""
+    hold_s: float = Field(default=10.0, gt=0)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    max_p99_ms: float = Field(default=250.0, gt=0)
+
+    @model_validator(mode="after")
+    def _growth(self) -> StabilitySearch:
+        if self.step == 0 and self.factor == 1.0:
+            raise ValueError("set step > 0 or factor > 1, or the search never grows")
+        return self
+
+
 class LoadProfile(Frozen):
     """What the generators run against one target."""
 
@@ -147,6 +177,8 @@ class LoadProfile(Frozen):
     framing: Literal["line", "length_prefixed"] = "line"
     """Raw TCP message framing."""
     seed: int | None = None
+    stability: StabilitySearch | None = None
+    """When set, ``aftershock generate`` runs a stability search instead of one load phase."""
 
     @property
     def total_sessions(self) -> int:
@@ -159,4 +191,9 @@ class LoadProfile(Frozen):
             raise ValueError("tenant names must be unique")
         if not any(isinstance(s, ConnectStep) for s in self.script):
             raise ValueError("script must contain a connect step")
+        for i, step in enumerate(self.script):
+            if isinstance(step, ConnectStep):
+                break
+            if isinstance(step, SubscribeStep | SendStep | DisconnectStep):
+                raise ValueError(f"script[{i}] ({step.do}) comes before the first connect step")
         return self

@@ -1,8 +1,9 @@
 """Analyzer result records (``result.*`` events).
 
 Results are events too: they go to the results topic and into Redis, and replaying the log
-must reproduce them exactly. ``scope`` names what a figure is about: ``target``, ``tenant``
-or ``overall``; ``scope_key`` is the target or tenant name (empty for overall).
+must reproduce them exactly. ``scope`` names what a figure is about: ``target``, ``tenant``,
+``fault`` (a fault id) or ``overall``; ``scope_key`` is the target, tenant or fault name (empty
+for overall). Definitions of every figure are in ``docs/analyzers.md``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pydantic import Field
 
 from schemas.base import EventBase, Frozen, Identifier
 
-Scope = Literal["target", "tenant", "overall"]
+Scope = Literal["target", "tenant", "fault", "overall"]
 
 
 class ResultBase(EventBase):
@@ -44,14 +45,26 @@ class Availability(ResultBase):
     mtbf_s: float | None = None
     mttr_s: float | None = None
     observed_s: float = Field(ge=0)
+    downtime_s: float = Field(default=0.0, ge=0)
 
 
 class IsolationViolation(ResultBase):
+    """A message that reached a session it must never reach.
+
+    ``violation`` is ``tenant`` when the stamp's origin tenant differs from the receiver's, and
+    ``user`` when a private reply (echo/response, no channel) of one session reached another
+    session of the same tenant.
+    """
+
     kind: Literal["result.isolation_violation"] = "result.isolation_violation"
+    violation: Literal["tenant", "user"] = "tenant"
+    target: str = ""
     victim_tenant: Identifier
+    victim_user: str | None = None
     victim_session: Identifier
     victim_trace_id: str | None = None
     origin_tenant: Identifier
+    origin_user: str | None = None
     origin_session: str | None = None
     origin_trace_id: str | None = None
     origin_seq: int | None = None
@@ -68,6 +81,7 @@ class Integrity(ResultBase):
     duplicated: int = Field(ge=0)
     reordered: int = Field(ge=0)
     corrupted: int = Field(ge=0)
+    late_replies: int = Field(default=0, ge=0)
 
 
 class LatencySummary(ResultBase):
@@ -82,9 +96,13 @@ class LatencySummary(ResultBase):
 
 
 class CascadeHop(Frozen):
+    """One target that failed after the fault: ``failed_after_ms`` since the fault began,
+    ``hop_delay_ms`` since ``via`` (the dependency it calls that had failed before it) failed."""
+
     target: Identifier
     failed_after_ms: float = Field(ge=0)
     via: str | None = None
+    hop_delay_ms: float | None = None
 
 
 class Cascade(ResultBase):
@@ -114,6 +132,53 @@ class Verdict(ResultBase):
     reasons: list[str] = Field(default_factory=list)
 
 
+class LoadSummary(ResultBase):
+    """Traffic in one phase (``phase`` empty: the whole run) and its change against baseline.
+
+    ``*_degradation_pct`` are positive when worse than the baseline phase: p99 latency up,
+    throughput down; ``error_ratio_delta`` is this phase's error ratio minus the baseline's.
+    """
+
+    kind: Literal["result.load"] = "result.load"
+    phase: str = ""
+    duration_s: float = Field(ge=0)
+    sent: int = Field(ge=0)
+    received: int = Field(ge=0)
+    connects: int = Field(ge=0)
+    throughput_per_s: float = Field(ge=0)
+    connect_rate_per_s: float = Field(ge=0)
+    errors: dict[str, int] = Field(default_factory=dict)
+    error_rate_per_s: float = Field(ge=0)
+    error_ratio: float = Field(ge=0)
+    p99_degradation_pct: float | None = None
+    throughput_degradation_pct: float | None = None
+    error_ratio_delta: float | None = None
+
+
+class ErrorBurst(ResultBase):
+    """Errors on one target clustered in time: no gap between consecutive errors exceeded the
+    configured burst gap, and there were at least the configured minimum of them."""
+
+    kind: Literal["result.error_burst"] = "result.error_burst"
+    burst_id: Identifier
+    target: Identifier
+    started_ns: int
+    ended_ns: int
+    errors: int = Field(ge=1)
+    error_classes: dict[str, int] = Field(default_factory=dict)
+    faults_active: list[str] = Field(default_factory=list)
+
+
+class FaultFingerprint(ResultBase):
+    """Which error classes clients saw while a fault of ``fault_type`` was active."""
+
+    kind: Literal["result.fingerprint"] = "result.fingerprint"
+    fault_type: Identifier
+    faults: list[str] = Field(default_factory=list)
+    errors: int = Field(ge=0)
+    error_classes: dict[str, int] = Field(default_factory=dict)
+
+
 ResultEvent = (
     FailureEpisode
     | Availability
@@ -122,6 +187,9 @@ ResultEvent = (
     | LatencySummary
     | Cascade
     | Verdict
+    | LoadSummary
+    | ErrorBurst
+    | FaultFingerprint
 )
 
 RESULT_TYPES: tuple[type[ResultBase], ...] = (
@@ -132,4 +200,7 @@ RESULT_TYPES: tuple[type[ResultBase], ...] = (
     LatencySummary,
     Cascade,
     Verdict,
+    LoadSummary,
+    ErrorBurst,
+    FaultFingerprint,
 )

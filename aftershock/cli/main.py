@@ -6,6 +6,9 @@ import typer
 
 from aftershock import __version__
 from aftershock.cli import demo, gameday, stack
+from analyzers.cli import app as analyzers_app
+from generators.cli import generate
+from injector.cli import control_app, injector_app, validate
 from injector.proxy.cli import app as proxy_app
 
 app = typer.Typer(
@@ -21,6 +24,11 @@ app.add_typer(proxy_app, name="proxy")
 app.command(name="report")(gameday.report)
 app.command(name="traces")(gameday.traces)
 app.command(name="run")(gameday.run)
+app.command("validate")(validate)
+app.add_typer(injector_app, name="injector")
+app.add_typer(control_app, name="control")
+app.add_typer(analyzers_app)
+app.command("generate")(generate)
 
 
 @app.callback()

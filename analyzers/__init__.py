@@ -1,0 +1,1 @@
+"""Resilience analysis: a pure core folding over events, and the adapters that feed it."""

@@ -1,0 +1,195 @@
+"""``aftershock analyze | replay | export | results``: the analyzers' commands."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from aftershock import stackstate
+from aftershock.settings import Settings
+from analyzers.core import AnalyzerConfig
+from analyzers.errors import AnalyzerError, InputError
+from analyzers.report import canonical, render
+
+app = typer.Typer(no_args_is_help=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Analyzer configuration (YAML or JSON, fields of AnalyzerConfig: thresholds, "
+        "SLOs, target graph).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One result record per line, as JSON.")]
+
+
+def load_config(path: Path | None) -> AnalyzerConfig:
+    if path is None:
+        return AnalyzerConfig()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    try:
+        return AnalyzerConfig.model_validate(data or {})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise InputError(f"{path}: {where}: {first['msg']}") from exc
+
+
+def resolve(settings: Settings) -> tuple[str, str]:
+    """Kafka bootstrap and Redis URL: from settings, else from a running ``stack up``."""
+    kafka, redis = settings.kafka_bootstrap, settings.redis_url
+    if kafka is None or redis is None:
+        for _, record in stackstate.read_records(settings.state_dir):
+            if record is not None and not stackstate.is_stale(record):
+                kafka = kafka or record.kafka_bootstrap
+                redis = redis or record.redis_url
+                break
+    if kafka is None or redis is None:
+        raise typer.BadParameter(
+            "no Kafka/Redis: set AFTERSHOCK_KAFKA_BOOTSTRAP and AFTERSHOCK_REDIS_URL, "
+            "or start the embedded stack with `aftershock stack up --detach`"
+        )
+    return kafka, redis
+
+
+def _emit(results: list, as_json: bool) -> None:  # type: ignore[type-arg]
+    if as_json:
+        for r in canonical(results):
+            typer.echo(r.model_dump_json())
+    else:
+        typer.echo(render(results), nl=False)
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def analyze(
+    config: ConfigOpt = None,
+    app_id: Annotated[
+        str,
+        typer.Option(
+            help="Consumer group and internal topic prefix; workers sharing it "
+            "share the partitions."
+        ),
+    ] = "aftershock-analyzers",
+    publish_interval_s: Annotated[
+        float, typer.Option(help="How often changed results go to Redis and the results topic.")
+    ] = 0.25,
+    checkpoint_interval_s: Annotated[
+        float,
+        typer.Option(help="How often state is snapshotted to the changelog (and records acked)."),
+    ] = 1.0,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port.")
+    ] = None,
+) -> None:
+    """Start an analyzer worker (Faust) on the events topic; runs until interrupted."""
+    from analyzers.worker import AnalyzerWorker, WorkerOptions
+
+    try:
+        cfg = load_config(config)
+    except AnalyzerError as exc:
+        _fail(exc)
+    settings = Settings()
+    kafka, redis = resolve(settings)
+    settings = settings.model_copy(update={"kafka_bootstrap": kafka, "redis_url": redis})
+    worker = AnalyzerWorker(
+        settings,
+        WorkerOptions(
+            app_id=app_id,
+            publish_interval_s=publish_interval_s,
+            checkpoint_interval_s=checkpoint_interval_s,
+            metrics_port=metrics_port,
+            config=cfg,
+        ),
+    )
+    worker.run()
+
+
+@app.command()
+def replay(
+    experiment_id: Annotated[str, typer.Argument(help="The experiment to recompute.")],
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-file",
+            help="Read events from an `aftershock export` JSONL file instead of Kafka.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute every result of an experiment from the log and print them."""
+    from analyzers.replay import analyze_batches, read_jsonl, replay_kafka
+
+    try:
+        cfg = load_config(config)
+        if from_file is not None:
+            results = analyze_batches(experiment_id, read_jsonl(from_file), cfg)
+        else:
+            settings = Settings()
+            kafka, _ = resolve(settings)
+            results = asyncio.run(replay_kafka(kafka, settings.topic_events, experiment_id, cfg))
+    except AnalyzerError as exc:
+        _fail(exc)
+    if not results:
+        typer.echo(f"no events of experiment {experiment_id!r}", err=True)
+    _emit(results, as_json)
+
+
+@app.command()
+def export(
+    experiment_id: Annotated[str, typer.Argument(help="The experiment to export.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write.")],
+) -> None:
+    """Write an experiment's events from Kafka to a JSONL file (one event per line)."""
+    from analyzers.replay import export_kafka
+
+    settings = Settings()
+    kafka, _ = resolve(settings)
+    n = asyncio.run(export_kafka(kafka, settings.topic_events, experiment_id, output))
+    typer.echo(f"{n} events written to {output}", err=True)
+
+
+@app.command()
+def results(
+    experiment_id: Annotated[str, typer.Argument(help="The experiment to show.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the live results of an experiment, as analyzer workers stored them in Redis."""
+    from redis.asyncio import Redis
+
+    from analyzers.store import read_results
+
+    settings = Settings()
+    _, redis_url = resolve(settings)
+
+    async def go() -> list:  # type: ignore[type-arg]
+        r = Redis.from_url(redis_url)
+        try:
+            return await read_results(r, experiment_id)
+        finally:
+            await r.aclose()
+
+    found = asyncio.run(go())
+    if not found:
+        typer.echo(f"no results for experiment {experiment_id!r} in Redis", err=True)
+        sys.exit(1)
+    _emit(found, as_json)

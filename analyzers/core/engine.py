@@ -1,0 +1,717 @@
+"""The analyzer: one experiment's events in, every result record out.
+
+:class:`Analyzer` de-duplicates and re-orders what it is fed (:mod:`.ordering`), then folds each
+event, in event-time order, into the trackers of this package. :meth:`Analyzer.results` turns
+their state into ``schemas.results`` records without changing it; feeding the same events in
+any order whose lag stays within the allowed lateness gives the same records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from analyzers.core.cascade import Blast, DependencyGraph, hops_for
+from analyzers.core.clock import Clock, SystemClock
+from analyzers.core.config import AnalyzerConfig
+from analyzers.core.faults import FaultWindows
+from analyzers.core.health import Episode, HealthKey
+from analyzers.core.integrity import Counts, IntegrityTracker
+from analyzers.core.isolation import IsolationTracker
+from analyzers.core.load import QUANTILES, LoadAcc, LoadTracker
+from analyzers.core.ordering import ReorderBuffer, TimeBase
+from analyzers.core.patterns import PatternTracker
+from analyzers.core.verdict import PhaseFigures, judge
+from schemas.events import (
+    Connected,
+    Disconnect,
+    ExperimentEnded,
+    ExperimentPhase,
+    ExperimentStarted,
+    ProxyDeleted,
+    ProxyDisabled,
+    ProxyEnabled,
+    Receive,
+    Send,
+    SessionError,
+    ToxicAdded,
+    ToxicRemoved,
+    ToxicUpdated,
+)
+from schemas.results import (
+    Availability,
+    Cascade,
+    CascadeHop,
+    ErrorBurst,
+    FailureEpisode,
+    FaultFingerprint,
+    Integrity,
+    IsolationViolation,
+    LatencySummary,
+    LoadSummary,
+    ResultBase,
+    ResultEvent,
+    SloCheck,
+    Verdict,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from schemas.events import Event
+    from schemas.results import Scope
+
+ANALYZER_ID = "analyzer"
+_OVERALL = ("overall", "")
+_FAULT_KINDS = (ToxicAdded, ToxicUpdated, ToxicRemoved, ProxyDisabled, ProxyEnabled, ProxyDeleted)
+_NORMAL_CLOSE = {None, 1000, 1001}
+
+
+@dataclass(frozen=True)
+class AnalyzerStats:
+    accepted: int
+    duplicates: int
+    late: int
+    too_late: int
+    released: int
+    buffered: int
+    foreign: int
+    remembered_ids: int
+    pending_replies: int
+    reanchored: int
+    watermark_ns: int | None
+
+
+def failure_class(ev: Event) -> str | bool | None:
+    """A session event's health meaning: an error class, None for success, False if neutral."""
+    if isinstance(ev, SessionError):
+        return ev.error_class
+    if isinstance(ev, Receive):
+        # A 5xx response comes with its own session.error; counting both would double it.
+        return False if ev.status is not None and ev.status >= 500 else None
+    if isinstance(ev, Connected):
+        return None
+    if isinstance(ev, Disconnect):
+        if ev.by == "error":
+            return f"disconnect_{ev.code}" if ev.code is not None else "disconnect_error"
+        if ev.by == "server" and ev.code not in _NORMAL_CLOSE:
+            return f"disconnect_{ev.code}"
+    return False
+
+
+class Analyzer:
+    """All analyses of one experiment. Not thread-safe; one owner feeds it."""
+
+    def __init__(
+        self,
+        experiment_id: str,
+        config: AnalyzerConfig | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        cfg = config or AnalyzerConfig()
+        self.experiment_id = experiment_id
+        self.config = cfg
+        self.clock: Clock = clock or SystemClock()
+        self._timebase = TimeBase(cfg.clock_offsets_ns, int(cfg.max_clock_step_s * 1e9))
+        self._buffer = ReorderBuffer(
+            lateness_ns=int(cfg.allowed_lateness_s * 1e9),
+            horizon_ns=int(cfg.dedup_horizon_s * 1e9),
+            source_idle_ns=int(cfg.source_idle_s * 1e9),
+        )
+        self.faults = FaultWindows()
+        self.graph = DependencyGraph(cfg.graph)
+        self._health: dict[tuple[str, str], HealthKey] = {}
+        self.integrity = IntegrityTracker(int(cfg.reply_timeout_s * 1e9), cfg.reorder_window)
+        self.isolation = IsolationTracker(int(2 * cfg.reply_timeout_s * 1e9))
+        self.load = LoadTracker()
+        self.patterns = PatternTracker(int(cfg.burst_gap_s * 1e9), cfg.burst_min_errors)
+        self._blast: dict[str, Blast] = {}
+        self._scope_cache: dict[str, set[str] | None] = {}
+        self.run_id: str | None = None
+        self.first_ns: int | None = None
+        self.last_ns = 0
+        self.started_ns: int | None = None
+        self.ended_ns: int | None = None
+        self.finished = False
+        self._foreign = 0
+        self._last_ingest_ns = self.clock.now_ns()
+
+    # --- feeding ------------------------------------------------------------------------
+
+    def ingest(self, events: Iterable[Event], source: str = "") -> None:
+        """Accept events in arrival order; applies those the watermark has passed.
+
+        ``source`` names where they came from (e.g. a Kafka partition), see
+        :mod:`analyzers.core.ordering`.
+        """
+        buffer = self._buffer
+        time_of = self._timebase.time_of
+        exp = self.experiment_id
+        now = self.clock.now_ns()
+        for ev in events:
+            if ev.experiment_id != exp or isinstance(ev, ResultBase):
+                self._foreign += 1
+                continue
+            t = time_of(ev)
+            late = buffer.push(t, ev, source, now)
+            if late is not None:
+                self._apply(t, late)
+        self._release(buffer.pop_ready(buffer.watermark_at(now)))
+        self._last_ingest_ns = now
+
+    def expect_sources(self, sources: Iterable[str]) -> None:
+        """Sources (partitions) that may deliver; the watermark waits for each of them until
+        it delivers or has been silent for ``source_idle_s``."""
+        now = self.clock.now_ns()
+        for s in sources:
+            self._buffer.expect(s, now)
+
+    def close_source(self, source: str) -> None:
+        """``source`` is exhausted (end of a partition in replay); release what it held."""
+        self._buffer.close_source(source)
+        self._release(self._buffer.pop_ready(self._buffer.watermark_at(self.clock.now_ns())))
+
+    def tick(self) -> None:
+        """Release what idle sources no longer hold back; everything once no event arrived
+        for ``idle_flush_s``."""
+        now = self.clock.now_ns()
+        if not len(self._buffer):
+            return
+        if now - self._last_ingest_ns >= self.config.idle_flush_s * 1e9:
+            self._release(self._buffer.drain())
+        else:
+            self._release(self._buffer.pop_ready(self._buffer.watermark_at(now)))
+
+    def finish(self) -> None:
+        """End of stream: apply everything buffered and settle open recoveries."""
+        self._release(self._buffer.drain())
+        for hk in self._health.values():
+            hk.finish()
+        self.patterns.advance(self.last_ns + int(self.config.burst_gap_s * 1e9) + 1)
+        self.finished = True
+
+    def _release(self, items: list[tuple[int, Event]]) -> None:
+        for t, ev in items:
+            self._apply(t, ev)
+        if items:
+            self._advance(items[-1][0])
+        wm = self._buffer.watermark_ns
+        if wm is not None:
+            self._advance(wm)
+
+    def _advance(self, t: int) -> None:
+        for lost in self.integrity.expire(t - 1):
+            target = tenant = ""
+            for scope, key in lost.dims:
+                if scope == "target":
+                    target = key
+                elif scope == "tenant":
+                    tenant = key
+            self._observe(lost.t, target, tenant, lost.session, "lost_reply")
+        for hk in self._health.values():
+            hk.advance(t)
+        self.patterns.advance(t)
+
+    # --- folding ------------------------------------------------------------------------
+
+    def _apply(self, t: int, ev: Event) -> None:
+        if self.first_ns is None:
+            self.first_ns = t
+            self.run_id = ev.run_id
+        if t > self.last_ns:
+            self.last_ns = t
+        if isinstance(ev, Send | Receive | Connected | SessionError | Disconnect):
+            self._session(t, ev)
+        elif isinstance(ev, _FAULT_KINDS):
+            self.integrity.expire(t - 1)
+            self.faults.apply(t, ev)
+            self._scope_cache.clear()
+        elif isinstance(ev, ExperimentPhase):
+            self.load.phases.begin(t, ev.phase)
+        elif isinstance(ev, ExperimentStarted):
+            self.started_ns = t
+        elif isinstance(ev, ExperimentEnded):
+            self.ended_ns = t
+
+    def _session(self, t: int, ev: Send | Receive | Connected | SessionError | Disconnect) -> None:
+        for lost in self.integrity.expire(t - 1):
+            target = tenant = ""
+            for scope, key in lost.dims:
+                if scope == "target":
+                    target = key
+                elif scope == "tenant":
+                    tenant = key
+            self._observe(lost.t, target, tenant, lost.session, "lost_reply")
+        dims = [_OVERALL, ("target", ev.target), ("tenant", ev.tenant)]
+        accs = self.load.accs_for(dims)
+        if isinstance(ev, Send):
+            for acc in accs:
+                acc.sent += 1
+            self.integrity.send(t, ev, [*dims, *self._fault_dims(t)])
+            self.isolation.send(t, ev)
+            return
+        cls = failure_class(ev)
+        if isinstance(ev, Receive):
+            lat = ev.latency_ms
+            for acc in accs:
+                acc.received += 1
+                if lat is not None:
+                    acc.latency.add(lat)
+            self.integrity.receive(ev, [*dims, *self._fault_dims(t)])
+            if ev.origin_tenant is not None and ev.checksum_ok is not False:
+                self.isolation.receive(t, ev, self.faults.active_at(t))
+        elif isinstance(ev, Connected):
+            for acc in accs:
+                acc.connects += 1
+        if isinstance(cls, str):
+            for acc in accs:
+                acc.errors[cls] = acc.errors.get(cls, 0) + 1
+            if isinstance(ev, SessionError):
+                self.patterns.error(
+                    t, ev.target, cls, self.faults.active_windows_at(t), self.faults.active_at(t)
+                )
+        if cls is not False:
+            self._observe(
+                t, ev.target, ev.tenant, ev.session, cls if isinstance(cls, str) else None
+            )
+
+    def _fault_dims(self, t: int) -> list[tuple[str, str]]:
+        return [("fault", f) for f in self.faults.active_at(t)]
+
+    def _observe(self, t: int, target: str, tenant: str, session: str, cls: str | None) -> None:
+        faults_at = self.faults.active_at
+        th = self.config.health
+        health = self._health
+        target_key: HealthKey | None = None
+        for scope, key in (("target", target), ("tenant", tenant), _OVERALL):
+            hk = health.get((scope, key))
+            if hk is None:
+                health[(scope, key)] = hk = HealthKey(scope, key, th)
+            hk.observe(t, cls, faults_at)
+            if scope == "target":
+                target_key = hk
+        if cls is not None:
+            faults = set(faults_at(t))
+            if target_key is not None and target_key.current is not None:
+                faults.update(target_key.current.faults_active)
+            for f in faults:
+                scope_targets = self._fault_scope(f)
+                if scope_targets is not None and target not in scope_targets:
+                    continue
+                blast = self._blast.get(f)
+                if blast is None:
+                    self._blast[f] = blast = Blast()
+                blast.targets.add(target)
+                blast.tenants.add(tenant)
+                blast.sessions.add(session)
+
+    def _fault_scope(self, fault_id: str) -> set[str] | None:
+        if fault_id in self._scope_cache:
+            return self._scope_cache[fault_id]
+        scope: set[str] | None = None
+        windows = self.faults.by_id(fault_id)
+        if windows and self.graph.known:
+            origin = self.graph.origin_of(windows[0].proxy)
+            scope = self.graph.dependents_closure(origin) | {origin}
+        self._scope_cache[fault_id] = scope
+        return scope
+
+    def add_dependency(self, caller: str, callee: str) -> None:
+        """A caller → callee edge learnt from traces."""
+        if self.graph.add_edge(caller, callee):
+            self._scope_cache.clear()
+
+    # --- state ----------------------------------------------------------------------------
+
+    def stats(self) -> AnalyzerStats:
+        b = self._buffer
+        return AnalyzerStats(
+            accepted=b.stats.accepted,
+            duplicates=b.stats.duplicates,
+            late=b.stats.late,
+            too_late=b.stats.too_late,
+            released=b.stats.released,
+            buffered=len(b),
+            foreign=self._foreign,
+            remembered_ids=b.remembered_ids,
+            pending_replies=self.integrity.pending,
+            reanchored=self._timebase.reanchored,
+            watermark_ns=b.watermark_ns,
+        )
+
+    def snapshot(self) -> bytes:
+        """The whole state, for a changelog; restore with :meth:`restore`."""
+        return zlib.compress(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+    @classmethod
+    def restore(cls, data: bytes, clock: Clock | None = None) -> Analyzer:
+        obj = pickle.loads(zlib.decompress(data))
+        if not isinstance(obj, cls):
+            raise TypeError(f"snapshot holds {type(obj).__name__}, not an Analyzer")
+        obj.clock = clock or SystemClock()
+        obj._last_ingest_ns = obj.clock.now_ns()
+        obj._buffer.touch_sources(obj._last_ingest_ns)
+        return obj
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["clock"] = None
+        return state
+
+    # --- results --------------------------------------------------------------------------
+
+    def results(self) -> list[ResultEvent]:
+        """Every result record for the state so far, in a stable order."""
+        return _Report(self).build()
+
+    def episodes(self, scope: str = "target") -> list[Episode]:
+        return [
+            ep for (s, _), hk in sorted(self._health.items()) if s == scope for ep in hk.episodes
+        ]
+
+    def health_keys(self) -> dict[tuple[str, str], HealthKey]:
+        return self._health
+
+
+class _Report:
+    """Builds result records from an analyzer's state (read only)."""
+
+    def __init__(self, a: Analyzer) -> None:
+        self.a = a
+        self.end_ns = max(a.last_ns, a.ended_ns or 0)
+        self.first_ns = a.first_ns if a.first_ns is not None else 0
+        self.common: dict[str, Any] = {
+            "experiment_id": a.experiment_id,
+            "run_id": a.run_id or "-",
+            "generator_id": ANALYZER_ID,
+            "ts_ns": max(self.end_ns, 0),
+        }
+
+    def _ids(self, *parts: object) -> dict[str, Any]:
+        digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+        return {**self.common, "event_id": digest}
+
+    def build(self) -> list[ResultEvent]:
+        out: list[ResultEvent] = []
+        out += self.episodes()
+        out += self.availability()
+        out += self.violations()
+        out += self.integrity()
+        latency, load = self.load()
+        out += latency
+        out += load
+        out += self.cascades()
+        out += self.patterns()
+        out += self.verdicts()
+        return out
+
+    def episodes(self) -> list[ResultEvent]:
+        out: list[ResultEvent] = []
+        faults = self.a.faults
+        for (scope, key), hk in sorted(self.a.health_keys().items()):
+            for ep in hk.episodes:
+                tti = ttr = None
+                active = faults.active_windows_at(ep.started_ns)
+                if active:
+                    w = max(active, key=lambda w: w.started_ns)
+                    tti = (ep.started_ns - w.started_ns) / 1e6
+                    # Recovering before the revert is not recovery from the revert.
+                    if (
+                        ep.ended_ns is not None
+                        and w.ended_ns is not None
+                        and ep.ended_ns >= w.ended_ns
+                    ):
+                        ttr = (ep.ended_ns - w.ended_ns) / 1e6
+                out.append(
+                    FailureEpisode(
+                        **self._ids("episode", ep.episode_id),
+                        scope=_scope(scope),
+                        scope_key=key,
+                        episode_id=ep.episode_id,
+                        started_ns=ep.started_ns,
+                        ended_ns=ep.ended_ns,
+                        duration_ms=None
+                        if ep.ended_ns is None
+                        else (ep.ended_ns - ep.started_ns) / 1e6,
+                        faults_active=list(ep.faults_active),
+                        error_classes=dict(sorted(ep.error_classes.items())),
+                        time_to_impact_ms=tti,
+                        time_to_recover_ms=ttr,
+                    )
+                )
+        return out
+
+    def availability(self) -> list[ResultEvent]:
+        out: list[ResultEvent] = []
+        for (scope, key), hk in sorted(self.a.health_keys().items()):
+            f = hk.figures()
+            out.append(
+                Availability(
+                    **self._ids("availability", scope, key),
+                    scope=_scope(scope),
+                    scope_key=key,
+                    window_start_ns=hk.first_ns,
+                    window_end_ns=hk.last_ns,
+                    availability_pct=f.availability_pct,
+                    episodes=f.episodes,
+                    mtbf_s=f.mtbf_s,
+                    mttr_s=f.mttr_s,
+                    observed_s=f.observed_s,
+                    downtime_s=f.downtime_s,
+                )
+            )
+        return out
+
+    def violations(self) -> list[ResultEvent]:
+        return [
+            IsolationViolation(
+                **self._ids("violation", v.source_event_id),
+                scope="tenant",
+                scope_key=v.victim_tenant,
+                violation=v.violation,
+                target=v.target,
+                victim_tenant=v.victim_tenant,
+                victim_user=v.victim_user,
+                victim_session=v.victim_session,
+                victim_trace_id=v.victim_trace_id,
+                origin_tenant=v.origin_tenant,
+                origin_user=v.origin_user,
+                origin_session=v.origin_session,
+                origin_trace_id=v.origin_trace_id,
+                origin_seq=v.origin_seq,
+                seen_ns=v.t,
+                faults_active=v.faults_active,
+                source_event_id=v.source_event_id,
+            )
+            for v in self.a.isolation.violations
+        ]
+
+    def integrity(self) -> list[ResultEvent]:
+        out: list[ResultEvent] = []
+        for (scope, key), c in sorted(self.a.integrity.counts.items()):
+            out.append(
+                Integrity(
+                    **self._ids("integrity", scope, key),
+                    scope=_scope(scope),
+                    scope_key=key,
+                    sent=c.sent,
+                    received=c.received,
+                    lost=c.lost,
+                    duplicated=c.duplicated,
+                    reordered=c.reordered,
+                    corrupted=c.corrupted,
+                    late_replies=c.late_replies,
+                )
+            )
+        return out
+
+    def load(self) -> tuple[list[ResultEvent], list[ResultEvent]]:
+        a = self.a
+        spans = a.load.phases.spans(self.first_ns, self.end_ns)
+        base_name = a.config.baseline_phase
+        base = {(s, k): acc for (s, k, p), acc in a.load.accs.items() if p == base_name}
+        rows: list[tuple[str, str, str, LoadAcc, int]] = [
+            (s, k, p, acc, spans.get(p, 0)) for (s, k, p), acc in a.load.accs.items() if p
+        ]
+        rows += [
+            (s, k, "", acc, self.end_ns - self.first_ns)
+            for (s, k), acc in a.load.whole_run().items()
+        ]
+        rows.sort(key=lambda r: (r[0], r[1], r[2]))
+        latency: list[ResultEvent] = []
+        load: list[ResultEvent] = []
+        for scope, key, phase, acc, dur_ns in rows:
+            p50, p95, p99, p999 = acc.latency.quantiles(QUANTILES)
+            latency.append(
+                LatencySummary(
+                    **self._ids("latency", scope, key, phase),
+                    scope=_scope(scope),
+                    scope_key=key,
+                    phase=phase,
+                    count=acc.latency.count,
+                    p50_ms=p50,
+                    p95_ms=p95,
+                    p99_ms=p99,
+                    p999_ms=p999,
+                    max_ms=acc.latency.max if acc.latency.count else None,
+                )
+            )
+            dur_s = dur_ns / 1e9
+            tp = acc.received / dur_s if dur_s > 0 else 0.0
+            p99_deg = tp_deg = err_delta = None
+            b = base.get((scope, key))
+            if phase and phase != base_name and b is not None:
+                b_dur = spans.get(base_name, 0) / 1e9
+                b_tp = b.received / b_dur if b_dur > 0 else 0.0
+                b_p99 = b.latency.quantile(0.99)
+                if b_p99 and p99 is not None:
+                    p99_deg = 100.0 * (p99 - b_p99) / b_p99
+                if b_tp > 0:
+                    tp_deg = 100.0 * (b_tp - tp) / b_tp
+                err_delta = acc.error_ratio - b.error_ratio
+            errors = acc.error_count
+            load.append(
+                LoadSummary(
+                    **self._ids("load", scope, key, phase),
+                    scope=_scope(scope),
+                    scope_key=key,
+                    phase=phase,
+                    duration_s=dur_s,
+                    sent=acc.sent,
+                    received=acc.received,
+                    connects=acc.connects,
+                    throughput_per_s=tp,
+                    connect_rate_per_s=acc.connects / dur_s if dur_s > 0 else 0.0,
+                    errors=dict(sorted(acc.errors.items())),
+                    error_rate_per_s=errors / dur_s if dur_s > 0 else 0.0,
+                    error_ratio=acc.error_ratio,
+                    p99_degradation_pct=p99_deg,
+                    throughput_degradation_pct=tp_deg,
+                    error_ratio_delta=err_delta,
+                )
+            )
+        return latency, load
+
+    def cascades(self) -> list[ResultEvent]:
+        a = self.a
+        out: list[ResultEvent] = []
+        target_eps = a.episodes("target")
+        seen: set[str] = set()
+        for w in a.faults.windows:
+            if w.fault_id in seen:
+                continue
+            seen.add(w.fault_id)
+            origin = a.graph.origin_of(w.proxy)
+            hops = hops_for(w.fault_id, w.started_ns, origin, a.graph, target_eps)
+            blast = a._blast.get(w.fault_id, Blast())
+            failed = {h.target for h in hops}
+            out.append(
+                Cascade(
+                    **self._ids("cascade", w.fault_id),
+                    scope="fault",
+                    scope_key=w.fault_id,
+                    window_start_ns=w.started_ns,
+                    window_end_ns=w.ended_ns,
+                    fault_id=w.fault_id,
+                    origin_target=origin,
+                    hops=[
+                        CascadeHop(
+                            target=h.target,
+                            failed_after_ms=h.failed_after_ns / 1e6,
+                            via=h.via,
+                            hop_delay_ms=None if h.hop_delay_ns is None else h.hop_delay_ns / 1e6,
+                        )
+                        for h in hops
+                    ],
+                    blast_targets=len(failed | blast.targets),
+                    blast_tenants=len(blast.tenants),
+                    blast_sessions=len(blast.sessions),
+                    contained=not (failed - {origin}),
+                )
+            )
+        return out
+
+    def patterns(self) -> list[ResultEvent]:
+        out: list[ResultEvent] = []
+        for b in self.a.patterns.all_bursts():
+            out.append(
+                ErrorBurst(
+                    **self._ids("burst", b.target, b.index),
+                    scope="target",
+                    scope_key=b.target,
+                    burst_id=f"{b.target}:{b.index}",
+                    target=b.target,
+                    started_ns=b.started_ns,
+                    ended_ns=b.ended_ns,
+                    errors=b.errors,
+                    error_classes=dict(sorted(b.error_classes.items())),
+                    faults_active=list(b.faults_active),
+                )
+            )
+        for ftype, fp in sorted(self.a.patterns.fingerprints.items()):
+            out.append(
+                FaultFingerprint(
+                    **self._ids("fingerprint", ftype),
+                    fault_type=ftype,
+                    faults=list(fp.faults),
+                    errors=fp.errors,
+                    error_classes=dict(sorted(fp.error_classes.items())),
+                )
+            )
+        return out
+
+    def verdicts(self) -> list[ResultEvent]:
+        a = self.a
+        names = sorted({n for _, n in a.load.phases.starts})
+        out: list[ResultEvent] = []
+        for phase in [*names, ""]:
+            checks: list[SloCheck] = []
+            for slo in a.config.slos:
+                dim = ("target", slo.target) if slo.target else _OVERALL
+                _, found = judge(slo, self._figures(dim, phase))
+                if slo.target:
+                    found = [c.model_copy(update={"name": f"{slo.target}:{c.name}"}) for c in found]
+                checks += found
+            out.append(
+                Verdict(
+                    **self._ids("verdict", phase),
+                    phase=phase,
+                    passed=all(c.passed for c in checks),
+                    checks=checks,
+                    reasons=[c.reason for c in checks if not c.passed],
+                )
+            )
+        return out
+
+    def _figures(self, dim: tuple[str, str], phase: str) -> PhaseFigures:
+        """The figures an SLO of ``dim`` (a target, or overall) is judged on, in ``phase``
+        (empty: the whole run)."""
+        a = self.a
+        hk = a.health_keys().get(dim)
+        eps = hk.episodes if hk else []
+        violations = [v for v in a.isolation.violations if dim == _OVERALL or v.target == dim[1]]
+        if not phase:
+            f = hk.figures() if hk else None
+            whole = a.load.whole_run().get(dim, LoadAcc())
+            counts = a.integrity.counts.get(dim, Counts())
+            return PhaseFigures(
+                availability_pct=f.availability_pct if f else 100.0,
+                p99_ms=whole.latency.quantile(0.99),
+                mttr_s=f.mttr_s if f else None,
+                isolation_violations=len(violations),
+                error_ratio=whole.error_ratio,
+                loss_ratio=counts.lost / counts.sent if counts.sent else None,
+            )
+        intervals = a.load.phases.intervals(phase, self.end_ns)
+        total = sum(e - s for s, e in intervals)
+        down = sum(
+            _overlap(ep.started_ns, ep.ended_ns or self.end_ns, s, e)
+            for ep in eps
+            for s, e in intervals
+        )
+        acc = a.load.accs.get((*dim, phase), LoadAcc())
+        started = [ep for ep in eps if any(s <= ep.started_ns < e for s, e in intervals)]
+        durations = [ep.ended_ns - ep.started_ns for ep in started if ep.ended_ns is not None]
+        return PhaseFigures(
+            availability_pct=100.0 if total == 0 else 100.0 * (total - down) / total,
+            p99_ms=acc.latency.quantile(0.99),
+            mttr_s=sum(durations) / len(durations) / 1e9 if durations else None,
+            isolation_violations=sum(
+                1 for v in violations if any(s <= v.t < e for s, e in intervals)
+            ),
+            error_ratio=acc.error_ratio,
+            loss_ratio=None,
+        )
+
+
+def _overlap(a0: int, a1: int, b0: int, b1: int) -> int:
+    return max(0, min(a1, b1) - max(a0, b0))
+
+
+def _scope(s: str) -> Scope:
+    if s in ("target", "tenant", "fault", "overall"):
+        return s  # type: ignore[return-value]
+    raise ValueError(f"unknown scope {s!r}")

@@ -1,0 +1,160 @@
+"""Message integrity: loss, duplicates, reordering and corruption.
+
+Every ``session.send`` that expects something back (echo, broadcast — the sender gets its own
+copy — or response) is pending until the matching ``session.receive`` arrives at the sender
+(matched on origin session and sequence number, or the receive's own ``seq`` when the message
+carried no stamp). A pending send whose ``reply_timeout_s`` passes (event time) is **lost**; a
+reply arriving after that is a **late reply**, not a duplicate. Every receiving session keeps,
+per origin session, the highest sequence number seen and the recent ones below it: a sequence
+number seen again is a **duplicate**, one below the highest is **reordered**. A receive whose
+stamp checksum failed (``checksum_ok`` is False) is **corrupted**; its stamp is not trusted, so
+it answers no pending send (which is then lost unless a good copy arrives). Each count is kept
+overall, per target, per tenant and per fault active when the send (or receive) happened.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schemas.events import Receive, Send
+
+Dim = tuple[str, str]
+
+
+@dataclass(slots=True)
+class Counts:
+    sent: int = 0
+    received: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    corrupted: int = 0
+    late_replies: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    t: int
+    dims: list[Dim]
+    trace_id: str | None
+
+
+@dataclass(slots=True)
+class _SeqTrack:
+    high: int = -1
+    seen: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Lost:
+    t: int
+    session: str
+    seq: int
+    dims: list[Dim]
+
+
+class IntegrityTracker:
+    def __init__(self, timeout_ns: int, reorder_window: int) -> None:
+        self._timeout_ns = timeout_ns
+        self._window = reorder_window
+        self.counts: dict[Dim, Counts] = {}
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._deadlines: deque[tuple[int, str, int]] = deque()
+        self._expired: dict[tuple[str, int], int] = {}
+        self._expired_order: deque[tuple[int, tuple[str, int]]] = deque()
+        self._tracks: dict[tuple[str, str], _SeqTrack] = {}
+
+    def _counts(self, dims: list[Dim]) -> list[Counts]:
+        out = []
+        table = self.counts
+        for d in dims:
+            c = table.get(d)
+            if c is None:
+                table[d] = c = Counts()
+            out.append(c)
+        return out
+
+    def send(self, t: int, ev: Send, dims: list[Dim]) -> None:
+        for c in self._counts(dims):
+            c.sent += 1
+        if ev.expect == "none":
+            return
+        key = (ev.session, ev.seq)
+        self._pending[key] = _Pending(t, dims, ev.trace_id)
+        self._deadlines.append((t + self._timeout_ns, ev.session, ev.seq))
+
+    def trace_of(self, session: str, seq: int) -> str | None:
+        p = self._pending.get((session, seq))
+        return None if p is None else p.trace_id
+
+    def expire(self, now: int) -> list[Lost]:
+        """Sends whose reply deadline is at or before ``now`` and still unanswered."""
+        lost: list[Lost] = []
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            deadline, session, seq = deadlines.popleft()
+            p = self._pending.pop((session, seq), None)
+            if p is None:
+                continue
+            for c in self._counts(p.dims):
+                c.lost += 1
+            self._expired[(session, seq)] = deadline
+            self._expired_order.append((deadline, (session, seq)))
+            lost.append(Lost(deadline, session, seq, p.dims))
+        horizon = now - 4 * self._timeout_ns
+        order = self._expired_order
+        while order and order[0][0] < horizon:
+            self._expired.pop(order.popleft()[1], None)
+        return lost
+
+    def receive(self, ev: Receive, dims: list[Dim]) -> None:
+        counts = self._counts(dims)
+        if ev.checksum_ok is False:
+            # A stamp that failed its checksum says nothing trustworthy about its origin.
+            for c in counts:
+                c.received += 1
+                c.corrupted += 1
+            return
+        origin = ev.origin_session
+        seq = ev.origin_seq
+        if origin is None or seq is None:
+            origin, seq = ev.session, ev.seq
+        duplicate = reordered = late = False
+        if seq is not None:
+            tkey = (ev.session, origin)
+            track = self._tracks.get(tkey)
+            if track is None:
+                self._tracks[tkey] = track = _SeqTrack()
+            if seq in track.seen:
+                duplicate = True
+            else:
+                if seq < track.high:
+                    reordered = True
+                else:
+                    track.high = seq
+                if seq > track.high - self._window:
+                    track.seen.add(seq)
+                if len(track.seen) > 2 * self._window:
+                    floor = track.high - self._window
+                    track.seen = {s for s in track.seen if s > floor}
+            if (
+                origin == ev.session
+                and not duplicate
+                and self._pending.pop((origin, seq), None) is None
+            ):
+                late = self._expired.pop((origin, seq), None) is not None
+        for c in counts:
+            c.received += 1
+            if duplicate:
+                c.duplicated += 1
+            if reordered:
+                c.reordered += 1
+            if late:
+                c.late_replies += 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)

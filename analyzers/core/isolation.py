@@ -1,0 +1,96 @@
+"""Isolation violations: messages that reached a session they must never reach.
+
+A **tenant violation** is a ``session.receive`` whose stamp names an origin tenant other than
+the receiving session's tenant. A **user violation** is a private message — an echo or
+response, i.e. a receive without a channel — whose stamp names another origin session of the
+same tenant. Broadcasts within a tenant (a channel is set, the tenants match) are the
+legitimate fan-out and are never flagged, nor is a receive whose stamp failed its checksum. The
+origin's trace id comes from the origin's ``session.send`` (kept for a bounded time) or,
+failing that, the origin session's last trace.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from schemas.events import Receive, Send
+
+
+@dataclass(frozen=True)
+class Violation:
+    violation: Literal["tenant", "user"]
+    t: int
+    target: str
+    victim_tenant: str
+    victim_user: str
+    victim_session: str
+    victim_trace_id: str | None
+    origin_tenant: str
+    origin_user: str | None
+    origin_session: str | None
+    origin_trace_id: str | None
+    origin_seq: int | None
+    faults_active: list[str]
+    source_event_id: str
+
+
+class IsolationTracker:
+    def __init__(self, remember_ns: int) -> None:
+        self._remember_ns = remember_ns
+        self._send_traces: dict[tuple[str, int], str] = {}
+        self._order: deque[tuple[int, tuple[str, int]]] = deque()
+        self._session_trace: dict[str, str] = {}
+        self.violations: list[Violation] = []
+
+    def send(self, t: int, ev: Send) -> None:
+        if ev.trace_id is None:
+            return
+        key = (ev.session, ev.seq)
+        self._send_traces[key] = ev.trace_id
+        self._session_trace[ev.session] = ev.trace_id
+        self._order.append((t, key))
+        horizon = t - self._remember_ns
+        order = self._order
+        while order and order[0][0] < horizon:
+            self._send_traces.pop(order.popleft()[1], None)
+
+    def receive(self, t: int, ev: Receive, faults: list[str]) -> Violation | None:
+        origin_tenant = ev.origin_tenant
+        if origin_tenant is None or ev.checksum_ok is False:
+            return None  # a corrupted stamp's origin cannot be trusted
+        kind: Literal["tenant", "user"]
+        if origin_tenant != ev.tenant:
+            kind = "tenant"
+        elif (
+            ev.channel is None and ev.origin_session is not None and ev.origin_session != ev.session
+        ):
+            kind = "user"
+        else:
+            return None
+        origin_trace = None
+        if ev.origin_session is not None:
+            if ev.origin_seq is not None:
+                origin_trace = self._send_traces.get((ev.origin_session, ev.origin_seq))
+            if origin_trace is None:
+                origin_trace = self._session_trace.get(ev.origin_session)
+        v = Violation(
+            violation=kind,
+            t=t,
+            target=ev.target,
+            victim_tenant=ev.tenant,
+            victim_user=ev.user,
+            victim_session=ev.session,
+            victim_trace_id=ev.trace_id,
+            origin_tenant=origin_tenant,
+            origin_user=ev.origin_user,
+            origin_session=ev.origin_session,
+            origin_trace_id=origin_trace,
+            origin_seq=ev.origin_seq,
+            faults_active=list(faults),
+            source_event_id=ev.event_id,
+        )
+        self.violations.append(v)
+        return v

@@ -1,0 +1,209 @@
+"""Putting events back in order: per-generator time bases, a watermark buffer, de-duplication.
+
+Event time. A generator stamps each event with its wall clock (``ts_ns``) and a monotonic
+offset since it started (``mono_ns``). The core uses ``anchor + mono_ns``, where ``anchor``
+is ``ts_ns - mono_ns`` of the first event seen from that (generator, run): intervals measured
+by one generator are then immune to wall-clock steps (NTP corrections) during the run. A jump
+larger than ``max_clock_step_s`` means the generator restarted and it is re-anchored.
+A constant offset between two generators' clocks cannot be seen in the events; known offsets
+are configured in ``AnalyzerConfig.clock_offsets_ns``.
+
+Order. Events wait in a buffer until the watermark passes them. Events may name their source
+(a Kafka partition: within one source they arrive nearly in order); the watermark is the
+lowest, over sources that delivered something within ``source_idle_s`` of processing time,
+of the highest event time seen from that source, minus the allowed lateness — so a partition
+that lags (a consumer catching up on a backlog reads partitions unevenly) holds the others
+back instead of having its events arrive late. Released events leave sorted by (event time,
+event id), so any interleaving of partitions whose lag stays below the lateness yields the
+same sequence. An event at or before the point already released is late: it is still applied
+(counted in ``late``), at its place in arrival order.
+
+Duplicates. Ids are remembered from arrival until ``dedup_horizon`` (event time) after the
+watermark passed them, in time buckets, so memory is bounded by rate × (lateness + horizon).
+An event older than that can no longer be told from a duplicate: it is dropped and counted
+in ``too_late`` rather than risk counting something twice.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from schemas.events import Event
+
+_BUCKET_NS = 1_000_000_000
+
+
+def _compact(event_id: str) -> int | str:
+    """Standard ids (32 hex digits) are kept as ints: a third of the memory, exact."""
+    if len(event_id) == 32:
+        try:
+            return int(event_id, 16)
+        except ValueError:
+            return event_id
+    return event_id
+
+
+class TimeBase:
+    """Maps each event to its event time (ns), per the rules in the module docstring."""
+
+    def __init__(self, offsets_ns: Mapping[str, int], max_step_ns: int) -> None:
+        self._offsets = dict(offsets_ns)
+        self._max_step_ns = max_step_ns
+        self._anchors: dict[tuple[str, str], int] = {}
+        self.reanchored = 0
+
+    def time_of(self, ev: Event) -> int:
+        offset = self._offsets.get(ev.generator_id, 0)
+        if ev.mono_ns <= 0:
+            return ev.ts_ns + offset
+        key = (ev.generator_id, ev.run_id)
+        base = ev.ts_ns - ev.mono_ns
+        anchor = self._anchors.get(key)
+        if anchor is None or abs(base - anchor) > self._max_step_ns:
+            if anchor is not None:
+                self.reanchored += 1
+            self._anchors[key] = anchor = base
+        return anchor + ev.mono_ns + offset
+
+
+@dataclass
+class BufferStats:
+    accepted: int = 0
+    duplicates: int = 0
+    late: int = 0
+    too_late: int = 0
+    released: int = 0
+
+
+@dataclass
+class ReorderBuffer:
+    """Holds events until the watermark passes them; drops duplicate ids."""
+
+    lateness_ns: int
+    horizon_ns: int
+    source_idle_ns: int = 1_000_000_000
+    stats: BufferStats = field(default_factory=BufferStats)
+    _src_max: dict[str, int] = field(default_factory=dict)
+    _src_seen: dict[str, int] = field(default_factory=dict)
+    _heap: list[tuple[int, str, Event]] = field(default_factory=list)
+    _max_t: int | None = None
+    _released_upto: int | None = None
+    _seen: set[int | str] = field(default_factory=set)
+    _buckets: dict[int, list[int | str]] = field(default_factory=dict)
+    _oldest_bucket: int | None = None
+
+    @property
+    def watermark_ns(self) -> int | None:
+        """The watermark as of the last release."""
+        return self._released_upto
+
+    def watermark_at(self, now_ns: int) -> int | None:
+        """The watermark at processing time ``now_ns`` (see the module docstring)."""
+        if self._max_t is None:
+            return None
+        idle = self.source_idle_ns
+        src_max = self._src_max
+        active = [s for s, at in self._src_seen.items() if now_ns - at < idle]
+        if any(s not in src_max for s in active):
+            return self._released_upto  # an expected source has not delivered yet
+        low = min((src_max[s] for s in active), default=self._max_t)
+        return low - self.lateness_ns
+
+    def close_source(self, source: str) -> None:
+        """``source`` will deliver nothing more: stop waiting for it."""
+        self._src_seen.pop(source, None)
+        self._src_max.pop(source, None)
+
+    def expect(self, source: str, now_ns: int) -> None:
+        """Hold the watermark for ``source`` until it delivers or goes idle."""
+        self._src_seen.setdefault(source, now_ns)
+
+    def touch_sources(self, now_ns: int) -> None:
+        """Count every known source as just heard from (after a restart)."""
+        for s in self._src_seen:
+            self._src_seen[s] = now_ns
+
+    @property
+    def max_time_ns(self) -> int | None:
+        return self._max_t
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, t: int, ev: Event, source: str = "", now_ns: int = 0) -> Event | None:
+        """Buffer ``ev``; returns it back when it is late (to apply at once), else None."""
+        eid = _compact(ev.event_id)
+        if eid in self._seen:
+            self.stats.duplicates += 1
+            return None
+        done = self._released_upto
+        if done is not None and t < done - self.horizon_ns:
+            self.stats.too_late += 1
+            return None
+        self._src_seen[source] = now_ns
+        m = self._src_max.get(source)
+        if m is None or t > m:
+            self._src_max[source] = t
+        self._seen.add(eid)
+        b = t // _BUCKET_NS
+        bucket = self._buckets.get(b)
+        if bucket is None:
+            self._buckets[b] = bucket = []
+            if self._oldest_bucket is None or b < self._oldest_bucket:
+                self._oldest_bucket = b
+        bucket.append(eid)
+        self.stats.accepted += 1
+        if done is not None and t <= done:
+            self.stats.late += 1
+            return ev
+        if self._max_t is None or t > self._max_t:
+            self._max_t = t
+        heapq.heappush(self._heap, (t, ev.event_id, ev))
+        return None
+
+    def pop_ready(self, limit: int | None) -> list[tuple[int, Event]]:
+        """Events at or before ``limit`` (a watermark), oldest first."""
+        out: list[tuple[int, Event]] = []
+        if limit is None:
+            return out
+        if self._released_upto is not None and limit <= self._released_upto:
+            limit = self._released_upto
+        self._released_upto = limit
+        heap = self._heap
+        while heap and heap[0][0] <= limit:
+            t, _, ev = heapq.heappop(heap)
+            out.append((t, ev))
+        self.stats.released += len(out)
+        self._forget(limit)
+        return out
+
+    def drain(self) -> list[tuple[int, Event]]:
+        """Everything still buffered, oldest first (end of stream)."""
+        if not self._heap:
+            return []
+        return self.pop_ready(max(t for t, _, _ in self._heap))
+
+    def advance(self, t: int) -> None:
+        """Move event time forward without an event (idle streams)."""
+        if self._max_t is None or t > self._max_t:
+            self._max_t = t
+
+    def _forget(self, limit_ns: int) -> None:
+        if self._oldest_bucket is None:
+            return
+        cutoff = (limit_ns - self.horizon_ns) // _BUCKET_NS
+        if self._oldest_bucket >= cutoff:
+            return
+        for b in sorted(k for k in self._buckets if k < cutoff):
+            for eid in self._buckets.pop(b):
+                self._seen.discard(eid)
+        self._oldest_bucket = min(self._buckets) if self._buckets else None
+
+    @property
+    def remembered_ids(self) -> int:
+        return len(self._seen)

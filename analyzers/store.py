@@ -1,0 +1,82 @@
+"""Live results in Redis, for the CLI and dashboards.
+
+Layout, per experiment ``E``:
+
+- ``aftershock:E:results:<kind>`` — a hash: field = result key (``scope/scope_key/id``),
+  value = the result record as JSON (``kind`` without its ``result.`` prefix, e.g. ``episode``);
+- ``aftershock:E:results:stats`` — a hash of analyzer counters (events, duplicates, late, …);
+- ``aftershock:E:results:updated_ns`` — wall-clock ns of the last write;
+- ``aftershock:E:results:kinds`` — a set of the kinds written.
+
+Writes are idempotent (same key, same value), so replaying into Redis is harmless.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from schemas.events import EventAdapter
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from redis.asyncio import Redis
+
+    from analyzers.core.engine import AnalyzerStats
+    from schemas.results import ResultEvent
+
+
+def prefix(experiment_id: str) -> str:
+    return f"aftershock:{experiment_id}:results"
+
+
+def result_field(r: ResultEvent) -> str:
+    ident = (
+        getattr(r, "episode_id", None)
+        or getattr(r, "burst_id", None)
+        or getattr(r, "source_event_id", None)
+        or getattr(r, "fault_type", None)
+        or getattr(r, "phase", "")
+    )
+    return f"{r.scope}/{r.scope_key}/{ident}"
+
+
+async def write_results(
+    redis: Redis,
+    experiment_id: str,
+    results: Sequence[ResultEvent],
+    stats: AnalyzerStats | None = None,
+) -> None:
+    base = prefix(experiment_id)
+    pipe = redis.pipeline(transaction=False)
+    kinds = set()
+    for r in results:
+        kind = r.kind.removeprefix("result.")
+        kinds.add(kind)
+        pipe.hset(f"{base}:{kind}", result_field(r), r.model_dump_json())
+    if kinds:
+        pipe.sadd(f"{base}:kinds", *sorted(kinds))
+    if stats is not None:
+        pipe.hset(
+            f"{base}:stats",
+            mapping={k: "" if v is None else str(v) for k, v in asdict(stats).items()},
+        )
+    pipe.set(f"{base}:updated_ns", str(time.time_ns()))
+    await pipe.execute()
+
+
+async def read_results(redis: Redis, experiment_id: str) -> list[ResultEvent]:
+    """Every result stored for the experiment, sorted like the analyzer emits them."""
+    base = prefix(experiment_id)
+    kinds = sorted(
+        k.decode() if isinstance(k, bytes) else k for k in await redis.smembers(f"{base}:kinds")
+    )
+    out: list[ResultEvent] = []
+    for kind in kinds:
+        values = await redis.hgetall(f"{base}:{kind}")
+        for raw in values.values():
+            ev = EventAdapter.validate_json(raw)
+            out.append(ev)  # type: ignore[arg-type]
+    return out

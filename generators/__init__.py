@@ -1,0 +1,1 @@
+"""Virtual users: engines per protocol, population, load shapes, session scripts and stamps."""

@@ -1,0 +1,51 @@
+"""What every session of one generator run shares."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from generators.auth import AuthManager
+    from generators.clock import Clock
+    from generators.codec import Codec
+    from generators.engines.base import Endpoint, Engine
+    from generators.recorder import Recorder
+    from generators.stats import Counters
+    from generators.ticker import Ticker
+    from schemas.load import Backoff, ScriptStep
+
+
+@dataclass(eq=False)
+class RunContext:
+    target: str
+    endpoint: Endpoint
+    engine: Engine
+    codec: Codec
+    recorder: Recorder
+    counters: Counters
+    clock: Clock
+    ticker: Ticker
+    tracer: Tracer
+    key: bytes
+    script: tuple[ScriptStep, ...]
+    backoff: Backoff
+    seed: int
+    auth: AuthManager | None
+    connect_limit: asyncio.Semaphore
+    connect_timeout_s: float
+    drain_s: float
+    trace_every: int
+    """Trace every n-th round trip (0: none); connects and reconnects are always traced."""
+    stopped: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    stopping: bool = False
+
+    def stop(self) -> None:
+        self.stopping = True
+        if not self.stopped.done():
+            self.stopped.set_result(None)

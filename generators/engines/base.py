@@ -1,0 +1,81 @@
+"""The engine interface every protocol implements.
+
+An engine opens :class:`Connection` objects. Sending is a plain, non-blocking call (it buffers
+in the transport) so one shared timer tick can drive thousands of sessions without a task per
+send; received messages and the end of the connection arrive as callbacks on a
+:class:`MessageHandler`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from schemas.events import Protocol as WireProtocol
+
+ClosedBy = Literal["client", "server", "error"]
+
+
+class Closed(NamedTuple):
+    """How a connection ended: who ended it, the close code if any, and why."""
+
+    by: ClosedBy
+    code: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+    path: str = "/"
+    secure: bool = False
+
+    @classmethod
+    def parse(cls, address: str, path: str = "/") -> Endpoint:
+        host, _, port = address.rpartition(":")
+        return cls(host=host.strip("[]"), port=int(port), path=path or "/")
+
+    def url(self, scheme: str) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}{self.path}"
+
+
+class MessageHandler(Protocol):
+    def on_message(self, data: str, status: int | None, seq: int | None) -> None:
+        """One whole message arrived. ``status``/``seq`` are set by request/response engines
+        (HTTP) for the response to the request sent with that ``seq``."""
+
+    def on_closed(self, closed: Closed) -> None:
+        """The connection ended (called once, also after :meth:`Connection.close`)."""
+
+
+class Connection(Protocol):
+    @property
+    def is_open(self) -> bool: ...
+
+    def send(self, data: str, seq: int) -> None:
+        """Queue one message; never blocks. Raises ``ConnectionLost`` when already closed."""
+
+    def set_header(self, name: str, value: str) -> None:
+        """Change a header used on later requests (HTTP); no-op for streaming protocols."""
+
+    async def close(self, code: int = 1000) -> None:
+        """Close politely within a bounded time, then hard. Idempotent."""
+
+
+class Engine(Protocol):
+    name: str
+    protocol: WireProtocol
+
+    async def connect(
+        self,
+        endpoint: Endpoint,
+        handler: MessageHandler,
+        headers: Mapping[str, str],
+        timeout_s: float,
+    ) -> Connection:
+        """Open a connection, raising ``ConnectError``/``HandshakeError`` on failure."""

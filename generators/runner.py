@@ -1,0 +1,204 @@
+"""Runs one load profile against one target: population, ramp, sessions, ticker, auth.
+
+``Generator.run()`` returns when every session has finished its script or the load phase
+(``duration_s``) is over and sessions have wound down; :meth:`Generator.stop` ends it early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+
+from generators.auth import AuthManager
+from generators.clock import SystemClock, wait_any
+from generators.codec import ChatCodec, Codec, RawCodec
+from generators.context import RunContext
+from generators.engines.base import Endpoint
+from generators.engines.registry import engine_for
+from generators.errors import PlanError
+from generators.limits import check_capacity
+from generators.population import SessionPlan, build_population, shard
+from generators.recorder import Recorder
+from generators.session import Session
+from generators.shapes import start_offsets
+from generators.stamp import experiment_key
+from generators.stats import Counters, GeneratorStats
+from generators.ticker import Ticker
+from schemas.base import new_run_id
+from schemas.events import Protocol as WireProtocol
+from schemas.load import SendStep, SubscribeStep
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from aftershock.eventlog.sink import EventSink
+    from generators.clock import Clock
+    from generators.engines.base import Engine
+    from schemas.load import LoadProfile
+    from schemas.targets import Target
+
+
+def default_generator_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class GeneratorOptions:
+    experiment_id: str
+    run_id: str = field(default_factory=new_run_id)
+    generator_id: str = field(default_factory=default_generator_id)
+    engine: str | None = None
+    """Engine name (``ws``, ``picows``, ``http``, ``tcp``); None: the target protocol's default."""
+    compression: str | None = None
+    stamp_key: bytes | None = None
+    member: int = 0
+    members: int = 1
+    limit: int | None = None
+    """Run only the first ``limit`` sessions of this member's share (stability search)."""
+    max_connecting: int = 500
+    tick_s: float = 0.005
+    trace_every: int = 1
+    connect_timeout_s: float = 10.0
+    drain_s: float = 2.0
+    auth_password: str = "aftershock"
+    check_fds: bool = True
+
+
+def validate_plan(profile: LoadProfile, target: Target) -> None:
+    """Reject profiles the target's protocol cannot run, naming the offending step."""
+    if profile.target != target.name:
+        raise PlanError(f"load profile is for target {profile.target!r}, not {target.name!r}")
+    ws = target.protocol is WireProtocol.WS
+    for i, step in enumerate(profile.script):
+        where = f"script[{i}] ({step.do})"
+        if isinstance(step, SubscribeStep) and not ws:
+            raise PlanError(f"{where}: a {target.protocol.value} target has no channels")
+        if isinstance(step, SendStep):
+            if step.expect == "broadcast" and not ws:
+                raise PlanError(f"{where}: broadcast needs a WebSocket target")
+            if step.expect == "response" and target.protocol is not WireProtocol.HTTP:
+                raise PlanError(f"{where}: expect=response is for HTTP targets; use echo")
+    if profile.http_mix and target.protocol is not WireProtocol.HTTP:
+        raise PlanError("http_mix is set but the target is not HTTP")
+
+
+class Generator:
+    def __init__(
+        self,
+        profile: LoadProfile,
+        target: Target,
+        sink: EventSink,
+        options: GeneratorOptions,
+        *,
+        clock: Clock | None = None,
+        engine: Engine | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        validate_plan(profile, target)
+        self.profile = profile
+        self.target = target
+        self.options = options
+        self._sink = sink
+        self._clock: Clock = clock or SystemClock()
+        self._engine = engine or engine_for(
+            target.protocol, profile, options.engine, options.compression
+        )
+        self.plans: list[SessionPlan] = shard(
+            build_population(profile), options.member, options.members
+        )
+        if options.limit is not None:
+            self.plans = self.plans[: options.limit]
+        all_offsets = start_offsets(profile.ramp, profile.total_sessions)
+        self.offsets = [all_offsets[p.index] for p in self.plans]
+        self.counters = Counters()
+        self.recorder = Recorder(
+            sink,
+            experiment_id=options.experiment_id,
+            run_id=options.run_id,
+            generator_id=options.generator_id,
+            target=target.name,
+            protocol=target.protocol,
+        )
+        self._tracer = trace.get_tracer("aftershock.generators", tracer_provider=tracer_provider)
+        self._ctx: RunContext | None = None
+        self._t0: float | None = None
+        self._stop_requested = False
+        if options.check_fds:
+            check_capacity(len(self.plans), 1 + (profile.auth is not None))
+
+    def statistics(self) -> GeneratorStats:
+        elapsed = self._clock.monotonic() - self._t0 if self._t0 is not None else 0.0
+        return self.counters.snapshot(elapsed, self.recorder.emitted)
+
+    def stop(self) -> None:
+        """End the load phase now: sessions stop sending, drain briefly and disconnect."""
+        self._stop_requested = True
+        if self._ctx is not None:
+            self._ctx.stop()
+
+    async def run(self, start_at: float | None = None) -> GeneratorStats:
+        """Run the load phase; ``start_at`` (this clock's monotonic time) delays the start."""
+        opts = self.options
+        clock = self._clock
+        codec: Codec = ChatCodec() if self.target.protocol is WireProtocol.WS else RawCodec()
+        auth = (
+            AuthManager(self.profile.auth, self.recorder, clock, password=opts.auth_password)
+            if self.profile.auth is not None
+            else None
+        )
+        ctx = self._ctx = RunContext(
+            target=self.target.name,
+            endpoint=Endpoint.parse(self.target.address, self.target.path),
+            engine=self._engine,
+            codec=codec,
+            recorder=self.recorder,
+            counters=self.counters,
+            clock=clock,
+            ticker=Ticker(clock, opts.tick_s),
+            tracer=self._tracer,
+            key=opts.stamp_key or experiment_key(opts.experiment_id),
+            script=tuple(self.profile.script),
+            backoff=self.profile.reconnect,
+            seed=self.profile.seed if self.profile.seed is not None else 0,
+            auth=auth,
+            connect_limit=asyncio.Semaphore(opts.max_connecting),
+            connect_timeout_s=opts.connect_timeout_s,
+            drain_s=opts.drain_s,
+            trace_every=opts.trace_every,
+        )
+        if self._stop_requested:
+            ctx.stop()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                ticker = tg.create_task(ctx.ticker.run())
+                refresher = tg.create_task(auth.run()) if auth is not None else None
+                try:
+                    if start_at is not None:
+                        await wait_any(clock, [ctx.stopped], start_at)
+                    t0 = self._t0 = clock.monotonic()
+                    end = clock.call_at(t0 + self.profile.duration_s, ctx.stop)
+                    try:
+                        async with asyncio.TaskGroup() as sessions:
+                            for plan, offset in zip(self.plans, self.offsets, strict=True):
+                                if ctx.stopping:
+                                    break
+                                if offset > clock.monotonic() - t0:
+                                    await wait_any(clock, [ctx.stopped], t0 + offset)
+                                    if ctx.stopping:
+                                        break
+                                sessions.create_task(Session(ctx, plan).run())
+                    finally:
+                        end.cancel()
+                finally:
+                    ticker.cancel()
+                    if refresher is not None:
+                        refresher.cancel()
+        finally:
+            if auth is not None:
+                await auth.aclose()
+        return self.statistics()

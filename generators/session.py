@@ -1,0 +1,458 @@
+"""One virtual user's session: runs its script over a connection and records what it saw.
+
+A session is a :class:`~generators.engines.base.MessageHandler` (receipts arrive as callbacks)
+and a :class:`~generators.ticker.Tickable` (the shared ticker calls :meth:`Session.fire` to send).
+Its script runs in one task that only waits on futures: the connection being lost, a send step
+being complete, the subscribe acknowledgement, the load phase ending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+from opentelemetry.trace import Status, StatusCode
+
+from generators.clock import wait_any
+from generators.errors import AuthError, ConnectionLost, GeneratorError
+from generators.stamp import Stamper, verify
+from schemas.load import (
+    ConnectStep,
+    DisconnectStep,
+    FixedSize,
+    NormalSize,
+    SendStep,
+    SubscribeStep,
+    ThinkStep,
+    UniformSize,
+)
+
+if TYPE_CHECKING:
+    from generators.context import RunContext
+    from generators.engines.base import Closed, Connection
+    from generators.population import SessionPlan
+    from schemas.load import Backoff, SizeDist
+
+SUBSCRIBE_TIMEOUT_S = 5.0
+Trace = tuple[str | None, str | None]
+NO_TRACE: Trace = (None, None)
+
+
+class _Stop(Exception):
+    """The load phase ended (or the session gave up reconnecting): wind down."""
+
+
+def span_ids(span: trace.Span) -> Trace:
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return NO_TRACE
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def backoff_delay_s(policy: Backoff, attempt: int, rng: random.Random) -> float:
+    """Delay before reconnect attempt ``attempt`` (1-based): exponential, capped, jittered."""
+    base = min(policy.max_ms, policy.initial_ms * policy.multiplier ** (attempt - 1))
+    jitter = base * policy.jitter * (2 * rng.random() - 1)
+    return max(0.0, base + jitter) / 1000.0
+
+
+def draw_size(dist: SizeDist, rng: random.Random) -> int:
+    if isinstance(dist, FixedSize):
+        return dist.bytes
+    if isinstance(dist, UniformSize):
+        return rng.randint(dist.min_bytes, dist.max_bytes)
+    assert isinstance(dist, NormalSize)
+    return max(0, min(dist.max_bytes, round(rng.gauss(dist.mean_bytes, dist.stddev_bytes))))
+
+
+class Session:
+    __slots__ = (
+        "_active",
+        "_drain",
+        "_interval_s",
+        "_lost",
+        "_remaining",
+        "_send_done",
+        "_step",
+        "_sub_ack",
+        "channels",
+        "conn",
+        "ctx",
+        "due_gen",
+        "pending",
+        "plan",
+        "rng",
+        "root",
+        "root_ctx",
+        "seq",
+        "stamper",
+        "trace",
+        "who",
+    )
+
+    def __init__(self, ctx: RunContext, plan: SessionPlan) -> None:
+        self.ctx = ctx
+        self.plan = plan
+        self.who = (plan.tenant, plan.user, plan.session)
+        self.stamper = Stamper(ctx.key, *self.who)
+        self.rng = random.Random(f"{ctx.seed}:{plan.index}")
+        self.conn: Connection | None = None
+        self.seq = 0
+        self.pending: dict[int, tuple[float, trace.Span | None, Trace]] = {}
+        self.channels: tuple[str, ...] = ()
+        self.trace: Trace = NO_TRACE
+        self.root: trace.Span = trace.INVALID_SPAN
+        self.root_ctx = trace.set_span_in_context(trace.INVALID_SPAN)
+        self.due_gen = 0
+        self._active = False
+        self._step: SendStep | None = None
+        self._remaining: int | None = None
+        self._interval_s = 1.0
+        self._send_done: asyncio.Future[None] | None = None
+        self._lost: asyncio.Future[None] | None = None
+        self._sub_ack: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+
+    # script ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        ctx.counters.started += 1
+        self.root = ctx.tracer.start_span(
+            "session",
+            attributes={
+                "aftershock.tenant": self.plan.tenant,
+                "aftershock.user": self.plan.user,
+                "aftershock.session": self.plan.session,
+                "aftershock.target": ctx.target,
+            },
+        )
+        self.root_ctx = trace.set_span_in_context(self.root)
+        self.trace = span_ids(self.root)
+        try:
+            for step in ctx.script:
+                if ctx.stopping:
+                    break
+                if isinstance(step, ConnectStep):
+                    if self.conn is None:
+                        await self._connect(reconnect=False)
+                elif isinstance(step, SubscribeStep):
+                    await self._ensure_connected()
+                    await self._subscribe(tuple(step.channels) or self.plan.channels)
+                elif isinstance(step, SendStep):
+                    await self._ensure_connected()
+                    await self._run_send(step)
+                elif isinstance(step, ThinkStep):
+                    pause = self.rng.uniform(step.min_ms, max(step.min_ms, step.max_ms)) / 1000
+                    await wait_any(ctx.clock, [ctx.stopped], ctx.clock.monotonic() + pause)
+                elif isinstance(step, DisconnectStep):
+                    await self._close()
+        except _Stop:
+            pass
+        finally:
+            self.ctx.ticker.cancel(self)
+            await self._close()
+            self.root.end()
+
+    async def _ensure_connected(self) -> None:
+        if self.conn is None or not self.conn.is_open:
+            self.conn = None
+            await self._connect(reconnect=True)
+
+    async def _connect(self, *, reconnect: bool) -> None:
+        ctx = self.ctx
+        span = ctx.tracer.start_span("reconnect", context=self.root_ctx) if reconnect else None
+        attempt = 0
+        try:
+            while True:
+                if ctx.stopping:
+                    raise _Stop
+                attempt += 1
+                if reconnect or attempt > 1:
+                    delay = backoff_delay_s(ctx.backoff, attempt, self.rng)
+                    await wait_any(ctx.clock, [ctx.stopped], ctx.clock.monotonic() + delay)
+                    if ctx.stopping:
+                        raise _Stop
+                if await self._connect_once(attempt, reconnect):
+                    return
+                if ctx.backoff.max_attempts and attempt >= ctx.backoff.max_attempts:
+                    raise _Stop
+        finally:
+            if span is not None:
+                span.set_attribute("aftershock.attempts", attempt)
+                span.end()
+
+    async def _connect_once(self, attempt: int, reconnect: bool) -> bool:
+        ctx = self.ctx
+        rec = ctx.recorder
+        headers: dict[str, str] = {}
+        if ctx.auth is not None:
+            try:
+                token = await ctx.auth.token(self.who, self._on_token)
+            except AuthError:
+                ctx.counters.errors += 1
+                ctx.counters.connect_failures += 1
+                return False
+            headers["Authorization"] = f"Bearer {token}"
+        span = ctx.tracer.start_span(
+            "connect", context=self.root_ctx, attributes={"aftershock.attempt": attempt}
+        )
+        inject(headers, context=trace.set_span_in_context(span))
+        ids = span_ids(span) if span.get_span_context().is_valid else self.trace
+        rec.connect_start(self.who, attempt, ids)
+        t0 = ctx.clock.monotonic()
+        try:
+            async with ctx.connect_limit:
+                if ctx.stopping:
+                    span.end()
+                    raise _Stop
+                conn = await ctx.engine.connect(ctx.endpoint, self, headers, ctx.connect_timeout_s)
+        except GeneratorError as exc:
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            span.end()
+            ctx.counters.connect_failures += 1
+            ctx.counters.errors += 1
+            rec.error(self.who, type(exc).__name__, str(exc), "connect", ids)
+            return False
+        span.end()
+        connect_ms = (ctx.clock.monotonic() - t0) * 1000
+        self.conn = conn
+        self._lost = asyncio.get_running_loop().create_future()
+        ctx.counters.connects += 1
+        if not conn.is_open:  # lost again before we got here: on_closed already ran
+            self.conn = None
+            self._lost.set_result(None)
+            return True
+        ctx.counters.active += 1
+        self._active = True
+        if reconnect:
+            ctx.counters.reconnects += 1
+        rec.connected(self.who, attempt, connect_ms, ids)
+        if self.channels:
+            await self._subscribe(self.channels)
+        return True
+
+    def _on_token(self, token: str) -> None:
+        if self.conn is not None:
+            self.conn.set_header("Authorization", f"Bearer {token}")
+
+    async def _subscribe(self, channels: tuple[str, ...]) -> None:
+        ctx = self.ctx
+        conn = self.conn
+        if conn is None or not ctx.codec.supports_subscribe:
+            return
+        self.channels = channels
+        ack = self._sub_ack = asyncio.get_running_loop().create_future()
+        try:
+            conn.send(ctx.codec.subscribe(channels), 0)
+        except ConnectionLost:
+            return
+        assert self._lost is not None
+        deadline = ctx.clock.monotonic() + SUBSCRIBE_TIMEOUT_S
+        await wait_any(ctx.clock, [ack, self._lost, ctx.stopped], deadline)
+        if not ack.done() and not self._lost.done() and not ctx.stopping:
+            ctx.counters.errors += 1
+            ctx.recorder.error(
+                self.who,
+                "Timeout",
+                f"no subscribe acknowledgement within {SUBSCRIBE_TIMEOUT_S:g} s",
+                "receive",
+                self.trace,
+            )
+
+    async def _run_send(self, step: SendStep) -> None:
+        ctx = self.ctx
+        loop = asyncio.get_running_loop()
+        self._step = step
+        self._remaining = step.count
+        self._interval_s = 1.0 / step.rate_per_s
+        done = self._send_done = loop.create_future()
+        # A random phase spreads the first sends of sessions that connected together.
+        first = ctx.clock.monotonic() + self.rng.uniform(0, self._interval_s)
+        while True:
+            ctx.ticker.schedule(self, first)
+            assert self._lost is not None
+            await wait_any(ctx.clock, [done, self._lost, ctx.stopped])
+            if done.done() or ctx.stopping:
+                break
+            await self._ensure_connected()
+            first = ctx.clock.monotonic()
+        ctx.ticker.cancel(self)
+        if self.pending:
+            wait_s = step.timeout_ms / 1000
+            if ctx.stopping:
+                wait_s = min(wait_s, ctx.drain_s)
+            self._drain = loop.create_future()
+            await wait_any(ctx.clock, [self._drain], ctx.clock.monotonic() + wait_s)
+            self._drain = None
+
+    async def _close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        was_open = conn.is_open
+        try:
+            await conn.close()
+        except (GeneratorError, OSError) as exc:
+            self.ctx.recorder.error(self.who, type(exc).__name__, str(exc), "close", self.trace)
+            return
+        if was_open:
+            self.ctx.recorder.disconnect(self.who, "client", 1000, "", self.trace)
+
+    # ticker ----------------------------------------------------------------------------------
+
+    def fire(self, now: float) -> float | None:
+        ctx = self.ctx
+        conn = self.conn
+        step = self._step
+        if conn is None or step is None or ctx.stopping:
+            return None
+        self.seq += 1
+        seq = self.seq
+        size = draw_size(step.size, self.rng)
+        stamp = self.stamper.stamp(seq, ctx.clock.wall_ns(), size)
+        broadcast = step.expect == "broadcast"
+        channel = (step.channel or (self.channels or self.plan.channels)[0]) if broadcast else None
+        frame = ctx.codec.publish(channel, stamp) if channel is not None else ctx.codec.echo(stamp)
+        try:
+            conn.send(frame, seq)
+        except ConnectionLost:
+            return None
+        span: trace.Span | None = None
+        ids = self.trace
+        if ctx.trace_every and seq % ctx.trace_every == 0:
+            span = ctx.tracer.start_span(
+                "round_trip", context=self.root_ctx, attributes={"aftershock.seq": seq}
+            )
+            ids = span_ids(span)
+        if step.expect != "none":
+            self.pending[seq] = (now, span, ids)
+            ctx.ticker.expect(now + step.timeout_ms / 1000, self, seq)
+        elif span is not None:
+            span.end()
+        ctx.counters.sends += 1
+        ctx.recorder.send(self.who, seq, len(frame), channel, step.expect, ids)
+        if self._remaining is not None:
+            self._remaining -= 1
+            if self._remaining <= 0:
+                if self._send_done is not None and not self._send_done.done():
+                    self._send_done.set_result(None)
+                return None
+        return now + self._interval_s
+
+    def on_timeout(self, seq: int) -> None:
+        entry = self.pending.pop(seq, None)
+        if entry is None:
+            return
+        ctx = self.ctx
+        _, span, ids = entry
+        if span is not None:
+            span.set_status(Status(StatusCode.ERROR, "timeout"))
+            span.end()
+        ctx.counters.timeouts += 1
+        ctx.counters.errors += 1
+        expect = self._step.expect if self._step is not None else "echo"
+        timeout_ms = self._step.timeout_ms if self._step is not None else 0
+        ctx.recorder.error(
+            self.who,
+            "Timeout",
+            f"no {expect} for seq {seq} within {timeout_ms:g} ms",
+            "receive",
+            ids,
+            seq,
+        )
+        self._maybe_drained()
+
+    def _maybe_drained(self) -> None:
+        if not self.pending and self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # MessageHandler --------------------------------------------------------------------------
+
+    def on_message(self, data: str, status: int | None, seq: int | None) -> None:
+        ctx = self.ctx
+        msg = ctx.codec.decode(data)
+        op = msg.op
+        if op == "subscribed":
+            if self._sub_ack is not None and not self._sub_ack.done():
+                self._sub_ack.set_result(None)
+            return
+        if op == "error":
+            ctx.counters.errors += 1
+            ctx.recorder.error(self.who, "ServerError", msg.data, "receive", self.trace)
+            return
+        if op == "other":
+            return
+        counters = ctx.counters
+        counters.receives += 1
+        now = ctx.clock.monotonic()
+        origin = verify(ctx.key, msg.data) if op != "invalid" else None
+        latency_ms: float | None = None
+        ids = self.trace
+        checksum_ok: bool | None
+        own_seq: int | None = seq
+        if op == "invalid":
+            checksum_ok = False
+        elif origin is None:
+            checksum_ok = None
+        else:
+            checksum_ok = origin.checksum_ok
+            if origin.session == self.plan.session and checksum_ok:
+                own_seq = origin.seq
+        if own_seq is not None:
+            entry = self.pending.pop(own_seq, None)
+            if entry is not None:
+                sent_at, span, ids = entry
+                latency_ms = (now - sent_at) * 1000
+                counters.latencies_ms.append(latency_ms)
+                if span is not None:
+                    span.end()
+                self._maybe_drained()
+        if latency_ms is None and origin is not None and checksum_ok:
+            latency_ms = max(0.0, (ctx.clock.wall_ns() - origin.send_ns) / 1e6)
+        if checksum_ok is False:
+            counters.checksum_failures += 1
+        elif origin is not None and origin.tenant != self.plan.tenant:
+            counters.cross_tenant += 1
+        ctx.recorder.receive(
+            self.who,
+            seq=own_seq,
+            nbytes=len(data),
+            latency_ms=latency_ms,
+            origin=(
+                (origin.tenant, origin.user, origin.session, origin.seq)
+                if origin is not None and origin.seq >= 0
+                else None
+            ),
+            checksum_ok=checksum_ok,
+            status=status,
+            channel=msg.channel,
+            trace=ids,
+        )
+        if status is not None and status >= 400:
+            counters.errors += 1
+            ctx.recorder.error(self.who, f"HTTP{status}", data[:200], "receive", ids, own_seq)
+
+    def on_closed(self, closed: Closed) -> None:
+        ctx = self.ctx
+        if self._active:
+            self._active = False
+            ctx.counters.active -= 1
+        if closed.by == "client":
+            return
+        self.conn = None
+        ctx.counters.errors += 1
+        what = "ServerClosed" if closed.by == "server" else "ConnectionLost"
+        ctx.recorder.error(
+            self.who,
+            what,
+            f"{closed.reason or 'closed'} (code {closed.code})",
+            "receive",
+            self.trace,
+        )
+        ctx.recorder.disconnect(self.who, closed.by, closed.code, closed.reason, self.trace)
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)

@@ -1,0 +1,104 @@
+"""Running counters of a generator and their immutable snapshot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class Counters:
+    """Mutated on the hot path by sessions; read through :meth:`snapshot`."""
+
+    __slots__ = (
+        "active",
+        "checksum_failures",
+        "connect_failures",
+        "connects",
+        "cross_tenant",
+        "errors",
+        "latencies_ms",
+        "receives",
+        "reconnects",
+        "sends",
+        "started",
+        "timeouts",
+    )
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.active = 0
+        self.connects = 0
+        self.connect_failures = 0
+        self.reconnects = 0
+        self.sends = 0
+        self.receives = 0
+        self.errors = 0
+        self.timeouts = 0
+        self.cross_tenant = 0
+        self.checksum_failures = 0
+        self.latencies_ms: list[float] = []
+
+    def snapshot(self, elapsed_s: float, events: int) -> GeneratorStats:
+        lat = sorted(self.latencies_ms)
+        return GeneratorStats(
+            elapsed_s=elapsed_s,
+            started=self.started,
+            active=self.active,
+            connects=self.connects,
+            connect_failures=self.connect_failures,
+            reconnects=self.reconnects,
+            sends=self.sends,
+            receives=self.receives,
+            errors=self.errors,
+            timeouts=self.timeouts,
+            cross_tenant=self.cross_tenant,
+            checksum_failures=self.checksum_failures,
+            round_trips=len(lat),
+            p50_ms=percentile(lat, 50),
+            p99_ms=percentile(lat, 99),
+            max_ms=lat[-1] if lat else None,
+            events=events,
+        )
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    if not sorted_values:
+        return None
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[k]
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorStats:
+    elapsed_s: float
+    started: int
+    active: int
+    connects: int
+    connect_failures: int
+    reconnects: int
+    sends: int
+    receives: int
+    errors: int
+    timeouts: int
+    cross_tenant: int
+    checksum_failures: int
+    round_trips: int
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    events: int
+
+    @property
+    def error_rate(self) -> float:
+        """Failed operations (errors incl. timeouts) per attempted send or connect."""
+        attempts = self.sends + self.connects + self.connect_failures
+        return self.errors / attempts if attempts else 0.0
+
+    def line(self) -> str:
+        p99 = f"{self.p99_ms:.1f}" if self.p99_ms is not None else "-"
+        p50 = f"{self.p50_ms:.1f}" if self.p50_ms is not None else "-"
+        return (
+            f"t={self.elapsed_s:6.1f}s active={self.active} connects={self.connects} "
+            f"fail={self.connect_failures} sends={self.sends} recv={self.receives} "
+            f"err={self.errors} timeouts={self.timeouts} xtenant={self.cross_tenant} "
+            f"corrupt={self.checksum_failures} p50={p50}ms p99={p99}ms events={self.events}"
+        )

@@ -1,0 +1,893 @@
+"""Runs an experiment: steady-state hypothesis, method with the fault timeline, rollbacks.
+
+Every fault step is an event (``source="injector"``, ``fault_id``, toxics named after the fault)
+and a journal update. Whatever happens — normal end, error, abort, Ctrl-C/SIGTERM — every fault
+this run put on the server is reverted in a ``finally`` that is shielded from cancellation and
+bounded in time. Where the server supports leases, each fault also carries a lease renewed by a
+heartbeat, so even a ``kill -9`` of the injector leaves nothing behind for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from opentelemetry import trace
+
+from injector.activities import ActivityContext, resolve_configuration, run_activity
+from injector.chaostoxi import Bridge
+from injector.control import RunState, clear_state, commands, publish_state
+from injector.errors import (
+    ControllerError,
+    InjectorError,
+    ProxyNotFound,
+    RevertFailed,
+    ToxicNotFound,
+    UnsupportedByServer,
+)
+from injector.journal import (
+    ALLOWED,
+    LIVE_STATES,
+    ActivityRun,
+    AftershockRun,
+    ControlRecord,
+    FaultRecord,
+    FaultState,
+    Journal,
+    SteadyState,
+    SteadyStates,
+    timings_of,
+    write_journal,
+)
+from injector.safeguards import SafeguardMonitor, redis_results
+from injector.timeline import Timeline
+from schemas.base import new_run_id
+from schemas.events import (
+    ExperimentAborted,
+    ExperimentControl,
+    ExperimentEnded,
+    ExperimentPhase,
+    ExperimentStarted,
+    ProxyDisabled,
+    ProxyEnabled,
+    ToxicAdded,
+    ToxicRemoved,
+    ToxicSpec,
+)
+from schemas.experiment import Action, ActivityRef, Probe, ToxicFault
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+    from pathlib import Path
+
+    import redis.asyncio as aioredis
+
+    from aftershock.eventlog import EventSink
+    from injector.control import ControlCommand
+    from injector.controller import Capabilities, Controller, ToxicInfo
+    from schemas.experiment import Experiment, Fault
+    from schemas.results import ResultBase
+
+_tracer = trace.get_tracer("aftershock.injector")
+
+Status = Literal["completed", "failed", "aborted", "interrupted"]
+
+
+def experiment_id_of(exp: Experiment) -> str:
+    if exp.aftershock.experiment_id:
+        return exp.aftershock.experiment_id
+    slug = "".join(c if c.isalnum() else "-" for c in exp.title.lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return slug[:60] or "experiment"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+@dataclass
+class FaultRun:
+    """Runtime state of one fault (from the timeline or a chaostoxi action)."""
+
+    fault_id: str
+    proxy: str
+    kind: Literal["toxic", "down"]
+    source: Literal["timeline", "chaostoxi"] = "timeline"
+    fault: Fault | None = None
+    state: FaultState = FaultState.PENDING
+    planned_at_s: float | None = None
+    planned_duration_s: float | None = None
+    injected_at_s: float | None = None
+    jitter_ms: float | None = None
+    apply_ms: float | None = None
+    reverted_at_s: float | None = None
+    revert_jitter_ms: float | None = None
+    revert_ms: float | None = None
+    lease_ttl_ms: int | None = None
+    lease_renewals: int = 0
+    error: str | None = None
+    toxic_type: str | None = None
+    span: trace.Span | None = field(default=None, repr=False)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    """Held while the fault changes on the server, so a lease renewal never races a revert."""
+
+    def to(self, new: FaultState) -> None:
+        if new not in ALLOWED[self.state]:
+            raise InjectorError(f"fault {self.fault_id}: {self.state} → {new} is not allowed")
+        self.state = new
+
+    def record(self) -> FaultRecord:
+        return FaultRecord(
+            fault_id=self.fault_id,
+            proxy=self.proxy,
+            kind=self.kind,
+            source=self.source,
+            toxic_name=self.fault_id if self.kind == "toxic" else None,
+            toxic_type=self.toxic_type,
+            state=self.state,
+            planned_at_s=self.planned_at_s,
+            planned_duration_s=self.planned_duration_s,
+            injected_at_s=self.injected_at_s,
+            jitter_ms=self.jitter_ms,
+            apply_ms=self.apply_ms,
+            reverted_at_s=self.reverted_at_s,
+            revert_jitter_ms=self.revert_jitter_ms,
+            revert_ms=self.revert_ms,
+            lease_ttl_ms=self.lease_ttl_ms,
+            lease_renewals=self.lease_renewals,
+            error=self.error,
+        )
+
+
+@dataclass
+class RunOptions:
+    journal_path: Path | None = None
+    experiment_id: str | None = None
+    redis: aioredis.Redis | None = None
+    """Game-day controls and safeguard results come through here when set."""
+    results: Callable[[], Any] | None = None
+    """Overrides the safeguard result source (an async iterator factory)."""
+    use_leases: bool | None = None
+    """None: as the file says, if the server supports them."""
+    skip_hypothesis: bool = False
+    time_scale: float = 1.0
+    """Multiplies every offset, duration, pause and hypothesis period of the plan: 0.1 rehearses
+    a game day ten times faster. Leases are not scaled."""
+    generator_id: str = field(
+        default_factory=lambda: f"injector-{socket.gethostname()}-{os.getpid()}"
+    )
+
+
+class Executor:
+    def __init__(
+        self,
+        experiment: Experiment,
+        controller: Controller,
+        sink: EventSink,
+        options: RunOptions | None = None,
+    ) -> None:
+        self.exp = experiment
+        self.ax = experiment.aftershock
+        self.ctl = controller
+        self.sink = sink
+        self.opts = options or RunOptions()
+        if self.opts.time_scale <= 0:
+            raise InjectorError("time_scale must be positive")
+        self.experiment_id = self.opts.experiment_id or experiment_id_of(experiment)
+        self.run_id = new_run_id()
+        self.timeline = Timeline()
+        self.faults: list[FaultRun] = [
+            FaultRun(
+                fault_id=f.id,
+                proxy=f.proxy,
+                kind="toxic" if isinstance(f, ToxicFault) else "down",
+                fault=f,
+                planned_at_s=f.at * self.opts.time_scale,
+                planned_duration_s=f.duration * self.opts.time_scale,
+                toxic_type=f.toxic.type if isinstance(f, ToxicFault) else None,
+            )
+            for f in sorted(self.ax.faults, key=lambda f: (f.at, f.id))
+        ]
+        self.configuration = resolve_configuration(dict(experiment.configuration))
+        self.bridge = Bridge(controller, self.configuration, _BridgeRecorder(self))
+        self.caps: Capabilities | None = None
+        self.leases = False
+        self.status: Literal["running", "completed", "failed", "aborted", "interrupted"] = "running"
+        self.deviated = False
+        self.steady = SteadyStates()
+        self.runs: list[ActivityRun] = []
+        self.rollback_runs: list[ActivityRun] = []
+        self.controls: list[ControlRecord] = []
+        self.abort_reason: str | None = None
+        self.error: str | None = None
+        self._start_wall = time.time()
+        self._mono0 = time.monotonic_ns()
+        self._span: trace.Span | None = None
+        self._body_task: asyncio.Task[Any] | None = None
+        self._final: Journal | None = None
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _common(self, span: trace.Span | None = None) -> dict[str, Any]:
+        ctx = (span or self._span or trace.INVALID_SPAN).get_span_context()
+        ids: dict[str, Any] = {}
+        if ctx.is_valid:
+            ids = {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
+        return {
+            "experiment_id": self.experiment_id,
+            "run_id": self.run_id,
+            "generator_id": self.opts.generator_id,
+            "ts_ns": time.time_ns(),
+            "mono_ns": time.monotonic_ns() - self._mono0,
+            **ids,
+        }
+
+    def _phase(self, phase: str) -> None:
+        active = [f.fault_id for f in self.faults if f.state == FaultState.ACTIVE]
+        self.sink.emit(ExperimentPhase(**self._common(), phase=phase, faults_active=active))
+
+    # -- journal --------------------------------------------------------------------------------
+
+    def journal(self) -> Journal:
+        """The journal as of now (the final one once the run has ended)."""
+        if self._final is not None:
+            return self._final
+        caps = self.caps
+        records = [f.record() for f in self.faults]
+        end = time.time() if self.status != "running" else None
+        return Journal(
+            experiment=self.exp,
+            start=_iso(self._start_wall),
+            end=_iso(end) if end else None,
+            duration=round(end - self._start_wall, 6) if end else None,
+            status=self.status,
+            deviated=self.deviated,
+            steady_states=self.steady,
+            run=self.runs,
+            rollbacks=self.rollback_runs,
+            aftershock=AftershockRun(
+                experiment_id=self.experiment_id,
+                run_id=self.run_id,
+                api_url=self.ctl.api_url,
+                server=caps.server if caps else "",
+                server_version=caps.version if caps else "",
+                features=sorted(caps.features) if caps else [],
+                leases=self.leases,
+                faults=records,
+                controls=self.controls,
+                abort_reason=self.abort_reason,
+                error=self.error,
+                timings=timings_of(records),
+            ),
+        )
+
+    def _save(self) -> Journal | None:
+        if self.opts.journal_path is None:
+            return None
+        journal = self.journal()
+        write_journal(self.opts.journal_path, journal)
+        return journal
+
+    # -- preflight ------------------------------------------------------------------------------
+
+    async def preflight(self) -> None:
+        """Check the server can run the plan, and create the targets' proxies if asked."""
+        self.caps = caps = await self.ctl.capabilities()
+        missing: list[str] = []
+        for f in self.ax.faults:
+            for need in caps.lacks(f.needs):
+                what = (
+                    f"toxic type {need.split(':', 1)[1]!r}"
+                    if need.startswith("toxic:")
+                    else "per-client 'match' targeting"
+                )
+                missing.append(f"fault {f.id!r} needs {what}")
+        want_leases = (
+            self.ax.leases.enabled if self.opts.use_leases is None else self.opts.use_leases
+        )
+        if self.opts.use_leases and not caps.leases:
+            missing.append("leases were required (--leases) but the server has none")
+        if missing:
+            raise UnsupportedByServer(f"{self.ctl.api_url} ({caps.server} {caps.version})", missing)
+        self.leases = want_leases and caps.leases
+        if self.ax.create_proxies:
+            existing = await self.ctl.list_proxies()
+            for t in self.ax.targets:
+                if t.proxy and t.proxy not in existing:
+                    await self.ctl.create_proxy(t.proxy, t.upstream, t.listen or "127.0.0.1:0")
+
+    # -- faults ---------------------------------------------------------------------------------
+
+    def _toxic_body(self, fr: FaultRun) -> dict[str, Any]:
+        f = fr.fault
+        assert isinstance(f, ToxicFault)
+        body: dict[str, Any] = f.toxic.model_dump(mode="json")
+        body["name"] = f.id
+        if f.match is not None:
+            body["match"] = f.match.model_dump(mode="json", exclude_none=True)
+        if self.leases:
+            body["ttl_ms"] = self._ttl_ms
+        return body
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self.ax.leases.ttl * 1000)
+
+    async def inject(self, fr: FaultRun) -> None:
+        async with fr.lock:
+            await self._inject_locked(fr)
+
+    async def _inject_locked(self, fr: FaultRun) -> None:
+        lateness_s = self.timeline.offset_s() - (fr.planned_at_s or 0.0)
+        fr.to(FaultState.INJECTING)
+        fr.jitter_ms = round(max(0.0, lateness_s) * 1000, 3)
+        fr.injected_at_s = round(self.timeline.offset_s(), 6)
+        fr.lease_ttl_ms = self._ttl_ms if self.leases else None
+        self._save()  # the intent is on disk before the server is touched
+        fr.span = _tracer.start_span(
+            f"fault {fr.fault_id}",
+            context=trace.set_span_in_context(self._span) if self._span else None,
+            attributes={"aftershock.fault_id": fr.fault_id, "aftershock.proxy": fr.proxy},
+        )
+        t0 = time.perf_counter()
+        try:
+            if fr.kind == "toxic":
+                body = self._toxic_body(fr)
+                info = await self.ctl.add_toxic(fr.proxy, body)
+                fr.apply_ms = round((time.perf_counter() - t0) * 1000, 3)
+                self.sink.emit(
+                    ToxicAdded(
+                        **self._common(fr.span),
+                        proxy=fr.proxy,
+                        source="injector",
+                        fault_id=fr.fault_id,
+                        toxic=_spec(info),
+                        ttl_ms=fr.lease_ttl_ms,
+                    )
+                )
+            else:
+                body = {"enabled": False}
+                if self.leases:
+                    body["ttl_ms"] = self._ttl_ms
+                await self.ctl.update_proxy(fr.proxy, body)
+                fr.apply_ms = round((time.perf_counter() - t0) * 1000, 3)
+                self.sink.emit(
+                    ProxyDisabled(
+                        **self._common(fr.span),
+                        proxy=fr.proxy,
+                        source="injector",
+                        fault_id=fr.fault_id,
+                        ttl_ms=fr.lease_ttl_ms,
+                    )
+                )
+        except ControllerError as exc:
+            fr.error = f"inject: {exc}"
+            refused = exc.status is not None and 400 <= exc.status < 500
+            fr.to(FaultState.REJECTED if refused else FaultState.FAILED)
+            fr.span.set_status(trace.StatusCode.ERROR, str(exc))
+            fr.span.end()
+            self._save()
+            raise
+        fr.to(FaultState.ACTIVE)
+        self._save()
+        self._phase(f"fault:{fr.fault_id}")
+
+    async def revert(self, fr: FaultRun, reason: Literal["api", "rollback"] = "api") -> None:
+        async with fr.lock:
+            await self._revert_locked(fr, reason)
+
+    async def _revert_locked(self, fr: FaultRun, reason: Literal["api", "rollback"]) -> None:
+        if fr.state not in LIVE_STATES:
+            return
+        planned_end = (fr.planned_at_s or 0.0) + (fr.planned_duration_s or 0.0)
+        if fr.source == "timeline" and reason == "api":
+            lateness = self.timeline.offset_s() - planned_end
+            fr.revert_jitter_ms = round(max(0.0, lateness) * 1000, 3)
+        fr.to(FaultState.REVERTING)
+        self._save()
+        t0 = time.perf_counter()
+        try:
+            if fr.kind == "toxic":
+                with contextlib.suppress(ToxicNotFound, ProxyNotFound):
+                    await self.ctl.remove_toxic(fr.proxy, fr.fault_id)
+                self.sink.emit(
+                    ToxicRemoved(
+                        **self._common(fr.span),
+                        proxy=fr.proxy,
+                        source="injector",
+                        fault_id=fr.fault_id,
+                        toxic_name=fr.fault_id,
+                        reason=reason,
+                    )
+                )
+            else:
+                with contextlib.suppress(ProxyNotFound):
+                    await self.ctl.update_proxy(fr.proxy, {"enabled": True})
+                self.sink.emit(
+                    ProxyEnabled(
+                        **self._common(fr.span),
+                        proxy=fr.proxy,
+                        source="injector",
+                        fault_id=fr.fault_id,
+                    )
+                )
+        except ControllerError as exc:
+            fr.error = f"revert: {exc}"
+            fr.to(FaultState.FAILED)
+            self._save()
+            raise
+        fr.revert_ms = round((time.perf_counter() - t0) * 1000, 3)
+        fr.reverted_at_s = round(self.timeline.offset_s(), 6)
+        fr.to(FaultState.REVERTED)
+        if fr.span is not None:
+            fr.span.end()
+        self._save()
+        if not any(f.state == FaultState.ACTIVE for f in self.faults):
+            self._phase("recovery")
+
+    async def revert_all(self) -> None:
+        """Revert every live fault, concurrently; raise :class:`RevertFailed` naming leftovers."""
+        live = [f for f in self.faults if f.state in LIVE_STATES]
+        results = await asyncio.gather(
+            *(self.revert(f, reason="rollback") for f in live), return_exceptions=True
+        )
+        failures = [
+            f"{f.fault_id} on {f.proxy}: {r}"
+            for f, r in zip(live, results, strict=True)
+            if isinstance(r, BaseException)
+        ]
+        if failures:
+            raise RevertFailed(failures)
+
+    async def _heartbeat(self) -> None:
+        """Renew the lease of every active fault; re-inject one whose lease lapsed."""
+        period = self.ax.leases.heartbeat
+        while True:
+            await asyncio.sleep(period)
+            for fr in [f for f in self.faults if f.lease_ttl_ms is not None]:
+                async with fr.lock:
+                    await self._renew_locked(fr)
+
+    async def _renew_locked(self, fr: FaultRun) -> None:
+        if fr.state != FaultState.ACTIVE:
+            return  # reverted while we waited for the lock
+        try:
+            if fr.kind == "toxic":
+                await self.ctl.renew_toxic(fr.proxy, fr.fault_id, self._ttl_ms)
+            else:
+                await self.ctl.renew_proxy(fr.proxy, self._ttl_ms)
+            fr.lease_renewals += 1
+        except ToxicNotFound:
+            # The lease lapsed (the injector was starved for a whole TTL): put it back.
+            with contextlib.suppress(ControllerError):
+                await self.ctl.add_toxic(fr.proxy, self._toxic_body(fr))
+        except ControllerError as exc:
+            fr.error = f"lease renewal: {exc}"
+
+    async def _publish_state(self) -> None:
+        redis = self.opts.redis
+        assert redis is not None
+        while True:
+            status = "paused" if self.timeline.paused else self.status
+            with contextlib.suppress(Exception):
+                await publish_state(
+                    redis,
+                    self.experiment_id,
+                    RunState(status=status, run_id=self.run_id, offset_s=self.timeline.offset_s()),
+                )
+            await asyncio.sleep(1.0)
+
+    # -- timeline -------------------------------------------------------------------------------
+
+    async def run_timeline(self) -> None:
+        """Inject and revert on schedule. Each fault runs in its own task, started when due, so
+        neither a slow server answer nor simultaneous faults delay the next one's start."""
+        async with asyncio.TaskGroup() as tg:
+            for fr in list(self.faults):
+                if fr.source != "timeline":
+                    continue
+                await self.timeline.wait_until(fr.planned_at_s or 0.0)
+                if fr.state == FaultState.PENDING:
+                    tg.create_task(self._fault_lifetime(fr))
+
+    async def _fault_lifetime(self, fr: FaultRun) -> None:
+        await self.inject(fr)
+        end = (fr.planned_at_s or 0.0) + (fr.planned_duration_s or 0.0)
+        await self.timeline.wait_until(end)
+        if fr.state == FaultState.ACTIVE:
+            await self.revert(fr)
+
+    async def skip(self) -> None:
+        """Revert the timeline's active faults now and jump to the next pending fault."""
+        for fr in self.faults:
+            if fr.source == "timeline" and fr.state == FaultState.ACTIVE:
+                await self.revert(fr)
+        pending = [f for f in self.faults if f.state == FaultState.PENDING]
+        if pending:
+            self.timeline.skip_to(pending[0].planned_at_s or 0.0)
+
+    # -- controls and safeguards ---------------------------------------------------------------
+
+    def abort(self, reason: str) -> None:
+        if self.abort_reason is None:
+            self.abort_reason = reason
+            if self._body_task is not None:
+                self._body_task.cancel()
+
+    async def handle(self, cmd: ControlCommand) -> None:
+        self.controls.append(
+            ControlRecord(
+                command=cmd.command,
+                issued_by=cmd.issued_by,
+                at_s=round(self.timeline.offset_s(), 6),
+            )
+        )
+        self.sink.emit(
+            ExperimentControl(**self._common(), command=cmd.command, issued_by=cmd.issued_by)
+        )
+        if cmd.command == "pause":
+            self.timeline.pause()
+            self._phase("paused")
+        elif cmd.command == "resume":
+            self.timeline.resume()
+            self._phase("resumed")
+        elif cmd.command == "skip":
+            await self.skip()
+        else:
+            self.abort(f"aborted by {cmd.issued_by or 'an operator'}")
+        self._save()
+
+    async def _listen_controls(self) -> None:
+        assert self.opts.redis is not None
+        async for cmd in commands(self.opts.redis, self.experiment_id):
+            await self.handle(cmd)
+
+    def observe_result(self, monitor: SafeguardMonitor, result: ResultBase) -> None:
+        reason = monitor.observe(result)
+        if reason:
+            self.abort(f"safeguard: {reason}")
+
+    async def _watch_safeguards(self) -> None:
+        monitor = SafeguardMonitor(list(self.ax.safeguards))
+        if self.opts.results is not None:
+            source = self.opts.results()
+        else:
+            assert self.opts.redis is not None
+            source = redis_results(self.opts.redis, self.experiment_id)
+        async for result in source:
+            self.observe_result(monitor, result)
+
+    # -- hypothesis and activities -------------------------------------------------------------
+
+    def _resolve(self, act: Action | Probe | ActivityRef) -> Action | Probe:
+        if isinstance(act, ActivityRef):
+            for group in (
+                list(self.exp.steady_state_hypothesis.probes)
+                if self.exp.steady_state_hypothesis
+                else [],
+                list(self.exp.method),
+                list(self.exp.rollbacks),
+            ):
+                for a in group:
+                    if isinstance(a, Action | Probe) and a.name == act.ref:
+                        return a
+            raise InjectorError(f"ref {act.ref!r} names no activity")
+        return act
+
+    @property
+    def _ctx(self) -> ActivityContext:
+        return ActivityContext(
+            configuration=self.configuration, bridge=self.bridge, time_scale=self.opts.time_scale
+        )
+
+    async def hypothesis(self) -> SteadyState | None:
+        ssh = self.exp.steady_state_hypothesis
+        if ssh is None or self.opts.skip_hypothesis:
+            return None
+        runs = []
+        met = True
+        for p in ssh.probes:
+            run = await run_activity(self._resolve(p), self._ctx)
+            runs.append(run)
+            if not run.tolerance_met:
+                met = False
+                break
+        return SteadyState(steady_state_met=met, probes=runs)
+
+    async def run_activities(
+        self, acts: list[Action | Probe | ActivityRef], into: list[ActivityRun]
+    ) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for a in acts:
+                act = self._resolve(a)
+                if act.background:
+                    tg.create_task(self._run_into(act, into))
+                else:
+                    await self._run_into(act, into)
+
+    async def _run_into(self, act: Action | Probe, into: list[ActivityRun]) -> None:
+        into.append(await run_activity(act, self._ctx))
+        self._save()
+
+    async def _during(self) -> None:
+        rt = self.exp.runtime.hypothesis
+        while True:
+            await asyncio.sleep(rt.frequency * self.opts.time_scale)
+            state = await self.hypothesis()
+            if state is None:
+                return
+            self.steady = self.steady.model_copy(update={"during": [*self.steady.during, state]})
+            if not state.steady_state_met:
+                self.deviated = True
+                if rt.fail_fast:
+                    self.abort("steady state deviated during the method (fail_fast)")
+                    return
+
+    # -- the run --------------------------------------------------------------------------------
+
+    async def _method_phase(self) -> None:
+        self._phase("method")
+        self.timeline.start()
+        strategy = self.exp.runtime.hypothesis.strategy
+        async with asyncio.TaskGroup() as tg:
+            during = (
+                tg.create_task(self._during())
+                if strategy in ("during-method-only", "continuously")
+                and self.exp.steady_state_hypothesis
+                else None
+            )
+            timeline = tg.create_task(self.run_timeline())
+            await self.run_activities(list(self.exp.method), self.runs)
+            await timeline
+            if during is not None:
+                during.cancel()
+
+    async def _body(self) -> None:
+        strategy = self.exp.runtime.hypothesis.strategy
+        if strategy in ("default", "before-method-only", "continuously"):
+            self._phase("hypothesis-before")
+            before = await self.hypothesis()
+            self.steady = self.steady.model_copy(update={"before": before})
+            if before is not None and not before.steady_state_met:
+                self.status = "failed"
+                return
+        await self._method_phase()
+        if strategy in ("default", "after-method-only", "continuously"):
+            self._phase("hypothesis-after")
+            after = await self.hypothesis()
+            self.steady = self.steady.model_copy(update={"after": after})
+            if after is not None and not after.steady_state_met:
+                self.deviated = True
+        self.status = "failed" if self.deviated else "completed"
+
+    def _rollbacks_wanted(self) -> bool:
+        strategy = self.exp.runtime.rollbacks.strategy
+        if strategy == "always":
+            return True
+        if strategy == "never":
+            return False
+        if strategy == "deviated":
+            return self.deviated
+        before = self.steady.before
+        return self.status not in ("aborted", "interrupted") and not (
+            before is not None and not before.steady_state_met
+        )
+
+    async def run(self) -> Journal:
+        """Run the experiment; returns the journal (also written to ``journal_path``).
+
+        Cancellation (SIGINT/SIGTERM) ends the run as ``interrupted`` after reverting everything;
+        the cancellation is then re-raised."""
+        self._span = _tracer.start_span(
+            f"experiment {self.experiment_id}",
+            attributes={
+                "aftershock.experiment_id": self.experiment_id,
+                "aftershock.run_id": self.run_id,
+            },
+        )
+        self.sink.emit(
+            ExperimentStarted(
+                **self._common(),
+                title=self.exp.title,
+                planned_duration_s=self.ax.planned_duration_s * self.opts.time_scale,
+            )
+        )
+        cancelled: asyncio.CancelledError | None = None
+        try:
+            await self.preflight()
+            self._save()
+            self._body_task = asyncio.current_task()
+            async with asyncio.TaskGroup() as side:
+                helpers = []
+                if self.leases and self.faults:
+                    helpers.append(side.create_task(self._heartbeat()))
+                if self.opts.redis is not None:
+                    helpers.append(side.create_task(self._listen_controls()))
+                    helpers.append(side.create_task(self._publish_state()))
+                if self.ax.safeguards and (self.opts.redis is not None or self.opts.results):
+                    helpers.append(side.create_task(self._watch_safeguards()))
+                try:
+                    await self._body()
+                finally:
+                    for h in helpers:
+                        h.cancel()
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if self.abort_reason is not None and task is not None and task.uncancel() == 0:
+                self.status = "aborted"
+            else:
+                self.status = "interrupted"
+                cancelled = exc
+        except Exception as exc:
+            self.status = "failed"
+            self.error = "; ".join(_describe(exc))
+        finally:
+            self._body_task = None
+            await self._finish()
+        if cancelled is not None:
+            raise cancelled
+        assert self._final is not None
+        return self._final
+
+    async def _finish(self) -> None:
+        status: Status = "failed" if self.status == "running" else self.status
+        self.status = status
+        for fr in self.faults:
+            if fr.state == FaultState.PENDING:
+                fr.to(FaultState.SKIPPED)
+        if self.abort_reason:
+            self.sink.emit(ExperimentAborted(**self._common(), reason=self.abort_reason))
+        self._phase("rollbacks")
+        # Rollbacks and reverts must survive a second Ctrl-C; bound them in time.
+        limit = self.ax.revert_timeout
+        if self._rollbacks_wanted() and self.exp.rollbacks:
+            await shielded(
+                lambda: self.run_activities(list(self.exp.rollbacks), self.rollback_runs),
+                limit * 4,
+            )
+        try:
+            await shielded(self.revert_all, limit)
+        except RevertFailed as exc:
+            self.error = f"{self.error + '; ' if self.error else ''}{exc}"
+        except TimeoutError:
+            left = [f.fault_id for f in self.faults if f.state in LIVE_STATES]
+            self.error = f"revert timed out after {limit:g}s; left: {', '.join(left)}"
+        redis = self.opts.redis
+        if redis is not None:
+            with contextlib.suppress(Exception):
+                await shielded(lambda: clear_state(redis, self.experiment_id), 1.0)
+        self.sink.emit(ExperimentEnded(**self._common(), status=status, deviated=self.deviated))
+        if self._span is not None:
+            self._span.set_attribute("aftershock.status", self.status)
+            self._span.end()
+        self._final = self._save() or self.journal()
+
+
+async def shielded(fn: Callable[[], Coroutine[Any, Any, Any]], limit_s: float) -> None:
+    """Run ``fn()`` to completion (or ``limit_s``) even if the caller is cancelled meanwhile;
+    a cancellation that arrived is re-raised afterwards."""
+    task: asyncio.Task[Any] = asyncio.ensure_future(fn())
+    deadline = time.monotonic() + limit_s
+    cancelled = False
+    while not task.done():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise TimeoutError
+        try:
+            await asyncio.wait({task}, timeout=remaining)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+    task.result()
+
+
+def _describe(exc: BaseException) -> list[str]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [d for e in exc.exceptions for d in _describe(e)]
+    if isinstance(exc, InjectorError):
+        return [str(exc)]
+    return [f"{type(exc).__name__}: {exc}"]
+
+
+def _spec(info: ToxicInfo) -> ToxicSpec:
+    attrs = {
+        k: v for k, v in info.attributes.items() if isinstance(v, int | float | str | bool | list)
+    }
+    stream = "upstream" if info.stream.lower() == "upstream" else "downstream"
+    return ToxicSpec(
+        name=info.name, type=info.type, stream=stream, toxicity=info.toxicity, attributes=attrs
+    )
+
+
+class _BridgeRecorder:
+    """Tracks what ``chaostoxi`` actions put on the server, as faults of source ``chaostoxi``."""
+
+    def __init__(self, ex: Executor) -> None:
+        self.ex = ex
+
+    def _find(self, proxy: str, fault_id: str) -> FaultRun | None:
+        for f in self.ex.faults:
+            if f.proxy == proxy and f.fault_id == fault_id and f.state in LIVE_STATES:
+                return f
+        return None
+
+    def toxic_added(self, proxy: str, toxic: ToxicInfo) -> None:
+        fr = FaultRun(
+            fault_id=toxic.name,
+            proxy=proxy,
+            kind="toxic",
+            source="chaostoxi",
+            toxic_type=toxic.type,
+        )
+        fr.to(FaultState.INJECTING)
+        fr.to(FaultState.ACTIVE)
+        fr.injected_at_s = round(self.ex.timeline.offset_s(), 6)
+        self.ex.faults.append(fr)
+        self.ex.sink.emit(
+            ToxicAdded(
+                **self.ex._common(),
+                proxy=proxy,
+                source="injector",
+                fault_id=toxic.name,
+                toxic=_spec(toxic),
+            )
+        )
+        self.ex._save()
+
+    def toxic_removed(self, proxy: str, name: str) -> None:
+        fr = self._find(proxy, name)
+        if fr is not None:
+            fr.to(FaultState.REVERTING)
+            fr.to(FaultState.REVERTED)
+            fr.reverted_at_s = round(self.ex.timeline.offset_s(), 6)
+        self.ex.sink.emit(
+            ToxicRemoved(
+                **self.ex._common(),
+                proxy=proxy,
+                source="injector",
+                fault_id=name,
+                toxic_name=name,
+                reason="api",
+            )
+        )
+        self.ex._save()
+
+    def proxy_enabled(self, proxy: str, enabled: bool) -> None:
+        fault_id = f"{proxy}-down"
+        if not enabled:
+            if self._find(proxy, fault_id) is None:
+                fr = FaultRun(fault_id=fault_id, proxy=proxy, kind="down", source="chaostoxi")
+                fr.to(FaultState.INJECTING)
+                fr.to(FaultState.ACTIVE)
+                fr.injected_at_s = round(self.ex.timeline.offset_s(), 6)
+                self.ex.faults.append(fr)
+            self.ex.sink.emit(
+                ProxyDisabled(
+                    **self.ex._common(), proxy=proxy, source="injector", fault_id=fault_id
+                )
+            )
+        else:
+            found = self._find(proxy, fault_id)
+            if found is not None:
+                found.to(FaultState.REVERTING)
+                found.to(FaultState.REVERTED)
+            self.ex.sink.emit(
+                ProxyEnabled(**self.ex._common(), proxy=proxy, source="injector", fault_id=fault_id)
+            )
+        self.ex._save()
+
+
+__all__ = ["Executor", "FaultRun", "RunOptions", "experiment_id_of", "shielded"]

@@ -1,0 +1,199 @@
+"""The run journal (``journal.json``): Chaos Toolkit's shape plus Aftershock's measured timings.
+
+Chaos Toolkit keys: ``status``, ``deviated``, ``start``/``end``/``duration``, ``experiment``,
+``steady_states`` (``before``, ``during``, ``after``), ``run`` and ``rollbacks``. Aftershock adds
+the ``aftershock`` section: every fault with its planned and measured times, controls received,
+the safeguard that tripped, and summary timings. The journal is rewritten (atomically) after
+every fault step, so after a crash it still names every toxic the run created — which is what
+``aftershock injector reap`` reads.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import statistics
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aftershock import __version__
+from schemas.experiment import Action, Experiment, Probe  # noqa: TC001 (pydantic fields)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class FaultState(StrEnum):
+    PENDING = "pending"
+    INJECTING = "injecting"
+    ACTIVE = "active"
+    REVERTING = "reverting"
+    REVERTED = "reverted"
+    SKIPPED = "skipped"
+    REJECTED = "rejected"
+    """The server refused the inject (4xx): nothing of it is on the server."""
+    FAILED = "failed"
+    """Inject or revert failed in a way that may have left it on the server."""
+
+
+ALLOWED: dict[FaultState, frozenset[FaultState]] = {
+    FaultState.PENDING: frozenset({FaultState.INJECTING, FaultState.SKIPPED}),
+    FaultState.INJECTING: frozenset(
+        {FaultState.ACTIVE, FaultState.FAILED, FaultState.REJECTED, FaultState.REVERTING}
+    ),
+    FaultState.ACTIVE: frozenset({FaultState.REVERTING}),
+    FaultState.REVERTING: frozenset({FaultState.REVERTED, FaultState.FAILED}),
+    FaultState.REVERTED: frozenset(),
+    FaultState.SKIPPED: frozenset(),
+    FaultState.REJECTED: frozenset(),
+    FaultState.FAILED: frozenset({FaultState.REVERTING}),
+}
+"""Checked transitions. FAILED → REVERTING: a failed inject or revert may have left the fault
+on the server, so the final cleanup tries again."""
+
+LIVE_STATES = frozenset(
+    {FaultState.INJECTING, FaultState.ACTIVE, FaultState.REVERTING, FaultState.FAILED}
+)
+"""States in which the fault may be present on the server."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class ActivityRun(_Model):
+    activity: Action | Probe
+    status: Literal["succeeded", "failed"]
+    output: Any = None
+    start: str
+    end: str
+    duration: float
+    exception: list[str] | None = None
+    tolerance_met: bool | None = None
+
+
+class SteadyState(_Model):
+    steady_state_met: bool
+    probes: list[ActivityRun] = Field(default_factory=list)
+
+
+class SteadyStates(_Model):
+    before: SteadyState | None = None
+    after: SteadyState | None = None
+    during: list[SteadyState] = Field(default_factory=list)
+
+
+class FaultRecord(_Model):
+    fault_id: str
+    proxy: str
+    kind: Literal["toxic", "down"]
+    source: Literal["timeline", "chaostoxi"] = "timeline"
+    toxic_name: str | None = None
+    toxic_type: str | None = None
+    state: FaultState
+    planned_at_s: float | None = None
+    planned_duration_s: float | None = None
+    injected_at_s: float | None = None
+    jitter_ms: float | None = None
+    """How late the inject call started relative to its planned offset."""
+    apply_ms: float | None = None
+    """How long the server took to apply it."""
+    reverted_at_s: float | None = None
+    revert_jitter_ms: float | None = None
+    revert_ms: float | None = None
+    lease_ttl_ms: int | None = None
+    lease_renewals: int = 0
+    error: str | None = None
+
+
+class ControlRecord(_Model):
+    command: Literal["pause", "resume", "abort", "skip"]
+    issued_by: str = ""
+    at_s: float
+
+
+class Spread(_Model):
+    count: int
+    mean: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    max: float | None = None
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        if not values:
+            return cls(count=0)
+        s = sorted(values)
+        return cls(
+            count=len(s),
+            mean=round(statistics.fmean(s), 3),
+            p50=round(s[len(s) // 2], 3),
+            p95=round(s[min(len(s) - 1, int(len(s) * 0.95))], 3),
+            max=round(s[-1], 3),
+        )
+
+
+class Timings(_Model):
+    inject_jitter_ms: Spread
+    revert_jitter_ms: Spread
+    apply_ms: Spread
+    revert_ms: Spread
+
+
+class AftershockRun(_Model):
+    experiment_id: str
+    run_id: str
+    api_url: str
+    server: str
+    server_version: str
+    features: list[str]
+    leases: bool
+    faults: list[FaultRecord] = Field(default_factory=list)
+    controls: list[ControlRecord] = Field(default_factory=list)
+    abort_reason: str | None = None
+    error: str | None = None
+    timings: Timings | None = None
+    pid: int = Field(default_factory=os.getpid)
+
+
+class Journal(_Model):
+    aftershock_version: str = Field(default=__version__, alias="aftershock-version")
+    platform: str = Field(default_factory=platform.platform)
+    node: str = Field(default_factory=socket.gethostname)
+    experiment: Experiment
+    start: str
+    end: str | None = None
+    duration: float | None = None
+    status: Literal["running", "completed", "failed", "aborted", "interrupted"]
+    deviated: bool = False
+    steady_states: SteadyStates = Field(default_factory=SteadyStates)
+    run: list[ActivityRun] = Field(default_factory=list)
+    rollbacks: list[ActivityRun] = Field(default_factory=list)
+    aftershock: AftershockRun
+
+
+def timings_of(faults: list[FaultRecord]) -> Timings:
+    def col(name: str) -> list[float]:
+        return [v for f in faults if (v := getattr(f, name)) is not None]
+
+    return Timings(
+        inject_jitter_ms=Spread.of(col("jitter_ms")),
+        revert_jitter_ms=Spread.of(col("revert_jitter_ms")),
+        apply_ms=Spread.of(col("apply_ms")),
+        revert_ms=Spread.of(col("revert_ms")),
+    )
+
+
+def write_journal(path: Path, journal: Journal) -> None:
+    """Atomically replace ``path``: a reader (or a reaper after a crash) never sees half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(journal.model_dump_json(by_alias=True, indent=2, exclude_none=False))
+    os.replace(tmp, path)
+
+
+def read_journal(path: Path) -> Journal:
+    return Journal.model_validate_json(path.read_bytes())

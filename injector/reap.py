@@ -1,0 +1,93 @@
+"""Remove what a dead run left behind, on any Toxiproxy-compatible server (leases or not).
+
+The run's journal (rewritten after every step, so it survives ``kill -9``) or its event log
+says which toxics and outages the run created and which it reverted; everything still live is
+removed here. Removing something already gone counts as done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import ValidationError
+
+from injector.errors import ControllerError, JournalError, ProxyNotFound, ToxicNotFound
+from injector.journal import LIVE_STATES, read_journal
+from injector.sinks import read_events
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from injector.controller import Controller
+
+
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    proxy: str
+    kind: Literal["toxic", "down"]
+    name: str
+    """Toxic name (= fault id) or the fault id of an outage."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReapResult:
+    leftover: Leftover
+    outcome: Literal["removed", "already gone", "failed"]
+    detail: str = ""
+
+
+def leftovers_from_journal(path: Path) -> tuple[str, list[Leftover]]:
+    """(experiment id, what the journal says may still be on the server)."""
+    try:
+        journal = read_journal(path)
+    except OSError as exc:
+        raise JournalError(f"cannot read journal {path}: {exc.strerror}") from exc
+    except ValidationError as exc:
+        raise JournalError(
+            f"{path} is not an Aftershock journal: {exc.error_count()} errors"
+        ) from exc
+    out = [
+        Leftover(f.proxy, f.kind, f.toxic_name or f.fault_id)
+        for f in journal.aftershock.faults
+        if f.state in LIVE_STATES
+    ]
+    return journal.aftershock.experiment_id, out
+
+
+def leftovers_from_events(path: Path, experiment_id: str) -> list[Leftover]:
+    """Fold the injector's fault events of ``experiment_id``: added minus removed."""
+    live: dict[tuple[str, str, str], Leftover] = {}
+    try:
+        for ev in read_events(path):
+            if ev.experiment_id != experiment_id or getattr(ev, "source", None) != "injector":
+                continue
+            if ev.kind == "fault.toxic_added":
+                lo = Leftover(ev.proxy, "toxic", ev.toxic.name)
+                live[(lo.proxy, lo.kind, lo.name)] = lo
+            elif ev.kind == "fault.toxic_removed":
+                live.pop((ev.proxy, "toxic", ev.toxic_name), None)
+            elif ev.kind == "fault.proxy_disabled":
+                lo = Leftover(ev.proxy, "down", ev.fault_id or ev.proxy)
+                live[(lo.proxy, lo.kind, lo.name)] = lo
+            elif ev.kind == "fault.proxy_enabled":
+                live.pop((ev.proxy, "down", ev.fault_id or ev.proxy), None)
+    except OSError as exc:
+        raise JournalError(f"cannot read event log {path}: {exc.strerror}") from exc
+    return list(live.values())
+
+
+async def reap(controller: Controller, leftovers: list[Leftover]) -> list[ReapResult]:
+    results = []
+    for lo in leftovers:
+        try:
+            if lo.kind == "toxic":
+                await controller.remove_toxic(lo.proxy, lo.name)
+            else:
+                await controller.update_proxy(lo.proxy, {"enabled": True})
+            results.append(ReapResult(lo, "removed"))
+        except (ToxicNotFound, ProxyNotFound):
+            results.append(ReapResult(lo, "already gone"))
+        except ControllerError as exc:
+            results.append(ReapResult(lo, "failed", str(exc)))
+    return results

@@ -1,0 +1,199 @@
+"""Golden sequences for cascades, isolation violations and message integrity."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from analyzers.core import Analyzer, AnalyzerConfig
+from schemas.targets import Target, TargetGraph
+from tests.analyzers.build import (
+    EXP,
+    by_kind,
+    one,
+    probe,
+    receive,
+    send,
+    toxic_added,
+    toxic_removed,
+)
+
+if TYPE_CHECKING:
+    from schemas.events import Event
+
+
+def run(events: list[Event], config: AnalyzerConfig | None = None) -> list[Any]:
+    a = Analyzer(EXP, config)
+    a.ingest(sorted(events, key=lambda e: e.ts_ns))
+    a.finish()
+    return a.results()
+
+
+GRAPH = TargetGraph(
+    targets=[
+        Target(name="redis", upstream="127.0.0.1:6379", proxy="redis-proxy"),
+        Target(name="msg", upstream="127.0.0.1:7000", depends_on=["redis"]),
+        Target(name="gw", upstream="127.0.0.1:8000", depends_on=["msg"]),
+        Target(name="auth", upstream="127.0.0.1:9000"),
+    ]
+)
+
+
+def test_three_hop_cascade_orders_hops_with_delays_and_blast_radius() -> None:
+    events: list[Event] = [
+        toxic_added(10_000, "redis-proxy", "redis-down", fault_id="redis-down"),
+        toxic_removed(20_000, "redis-proxy", "redis-down"),
+    ]
+    events += probe(0, 40_000, [(10_000, 21_000)], target="redis", session="probe", tenant="ops")
+    events += probe(0, 40_000, [(10_500, 22_000)], target="msg", session="m1", tenant="a")
+    for s, tenant in (("g1", "a"), ("g2", "b"), ("g3", "b")):
+        events += probe(0, 40_000, [(11_200, 23_000)], target="gw", session=s, tenant=tenant)
+    # an unrelated target fails during the fault: not part of this cascade
+    events += probe(0, 40_000, [(12_000, 14_000)], target="auth", session="x1", tenant="c")
+    results = run(events, AnalyzerConfig(graph=GRAPH))
+    c = one(results, "result.cascade", fault_id="redis-down")
+    assert c.origin_target == "redis"
+    assert [(h.target, h.failed_after_ms, h.via, h.hop_delay_ms) for h in c.hops] == [
+        ("redis", 0.0, None, None),
+        ("msg", 500.0, "redis", 500.0),
+        ("gw", 1200.0, "msg", 700.0),
+    ]
+    assert c.blast_targets == 3
+    assert c.blast_tenants == 3  # ops, a, b — not c
+    assert c.blast_sessions == 5  # probe, m1, g1, g2, g3
+    assert c.contained is False
+
+
+def test_a_fault_that_stays_at_its_origin_is_contained() -> None:
+    events: list[Event] = [
+        toxic_added(10_000, "redis-proxy", "blip", fault_id="blip"),
+        toxic_removed(12_000, "redis-proxy", "blip"),
+    ]
+    events += probe(0, 30_000, [(10_000, 12_000)], target="redis", session="probe")
+    events += probe(0, 30_000, [], target="gw", session="g1")
+    c = one(run(events, AnalyzerConfig(graph=GRAPH)), "result.cascade", fault_id="blip")
+    assert [h.target for h in c.hops] == ["redis"]
+    assert c.contained is True
+    assert c.blast_targets == 1
+
+
+def test_span_edges_extend_the_graph() -> None:
+    a = Analyzer(EXP)
+    a.add_dependency("gw", "msg")
+    a.add_dependency("msg", "cache")
+    events: list[Event] = [toxic_added(10_000, "cache", "c1", fault_id="c1")]
+    events += probe(0, 30_000, [(10_100, 15_000)], target="cache", session="p")
+    events += probe(0, 30_000, [(10_400, 15_000)], target="msg", session="m")
+    events += probe(0, 30_000, [(10_900, 15_000)], target="gw", session="g")
+    a.ingest(sorted(events, key=lambda e: e.ts_ns))
+    a.finish()
+    c = one(a.results(), "result.cascade", fault_id="c1")
+    assert [(h.target, h.via) for h in c.hops] == [("cache", None), ("msg", "cache"), ("gw", "msg")]
+
+
+TRACE_A = "a" * 32
+TRACE_B = "b" * 32
+
+
+def test_cross_tenant_delivery_among_heavy_fan_out_is_the_only_violation() -> None:
+    events: list[Event] = []
+    sessions = [f"a{i}" for i in range(20)]
+    t = 0.0
+    for seq in range(10):
+        for s in sessions:
+            t += 1
+            events.append(send(t, seq, s, "a", expect="broadcast", channel="general"))
+            for r in sessions:  # every tenant-a session gets every broadcast: legitimate
+                events.append(receive(t + 5, r, s, seq, "a", channel="general"))
+    # tenant b's own traffic
+    for seq in range(10):
+        events.append(send(t + seq, seq, "b1", "b", expect="broadcast", channel="general"))
+        events.append(receive(t + seq + 5, "b1", "b1", seq, "b", channel="general"))
+    # the leak: a tenant-a broadcast reaches tenant b's session during a fault
+    events.append(toxic_added(5_000, "gw-proxy", "storm", "reset_peer", fault_id="storm"))
+    events.append(send(6_000, 99, "a3", "a", expect="broadcast", channel="general", trace=TRACE_A))
+    events.append(receive(6_005, "a3", "a3", 99, "a", channel="general"))
+    events.append(
+        receive(6_010, "b1", "a3", 99, "b", origin_tenant="a", channel="general", trace=TRACE_B)
+    )
+    results = run(events)
+    violations = by_kind(results, "result.isolation_violation")
+    assert len(violations) == 1
+    v = violations[0]
+    assert (v.violation, v.victim_tenant, v.victim_session, v.origin_tenant, v.origin_session) == (
+        "tenant",
+        "b",
+        "b1",
+        "a",
+        "a3",
+    )
+    assert (v.victim_trace_id, v.origin_trace_id) == (TRACE_B, TRACE_A)
+    assert v.faults_active == ["storm"]
+    verdict = one(results, "result.verdict", phase="")
+    assert verdict.passed is False
+    assert any("isolation" in r for r in verdict.reasons)
+
+
+def test_a_private_reply_reaching_another_user_is_a_user_violation() -> None:
+    events: list[Event] = [
+        send(0, 1, "s1", "a", user="alice", trace=TRACE_A),
+        receive(5, "s1", "s1", 1, "a", user="alice", origin_user="alice"),
+        receive(6, "s2", "s1", 1, "a", user="bob", origin_user="alice", trace=TRACE_B),
+    ]
+    v = one(run(events), "result.isolation_violation", violation="user")
+    assert (v.victim_session, v.victim_user, v.origin_user) == ("s2", "bob", "alice")
+    assert v.origin_trace_id == TRACE_A
+
+
+def test_loss_duplicates_reordering_and_corruption_are_counted_per_dimension() -> None:
+    events: list[Event] = [toxic_added(450, "gw-proxy", "flaky", "corrupt", fault_id="flaky")]
+    for seq in range(10):
+        events.append(send(seq * 100, seq, "s1", "a"))
+    # arrival (by time): 0 1 2 4 3 4(dup) 5(corrupt) 6 7 8; 9 never comes
+    for t, seq, good in [
+        (10, 0, True),
+        (110, 1, True),
+        (210, 2, True),
+        (410, 4, True),
+        (420, 3, True),
+        (430, 4, True),
+        (510, 5, False),
+        (610, 6, True),
+        (710, 7, True),
+        (810, 8, True),
+    ]:
+        events.append(receive(t, "s1", "s1", seq, "a", checksum_ok=good))
+    events += probe(1_000, 20_000, [], session="other")  # time moves on past the timeout
+    results = run(events)
+    for scope, key in (("overall", ""), ("target", "gw"), ("tenant", "a")):
+        i = one(results, "result.integrity", scope=scope, scope_key=key)
+        # the corrupted reply (seq 5) answers nothing: seq 5 is lost as well as seq 9
+        assert (i.sent, i.lost, i.duplicated, i.reordered, i.corrupted) == (10, 2, 1, 1, 1)
+        assert i.received >= 10
+    f = one(results, "result.integrity", scope="fault", scope_key="flaky")
+    # sends 5..9 happened while the fault was active; the duplicate (430 ms) did not
+    assert (f.sent, f.lost, f.duplicated, f.corrupted) == (5, 2, 0, 1)
+
+
+def test_a_reply_after_the_timeout_is_lost_and_late_not_duplicate() -> None:
+    events: list[Event] = [send(0, 1), receive(7_000, "s1", "s1", 1)]
+    events += probe(100, 10_000, [], session="other")
+    i = one(run(events), "result.integrity", scope="overall")
+    assert (i.lost, i.late_replies, i.duplicated) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("lateness_s", [0.0, 1.0])
+def test_loss_shows_up_as_failures_in_health(lateness_s: float) -> None:
+    # a blackhole: sends every 100 ms for 10 s get no reply; no client error is reported
+    events: list[Event] = []
+    for i in range(300):
+        t = i * 100.0
+        events.append(send(t, i, "s1"))
+        if not 10_000 <= t < 20_000:
+            events.append(receive(t + 5, "s1", "s1", i))
+    cfg = AnalyzerConfig(reply_timeout_s=1.0, allowed_lateness_s=lateness_s)
+    results = run(events, cfg)
+    ep = one(results, "result.episode", scope="target")
+    assert ep.error_classes.get("lost_reply", 0) > 0
+    assert one(results, "result.integrity", scope="overall").lost == 100

@@ -1,0 +1,211 @@
+"""Small servers speaking the sample chat protocol, for tests that need precise control.
+
+``ChatLikeServer`` serves ``/auth/*``, ``/api/echo``, ``/healthz`` and a ``/ws`` endpoint with
+subscribe / echo / publish per tenant, plus switches that force faults the stamps must catch:
+``leak_to`` (deliver every publish also to another tenant's sessions) and ``corrupt_echo``
+(flip one character of echoed data). ``TcpEcho`` is a line / length-prefixed echo server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+
+@dataclass
+class Calls:
+    logins: list[tuple[str, float]] = field(default_factory=list)
+    refreshes: list[tuple[str, float]] = field(default_factory=list)
+    logouts: list[str] = field(default_factory=list)
+    ws_headers: list[dict[str, str]] = field(default_factory=list)
+
+
+class ChatLikeServer:
+    def __init__(self, token_ttl_s: float = 300.0, clock: Any = None) -> None:
+        self.token_ttl_s = token_ttl_s
+        self.clock = clock
+        self.calls = Calls()
+        self.leak_to: str | None = None
+        self.corrupt_echo = False
+        self.fail_login = False
+        self.max_sockets: int | None = None
+        """Above this many open WebSockets, echoes are answered with an error (overload)."""
+        self._ids = itertools.count(1)
+        self._tokens: dict[str, tuple[str, str]] = {}  # access -> (tenant, user)
+        self._refresh: dict[str, tuple[str, str]] = {}
+        self._subs: dict[tuple[str, str], set[web.WebSocketResponse]] = {}
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def _now(self) -> float:
+        return self.clock.monotonic() if self.clock is not None else 0.0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> ChatLikeServer:
+        app = web.Application()
+        app.router.add_post("/auth/login", self._login)
+        app.router.add_post("/auth/refresh", self._refresh_h)
+        app.router.add_post("/auth/logout", self._logout)
+        app.router.add_post("/api/echo", self._echo)
+        app.router.add_get("/api/items", self._items)
+        app.router.add_get("/healthz", self._health)
+        app.router.add_get("/", self._health)
+        app.router.add_get("/ws", self._ws)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def kick_all(self, code: int = 1011) -> None:
+        """Close every WebSocket from the server side (an upstream outage)."""
+        for ws in list(self._sockets):
+            await ws.close(code=code, message=b"upstream down")
+
+    def _issue(self, tenant: str, user: str) -> dict[str, Any]:
+        n = next(self._ids)
+        access, refresh = f"a{n}", f"r{n}"
+        self._tokens[access] = (tenant, user)
+        self._refresh[refresh] = (tenant, user)
+        return {"access_token": access, "refresh_token": refresh, "expires_in_s": self.token_ttl_s}
+
+    async def _login(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if self.fail_login:
+            return web.json_response({"error": "login disabled"}, status=503)
+        self.calls.logins.append((body["user"], self._now()))
+        return web.json_response(self._issue(body["tenant"], body["user"]))
+
+    async def _refresh_h(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        who = self._refresh.pop(body.get("refresh_token", ""), None)
+        if who is None:
+            return web.json_response({"error": "bad refresh token"}, status=401)
+        self.calls.refreshes.append((who[1], self._now()))
+        return web.json_response(self._issue(*who))
+
+    def _auth(self, request: web.Request) -> tuple[str, str] | None:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ") or request.query.get("token", "")
+        return self._tokens.get(token)
+
+    async def _logout(self, request: web.Request) -> web.Response:
+        who = self._auth(request)
+        if who is None:
+            return web.json_response({"error": "bad token"}, status=401)
+        self.calls.logouts.append(who[1])
+        return web.Response(status=204)
+
+    async def _echo(self, request: web.Request) -> web.Response:
+        return web.Response(body=await request.read(), status=200)
+
+    async def _items(self, request: web.Request) -> web.Response:
+        return web.json_response([{"id": 1}, {"id": 2}])
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        who = self._auth(request)
+        self.calls.ws_headers.append(dict(request.headers))
+        tenant = who[0] if who else request.query.get("tenant", "anon")
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        mine: list[tuple[str, str]] = []
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                import json
+
+                m = json.loads(msg.data)
+                op = m.get("op")
+                if op == "subscribe":
+                    for ch in m["channels"]:
+                        key = (tenant, ch)
+                        self._subs.setdefault(key, set()).add(ws)
+                        mine.append(key)
+                    await ws.send_str(json.dumps({"op": "subscribed", "channels": m["channels"]}))
+                elif op == "echo" and self.max_sockets and len(self._sockets) > self.max_sockets:
+                    await ws.send_str(json.dumps({"op": "error", "code": "overloaded"}))
+                elif op == "echo":
+                    data = m["data"]
+                    if self.corrupt_echo:
+                        data = data[:10] + ("Q" if data[10] != "Q" else "R") + data[11:]
+                    await ws.send_str(json.dumps({"op": "echo", "data": data}))
+                elif op == "publish":
+                    out = json.dumps({"op": "message", "channel": m["channel"], "data": m["data"]})
+                    targets = set(self._subs.get((tenant, m["channel"]), set()))
+                    if self.leak_to is not None:
+                        targets |= self._subs.get((self.leak_to, m["channel"]), set())
+                    for peer in targets:
+                        with contextlib.suppress(ConnectionError):
+                            await peer.send_str(out)
+                else:
+                    await ws.send_str(json.dumps({"op": "error", "code": "bad_op", "message": op}))
+        finally:
+            self._sockets.discard(ws)
+            for key in mine:
+                self._subs.get(key, set()).discard(ws)
+        return ws
+
+
+class TcpEcho:
+    def __init__(self, framing: str = "line") -> None:
+        self.framing = framing
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> TcpEcho:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                if self.framing == "line":
+                    line = await reader.readline()
+                    if not line:
+                        break
+                    writer.write(line)
+                else:
+                    head = await reader.readexactly(4)
+                    (n,) = struct.unpack(">I", head)
+                    writer.write(head + await reader.readexactly(n))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,118 @@
+"""``aftershock generate``: a run publishing every event to Kafka, and bad files refused clearly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import uuid
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import pytest
+
+from aftershock.eventlog.reader import EventReader
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from aftershock.stack import EmbeddedStack
+    from tests.generators.servers import ChatLikeServer
+
+pytestmark = pytest.mark.timeout(120)
+
+RUN = """\
+targets:
+  - name: gw
+    upstream: {address}
+    protocol: ws
+    path: /ws
+load:
+  - target: gw
+    duration_s: 2
+    ramp: {{shape: linear, ramp_s: 0.5}}
+    auth: {{base_url: "{base_url}"}}
+    tenants:
+      - {{name: acme, users: 3}}
+      - {{name: globex, users: 3}}
+    script:
+      - do: connect
+      - do: subscribe
+      - do: send
+        rate_per_s: 20
+        expect: broadcast
+      - do: disconnect
+"""
+
+
+async def cli(tmp: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aftershock.cli.main",
+        "generate",
+        *args,
+        cwd=tmp,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_every_event_reaches_kafka(
+    stack: EmbeddedStack, chat: ChatLikeServer, tmp_path: Path
+) -> None:
+    topic = f"gen-events-{uuid.uuid4().hex[:8]}"
+    await stack.create_topics([topic])
+    (tmp_path / "run.yaml").write_text(RUN.format(address=chat.address, base_url=chat.base_url))
+    code, out = await cli(
+        tmp_path,
+        "run.yaml",
+        "--experiment-id",
+        "cli-kafka",
+        "--kafka-bootstrap",
+        stack.kafka_bootstrap,
+        "--summary-every-s",
+        "0.5",
+        env={"AFTERSHOCK_TOPIC_EVENTS": topic},
+    )
+    assert code == 0, out
+    match = re.search(r"kafka: emitted=(\d+) sent=(\d+) in_spool=(\d+)", out.splitlines()[-2])
+    assert match, out
+    emitted, sent, in_spool = map(int, match.groups())
+    assert emitted == sent
+    assert in_spool == 0
+    assert emitted > 100
+    async with EventReader(stack.kafka_bootstrap, topic, deadletter_topic=None) as reader:
+        events = await reader.read(max_events=emitted + 1, idle_timeout_s=2)
+    assert len(events) == emitted
+    kinds = Counter(e.kind for e in events)
+    assert set(kinds) == {
+        "session.connect_start",
+        "session.connected",
+        "session.send",
+        "session.receive",
+        "session.disconnect",
+    }
+    assert {e.experiment_id for e in events} == {"cli-kafka"}
+    # spans went to the JSONL file of the run
+    spans = (tmp_path / ".aftershock" / "runs" / "cli-kafka" / "spans.jsonl").read_text()
+    assert spans.count('"name": "session"') == 6
+
+
+async def test_a_bad_file_is_refused_with_the_place_named(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        RUN.format(address="127.0.0.1:9", base_url="http://127.0.0.1:9").replace(
+            "rate_per_s: 20", "rate_per_s: -1"
+        )
+    )
+    code, out = await cli(tmp_path, "bad.yaml", "--events", "none")
+    assert code == 2
+    assert "line 18: load[0].script[2].rate_per_s: Input should be greater than 0" in out
+    assert "Traceback" not in out
+    code, out = await cli(tmp_path, "missing.yaml", "--events", "none")
+    assert code == 2
+    assert "cannot read" in out

@@ -1,0 +1,155 @@
+"""Three generator processes share one plan through Redis: start barrier, disjoint shares that
+cover the population, heartbeats, final statistics; a stop signal ends a run early."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import pytest
+
+from generators.distributed import Coordination, Plan
+from generators.errors import CoordinationError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from aftershock.stack import EmbeddedStack
+    from tests.generators.servers import ChatLikeServer
+
+pytestmark = pytest.mark.timeout(120)
+
+RUN = """\
+targets:
+  - name: gw
+    upstream: {address}
+    protocol: ws
+    path: /ws
+load:
+  - target: gw
+    duration_s: {duration}
+    ramp: {{shape: constant}}
+    auth: {{base_url: "{base_url}"}}
+    tenants:
+      - {{name: acme, users: 7}}
+      - {{name: globex, users: 5}}
+    script:
+      - do: connect
+      - do: subscribe
+      - do: send
+        rate_per_s: 10
+        expect: broadcast
+"""
+
+
+async def generate(tmp: Path, redis_url: str, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aftershock.cli.main",
+        "generate",
+        *args,
+        "--redis-url",
+        redis_url,
+        "--events",
+        "jsonl",
+        "--summary-every-s",
+        "0.5",
+        cwd=tmp,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+def read_events(tmp: Path, exp: str) -> dict[str, list[dict[str, object]]]:
+    per_member: dict[str, list[dict[str, object]]] = {}
+    for f in (tmp / ".aftershock" / "runs" / exp).glob("events-*.jsonl"):
+        per_member[f.stem] = [json.loads(line) for line in f.read_text().splitlines()]
+    return per_member
+
+
+async def test_three_processes_share_the_population(
+    stack: EmbeddedStack, chat: ChatLikeServer, tmp_path: Path
+) -> None:
+    (tmp_path / "run.yaml").write_text(
+        RUN.format(address=chat.address, base_url=chat.base_url, duration=2)
+    )
+    code, out = await generate(
+        tmp_path, stack.redis_url, "run.yaml", "--processes", "3", "--experiment-id", "dist-3"
+    )
+    assert code == 0, out
+    assert "all 3 generators done" in out
+    members = read_events(tmp_path, "dist-3")
+    assert len(members) == 3
+    sessions: dict[str, set[str]] = {}
+    first_connect = []
+    for name, events in members.items():
+        sessions[name] = {str(e["session"]) for e in events}
+        starts = [int(str(e["ts_ns"])) for e in events if e["kind"] == "session.connect_start"]
+        first_connect.append(min(starts))
+        assert {e["experiment_id"] for e in events} == {"dist-3"}
+        assert len({e["generator_id"] for e in events}) == 1
+    shares = sorted(len(s) for s in sessions.values())
+    assert shares == [4, 4, 4]
+    assert set.union(*sessions.values()) == {f"acme-u{i}-s0" for i in range(7)} | {
+        f"globex-u{i}-s0" for i in range(5)
+    }
+    # the start barrier: every member began its load phase at the same moment
+    assert max(first_connect) - min(first_connect) < 200_000_000
+    # broadcasts cross members: sessions receive messages sent by other processes, intact
+    by_session = defaultdict(set)
+    for name, events in members.items():
+        for e in events:
+            by_session[str(e["session"])].add(name)
+    origin_member = {s: next(iter(m)) for s, m in by_session.items()}
+    crossed = [
+        e
+        for name, events in members.items()
+        for e in events
+        if e["kind"] == "session.receive" and origin_member[str(e["origin_session"])] != name
+    ]
+    assert crossed
+    assert all(e["checksum_ok"] and e["origin_tenant"] == e["tenant"] for e in crossed)
+
+
+async def test_a_stop_signal_ends_a_long_run(
+    stack: EmbeddedStack, chat: ChatLikeServer, tmp_path: Path
+) -> None:
+    (tmp_path / "run.yaml").write_text(
+        RUN.format(address=chat.address, base_url=chat.base_url, duration=300)
+    )
+    run = asyncio.create_task(
+        generate(
+            tmp_path, stack.redis_url, "run.yaml", "--processes", "3", "--experiment-id", "dist-s"
+        )
+    )
+    async with Coordination(stack.redis_url, "dist-s") as coord:
+        while len(await coord.heartbeats()) < 3:
+            await asyncio.sleep(0.2)
+        code, _ = await generate(
+            tmp_path, stack.redis_url, "--signal", "stop", "--experiment-id", "dist-s"
+        )
+        assert code == 0
+        code, out = await asyncio.wait_for(run, 60)
+        assert code == 0, out
+        assert len(await coord.finished()) == 3
+
+
+async def test_joining_a_full_or_missing_plan_is_refused(stack: EmbeddedStack) -> None:
+    async with Coordination(stack.redis_url, "dist-full") as coord:
+        plan = Plan(run_file={}, members=1, options={})
+        await coord.publish_plan(plan)
+        with pytest.raises(CoordinationError, match="already has a generator plan"):
+            await coord.publish_plan(plan)
+        assert await coord.join("g1", plan) == 0
+        assert await coord.join("g1", plan) == 0
+        with pytest.raises(CoordinationError, match="already has its 1 generators"):
+            await coord.join("g2", plan)
+    async with Coordination(stack.redis_url, "dist-none") as coord:
+        with pytest.raises(CoordinationError, match="no generator plan"):
+            await coord.wait_plan(timeout_s=0.2)

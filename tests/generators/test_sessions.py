@@ -1,0 +1,253 @@
+"""Sessions over real sockets: every event kind with correct fields, validated against the schema;
+traces and traceparent; stamps catching forced cross-tenant delivery and corruption; reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import pytest
+
+from aftershock.eventlog import MemorySink
+from generators.runner import Generator, GeneratorOptions
+from schemas.events import (
+    Connected,
+    ConnectStart,
+    Disconnect,
+    Receive,
+    Send,
+    SessionError,
+    parse_event,
+)
+from schemas.targets import Target
+from tests.generators.conftest import profile
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from tests.generators.servers import ChatLikeServer, TcpEcho
+
+SESSION_KINDS = {
+    "session.connect_start",
+    "session.connected",
+    "session.send",
+    "session.receive",
+    "session.error",
+    "session.disconnect",
+}
+
+
+def ws_target(server: ChatLikeServer) -> Target:
+    return Target(name="gw", upstream=server.address, protocol="ws", path="/ws")
+
+
+@pytest.mark.parametrize("engine", ["ws", "picows"])
+async def test_chat_script_records_every_step_with_valid_events(
+    chat: ChatLikeServer, engine: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    sink = MemorySink()
+    prof = profile(auth={"base_url": chat.base_url})
+    gen = Generator(
+        prof,
+        ws_target(chat),
+        sink,
+        GeneratorOptions(experiment_id="exp-1", generator_id="g1", engine=engine),
+        tracer_provider=provider,
+    )
+    stats = await gen.run()
+
+    kinds = Counter(e.kind for e in sink.events)
+    # 4 sessions: 3 broadcasts + 2 echoes each; each broadcast reaches both sessions of a tenant.
+    assert kinds["session.connect_start"] == 4
+    assert kinds["session.connected"] == 4
+    assert kinds["session.send"] == 20
+    assert kinds["session.receive"] == 4 * 3 * 2 + 4 * 2
+    assert kinds["session.disconnect"] == 4
+    assert stats.errors == 0
+    assert stats.cross_tenant == 0
+    # Every emitted event validates against the schema after a JSON round trip.
+    for e in sink.events:
+        assert parse_event(e.model_dump_json()) == e
+
+    sends = [e for e in sink.events if isinstance(e, Send)]
+    assert {(e.experiment_id, e.generator_id, e.target, e.protocol) for e in sends} == {
+        ("exp-1", "g1", "gw", "ws")
+    }
+    assert sorted(e.seq for e in sends if e.session == "acme-u0-s0") == [1, 2, 3, 4, 5]
+    recv = [e for e in sink.events if isinstance(e, Receive)]
+    assert all(e.checksum_ok for e in recv)
+    assert all(e.origin_tenant == e.tenant for e in recv)
+    own = [e for e in recv if e.origin_session == e.session]
+    assert len(own) == 20
+    assert all(e.latency_ms is not None and e.latency_ms >= 0 for e in own)
+    others = [e for e in recv if e.origin_session != e.session]
+    assert len(others) == 12
+    assert all(e.channel == "general" for e in others)
+
+    # Each session is one trace; events carry its ids; the handshake carried traceparent.
+    for e in sink.events:
+        assert e.trace_id is not None
+        assert e.span_id is not None
+    per_session = {}
+    for e in sink.events:
+        if e.tenant == e.tenant and isinstance(e, ConnectStart | Connected | Disconnect):
+            per_session.setdefault(e.session, set()).add(e.trace_id)
+    assert all(len(ids) == 1 for ids in per_session.values())
+    assert len({next(iter(v)) for v in per_session.values()}) == 4
+    names = Counter(s.name for s in exporter.get_finished_spans())
+    assert names["session"] == 4
+    assert names["connect"] == 4
+    assert names["round_trip"] == 20
+    parents = [h.get("traceparent", "") for h in chat.calls.ws_headers]
+    assert len(parents) == 4
+    trace_ids = {e.trace_id for e in sink.events}
+    assert {p.split("-")[1] for p in parents} == trace_ids
+    assert all(h.get("Authorization", "").startswith("Bearer ") for h in chat.calls.ws_headers)
+    # auth: one login per user, logout at the end
+    assert sorted(u for u, _ in chat.calls.logins) == [
+        "acme-u0",
+        "acme-u1",
+        "globex-u0",
+        "globex-u1",
+    ]
+    assert sorted(chat.calls.logouts) == sorted(u for u, _ in chat.calls.logins)
+
+
+async def test_forced_cross_tenant_delivery_is_detected(chat: ChatLikeServer) -> None:
+    chat.leak_to = "globex"  # every acme publish also reaches globex sessions
+    sink = MemorySink()
+    prof = profile(auth={"base_url": chat.base_url})
+    gen = Generator(prof, ws_target(chat), sink, GeneratorOptions(experiment_id="e"))
+    stats = await gen.run()
+    leaked = [
+        e
+        for e in sink.events
+        if isinstance(e, Receive) and e.origin_tenant is not None and e.origin_tenant != e.tenant
+    ]
+    assert leaked
+    assert {(e.tenant, e.origin_tenant) for e in leaked} == {("globex", "acme")}
+    assert all(e.checksum_ok for e in leaked)
+    assert stats.cross_tenant == len(leaked)
+
+
+async def test_forced_corruption_is_detected(chat: ChatLikeServer) -> None:
+    chat.corrupt_echo = True
+    sink = MemorySink()
+    prof = profile(script=[{"do": "connect"}, {"do": "send", "count": 2, "rate_per_s": 50}])
+    stats = await Generator(prof, ws_target(chat), sink, GeneratorOptions(experiment_id="e")).run()
+    recv = [e for e in sink.events if isinstance(e, Receive)]
+    assert len(recv) == 8
+    assert all(e.checksum_ok is False for e in recv)
+    assert stats.checksum_failures == 8
+    # A corrupted echo does not count as the round trip: the expectation times out.
+    assert stats.round_trips == 0
+
+
+async def test_server_close_is_recorded_then_the_session_reconnects(chat: ChatLikeServer) -> None:
+    sink = MemorySink()
+    prof = profile(
+        tenants=[{"name": "acme", "users": 2}],
+        duration_s=3,
+        reconnect={"initial_ms": 50, "max_ms": 100, "jitter": 0},
+        script=[{"do": "connect"}, {"do": "subscribe"}, {"do": "send", "rate_per_s": 20}],
+    )
+    gen = Generator(prof, ws_target(chat), sink, GeneratorOptions(experiment_id="e"))
+    run = asyncio.create_task(gen.run())
+    while gen.counters.receives < 10:
+        await asyncio.sleep(0.02)
+    await chat.kick_all(1011)
+    while gen.counters.reconnects < 2:
+        await asyncio.sleep(0.02)
+    before = gen.counters.receives
+    while gen.counters.receives < before + 10:
+        await asyncio.sleep(0.02)
+    gen.stop()
+    await run
+    errors = [e for e in sink.events if isinstance(e, SessionError)]
+    assert {(e.error_class, e.phase) for e in errors} >= {("ServerClosed", "receive")}
+    server_disc = [e for e in sink.events if isinstance(e, Disconnect) and e.by == "server"]
+    assert {(e.session, e.code) for e in server_disc} == {
+        ("acme-u0-s0", 1011),
+        ("acme-u1-s0", 1011),
+    }
+    again = [e for e in sink.events if isinstance(e, ConnectStart) and e.attempt == 1]
+    assert len(again) == 4  # the first connect and the reconnect of each session
+    # after reconnecting the session re-subscribed: the subscribe acknowledgement came back
+    # and sends continued with increasing seq
+    for s in ("acme-u0-s0", "acme-u1-s0"):
+        seqs = [e.seq for e in sink.events if isinstance(e, Send) and e.session == s]
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) == len(seqs)
+
+
+async def test_raw_tcp_echo_line_framing(tcp_echo: TcpEcho) -> None:
+    sink = MemorySink()
+    prof = profile(
+        target="echo",
+        script=[
+            {"do": "connect"},
+            {"do": "send", "count": 5, "rate_per_s": 100},
+            {"do": "disconnect"},
+        ],
+    )
+    target = Target(name="echo", upstream=tcp_echo.address, protocol="tcp")
+    stats = await Generator(prof, target, sink, GeneratorOptions(experiment_id="e")).run()
+    assert stats.sends == 20
+    assert stats.round_trips == 20
+    recv = [e for e in sink.events if isinstance(e, Receive)]
+    assert all(e.checksum_ok and e.protocol == "tcp" for e in recv)
+
+
+async def test_raw_tcp_length_prefixed_framing() -> None:
+    from tests.generators.servers import TcpEcho
+
+    async with TcpEcho(framing="length_prefixed") as server:
+        sink = MemorySink()
+        prof = profile(
+            target="echo",
+            framing="length_prefixed",
+            script=[
+                {"do": "connect"},
+                {
+                    "do": "send",
+                    "count": 3,
+                    "rate_per_s": 100,
+                    "size": {"dist": "uniform", "min_bytes": 10, "max_bytes": 3000},
+                },
+            ],
+        )
+        target = Target(name="echo", upstream=server.address, protocol="tcp")
+        stats = await Generator(prof, target, sink, GeneratorOptions(experiment_id="e")).run()
+    assert stats.round_trips == 12
+    assert stats.checksum_failures == 0
+
+
+async def test_http_weighted_mix_records_status_and_echo(chat: ChatLikeServer) -> None:
+    sink = MemorySink()
+    prof = profile(
+        target="api",
+        auth={"base_url": chat.base_url},
+        http_mix=[
+            {"name": "echo", "method": "POST", "path": "/api/echo", "weight": 3},
+            {"name": "items", "method": "GET", "path": "/api/items", "weight": 1},
+        ],
+        script=[
+            {"do": "connect"},
+            {"do": "send", "count": 20, "rate_per_s": 200, "expect": "response"},
+        ],
+    )
+    target = Target(name="api", upstream=chat.address, protocol="http")
+    stats = await Generator(prof, target, sink, GeneratorOptions(experiment_id="e")).run()
+    recv = [e for e in sink.events if isinstance(e, Receive)]
+    assert len(recv) == 80
+    assert {e.status for e in recv} == {200}
+    echoed = [e for e in recv if e.checksum_ok]
+    plain = [e for e in recv if e.checksum_ok is None]
+    assert echoed
+    assert plain
+    assert len(echoed) > len(plain)
+    assert all(e.latency_ms is not None for e in recv)
+    assert stats.round_trips == 80

@@ -1,0 +1,113 @@
+"""Load shapes: offsets per shape, and a run driven by a fake clock starts sessions on plan."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from aftershock.eventlog import MemorySink
+from generators.clock import FakeClock
+from generators.population import build_population, shard
+from generators.runner import Generator, GeneratorOptions
+from generators.shapes import planned_active, stability_levels, start_offsets
+from schemas.load import RampShape
+from schemas.targets import Target
+from tests.generators.conftest import profile
+from tests.generators.fakes import FakeEngine
+
+
+def test_linear_spreads_evenly() -> None:
+    offs = start_offsets(RampShape(shape="linear", ramp_s=10), 10)
+    assert offs == [float(i) for i in range(10)]
+
+
+def test_constant_starts_all_at_once_unless_staggered() -> None:
+    assert start_offsets(RampShape(shape="constant"), 3) == [0.0, 0.0, 0.0]
+    staggered = start_offsets(RampShape(shape="constant", stagger_ms=250), 3)
+    assert staggered == [0.0, 0.25, 0.5]
+
+
+def test_exponential_doubles() -> None:
+    offs = start_offsets(RampShape(shape="exponential", ramp_s=8), 256)
+    # 2^(t/ramp·log2 n): at t=1 two sessions, at t=2 four, ... all 256 at t=8
+    assert [planned_active(offs, t) for t in range(9)] == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+
+def test_stepped_reaches_the_total_in_equal_steps() -> None:
+    offs = start_offsets(RampShape(shape="stepped", ramp_s=8, steps=4), 100)
+    assert [planned_active(offs, t) for t in (0, 1.9, 2, 4, 6, 8)] == [0, 0, 25, 50, 75, 100]
+
+
+def test_burst_groups() -> None:
+    offs = start_offsets(RampShape(shape="burst", burst_size=3, burst_every_s=2), 7)
+    assert offs == [0, 0, 0, 2, 2, 2, 4]
+
+
+def test_stability_levels() -> None:
+    assert stability_levels(10, 10, 35) == [10, 20, 30, 35]
+    assert stability_levels(100, 0, 1000, factor=2) == [100, 200, 400, 800, 1000]
+    with pytest.raises(ValueError, match="start"):
+        stability_levels(0, 1, 10)
+
+
+def test_population_round_robin_interleaves_tenants_and_shards_evenly() -> None:
+    prof = profile(
+        tenants=[
+            {"name": "a", "users": 3, "sessions_per_user": 2},
+            {"name": "b", "users": 1},
+        ]
+    )
+    plans = build_population(prof)
+    assert [p.session for p in plans[:4]] == ["a-u0-s0", "b-u0-s0", "a-u1-s0", "a-u2-s0"]
+    assert len(plans) == 7
+    assert len({p.session for p in plans}) == 7
+    parts = [shard(plans, k, 3) for k in range(3)]
+    assert sorted(p.index for part in parts for p in part) == list(range(7))
+    shuffled = build_population(prof.model_copy(update={"assignment": "random"}))
+    assert {p.session for p in shuffled} == {p.session for p in plans}
+    assert shuffled == build_population(prof.model_copy(update={"assignment": "random"}))
+
+
+@pytest.mark.parametrize(
+    "ramp",
+    [
+        {"shape": "linear", "ramp_s": 10},
+        {"shape": "exponential", "ramp_s": 10},
+        {"shape": "stepped", "ramp_s": 10, "steps": 5},
+        {"shape": "burst", "burst_size": 7, "burst_every_s": 3},
+        {"shape": "constant", "stagger_ms": 400},
+    ],
+)
+async def test_run_on_a_fake_clock_starts_sessions_as_planned(ramp: dict[str, object]) -> None:
+    clock = FakeClock()
+    prof = profile(
+        tenants=[{"name": "a", "users": 20}, {"name": "b", "users": 12}],
+        ramp=ramp,
+        duration_s=30,
+        script=[{"do": "connect"}, {"do": "think", "min_ms": 60_000, "max_ms": 60_000}],
+    )
+    sink = MemorySink()
+    engine = FakeEngine()
+    gen = Generator(
+        prof,
+        Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
+        sink,
+        GeneratorOptions(experiment_id="e", tick_s=0.5),
+        clock=clock,
+        engine=engine,
+    )
+    offsets = start_offsets(prof.ramp, prof.total_sessions)
+    run = asyncio.create_task(gen.run())
+    observed = []
+    planned = []
+    for t in range(25):
+        await clock.advance(0 if t == 0 else 1)
+        observed.append(len(sink.of_kind("session.connected")))
+        planned.append(planned_active(offsets, float(t)))
+    assert observed == planned
+    assert observed[-1] == 32
+    await clock.advance(10)  # past duration_s: the run winds down
+    stats = await asyncio.wait_for(run, 5)
+    assert stats.active == 0
+    assert len(sink.of_kind("session.disconnect")) == 32

@@ -1,0 +1,58 @@
+"""Stamps: round trip, tamper detection, separators in names, JSON safety."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from generators.stamp import Stamper, experiment_key, verify
+
+KEY = experiment_key("exp-1")
+
+
+def test_round_trip_keeps_origin_and_checks() -> None:
+    s = Stamper(KEY, "acme", "acme-u1", "acme-u1-s0").stamp(42, 1_700_000_000_123_456_789, 200)
+    assert len(s) == 200
+    o = verify(KEY, s)
+    assert o is not None
+    assert (o.tenant, o.user, o.session, o.seq, o.send_ns, o.checksum_ok) == (
+        "acme",
+        "acme-u1",
+        "acme-u1-s0",
+        42,
+        1_700_000_000_123_456_789,
+        True,
+    )
+
+
+def test_any_single_character_change_is_detected() -> None:
+    s = Stamper(KEY, "acme", "u", "s").stamp(1, 5, 64)
+    for i in range(len(s)):
+        bad = s[:i] + ("Z" if s[i] != "Z" else "Y") + s[i + 1 :]
+        o = verify(KEY, bad)
+        assert o is None or not o.checksum_ok, f"change at {i} went unnoticed"
+
+
+def test_another_experiments_key_fails_the_check() -> None:
+    s = Stamper(KEY, "acme", "u", "s").stamp(1, 5)
+    o = verify(experiment_key("exp-2"), s)
+    assert o is not None
+    assert not o.checksum_ok
+
+
+def test_not_a_stamp_is_none() -> None:
+    assert verify(KEY, "hello") is None
+
+
+@given(st.text(min_size=1, max_size=30), st.integers(0, 2**40), st.integers(0, 500))
+def test_names_with_any_characters_survive_and_stay_json_safe(
+    name: str, seq: int, size: int
+) -> None:
+    s = Stamper(KEY, name, name + "|u", "s%" + name).stamp(seq, 7, size)
+    assert json.loads('"' + s + '"') == s
+    o = verify(KEY, s)
+    assert o is not None
+    assert o.checksum_ok
+    assert (o.tenant, o.user, o.session, o.seq) == (name, name + "|u", "s%" + name, seq)

@@ -1,0 +1,26 @@
+"""Probe and action functions that test experiments call through ``type: python`` providers."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+
+def echo_ok(address: str, timeout_s: float = 1.0) -> bool:
+    """True when a line sent to ``address`` comes back."""
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as s:
+            s.sendall(b"probe\n")
+            return s.makefile("rb").readline() == b"probe\n"
+    except OSError:
+        return False
+
+
+def touch(path: str) -> str:
+    Path(path).write_text("rolled back")
+    return path
+
+
+async def fail(message: str) -> None:
+    raise RuntimeError(message)
