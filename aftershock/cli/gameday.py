@@ -125,6 +125,13 @@ def run(
     trace_every: Annotated[
         int, typer.Option(help="Trace every n-th round trip of a session (0: none).", min=0)
     ] = 20,
+    ignore_safeguard: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Leave the experiment's safeguards on this metric out (repeatable), e.g. "
+            "isolation_violations to let a game day play out; SLOs still judge it."
+        ),
+    ] = None,
 ) -> None:
     """Run a game day: load, faults, live analysis and dashboard, then the verdict and the
     report in runs/<run_id>/. Exit status: 0 pass, 1 fail (failing SLOs named), 2 error or
@@ -144,6 +151,14 @@ def run(
             raise typer.BadParameter(
                 f"unknown defect {b!r}; known: {', '.join(sorted(known_bugs))}", param_hint="--bug"
             )
+    metrics = {"error_rate", "availability", "p99_latency", "isolation_violations",
+               "episode_duration"}  # fmt: skip
+    for m in ignore_safeguard or []:
+        if m not in metrics:
+            raise typer.BadParameter(
+                f"unknown safeguard metric {m!r}; known: {', '.join(sorted(metrics))}",
+                param_hint="--ignore-safeguard",
+            )
     options = GamedayOptions(
         runs_dir=runs_dir,
         sample=sample,
@@ -151,6 +166,7 @@ def run(
         dashboard=dashboard,
         line_every_s=line_every_s,
         trace_every=trace_every,
+        ignore_safeguards=tuple(ignore_safeguard or ()),
     )
     try:
         outcome = asyncio.run(run_gameday(experiment, Settings(), options))

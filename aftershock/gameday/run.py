@@ -20,12 +20,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from generators.runner import Generator, GeneratorOptions
-from injector.controller import ToxiproxyController
-from injector.errors import InjectorError
-from injector.executor import Executor, experiment_id_of
-from injector.executor import RunOptions as InjectorOptions
-from injector.sinks import JsonlSink
 from redis.asyncio import Redis
 from rich.console import Console
 
@@ -33,12 +27,14 @@ from aftershock.eventlog.publisher import Publisher
 from aftershock.gameday.analysis import LiveAnalysis, analyzer_config
 from aftershock.gameday.dashboard import Dashboard
 from aftershock.gameday.live import LiveTap
-from aftershock.gameday.sample import is_sample_experiment, plan_sample
+from aftershock.gameday.sample import SampleProcess, is_sample_experiment, plan_sample
 from aftershock.report.errors import GamedayError, RunSetupError
 from aftershock.report.files import (
     ANALYSIS_FILE,
     EVENTS_FILE,
     JOURNAL_FILE,
+    SAMPLE_LOG,
+    SAMPLE_SPANS,
     atomic_write,
     write_meta,
     write_reports,
@@ -47,17 +43,22 @@ from aftershock.report.model import Findings, RunData, RunMeta
 from aftershock.report.series import SeriesBuilder
 from aftershock.stack import EmbeddedStack
 from aftershock.telemetry import configure_tracing
+from generators.runner import Generator, GeneratorOptions
+from injector.controller import ToxiproxyController
+from injector.errors import InjectorError
+from injector.executor import Executor, experiment_id_of
+from injector.executor import RunOptions as InjectorOptions
+from injector.sinks import JsonlSink
 
 if TYPE_CHECKING:
     from contextlib import AsyncExitStack
     from pathlib import Path
 
-    from schemas.experiment import Experiment
-
     from aftershock.eventlog import EventSink
     from aftershock.report.model import RunStatus
     from aftershock.settings import Settings
     from schemas.events import Event
+    from schemas.experiment import Experiment
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class GamedayOptions:
     trace_every: int = 20
     """Trace every n-th round trip of each session (0: sessions and connects only)."""
     drain_timeout_s: float = 15.0
+    ignore_safeguards: tuple[str, ...] = ()
+    """Safeguard metrics left out of the plan (e.g. ``isolation_violations`` in the demo, so
+    the game day plays out instead of stopping at the first leak; the SLO still judges it)."""
     console: Console = field(default_factory=lambda: Console(stderr=True))
 
 
@@ -249,15 +253,14 @@ class Gameday:
         stack.callback(shutdown_tracing)
         await self._create_proxies(stack, ctl)
         if sample:
-            from examples.chat import ChatSystem
-
             await stack.enter_async_context(
-                ChatSystem(
-                    redis_url=plan.redis_url,
-                    message_addr=plan.message_addr,
+                SampleProcess(
+                    plan,
                     bugs=self.opts.bugs,
-                    gateway_port=plan.gateway_port,
-                    message_port=plan.message_port,
+                    log_path=run_dir / SAMPLE_LOG,
+                    spans_path=run_dir / SAMPLE_SPANS
+                    if self.settings.otel_exporter == "file"
+                    else None,
                 )
             )
         targets = {t.name: t for t in ax.targets}
@@ -354,6 +357,16 @@ class Gameday:
         return RunOutcome(code, run_dir, status, f.failing_checks(), reasons, wall_s)
 
 
+def without_safeguards(exp: Experiment, metrics: tuple[str, ...]) -> Experiment:
+    """The experiment without the safeguards on ``metrics`` (the journal records the plan as
+    run, so the change is visible there)."""
+    ax = exp.aftershock
+    kept = [sg for sg in ax.safeguards if sg.metric not in metrics]
+    section = ax.model_copy(update={"safeguards": kept})
+    others = [e for e in exp.extensions if e is not ax]
+    return exp.model_copy(update={"extensions": [section, *others]})
+
+
 async def run_gameday(
     experiment_path: Path, settings: Settings, options: GamedayOptions
 ) -> RunOutcome:
@@ -365,6 +378,8 @@ async def run_gameday(
         raise RunSetupError(str(exc)) from exc
     if not exp.aftershock.load and not exp.aftershock.faults:
         raise RunSetupError(f"{experiment_path}: the experiment has neither load nor faults")
+    if options.ignore_safeguards:
+        exp = without_safeguards(exp, options.ignore_safeguards)
     try:
         return await Gameday(exp, settings, options).run()
     except* (InjectorError, GamedayError, OSError) as group:

@@ -3,22 +3,29 @@
 The shipped experiments name fixed loopback addresses (gateway ``127.0.0.1:8080``, its proxy
 ``127.0.0.1:18080``, ...). :func:`plan_sample` picks free ports instead, maps every address of
 the experiment onto them (including URLs such as the auth flow's ``base_url``), and says how
-the sample must be started so each of its hops goes through the matching proxy listener.
+the sample must be started so each of its hops goes through the matching proxy listener;
+:class:`SampleProcess` starts it so.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import socket
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from schemas.experiment import Experiment
+import aiohttp
 
 from aftershock.report.errors import RunSetupError
+from schemas.experiment import Experiment
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from schemas.targets import Target
 
 SAMPLE_ROLES = ("gateway", "message", "redis")
@@ -101,3 +108,109 @@ def plan_sample(exp: Experiment, redis_url: str, host: str = "127.0.0.1") -> Sam
         message_addr=mapping[targets["message"].listen or ""],
         addresses=mapping,
     )
+
+
+class SampleProcess:
+    """The sample chat system in its own process (``python -m examples.chat``), so it runs on
+    its own core and fails on its own, as a real system under test would.
+
+    Ready once it prints its addresses; its log goes to ``log_path``, its spans to
+    ``spans_path``. Leaving the context stops it (SIGTERM, then SIGKILL after ``stop_timeout_s``).
+    """
+
+    def __init__(
+        self,
+        plan: SamplePlan,
+        *,
+        bugs: tuple[str, ...] = (),
+        log_path: Path,
+        spans_path: Path | None = None,
+        ready_timeout_s: float = 30.0,
+        stop_timeout_s: float = 5.0,
+    ) -> None:
+        self.plan = plan
+        self.bugs = bugs
+        self.log_path = log_path
+        self.spans_path = spans_path
+        self.ready_timeout_s = ready_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.gateway_url = f"http://127.0.0.1:{plan.gateway_port}"
+        self._proc: asyncio.subprocess.Process | None = None
+
+    def argv(self) -> list[str]:
+        args = [
+            sys.executable, "-m", "examples.chat",
+            "--redis-url", self.plan.redis_url,
+            "--message-addr", self.plan.message_addr,
+            "--gateway-port", str(self.plan.gateway_port),
+            "--message-port", str(self.plan.message_port),
+            "--log-level", "warning",
+            "--service-name", "chat",
+        ]  # fmt: skip
+        for bug in self.bugs:
+            args += ["--bug", bug]
+        if self.spans_path is not None:
+            args += ["--spans-file", str(self.spans_path)]
+        return args
+
+    async def __aenter__(self) -> SampleProcess:
+        log = self.log_path.open("ab")
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv(), stdout=asyncio.subprocess.PIPE, stderr=log
+            )
+        finally:
+            log.close()
+        try:
+            assert self._proc.stdout is not None
+            async with asyncio.timeout(self.ready_timeout_s):
+                line = await self._proc.stdout.readline()
+            if not line:
+                raise RunSetupError(
+                    f"the sample system exited with {await self._proc.wait()} before it "
+                    f"was ready; see {self.log_path}"
+                )
+            await self.wait_healthy()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def wait_healthy(self) -> None:
+        """Until ``/healthz`` answers 200: the gateway reaches the message service and that
+        reaches Redis, so the steady-state check does not race the sample's own start."""
+        url = f"{self.gateway_url}/healthz"
+        last = "no answer"
+        try:
+            async with asyncio.timeout(self.ready_timeout_s), aiohttp.ClientSession() as http:
+                while True:
+                    try:
+                        async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                            if r.status == 200:
+                                return
+                            last = f"HTTP {r.status}: {(await r.text())[:200]}"
+                    except (aiohttp.ClientError, TimeoutError) as exc:
+                        last = repr(exc)
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise RunSetupError(
+                f"the sample system did not become healthy within {self.ready_timeout_s:g} s "
+                f"({url}: {last}); see {self.log_path}"
+            ) from None
+
+    async def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            async with asyncio.timeout(self.stop_timeout_s):
+                await proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aftershock.report.errors import RunDirError
-from aftershock.report.files import EVENTS_FILE, SPANS_FILE, iter_events
+from aftershock.report.files import EVENTS_FILE, SAMPLE_SPANS, SPANS_FILE, iter_events
 from aftershock.report.series import fault_windows
 from schemas.events import (
     Disconnect,
@@ -293,4 +293,8 @@ def load_run(run_dir: Path) -> tuple[list[SessionTrace], list[FaultWindow]]:
     events_path = run_dir / EVENTS_FILE
     events: list[Event] = list(iter_events(events_path)) if events_path.exists() else []
     windows = fault_windows([e for e in events if isinstance(e, _FAULT_KINDS)], 0)
-    return assemble(read_spans(spans_path), events), windows
+    spans = read_spans(spans_path)
+    sut = run_dir / SAMPLE_SPANS
+    if sut.exists():  # the system under test continued the sessions' traces
+        spans += read_spans(sut)
+    return assemble(spans, events), windows

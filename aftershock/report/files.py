@@ -1,7 +1,8 @@
 """A run directory's files: what is read from it and what the report writes into it.
 
 ``runs/<run_id>/`` holds ``events.jsonl`` (the run's event log), ``spans.jsonl`` (session
-traces), ``journal.json`` (the injector's journal), ``run.json`` (identity and outcome), and
+traces; ``spans-sut.jsonl`` and ``sut.log`` when the run started the sample system),
+``journal.json`` (the injector's journal), ``run.json`` (identity and outcome), and
 the renderings written by :func:`write_reports`: ``results.json``, ``report.html``,
 ``summary.md`` and ``junit.xml``.
 """
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 
 EVENTS_FILE = "events.jsonl"
 SPANS_FILE = "spans.jsonl"
+SAMPLE_SPANS = "spans-sut.jsonl"
+"""Spans of the system under test when the run started it (the sample chat system)."""
+SAMPLE_LOG = "sut.log"
 JOURNAL_FILE = "journal.json"
 META_FILE = "run.json"
 RESULTS_FILE = "results.json"
