@@ -310,7 +310,12 @@ class Gameday:
             if journal.status == "aborted":
                 status, note = "aborted", journal.aftershock.abort_reason or ""
             elif journal.status == "failed":
-                status, note = "failed", journal.aftershock.error or "experiment failed"
+                status = "failed"
+                note = journal.aftershock.error or (
+                    "the steady-state hypothesis deviated"
+                    if journal.deviated
+                    else "the steady-state hypothesis was not met before the method"
+                )
         except asyncio.CancelledError:
             status, note = "interrupted", self.interrupted or "cancelled"
             raise
