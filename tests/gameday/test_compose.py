@@ -143,3 +143,23 @@ def test_mounted_config_files_exist() -> None:
             if word.startswith("/etc/aftershock/"):
                 path = COMPOSE / "config" / word.removeprefix("/etc/aftershock/")
                 assert path.exists(), f"{name}: runs with missing {path}"
+
+
+def test_compose_experiment_and_load_files_validate() -> None:
+    from generators.profile_file import load_run_file
+    from injector.validate import load_experiment
+
+    exp = load_experiment(COMPOSE / "config" / "chat-gameday.yaml")
+    # A stock Toxiproxy has only the standard toxics and no per-client matching.
+    standard = {"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer",
+                "limit_data"}  # fmt: skip
+    for fault in exp.aftershock.faults:
+        toxic = getattr(fault, "toxic", None)
+        assert toxic is None or toxic.type in standard, fault.id
+        assert getattr(fault, "match", None) is None, fault.id
+    run_file = load_run_file(COMPOSE / "config" / "chat-load.yaml")
+    assert {t.name for t in run_file.targets} == {t.name for t in exp.aftershock.targets}
+    proxies = {
+        p["name"] for p in yaml.safe_load((COMPOSE / "config" / "toxiproxy.json").read_text())
+    }
+    assert proxies == {t.proxy for t in exp.aftershock.targets}
