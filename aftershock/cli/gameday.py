@@ -125,6 +125,28 @@ def run(
     trace_every: Annotated[
         int, typer.Option(help="Trace every n-th round trip of a session (0: none).", min=0)
     ] = 20,
+    continuous: Annotated[
+        bool,
+        typer.Option(
+            "--continuous",
+            help="Run rounds of low-rate load with one rotating fault each, until interrupted.",
+        ),
+    ] = False,
+    round_s: Annotated[
+        float, typer.Option(help="--continuous: length of a round in seconds.", min=5)
+    ] = 60.0,
+    rate_scale: Annotated[
+        float, typer.Option(help="--continuous: factor on every send rate.", min=0.001, max=1)
+    ] = 0.1,
+    rounds: Annotated[
+        int, typer.Option(help="--continuous: stop after this many rounds (0: never).", min=0)
+    ] = 0,
+    keep_runs: Annotated[
+        int, typer.Option(help="--continuous: run directories and results kept.", min=1)
+    ] = 5,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="--continuous: serve Prometheus metrics on this port.")
+    ] = None,
     ignore_safeguard: Annotated[
         list[str] | None,
         typer.Option(
@@ -168,6 +190,23 @@ def run(
         trace_every=trace_every,
         ignore_safeguards=tuple(ignore_safeguard or ()),
     )
+    if continuous:
+        from aftershock.gameday.continuous import Continuous, ContinuousOptions
+        from aftershock.gameday.run import load_plan
+
+        copts = ContinuousOptions(
+            round_s=round_s,
+            rate_scale=rate_scale,
+            rounds=rounds,
+            keep_runs=keep_runs,
+            metrics_port=metrics_port,
+        )
+        try:
+            plan = load_plan(experiment, options)
+            code = asyncio.run(Continuous(plan, Settings(), options, copts).run())
+        except GamedayError as exc:
+            _fail(exc)
+        raise typer.Exit(code)
     try:
         outcome = asyncio.run(run_gameday(experiment, Settings(), options))
     except GamedayError as exc:

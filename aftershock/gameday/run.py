@@ -75,6 +75,9 @@ class GamedayOptions:
     trace_every: int = 20
     """Trace every n-th round trip of each session (0: sessions and connects only)."""
     drain_timeout_s: float = 15.0
+    global_tracing: bool = True
+    """Install the run's tracer provider globally (the injector's spans go through it); off
+    for continuous rounds, whose providers come and go."""
     ignore_safeguards: tuple[str, ...] = ()
     """Safeguard metrics left out of the plan (e.g. ``isolation_violations`` in the demo, so
     the game day plays out instead of stopping at the first leak; the SLO still judges it)."""
@@ -248,7 +251,7 @@ class Gameday:
         fanout.sinks.extend([events_file, publisher, analysis, _Observers(series, tap)])
 
         provider, shutdown_tracing = configure_tracing(
-            self.settings, "aftershock-run", run_dir=run_dir
+            self.settings, "aftershock-run", run_dir=run_dir, set_global=self.opts.global_tracing
         )
         stack.callback(shutdown_tracing)
         await self._create_proxies(stack, ctl)
@@ -372,9 +375,7 @@ def without_safeguards(exp: Experiment, metrics: tuple[str, ...]) -> Experiment:
     return exp.model_copy(update={"extensions": [section, *others]})
 
 
-async def run_gameday(
-    experiment_path: Path, settings: Settings, options: GamedayOptions
-) -> RunOutcome:
+def load_plan(experiment_path: Path, options: GamedayOptions) -> Experiment:
     from injector.validate import load_experiment
 
     try:
@@ -385,6 +386,13 @@ async def run_gameday(
         raise RunSetupError(f"{experiment_path}: the experiment has neither load nor faults")
     if options.ignore_safeguards:
         exp = without_safeguards(exp, options.ignore_safeguards)
+    return exp
+
+
+async def run_gameday(
+    experiment_path: Path, settings: Settings, options: GamedayOptions
+) -> RunOutcome:
+    exp = load_plan(experiment_path, options)
     try:
         return await Gameday(exp, settings, options).run()
     except* (InjectorError, GamedayError, OSError) as group:
