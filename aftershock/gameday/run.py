@@ -264,6 +264,9 @@ class Gameday:
                     spans_path=run_dir / SAMPLE_SPANS
                     if self.settings.otel_exporter == "file"
                     else None,
+                    otlp_endpoint=self.settings.otel_endpoint
+                    if self.settings.otel_exporter == "otlp"
+                    else None,
                 )
             )
         targets = {t.name: t for t in ax.targets}

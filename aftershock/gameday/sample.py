@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
 import sys
@@ -114,8 +115,9 @@ class SampleProcess:
     """The sample chat system in its own process (``python -m examples.chat``), so it runs on
     its own core and fails on its own, as a real system under test would.
 
-    Ready once it prints its addresses; its log goes to ``log_path``, its spans to
-    ``spans_path``. Leaving the context stops it (SIGTERM, then SIGKILL after ``stop_timeout_s``).
+    Ready once it prints its addresses and ``/healthz`` answers 200; its log goes to
+    ``log_path``, its spans to ``otlp_endpoint`` when set, else to ``spans_path``. Leaving
+    the context stops it (SIGTERM, then SIGKILL after ``stop_timeout_s``).
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class SampleProcess:
         bugs: tuple[str, ...] = (),
         log_path: Path,
         spans_path: Path | None = None,
+        otlp_endpoint: str | None = None,
         ready_timeout_s: float = 30.0,
         stop_timeout_s: float = 5.0,
     ) -> None:
@@ -132,6 +135,7 @@ class SampleProcess:
         self.bugs = bugs
         self.log_path = log_path
         self.spans_path = spans_path
+        self.otlp_endpoint = otlp_endpoint
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.gateway_url = f"http://127.0.0.1:{plan.gateway_port}"
@@ -153,11 +157,17 @@ class SampleProcess:
             args += ["--spans-file", str(self.spans_path)]
         return args
 
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "OTEL_EXPORTER_OTLP_ENDPOINT"}
+        if self.otlp_endpoint:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
+        return env
+
     async def __aenter__(self) -> SampleProcess:
         log = self.log_path.open("ab")
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                *self.argv(), stdout=asyncio.subprocess.PIPE, stderr=log
+                *self.argv(), stdout=asyncio.subprocess.PIPE, stderr=log, env=self.env()
             )
         finally:
             log.close()
