@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from aftershock.report.errors import GamedayError
 from aftershock.settings import Settings
+
+if TYPE_CHECKING:
+    from aftershock.gameday.live import LiveSnapshot
 
 RunArg = Annotated[
     str,
@@ -222,3 +225,67 @@ def run(
     for reason in outcome.reasons:
         typer.echo(f"  - {reason}", err=True)
     raise typer.Exit(outcome.exit_code)
+
+
+def dashboard(
+    experiment_id: Annotated[
+        str, typer.Argument(help="The running experiment's id.", show_default=False)
+    ],
+    redis_url: Annotated[
+        str | None, typer.Option(help="Redis of the game day (default: AFTERSHOCK_REDIS_URL).")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Print one summary line and exit.")] = False,
+    line_every_s: Annotated[
+        float, typer.Option(help="Summary line interval when stdout is not a terminal.", min=0.1)
+    ] = 5.0,
+) -> None:
+    """Watch a game day running elsewhere: the live dashboard, read from Redis (the run's own
+    snapshot, else the analyzers' live results). Exits 1 when Redis knows nothing of it."""
+    import asyncio
+
+    from rich.console import Console
+
+    from aftershock.gameday.dashboard import Dashboard, summary_line
+    from aftershock.gameday.remote import fetch_snapshot
+
+    url = redis_url or Settings().redis_url
+    if url is None:
+        raise typer.BadParameter("no Redis: pass --redis-url or set AFTERSHOCK_REDIS_URL")
+
+    async def go() -> int:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(url)
+        try:
+            first = await fetch_snapshot(redis, experiment_id)
+            if first is None:
+                typer.echo(f"nothing in Redis about experiment {experiment_id!r}", err=True)
+                return 1
+            if once:
+                typer.echo(summary_line(first))
+                return 0
+            latest: list[LiveSnapshot] = [first]
+
+            async def poll() -> None:
+                while True:
+                    await asyncio.sleep(1.0)
+                    snap = await fetch_snapshot(redis, experiment_id)
+                    if snap is not None:
+                        latest[0] = snap
+
+            console = Console()
+            async with asyncio.TaskGroup() as tg:
+                poller = tg.create_task(poll())
+                try:
+                    await Dashboard(lambda: latest[0], console, line_every_s=line_every_s).run()
+                finally:
+                    poller.cancel()
+            return 0
+        finally:
+            await redis.aclose()
+
+    try:
+        code = asyncio.run(go())
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)

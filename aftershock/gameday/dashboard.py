@@ -23,15 +23,16 @@ if TYPE_CHECKING:
     from aftershock.gameday.live import LiveSnapshot
 
 
-def _f(v: float | None, fmt: str = "{:.1f}", unit: str = "") -> str:
+def _f(v: float | int | None, fmt: str = "{:.1f}", unit: str = "") -> str:
     return "–" if v is None else fmt.format(v) + unit
 
 
 def summary_line(s: LiveSnapshot) -> str:
     """One line, for logs and pipes."""
+    clock = f"{s.elapsed_s:6.1f}s" + (f"/{s.planned_s:.0f}s" if s.planned_s > 0 else "")
     return (
-        f"[{s.elapsed_s:6.1f}s/{s.planned_s:.0f}s] phase={s.phase} "
-        f"faults={','.join(s.active_faults) or '-'} sessions={s.sessions} "
+        f"[{clock}] phase={s.phase} "
+        f"faults={','.join(s.active_faults) or '-'} sessions={_f(s.sessions, '{:d}')} "
         f"thr={s.throughput_per_s:.0f}/s err={s.error_rate_pct:.1f}% "
         f"p99={_f(s.p99_ms, '{:.0f}', 'ms')} open_episodes={len(s.open_episodes)} "
         f"mttr={_f(s.mttr_s, '{:.1f}', 's')} isolation={s.isolation_violations}"
@@ -44,7 +45,10 @@ def render(s: LiveSnapshot) -> Panel:
         (f"{s.title}\n", "bold"),
         (f"experiment {s.experiment_id} · run {s.run_id} · phase ", "dim"),
         (s.phase, "bold cyan"),
-        (f" · {s.elapsed_s:.0f} s of {s.planned_s:.0f} s", "dim"),
+        (
+            f" · {s.elapsed_s:.0f} s" + (f" of {s.planned_s:.0f} s" if s.planned_s > 0 else ""),
+            "dim",
+        ),
     )
     grid = Table.grid(padding=(0, 3))
     grid.add_column(justify="right", style="dim")
@@ -53,7 +57,9 @@ def render(s: LiveSnapshot) -> Panel:
     grid.add_column()
     err_style = "red" if s.error_rate_pct >= 5 else "green"
     iso_style = "bold red" if s.isolation_violations else "green"
-    grid.add_row("sessions", str(s.sessions), "throughput", f"{s.throughput_per_s:.0f} msg/s")
+    grid.add_row(
+        "sessions", _f(s.sessions, "{:d}"), "throughput", f"{s.throughput_per_s:.0f} msg/s"
+    )
     grid.add_row(
         "error rate",
         Text(f"{s.error_rate_pct:.1f} %", style=err_style),

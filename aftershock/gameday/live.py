@@ -38,7 +38,8 @@ class LiveSnapshot:
     planned_s: float
     phase: str
     active_faults: tuple[str, ...]
-    sessions: int
+    sessions: int | None
+    """Connected sessions; None when unknown (snapshot built from results only)."""
     throughput_per_s: float
     error_rate_pct: float
     p99_ms: float | None

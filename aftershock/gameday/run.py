@@ -27,6 +27,7 @@ from aftershock.eventlog.publisher import Publisher
 from aftershock.gameday.analysis import LiveAnalysis, analyzer_config
 from aftershock.gameday.dashboard import Dashboard
 from aftershock.gameday.live import LiveTap
+from aftershock.gameday.remote import publish_snapshot
 from aftershock.gameday.sample import SampleProcess, is_sample_experiment, plan_sample
 from aftershock.report.errors import GamedayError, RunSetupError
 from aftershock.report.files import (
@@ -302,7 +303,11 @@ class Gameday:
         )
         try:
             async with asyncio.TaskGroup() as tg:
-                helpers = [tg.create_task(analysis.run()), tg.create_task(dashboard.run())]
+                helpers = [
+                    tg.create_task(analysis.run()),
+                    tg.create_task(dashboard.run()),
+                    tg.create_task(self._publish_live(redis, tap)),
+                ]
                 loads = [tg.create_task(g.run()) for g in self.generators]
                 try:
                     journal = await executor.run()
@@ -342,6 +347,14 @@ class Gameday:
             data = RunData.of(meta, results, series.build())
             write_reports(run_dir, data)
         return self._outcome(data, run_dir, time.monotonic() - t_wall)
+
+    async def _publish_live(self, redis: Redis, tap: LiveTap) -> None:
+        """The dashboard's snapshot, for ``aftershock dashboard`` in another terminal."""
+        while True:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await publish_snapshot(redis, tap.snapshot())
+            await asyncio.sleep(1.0)
 
     def _link_latest(self, run_dir: Path) -> None:
         latest = run_dir.parent / "latest"

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
+import subprocess
+import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from aftershock.gameday.dashboard import Dashboard, render
 from aftershock.gameday.live import LiveTap
+from aftershock.gameday.remote import publish_snapshot
 from schemas.events import (
     Connected,
     ExperimentPhase,
@@ -19,6 +24,9 @@ from schemas.events import (
     SessionError,
 )
 from schemas.results import Availability, FailureEpisode, IsolationViolation
+
+if TYPE_CHECKING:
+    from aftershock.stack import EmbeddedStack
 
 IDS = {"experiment_id": "e", "run_id": "r", "generator_id": "g"}
 SESS = {"user": "u", "target": "gateway", "protocol": "ws"}
@@ -148,3 +156,55 @@ def test_terminal_frame_shows_every_figure() -> None:
         "5 s of 60 s",
     ):
         assert needle in text, needle
+
+
+def _dashboard_cli(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aftershock.cli.main", "dashboard", *args,
+         "--redis-url", stack.redis_url, "--once"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+async def test_remote_dashboard_reads_the_runs_snapshot(stack: EmbeddedStack) -> None:
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(stack.redis_url)
+    try:
+        snap = _tap(FakeClock()).snapshot()
+        await publish_snapshot(r, dataclasses.replace(snap, experiment_id="remote-a"))
+    finally:
+        await r.aclose()
+    out = await asyncio.to_thread(_dashboard_cli, stack, "remote-a")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (
+        "[   5.0s/60s] phase=fault:redis-outage faults=redis-outage sessions=2 thr=10/s "
+        "err=9.1% p99=10ms open_episodes=1 mttr=4.5s isolation=1"
+    )
+
+
+async def test_remote_dashboard_falls_back_to_the_results_store(stack: EmbeddedStack) -> None:
+    from redis.asyncio import Redis
+
+    from analyzers.store import write_results
+
+    ids = {"experiment_id": "remote-b", "run_id": "r", "generator_id": "analyzer"}
+    r = Redis.from_url(stack.redis_url)
+    try:
+        await write_results(r, "remote-b", [
+            FailureEpisode(**ids, ts_ns=1, scope="target", scope_key="gateway",
+                           episode_id="1", started_ns=1, faults_active=["redis-outage"]),
+            Availability(**ids, ts_ns=1, availability_pct=80.0, episodes=1, mttr_s=3.0,
+                         observed_s=9.0),
+        ])  # fmt: skip
+    finally:
+        await r.aclose()
+    out = await asyncio.to_thread(_dashboard_cli, stack, "remote-b")
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert "faults=redis-outage" in line
+    assert "sessions=–" in line
+    assert "open_episodes=1 mttr=3.0s isolation=0" in line
+    missing = await asyncio.to_thread(_dashboard_cli, stack, "remote-nobody")
+    assert missing.returncode == 1
+    assert "nothing in Redis" in missing.stderr
