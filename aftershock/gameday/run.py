@@ -128,6 +128,9 @@ class Gameday:
         self.generators: list[Generator] = []
         self.interrupted: str | None = None
         self._hard_cancel: asyncio.Task[RunOutcome] | None = None
+        self.sut_exit: int | None = None
+        self.sut_exit_at_s = 0.0
+        self._t0 = time.monotonic()
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -143,6 +146,13 @@ class Gameday:
             self.executor.abort(why)
         for g in self.generators:
             g.stop()
+
+    def _sut_exited(self, status: int) -> None:
+        self.sut_exit, self.sut_exit_at_s = status, time.monotonic() - self._t0
+        self.console.print(
+            f"[red]the system under test exited with status {status} "
+            f"{self.sut_exit_at_s:.0f} s into the run[/red]"
+        )
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -195,7 +205,7 @@ class Gameday:
                 await ctl.delete_proxy(name)
 
     async def _run(self, stack: AsyncExitStack) -> RunOutcome:
-        t_wall = time.monotonic()
+        t_wall = self._t0 = time.monotonic()
         fanout = _Fanout()
         kafka, redis_url, api_url = await self._services(stack, fanout)
         sample = self.opts.sample
@@ -256,8 +266,9 @@ class Gameday:
         )
         stack.callback(shutdown_tracing)
         await self._create_proxies(stack, ctl)
+        sut: SampleProcess | None = None
         if sample:
-            await stack.enter_async_context(
+            sut = await stack.enter_async_context(
                 SampleProcess(
                     plan,
                     bugs=self.opts.bugs,
@@ -308,6 +319,8 @@ class Gameday:
                     tg.create_task(dashboard.run()),
                     tg.create_task(self._publish_live(redis, tap)),
                 ]
+                if sut is not None:
+                    helpers.append(tg.create_task(sut.watch(self._sut_exited)))
                 loads = [tg.create_task(g.run()) for g in self.generators]
                 try:
                     journal = await executor.run()
@@ -333,6 +346,12 @@ class Gameday:
         finally:
             if self.interrupted is not None:
                 status, note = "interrupted", self.interrupted
+            if self.sut_exit is not None:
+                crash = (
+                    f"the system under test exited with status {self.sut_exit} "
+                    f"{self.sut_exit_at_s:.0f} s into the run (see {SAMPLE_LOG})"
+                )
+                note = f"{note}; {crash}" if note else crash
             results = await asyncio.shield(analysis.drain(self.opts.drain_timeout_s))
             meta = RunMeta(
                 experiment_id=self.experiment_id,
@@ -374,10 +393,10 @@ class Gameday:
             reasons.append("no verdict: no client events were analysed")
         elif not f.passed or status in ("aborted", "failed"):
             code = 1
-            if status != "completed":
-                reasons.append(f"run {status}: {data.meta.note}")
         else:
             code = 0
+        if data.meta.note:
+            reasons.append(f"run {status}: {data.meta.note}")
         return RunOutcome(code, run_dir, status, f.failing_checks(), reasons, wall_s)
 
 

@@ -25,6 +25,7 @@ from aftershock.report.errors import RunSetupError
 from schemas.experiment import Experiment
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from schemas.targets import Target
@@ -188,6 +189,20 @@ class SampleProcess:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def exited(self) -> int | None:
+        """The exit status if the process ended on its own (it should not while a run is on)."""
+        proc = self._proc
+        return None if proc is None else proc.returncode
+
+    async def watch(self, on_exit: Callable[[int], None]) -> None:
+        """Call ``on_exit(status)`` if the process ends before :meth:`stop`."""
+        proc = self._proc
+        if proc is None:
+            return
+        status = await proc.wait()
+        if self._proc is proc:
+            on_exit(status)
 
     async def wait_healthy(self) -> None:
         """Until ``/healthz`` answers 200: the gateway reaches the message service and that

@@ -92,7 +92,7 @@ def _verdict(f: Findings, data: RunData) -> str:
         state = "pass" if v.passed else "fail"
         title = "PASS" if v.passed else "FAIL"
         reasons = list(v.reasons)
-    if data.meta.status not in ("completed", "failed"):
+    if data.meta.status != "completed" or data.meta.note:
         note = f": {data.meta.note}" if data.meta.note else ""
         reasons.append(f"run {data.meta.status}{note}")
     items = "".join(f"<li>{escape(r)}</li>" for r in reasons)

@@ -39,7 +39,7 @@ def render_markdown(data: RunData, comparison: Comparison | None = None) -> str:
     ]
     if v is not None:
         lines += [f"- {r}" for r in v.reasons]
-        if m.status not in ("completed", "failed"):
+        if m.status != "completed" or m.note:
             lines.append(f"- run {m.status}" + (f": {m.note}" if m.note else ""))
         lines += ["", "| SLO check | status | observed | threshold |", "|---|---|---:|---:|"]
         lines += [
