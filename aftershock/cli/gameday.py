@@ -82,21 +82,22 @@ def traces(
 ) -> None:
     """Print session traces as trees, with the faults active at each span and the session's
     events beside the span they belong to. Exits 1 when no trace matches."""
-    from aftershock.gameday.traces import load_run, render_trace, select
+    from aftershock.gameday.traces import load_run, render_trace
 
     try:
-        all_traces, windows = load_run(resolve_run_dir(run))
+        chosen, windows, matched, total = load_run(
+            resolve_run_dir(run), failed=failed, tenant=tenant, session=session, limit=limit
+        )
     except GamedayError as exc:
         _fail(exc)
-    chosen = select(all_traces, failed=failed, tenant=tenant, session=session)
     if not chosen:
-        typer.echo(f"no session trace matches (of {len(all_traces)} in the run)", err=True)
+        typer.echo(f"no session trace matches (of {total} in the run)", err=True)
         raise typer.Exit(1)
-    for t in chosen[:limit]:
+    for t in chosen:
         typer.echo(render_trace(t, windows, max_events=max_events))
         typer.echo("")
-    if len(chosen) > limit:
-        typer.echo(f"({len(chosen) - limit} more matching traces; use --limit)", err=True)
+    if matched > len(chosen):
+        typer.echo(f"({matched - len(chosen)} more matching traces; use --limit)", err=True)
 
 
 def run(

@@ -12,21 +12,20 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import orjson
+from pydantic import ValidationError
+
 from aftershock.report.errors import RunDirError
-from aftershock.report.files import EVENTS_FILE, SAMPLE_SPANS, SPANS_FILE, iter_events
+from aftershock.report.files import EVENTS_FILE, SAMPLE_SPANS, SPANS_FILE
 from aftershock.report.series import fault_windows
 from schemas.events import (
     Disconnect,
-    ProxyDeleted,
-    ProxyDisabled,
-    ProxyEnabled,
     SessionError,
-    ToxicAdded,
-    ToxicRemoved,
+    parse_event,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
     from aftershock.report.model import FaultWindow
@@ -122,32 +121,80 @@ def read_spans(path: Path) -> list[Span]:
     return out
 
 
-def assemble(spans: Iterable[Span], events: Iterable[Event]) -> list[SessionTrace]:
-    """Session traces (root span ``session``) with children and their session events."""
+def assemble(spans: Iterable[Span], errors: dict[str, int] | None = None) -> list[SessionTrace]:
+    """Session traces (root span ``session``) with their children; ``errors`` counts error
+    events per trace id (see :func:`scan_events`)."""
     by_id = {s.span_id: s for s in spans}
     for s in sorted(by_id.values(), key=lambda s: s.start_ns):
         parent = by_id.get(s.parent_id) if s.parent_id else None
         if parent is not None:
             parent.children.append(s)
-    sessions: dict[str, SessionTrace] = {}
-    for s in by_id.values():
-        if s.name == "session" and s.parent_id is None:
-            sessions[s.trace_id] = SessionTrace(
-                s,
-                str(s.attributes.get("aftershock.tenant", "")),
-                str(s.attributes.get("aftershock.session", "")),
-            )
+    traces = [
+        SessionTrace(
+            s,
+            str(s.attributes.get("aftershock.tenant", "")),
+            str(s.attributes.get("aftershock.session", "")),
+            (errors or {}).get(s.trace_id, 0),
+        )
+        for s in by_id.values()
+        if s.name == "session" and s.parent_id is None
+    ]
+    return sorted(traces, key=lambda t: t.root.start_ns)
+
+
+def attach_events(traces: Iterable[SessionTrace], events: Iterable[Event]) -> None:
+    """Put each session event under the span it names (else under the session's root)."""
+    index: dict[str, tuple[SessionTrace, dict[str, Span]]] = {
+        t.root.trace_id: (t, {s.span_id: s for s in t.root.walk()}) for t in traces
+    }
     for ev in events:
-        if ev.trace_id is None or ev.trace_id not in sessions or not ev.kind.startswith("session."):
+        if ev.trace_id is None or ev.trace_id not in index or not ev.kind.startswith("session."):
             continue
-        st = sessions[ev.trace_id]
-        span = by_id.get(ev.span_id or "") or st.root
-        if span.trace_id != ev.trace_id:
-            span = st.root
-        span.events.append(ev)  # type: ignore[arg-type]
-        if isinstance(ev, SessionError) or (isinstance(ev, Disconnect) and ev.by == "error"):
-            st.errors += 1
-    return sorted(sessions.values(), key=lambda t: t.root.start_ns)
+        t, spans = index[ev.trace_id]
+        spans.get(ev.span_id or "", t.root).events.append(ev)  # type: ignore[arg-type]
+
+
+def _is_error(raw: dict[str, object]) -> bool:
+    kind = raw.get("kind")
+    return kind == "session.error" or (kind == "session.disconnect" and raw.get("by") == "error")
+
+
+def scan_events(path: Path) -> tuple[list[Event], dict[str, int]]:
+    """One quick pass over a run's log: its fault events (validated) and error events per
+    trace id (counted from the raw JSON, so a long log is not validated in full)."""
+    faults: list[Event] = []
+    errors: dict[str, int] = {}
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise RunDirError(f"cannot read {path}: {exc.strerror}") from exc
+    with fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                raw = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise RunDirError(f"{path}:{lineno}: not JSON: {exc}") from exc
+            kind = raw.get("kind", "")
+            if isinstance(kind, str) and kind.startswith("fault."):
+                try:
+                    faults.append(parse_event(raw))
+                except ValidationError as exc:
+                    raise RunDirError(f"{path}:{lineno}: {exc.errors()[0]['msg']}") from exc
+            elif _is_error(raw) and isinstance(raw.get("trace_id"), str):
+                tid = raw["trace_id"]
+                errors[tid] = errors.get(tid, 0) + 1
+    return faults, errors
+
+
+def events_of(path: Path, trace_ids: set[str]) -> Iterator[Event]:
+    """The events of the given traces, validated; the rest of the log is skipped unparsed."""
+    needles = [f'"trace_id":"{t}"'.encode() for t in trace_ids]
+    with path.open("rb") as fh:
+        for line in fh:
+            if any(n in line for n in needles):
+                yield parse_event(line)
 
 
 def select(
@@ -283,18 +330,32 @@ def render_trace(
     return "\n".join(lines)
 
 
-_FAULT_KINDS = (ToxicAdded, ToxicRemoved, ProxyDisabled, ProxyEnabled, ProxyDeleted)
-
-
-def load_run(run_dir: Path) -> tuple[list[SessionTrace], list[FaultWindow]]:
+def load_run(
+    run_dir: Path,
+    *,
+    failed: bool = False,
+    tenant: str | None = None,
+    session: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[SessionTrace], list[FaultWindow], int, int]:
+    """The matching session traces (at most ``limit``) with their events, the run's fault
+    windows, how many traces matched, and how many session traces the run has in all."""
     spans_path = run_dir / SPANS_FILE
     if not spans_path.exists():
         raise RunDirError(f"{run_dir} has no {SPANS_FILE} (spans went to OTLP, or tracing was off)")
     events_path = run_dir / EVENTS_FILE
-    events: list[Event] = list(iter_events(events_path)) if events_path.exists() else []
-    windows = fault_windows([e for e in events if isinstance(e, _FAULT_KINDS)], 0)
+    faults: list[Event] = []
+    errors: dict[str, int] = {}
+    if events_path.exists():
+        faults, errors = scan_events(events_path)
+    windows = fault_windows(faults, 0)
     spans = read_spans(spans_path)
     sut = run_dir / SAMPLE_SPANS
     if sut.exists():  # the system under test continued the sessions' traces
         spans += read_spans(sut)
-    return assemble(spans, events), windows
+    traces = assemble(spans, errors)
+    matched = select(traces, failed=failed, tenant=tenant, session=session)
+    chosen = matched if limit is None else matched[:limit]
+    if chosen and events_path.exists():
+        attach_events(chosen, events_of(events_path, {t.root.trace_id for t in chosen}))
+    return chosen, windows, len(matched), len(traces)

@@ -68,10 +68,14 @@ def _write_run(run_dir: Path) -> None:
 
 def test_failed_session_tree_shows_the_active_fault(tmp_path: Path) -> None:
     _write_run(tmp_path)
-    traces, windows = load_run(tmp_path)
+    traces, windows, matched, total = load_run(tmp_path)
     assert [t.tenant for t in traces] == ["acme", "globex"]
+    assert (matched, total) == (2, 2)
     failed = select(traces, failed=True)
     assert [t.session for t in failed] == ["globex-s1"]
+    only, _, matched, total = load_run(tmp_path, failed=True, limit=1)
+    assert [t.session for t in only] == ["globex-s1"]
+    assert (matched, total) == (1, 2)
     text = render_trace(failed[0], windows)
     lines = text.splitlines()
     assert lines[0].endswith("FAILED")
