@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -34,6 +34,11 @@ def _env(stack: EmbeddedStack, tmp_path: Path) -> dict[str, str]:
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "aftershock.cli.main", *args]
+
+
+def _run_checks(doc: dict[str, Any]) -> list[tuple[str, bool]]:
+    (v,) = [r for r in doc["results"] if r["kind"] == "result.verdict" and not r["phase"]]
+    return [(c["name"], c["passed"]) for c in v["checks"]]
 
 
 def test_isolation_bug_fails_the_run_naming_the_slo(stack: EmbeddedStack, tmp_path: Path) -> None:
@@ -82,8 +87,9 @@ def test_isolation_bug_fails_the_run_naming_the_slo(stack: EmbeddedStack, tmp_pa
     assert "acme → globex" in html or "globex → acme" in html
 
     # the same report, regenerated from the run's event log
+    live = json.loads((run_dir / "results.json").read_text())
     regen = subprocess.run(
-        _cli("report", str(run_dir)),
+        _cli("report", str(run_dir), "--baseline", str(run_dir)),
         env=_env(stack, tmp_path),
         capture_output=True,
         text=True,
@@ -91,6 +97,9 @@ def test_isolation_bug_fails_the_run_naming_the_slo(stack: EmbeddedStack, tmp_pa
     )
     assert regen.returncode == 1, regen.stderr
     assert "verdict FAIL: gateway:isolation_violations" in regen.stderr
+    assert f"Compared with baseline run {run_dir.name}" in (run_dir / "summary.md").read_text()
+    again = json.loads((run_dir / "results.json").read_text())
+    assert _run_checks(again) == _run_checks(live)
 
     # a failed session's trace, with the fault active when it failed
     traces = subprocess.run(
