@@ -129,6 +129,14 @@ def run(
     trace_every: Annotated[
         int, typer.Option(help="Trace every n-th round trip of a session (0: none).", min=0)
     ] = 20,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Analyse with this many analyzer worker processes (aftershock analyze) "
+            "instead of in process.",
+            min=0,
+        ),
+    ] = 0,
     continuous: Annotated[
         bool,
         typer.Option(
@@ -193,6 +201,7 @@ def run(
         line_every_s=line_every_s,
         trace_every=trace_every,
         ignore_safeguards=tuple(ignore_safeguard or ()),
+        workers=workers,
     )
     if continuous:
         from aftershock.gameday.continuous import Continuous, ContinuousOptions

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from aftershock.gameday.dashboard import Dashboard
 from aftershock.gameday.live import LiveTap
 from aftershock.gameday.remote import publish_snapshot
 from aftershock.gameday.sample import SampleProcess, is_sample_experiment, plan_sample
+from aftershock.gameday.workers import AnalyzerWorkers, WorkerAnalysis
 from aftershock.report.errors import GamedayError, RunSetupError
 from aftershock.report.files import (
     ANALYSIS_FILE,
@@ -76,6 +78,8 @@ class GamedayOptions:
     trace_every: int = 20
     """Trace every n-th round trip of each session (0: sessions and connects only)."""
     drain_timeout_s: float = 15.0
+    workers: int = 0
+    """Analyzer worker processes (``aftershock analyze``) to start; 0 analyses in process."""
     global_tracing: bool = True
     """Install the run's tracer provider globally (the injector's spans go through it); off
     for continuous rounds, whose providers come and go."""
@@ -221,12 +225,22 @@ class Gameday:
         ctl = ToxiproxyController(api_url)
         config = analyzer_config(self.exp)
         tap_box: list[LiveTap] = []
-        analysis = LiveAnalysis(
-            self.experiment_id,
-            config,
-            redis=redis,
-            on_results=lambda rs: tap_box[0].update_results(rs) if tap_box else None,
-        )
+        analysis: LiveAnalysis | WorkerAnalysis
+        if self.opts.workers:
+            analysis = WorkerAnalysis(
+                self.experiment_id,
+                config,
+                redis,
+                on_results=lambda rs: tap_box[0].update_results(rs) if tap_box else None,
+            )
+            await analysis.publish_config()
+        else:
+            analysis = LiveAnalysis(
+                self.experiment_id,
+                config,
+                redis=redis,
+                on_results=lambda rs: tap_box[0].update_results(rs) if tap_box else None,
+            )
         executor = self.executor = Executor(
             self.exp,
             ctl,
@@ -244,6 +258,16 @@ class Gameday:
         atomic_write(run_dir / ANALYSIS_FILE, config.model_dump_json(indent=2) + "\n")
         self._link_latest(run_dir)
 
+        if self.opts.workers:
+            env = {
+                **os.environ,
+                "AFTERSHOCK_KAFKA_BOOTSTRAP": kafka,
+                "AFTERSHOCK_REDIS_URL": redis_url,
+                "AFTERSHOCK_STATE_DIR": str(self.settings.state_dir),
+            }
+            await stack.enter_async_context(
+                AnalyzerWorkers(self.opts.workers, f"aftershock-run-{run_id}", env, run_dir)
+            )
         events_file = JsonlSink(run_dir / EVENTS_FILE)
         stack.callback(events_file.close)
         publisher = await stack.enter_async_context(
@@ -352,7 +376,11 @@ class Gameday:
                     f"{self.sut_exit_at_s:.0f} s into the run (see {SAMPLE_LOG})"
                 )
                 note = f"{note}; {crash}" if note else crash
-            results = await asyncio.shield(analysis.drain(self.opts.drain_timeout_s))
+            drain_s = self.opts.drain_timeout_s * (4 if self.opts.workers else 1)
+            results = await asyncio.shield(analysis.drain(drain_s))
+            if isinstance(analysis, WorkerAnalysis) and not analysis.drained:
+                late = f"the analyzer workers had not caught up after {drain_s:g} s"
+                note = f"{note}; {late}" if note else late
             meta = RunMeta(
                 experiment_id=self.experiment_id,
                 run_id=run_id,

@@ -117,9 +117,10 @@ def test_isolation_bug_fails_the_run_naming_the_slo(stack: EmbeddedStack, tmp_pa
 def test_ctrl_c_reverts_faults_and_writes_a_partial_report(
     stack: EmbeddedStack, tmp_path: Path
 ) -> None:
+    """Also the analysis by an analyzer worker process (Faust) instead of in process."""
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
-        _cli("run", str(SHORT), "--runs-dir", str(runs), "--line-every-s", "1"),
+        _cli("run", str(SHORT), "--runs-dir", str(runs), "--line-every-s", "1", "--workers", "1"),
         env=_env(stack, tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -142,3 +143,7 @@ def test_ctrl_c_reverts_faults_and_writes_a_partial_report(
     assert "run interrupted" in (run_dir / "report.html").read_text()
     root = ET.parse(run_dir / "junit.xml").getroot()
     assert root.find("testsuite/testcase[@name='run']/error") is not None
+    # the worker judged the partial run, and the run waited for it
+    assert (run_dir / "analyzer-0.log").exists()
+    assert "had not caught up" not in meta["note"]
+    assert _run_checks(json.loads((run_dir / "results.json").read_text()))
