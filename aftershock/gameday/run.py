@@ -376,7 +376,7 @@ class Gameday:
                     f"{self.sut_exit_at_s:.0f} s into the run (see {SAMPLE_LOG})"
                 )
                 note = f"{note}; {crash}" if note else crash
-            drain_s = self.opts.drain_timeout_s * (4 if self.opts.workers else 1)
+            drain_s = self.opts.drain_timeout_s * (2 if self.opts.workers else 1)
             results = await asyncio.shield(analysis.drain(drain_s))
             if isinstance(analysis, WorkerAnalysis) and not analysis.drained:
                 late = f"the analyzer workers had not caught up after {drain_s:g} s"

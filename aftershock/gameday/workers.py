@@ -160,21 +160,26 @@ class WorkerAnalysis:
             for k, v in raw.items()
         }
 
-    async def drain(self, timeout_s: float) -> list[ResultEvent]:
-        """Wait until the workers have taken in every event the run emitted and judged the
-        run; returns their results (what there is, if ``timeout_s`` passes first)."""
+    async def drain(self, timeout_s: float, *, quiet_s: float = 3.0) -> list[ResultEvent]:
+        """Wait until the workers have judged the run with nothing left buffered, and have
+        either counted every event the run emitted or written nothing new for ``quiet_s``
+        (events that arrive after a run was judged are not counted); returns their results
+        (what there is, if ``timeout_s`` passes first)."""
         deadline = time.monotonic() + timeout_s
+        last_update: bytes | str | None = None
+        quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
                 await self.step()
                 stats = await self._stats()
-                accepted = int(stats.get("accepted") or 0) + int(stats.get("duplicates") or 0)
-                done = (
-                    accepted >= self.emitted
-                    and stats.get("buffered") == "0"
-                    and any(isinstance(r, Verdict) and not r.phase for r in self.results)
+                seen = sum(int(stats.get(k) or 0) for k in ("accepted", "duplicates", "too_late"))
+                update = await self._redis.get(f"{prefix(self.experiment_id)}:updated_ns")
+                if update != last_update:
+                    last_update, quiet_since = update, time.monotonic()
+                judged = stats.get("buffered") == "0" and any(
+                    isinstance(r, Verdict) and not r.phase for r in self.results
                 )
-                if done:
+                if judged and (seen >= self.emitted or time.monotonic() - quiet_since >= quiet_s):
                     self.drained = True
                     return self.results
             await asyncio.sleep(self._interval_s)

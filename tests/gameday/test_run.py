@@ -126,12 +126,21 @@ def test_ctrl_c_reverts_faults_and_writes_a_partial_report(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stderr is not None
-    for line in proc.stderr:  # wait until the Redis outage is in force
-        if "faults=redis-outage" in line:
-            break
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # wait until the Redis outage is in force
+            if "faults=redis-outage" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:  # never leave a run behind, even when the test fails
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     assert proc.returncode == 2, err[-3000:]
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.is_symlink()]
     journal = json.loads((run_dir / "journal.json").read_text())
