@@ -118,12 +118,12 @@ class AuthManager:
         body = {"tenant": state.tenant, "user": state.user, "password": self._password}
         try:
             data = await self._post(self.flow.login_path, body, None)
+            self._store(state, data)
         except AuthError as exc:
             self._counts["login_failures"] += 1
             self._recorder.error(state.who, "LoginFailed", str(exc), "auth", NO_TRACE)
             raise
         self._counts["logins"] += 1
-        self._store(state, data)
 
     def _store(self, state: _UserAuth, data: dict[str, object]) -> None:
         access, refresh, ttl = (

@@ -23,7 +23,7 @@ import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 import redis.asyncio as aioredis
@@ -32,11 +32,7 @@ from redis.exceptions import RedisError
 from generators.errors import CoordinationError
 from generators.stats import GeneratorStats
 
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
 START_DELAY_S = 0.5
-HEARTBEAT_S = 1.0
 HEARTBEAT_TTL_MS = 5000
 Signal = Literal["stop", "abort"]
 
@@ -178,26 +174,6 @@ class Coordination:
         await self._redis.hset(
             self._k("done"), generator_id, orjson.dumps(dataclasses.asdict(stats))
         )
-
-    async def run_heartbeats(
-        self,
-        generator_id: str,
-        statistics: Callable[[], GeneratorStats],
-        on_signal: Callable[[Signal], Awaitable[None] | None],
-    ) -> None:
-        """Publish statistics and watch for stop/abort until cancelled."""
-        while True:
-            try:
-                await self.heartbeat(generator_id, statistics())
-                sig = await self.signal()
-            except RedisError:
-                sig = None  # a coordination hiccup must not end the load
-            if sig is not None:
-                result = on_signal(sig)
-                if result is not None:
-                    await result
-                return
-            await asyncio.sleep(HEARTBEAT_S)
 
 
 def wall_to_monotonic(wall_ns: int) -> float:

@@ -128,6 +128,7 @@ class Generator:
         self._ctx: RunContext | None = None
         self._t0: float | None = None
         self._stop_requested = False
+        self._abort = False
         if options.check_fds:
             check_capacity(len(self.plans), 1 + (profile.auth is not None))
 
@@ -135,10 +136,14 @@ class Generator:
         elapsed = self._clock.monotonic() - self._t0 if self._t0 is not None else 0.0
         return self.counters.snapshot(elapsed, self.recorder.emitted)
 
-    def stop(self) -> None:
-        """End the load phase now: sessions stop sending, drain briefly and disconnect."""
+    def stop(self, *, drain: bool = True) -> None:
+        """End the load phase now: sessions stop sending, wait up to ``drain_s`` for answers
+        still due (not at all when ``drain`` is False, i.e. an abort) and disconnect."""
         self._stop_requested = True
+        self._abort = self._abort or not drain
         if self._ctx is not None:
+            if self._abort:
+                self._ctx.drain_s = 0.0
             self._ctx.stop()
 
     async def run(self, start_at: float | None = None) -> GeneratorStats:
@@ -172,7 +177,7 @@ class Generator:
             trace_every=opts.trace_every,
         )
         if self._stop_requested:
-            ctx.stop()
+            self.stop(drain=not self._abort)
         try:
             async with asyncio.TaskGroup() as tg:
                 ticker = tg.create_task(ctx.ticker.run())

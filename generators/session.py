@@ -31,6 +31,8 @@ from schemas.load import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from generators.context import RunContext
     from generators.engines.base import Closed, Connection
     from generators.population import SessionPlan
@@ -59,23 +61,29 @@ def backoff_delay_s(policy: Backoff, attempt: int, rng: random.Random) -> float:
     return max(0.0, base + jitter) / 1000.0
 
 
-def draw_size(dist: SizeDist, rng: random.Random) -> int:
+def size_sampler(dist: SizeDist, rng: random.Random) -> Callable[[], int]:
+    """A function drawing message sizes from ``dist`` (decided once per send step)."""
     if isinstance(dist, FixedSize):
-        return dist.bytes
+        fixed = dist.bytes
+        return lambda: fixed
     if isinstance(dist, UniformSize):
-        return rng.randint(dist.min_bytes, dist.max_bytes)
+        lo, hi = dist.min_bytes, dist.max_bytes
+        return lambda: rng.randint(lo, hi)
     assert isinstance(dist, NormalSize)
-    return max(0, min(dist.max_bytes, round(rng.gauss(dist.mean_bytes, dist.stddev_bytes))))
+    mean, sd, top = dist.mean_bytes, dist.stddev_bytes, dist.max_bytes
+    return lambda: max(0, min(top, round(rng.gauss(mean, sd))))
 
 
 class Session:
     __slots__ = (
         "_active",
         "_drain",
+        "_due",
         "_interval_s",
         "_lost",
         "_remaining",
         "_send_done",
+        "_size",
         "_step",
         "_sub_ack",
         "channels",
@@ -111,7 +119,9 @@ class Session:
         self._step: SendStep | None = None
         self._remaining: int | None = None
         self._interval_s = 1.0
+        self._due = 0.0
         self._send_done: asyncio.Future[None] | None = None
+        self._size: Callable[[], int] = lambda: 0
         self._lost: asyncio.Future[None] | None = None
         self._sub_ack: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -269,10 +279,12 @@ class Session:
         self._step = step
         self._remaining = step.count
         self._interval_s = 1.0 / step.rate_per_s
+        self._size = size_sampler(step.size, self.rng)
         done = self._send_done = loop.create_future()
         # A random phase spreads the first sends of sessions that connected together.
         first = ctx.clock.monotonic() + self.rng.uniform(0, self._interval_s)
         while True:
+            self._due = first
             ctx.ticker.schedule(self, first)
             assert self._lost is not None
             await wait_any(ctx.clock, [done, self._lost, ctx.stopped])
@@ -312,22 +324,27 @@ class Session:
             return None
         self.seq += 1
         seq = self.seq
-        size = draw_size(step.size, self.rng)
+        size = self._size()
         stamp = self.stamper.stamp(seq, ctx.clock.wall_ns(), size)
         broadcast = step.expect == "broadcast"
         channel = (step.channel or (self.channels or self.plan.channels)[0]) if broadcast else None
         frame = ctx.codec.publish(channel, stamp) if channel is not None else ctx.codec.echo(stamp)
-        try:
-            conn.send(frame, seq)
-        except ConnectionLost:
-            return None
         span: trace.Span | None = None
         ids = self.trace
+        traceparent = None
         if ctx.trace_every and seq % ctx.trace_every == 0:
             span = ctx.tracer.start_span(
                 "round_trip", context=self.root_ctx, attributes={"aftershock.seq": seq}
             )
             ids = span_ids(span)
+            if ids[0] is not None:
+                traceparent = f"00-{ids[0]}-{ids[1]}-01"
+        try:
+            conn.send(frame, seq, traceparent)
+        except ConnectionLost:
+            if span is not None:
+                span.end()
+            return None
         if step.expect != "none":
             self.pending[seq] = (now, span, ids)
             ctx.ticker.expect(now + step.timeout_ms / 1000, self, seq)
@@ -341,7 +358,11 @@ class Session:
                 if self._send_done is not None and not self._send_done.done():
                     self._send_done.set_result(None)
                 return None
-        return now + self._interval_s
+        # Keep each session's phase: the next send is due one interval after this one was
+        # due, not after it happened, or sessions delayed by a slow tick would bunch up.
+        due = self._due + self._interval_s
+        self._due = due if due > now - 1.0 else now
+        return self._due
 
     def on_timeout(self, seq: int) -> None:
         entry = self.pending.pop(seq, None)

@@ -1,7 +1,8 @@
 """Stability search: run the profile at growing concurrency until the SLOs break.
 
 Each level is a fresh run of the profile's script with the first ``level`` sessions of the
-population, for ``hold_s`` seconds. A level is stable when its error rate and client p99 round
+population, all started at once (the profile's ramp is replaced by a constant one, its stagger
+kept), for ``hold_s`` seconds. A level is stable when its error rate and client p99 round
 trip stay within the SLOs; the search stops at the first unstable level and reports the highest
 stable one (None when even the first level broke).
 """
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from generators.runner import Generator, GeneratorOptions
 from generators.shapes import stability_levels
+from schemas.load import RampShape
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -74,7 +76,10 @@ async def search_stability(
         raise ValueError("the profile has no stability section")
     maximum = min(search.max_sessions or profile.total_sessions, profile.total_sessions)
     start = min(search.start, maximum)
-    held = profile.model_copy(update={"duration_s": search.hold_s, "stability": None})
+    # A level is a concurrency: all its sessions start together (keeping any stagger), so
+    # the whole level is under load for the hold time whatever ramp the profile has.
+    ramp = RampShape(shape="constant", stagger_ms=profile.ramp.stagger_ms)
+    held = profile.model_copy(update={"duration_s": search.hold_s, "stability": None, "ramp": ramp})
     results: list[LevelResult] = []
     highest: int | None = None
     for level in stability_levels(start, search.step, maximum, search.factor):

@@ -89,9 +89,10 @@ class GeneratorStats:
 
     @property
     def error_rate(self) -> float:
-        """Failed operations (errors incl. timeouts) per attempted send or connect."""
+        """Errors (incl. timeouts) per attempted send or connect, at most 1.0 (one message
+        can fail twice, e.g. a server error answer and then the timeout of its echo)."""
         attempts = self.sends + self.connects + self.connect_failures
-        return self.errors / attempts if attempts else 0.0
+        return min(1.0, self.errors / attempts) if attempts else 0.0
 
     def line(self) -> str:
         p99 = f"{self.p99_ms:.1f}" if self.p99_ms is not None else "-"

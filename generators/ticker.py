@@ -42,7 +42,7 @@ class Ticker:
     def schedule(self, item: Tickable, at: float) -> None:
         """Fire ``item`` at ``at`` (or the next tick); an earlier schedule of it is dropped."""
         item.due_gen += 1
-        tick = max(self._done_tick + 1, math.ceil((at - self._t0) / self._tick_s))
+        tick = max(self._done_tick + 1, math.ceil((at - self._t0) / self._tick_s - 1e-9))
         bucket = self._wheel.get(tick)
         if bucket is None:
             self._wheel[tick] = [(item, item.due_gen)]
@@ -57,7 +57,9 @@ class Ticker:
 
     def run_due(self, now: float) -> None:
         """Fire everything due by ``now``; exposed for tests that drive time by hand."""
-        current = math.floor((now - self._t0) / self._tick_s)
+        # The epsilon keeps a tick whose deadline is exactly now from rounding down to the
+        # previous one (which would re-arm the same deadline forever on a fake clock).
+        current = math.floor((now - self._t0) / self._tick_s + 1e-9)
         wheel = self._wheel
         for tick in range(self._done_tick + 1, current + 1):
             bucket = wheel.pop(tick, None)

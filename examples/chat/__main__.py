@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -181,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    _raise_fd_limit()
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid> prints every thread's stack
     provider = configure_tracing(args.service_name, args.spans_file)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -189,6 +192,17 @@ def main(argv: list[str] | None = None) -> int:
         if provider is not None:
             provider.shutdown()
     return 0
+
+
+def _raise_fd_limit() -> None:
+    """Every WebSocket session is a descriptor: allow as many as the hard limit does."""
+    try:
+        import resource
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -45,6 +45,9 @@ class ChatConfig(BaseModel):
     redis_ping_interval_s: float = Field(
         default=0.5, gt=0, description="How often the subscriber connection is pinged."
     )
+    redis_dead_after_s: float = Field(
+        default=3.0, gt=0, description="Redis silent this long (own loop lag excluded) is down."
+    )
     link_heartbeat_s: float = Field(
         default=0.5, gt=0, description="Message service -> gateway status frame interval."
     )

@@ -17,31 +17,28 @@ import time
 from collections import deque
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-import orjson
 from aiohttp import WSMsgType, web
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import ops, wire
 from .auth import Identity, TokenStore
-from .config import NAME_RE, BugsUpdate, ChatConfig, Defects
+from .config import BugsUpdate, ChatConfig, Defects
 from .errors import (
-    AuthError,
     BadFrame,
     ChatError,
     LinkDown,
-    LoginRefused,
     RedisDown,
     UpstreamUnavailable,
 )
+from .http_api import HttpApi, HttpError, bearer_token
 from .link import LinkState, MessageLink
 from .slots import Slot, SlotTable
 from .telemetry import context_from_headers, current_traceparent, tracer
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
     from types import TracebackType
 
     from opentelemetry import trace
@@ -49,30 +46,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOKEN_PURGE_INTERVAL_S = 60.0
-ITEMS = [{"id": i, "name": f"item-{i}", "price_cents": 100 * i + 99} for i in range(1, 6)]
-
-_M = TypeVar("_M", bound=BaseModel)
 
 Key = tuple[str, str]
 """(tenant, channel)"""
-
-
-class LoginRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-    tenant: str = Field(pattern=NAME_RE.pattern)
-    user: str = Field(pattern=NAME_RE.pattern)
-    password: str = ""
-
-
-class RefreshRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-    refresh_token: str
-
-
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +74,16 @@ class Session:
         if self.closing:
             return
         if self.outbox.qsize() >= self.outbox_limit:
+            # Drop what it has not read, so the close is the next thing it gets.
+            while not self.outbox.empty():
+                self.outbox.get_nowait()
             self.close_soon(1013, "slow consumer: outbox full")
             return
         self.outbox.put_nowait(payload)
 
     def fail(self, code: str, message: str, close_code: int) -> None:
         self.push(ops.error(code, message))
-        self.close_soon(close_code, message[:120])
+        self.close_soon(close_code, message)
 
     def close_soon(self, code: int, reason: str) -> None:
         if not self.closing:
@@ -153,22 +132,24 @@ class Gateway:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Gateway:
+        # Bind first: a failed start then raises the plain error (not a task-group wrapper)
+        # and still releases whatever it had bound.
         async with AsyncExitStack() as stack:
-            tg = await stack.enter_async_context(asyncio.TaskGroup())
-            for job in (self._link.run(), self._purge_tokens()):
-                task = tg.create_task(job)
-                stack.callback(task.cancel)
+            sock = socket.create_server((self._host, self._port), backlog=4096)
+            stack.callback(sock.close)  # after the runner's cleanup, if start fails midway
             runner = web.AppRunner(
                 self._make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
             )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            sock = socket.create_server((self._host, self._port), backlog=4096)
             site = web.SockSite(runner, sock, backlog=4096)
             await site.start()
             host, port = sock.getsockname()[:2]
             self.url = f"http://{host}:{port}"
             self.ws_url = f"ws://{host}:{port}/ws"
+            tg = await stack.enter_async_context(asyncio.TaskGroup())
+            for job in (self._link.run(), self._purge_tokens()):
+                stack.callback(tg.create_task(job).cancel)
             stack.push_async_callback(self._close_sessions)
             self._stack = stack.pop_all()
         return self
@@ -339,12 +320,17 @@ class Gateway:
     # -- WebSocket ------------------------------------------------------------------------
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
-        token = _bearer(request) or request.query.get("token", "")
+        token = bearer_token(request) or request.query.get("token", "")
         if not token:
-            raise _HttpError(401, "missing access token (Authorization: Bearer or ?token=)")
+            raise HttpError(401, "missing access token (Authorization: Bearer or ?token=)")
         identity = self.tokens.verify(token)
         if not self.healthy:
-            raise _HttpError(503, "upstream unavailable: " + str(self.health()))
+            health = self.health()
+            raise HttpError(
+                503,
+                f"upstream unavailable (message service {health['message_service']}, "
+                f"redis {health['redis']})",
+            )
         ws = web.WebSocketResponse(
             compress=False, max_msg_size=self._config.max_frame_bytes, timeout=2.0
         )
@@ -384,7 +370,9 @@ class Gateway:
             while True:
                 item = await session.outbox.get()
                 if isinstance(item, _Close):
-                    await ws.close(code=item.code, message=item.reason.encode())
+                    # A close reason is at most 123 bytes of UTF-8.
+                    reason = item.reason.encode()[:120].decode(errors="ignore").encode()
+                    await ws.close(code=item.code, message=reason)
                     return
                 await ws.send_frame(item, WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
@@ -453,87 +441,16 @@ class Gateway:
     # -- HTTP -----------------------------------------------------------------------------
 
     def _make_app(self) -> web.Application:
+        api = HttpApi(self, self.tokens, self._defects)
         app = web.Application(
-            middlewares=[self._errors], client_max_size=self._config.max_frame_bytes
+            middlewares=[api.errors], client_max_size=self._config.max_frame_bytes
         )
-        app.router.add_post("/auth/login", self._login)
-        app.router.add_post("/auth/refresh", self._refresh)
-        app.router.add_post("/auth/logout", self._logout)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_post("/api/echo", self._api_echo)
-        app.router.add_get("/api/items", self._api_items)
-        app.router.add_get("/admin/bugs", self._get_bugs)
-        app.router.add_post("/admin/bugs", self._post_bugs)
+        api.add_routes(app)
         app.router.add_get("/ws", self._ws)
         return app
 
-    @web.middleware
-    async def _errors(
-        self,
-        request: web.Request,
-        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
-        try:
-            if request.path == "/ws":
-                return await handler(request)
-            with tracer.start_as_current_span(
-                f"{request.method} {request.path}",
-                context=context_from_headers(request.headers),
-                kind=SpanKind.SERVER,
-            ) as span:
-                response = await handler(request)
-                span.set_attribute("http.response.status_code", response.status)
-                return response
-        except _HttpError as exc:
-            return _json({"error": str(exc)}, exc.status)
-        except (AuthError, LoginRefused) as exc:
-            return _json({"error": str(exc)}, 401)
-        except UpstreamUnavailable as exc:
-            return _json({"error": str(exc)}, 503)
-
-    async def _login(self, request: web.Request) -> web.StreamResponse:
-        body = _model(LoginRequest, await _json_body(request), "login")
-        pair = self.tokens.login(body.tenant, body.user, body.password)
-        return _json(
-            {
-                "access_token": pair.access_token,
-                "refresh_token": pair.refresh_token,
-                "expires_in_s": pair.expires_in_s,
-            }
-        )
-
-    async def _refresh(self, request: web.Request) -> web.StreamResponse:
-        body = _model(RefreshRequest, await _json_body(request), "refresh")
-        pair = self.tokens.refresh(body.refresh_token)
-        return _json(
-            {
-                "access_token": pair.access_token,
-                "refresh_token": pair.refresh_token,
-                "expires_in_s": pair.expires_in_s,
-            }
-        )
-
-    async def _logout(self, request: web.Request) -> web.StreamResponse:
-        self.tokens.logout(self._require_bearer(request))
-        return web.Response(status=204)
-
-    async def _healthz(self, request: web.Request) -> web.StreamResponse:
-        return _json(self.health(), 200 if self.healthy else 503)
-
-    async def _api_echo(self, request: web.Request) -> web.StreamResponse:
-        self.tokens.verify(self._require_bearer(request))
-        body = await request.read()
-        return web.Response(body=body, content_type=request.content_type)
-
-    async def _api_items(self, request: web.Request) -> web.StreamResponse:
-        return _json(ITEMS)
-
-    async def _get_bugs(self, request: web.Request) -> web.StreamResponse:
-        return _json(self._defects.snapshot())
-
-    async def _post_bugs(self, request: web.Request) -> web.StreamResponse:
-        raw = await _json_body(request)
-        update = _model(BugsUpdate, raw, "bugs")
+    async def update_bugs(self, update: BugsUpdate) -> None:
+        """Apply ``update`` here and, for slow_recovery, in the message service first."""
         if update.slow_recovery is not None or update.slow_recovery_s is not None:
             # slow_recovery lives in the message service, which may be another process.
             request_id = next(self._ids)
@@ -545,48 +462,12 @@ class Gateway:
                 )
                 async with asyncio.timeout(2.0):
                     await reply
-            except (LinkDown, TimeoutError) as exc:
-                raise _HttpError(503, "message service unreachable; nothing changed") from exc
+            except TimeoutError as exc:
+                raise LinkDown("message service did not answer") from exc
             finally:
                 self._bug_replies.pop(request_id, None)
         update.apply(self._defects)
         log.warning("defects now %s", self._defects.snapshot())
-        return _json(self._defects.snapshot())
-
-    def _require_bearer(self, request: web.Request) -> str:
-        token = _bearer(request)
-        if not token:
-            raise _HttpError(401, "missing Authorization: Bearer <access token>")
-        return token
-
-
-def _bearer(request: web.Request) -> str:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-async def _json_body(request: web.Request) -> object:
-    try:
-        return orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        raise _HttpError(400, f"request body is not JSON: {exc}") from exc
-
-
-def _model(model: type[_M], raw: object, what: str) -> _M:
-    if not isinstance(raw, dict):
-        raise _HttpError(400, f"{what}: request body must be a JSON object")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise _HttpError(400, f"{what}: {problems}") from exc
-
-
-def _json(value: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
 
 
 def _mark_retrieved(fut: asyncio.Future[None]) -> None:

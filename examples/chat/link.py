@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from . import wire
 from .errors import BadFrame, LinkDown
+from .liveness import Silence
 
 if TYPE_CHECKING:
     from .config import ChatConfig
@@ -43,7 +44,6 @@ class MessageLink:
         self._out: wire.FrameWriter | None = None
         self.state = LinkState.CONNECTING
         self.connects = 0
-        self._last_rx = 0.0
 
     def send(self, frame: wire.Frame) -> None:
         if self._out is None or self._out.closing:
@@ -86,23 +86,16 @@ class MessageLink:
             self.state = LinkState.UP
             self.connects += 1
             self._listener.link_up(hello)
+            silence = Silence(
+                self._config.link_timeout_s, self._config.link_timeout_s / 5, "message service"
+            )
             async with asyncio.TaskGroup() as tg:
-                watchdog = tg.create_task(self._watchdog())
+                # The message service sends a status frame every heartbeat; silence means a
+                # stalled path (a proxy that stopped forwarding) even while the socket is open.
+                watchdog = tg.create_task(silence.watch())
                 while (frame := await wire.read_frame(reader, limit)) is not None:
-                    self._last_rx = asyncio.get_running_loop().time()
+                    silence.heard()
                     self._listener.link_frame(frame)
                 watchdog.cancel()
         except* (OSError, TimeoutError, BadFrame) as group:
             log.warning("link to the message service lost: %r", group.exceptions[0])
-
-    async def _watchdog(self) -> None:
-        # The message service sends a status frame every heartbeat; silence means a stalled
-        # path (a proxy that stopped forwarding) even while the socket looks open.
-        loop = asyncio.get_running_loop()
-        self._last_rx = loop.time()
-        while True:
-            await asyncio.sleep(self._config.link_timeout_s / 4)
-            if loop.time() - self._last_rx > self._config.link_timeout_s:
-                raise TimeoutError(
-                    f"no frame from the message service for {self._config.link_timeout_s} s"
-                )

@@ -85,8 +85,9 @@ class MessageService:
         return self._defects
 
     async def __aenter__(self) -> MessageService:
+        # Bind first: a failed start then raises the plain error (not a task-group wrapper)
+        # and still releases whatever it had bound.
         async with AsyncExitStack() as stack:
-            tg = self._tg = await stack.enter_async_context(asyncio.TaskGroup())
             stack.push_async_callback(self._close_servers)
             link_server = await asyncio.start_server(self._serve_link, self._host, self._port)
             self._servers.append(link_server)
@@ -96,10 +97,10 @@ class MessageService:
             self._servers.append(echo_server)
             self.addr = _addr(link_server)
             self.echo_addr = _addr(echo_server)
-            hub_task = tg.create_task(self._hub.run())
-            stack.callback(hub_task.cancel)
-            heartbeat_task = tg.create_task(self._heartbeat())
-            stack.callback(heartbeat_task.cancel)
+            stack.callback(setattr, self, "_tg", None)  # runs once the task group is done
+            tg = self._tg = await stack.enter_async_context(asyncio.TaskGroup())
+            stack.push_async_callback(self._hub.stop, tg.create_task(self._hub.run()))
+            stack.callback(tg.create_task(self._heartbeat()).cancel)
             self._stack = stack.pop_all()
         return self
 
@@ -134,9 +135,9 @@ class MessageService:
         link.send({"t": "hello", "redis": self._hub.state.value, "bugs": self._defects.snapshot()})
         try:
             async with asyncio.TaskGroup() as tg:
-                while (frame := await wire.read_frame(reader, self._link_frame_limit)) is not None:
+                while (body := await wire.read_body(reader, self._link_frame_limit)) is not None:
                     try:
-                        self._dispatch(link, frame, tg)
+                        self._dispatch(link, wire.decode(body), tg)
                     except BadFrame as exc:
                         link.send({"t": "bad", "code": exc.code, "message": exc.message})
         except* BadFrame as group:
@@ -232,7 +233,10 @@ class MessageService:
         if not links:
             del self._interest[key]
             if self._tg is not None:
-                self._tg.create_task(self._unsubscribe(key))
+                # The group refuses new tasks once it is shutting down; then there is
+                # nothing left to unsubscribe from.
+                with contextlib.suppress(RuntimeError):
+                    self._tg.create_task(self._unsubscribe(key))
 
     async def _unsubscribe(self, key: str) -> None:
         # Interest may have come back before this task ran; then the subscription stays.
@@ -277,7 +281,7 @@ class MessageService:
                 await writer.drain()
         except (ValueError, asyncio.LimitOverrunError):
             writer.write(b"error: line longer than %d bytes\n" % ECHO_LINE_LIMIT)
-        except OSError:
+        except (OSError, RuntimeError):  # uvloop: RuntimeError on a transport already closed
             pass
         finally:
             self._echo_writers.discard(writer)

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from .config import Bug, ChatConfig, Defects
 from .errors import RedisDown
+from .liveness import Silence
 from .telemetry import tracer
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 CONTROL_CHANNEL = "chat-control"
 """Always subscribed, so the subscriber connection exists even with no chat channel."""
 PUBLISH_BATCH = 512
+CONNECTION_ERRORS = (RedisError, OSError, TimeoutError, RuntimeError)
+"""What a lost Redis connection looks like from the client. RuntimeError is uvloop's word for
+a write on a transport the outage already closed."""
 
 
 class RedisState(enum.Enum):
@@ -78,11 +82,14 @@ class RedisHub:
         self._on_message = on_message
         self._on_state = on_state
         self._state = RedisState.CONNECTING
+        self._stopping = False
+        self._client: aioredis.Redis | None = None
+        self._pubsub_conn: PubSub | None = None
         self._keys: set[str] = set()
         self._confirms: dict[str, deque[asyncio.Future[None]]] = {}
         self._pubsub: PubSub | None = None
         self._queue: asyncio.Queue[_Publish] = asyncio.Queue()
-        self._last_pong = 0.0
+        self._silence = Silence(config.redis_dead_after_s, config.redis_ping_interval_s, "redis")
         self.outages = 0
 
     @property
@@ -93,22 +100,22 @@ class RedisHub:
 
     async def subscribe(self, key: str) -> None:
         """Subscribe ``key`` and wait until Redis confirms it."""
+        self._keys.add(key)  # resubscribed on every reconnect until unsubscribed
         if self._state is not RedisState.UP or self._pubsub is None:
             raise RedisDown("redis is down")
-        self._keys.add(key)
         waiter = asyncio.get_running_loop().create_future()
         self._confirms.setdefault(key, deque()).append(waiter)
         try:
             async with asyncio.timeout(self._config.redis_timeout_s):
                 await self._pubsub.subscribe(key)
                 await waiter
-        except (RedisError, OSError, TimeoutError) as exc:
+        except CONNECTION_ERRORS as exc:
             raise RedisDown(f"redis subscribe failed: {exc!r}") from exc
 
     async def unsubscribe(self, key: str) -> None:
         self._keys.discard(key)
         if self._state is RedisState.UP and self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError, TimeoutError):
+            with contextlib.suppress(*CONNECTION_ERRORS):
                 async with asyncio.timeout(self._config.redis_timeout_s):
                     await self._pubsub.unsubscribe(key)
 
@@ -123,23 +130,54 @@ class RedisHub:
 
     # -- supervisor -----------------------------------------------------------------------
 
+    async def stop(self, run_task: asyncio.Task[None]) -> None:
+        """End ``run_task`` (the task running ``run()``).
+
+        Cancelling alone is not enough: the Redis client can swallow a cancellation that lands
+        while it connects, and the task then serves on. So also flag the loop to end and cut
+        the connections under the client, until the task is done.
+        """
+        self._stopping = True
+        while not run_task.done():
+            run_task.cancel()
+            await self._disconnect()
+            await asyncio.wait({run_task}, timeout=0.1)
+
+    async def _disconnect(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._pubsub_conn is not None and self._pubsub_conn.connection is not None:
+                await self._pubsub_conn.connection.disconnect(nowait=True)
+            if self._client is not None:
+                await self._client.connection_pool.disconnect(inuse_connections=True)
+
     async def run(self) -> None:
-        """Connect, serve until the connection fails, back off, repeat. Runs until cancelled."""
+        """Connect, serve until the connection fails, back off, repeat; until cancelled or
+        stopped."""
         delay_s = self._config.backoff_initial_s
-        while True:
+        while not self._stopping:
             self._move(RedisState.CONNECTING)
-            was_up = False
+            error: BaseException | None = None
             try:
                 await self._serve_connection()
-            except* (RedisError, OSError, TimeoutError, RedisDown) as group:
-                log.warning("redis connection lost: %r", group.exceptions[0])
-                was_up = self._state is RedisState.UP
-            if was_up:
-                delay_s = self._config.backoff_initial_s
+            except* (*CONNECTION_ERRORS, RedisDown) as group:
+                error = group.exceptions[0]
+            except* Exception as group:
+                # The client has races of its own when a connection dies under concurrent use
+                # (e.g. AttributeError on a writer it already dropped). A service under test
+                # must outlive its dependency's outage: treat it as a lost connection.
+                error = group.exceptions[0]
+                log.warning("redis client failed oddly, taken as a lost connection: %r", error)
+                log.debug("redis client failure", exc_info=error)
+            lost = self._state is RedisState.UP  # as opposed to a failed reconnect attempt
             self._move(RedisState.DOWN)
-            if self._defects.enabled(Bug.SLOW_RECOVERY):
-                # The defect: a fixed pause before even trying to reconnect.
-                await asyncio.sleep(self._defects.slow_recovery_s)
+            if lost:
+                log.warning("redis connection lost: %r", error)
+                delay_s = self._config.backoff_initial_s
+                if self._defects.enabled(Bug.SLOW_RECOVERY):
+                    # The defect: a fixed pause before even trying to reconnect.
+                    await asyncio.sleep(self._defects.slow_recovery_s)
+            else:
+                log.debug("redis reconnect failed: %r", error)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, self._config.backoff_max_s)
 
@@ -153,8 +191,9 @@ class RedisHub:
             health_check_interval=0,
         )
         pubsub = client.pubsub()
+        self._client, self._pubsub_conn = client, pubsub
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(2 * timeout_s):
                 await client.ping()
                 await pubsub.subscribe(CONTROL_CHANNEL)
                 while True:
@@ -163,15 +202,17 @@ class RedisHub:
                         break
                 if self._keys:
                     await pubsub.subscribe(*self._keys)
+            if self._stopping:
+                return
             self._pubsub = pubsub
-            self._last_pong = asyncio.get_running_loop().time()
+            self._silence.restart()
             self._move(RedisState.UP)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._read(pubsub))
                 tg.create_task(self._ping(pubsub))
                 tg.create_task(self._publish_batches(client))
         finally:
-            self._pubsub = None
+            self._pubsub = self._client = self._pubsub_conn = None
             self._fail_pending()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(timeout_s):
@@ -179,16 +220,14 @@ class RedisHub:
                     await client.aclose()
 
     async def _read(self, pubsub: PubSub) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             msg = await pubsub.get_message(timeout=None)
             if msg is None:
                 continue
+            self._silence.heard()
             kind = msg["type"]
             if kind == "message":
                 self._on_message(msg["channel"].decode(), msg["data"])
-            elif kind == "pong":
-                self._last_pong = loop.time()
             elif kind == "subscribe":
                 waiters = self._confirms.get(msg["channel"].decode())
                 if waiters:
@@ -197,12 +236,19 @@ class RedisHub:
                         waiter.set_result(None)
 
     async def _ping(self, pubsub: PubSub) -> None:
-        loop = asyncio.get_running_loop()
-        interval_s = self._config.redis_ping_interval_s
+        # A Redis that stops answering without closing the connection (a stalled path) is
+        # only noticed by silence: ping it and expect to hear something back. The check runs
+        # in this loop rather than in a task of its own, so a silent Redis is reported even
+        # if a cancellation gets lost inside the client library.
         while True:
-            await asyncio.sleep(interval_s)
-            if loop.time() - self._last_pong > interval_s + self._config.redis_timeout_s:
-                raise RedisDown("redis stopped answering pings")
+            await asyncio.sleep(self._config.redis_ping_interval_s)
+            try:
+                self._silence.tick()
+            except TimeoutError:
+                # Unblock the reader, which may wait forever on a stalled socket.
+                if pubsub.connection is not None:
+                    await pubsub.connection.disconnect(nowait=True)
+                raise
             async with asyncio.timeout(self._config.redis_timeout_s):
                 await pubsub.ping()
 
@@ -212,12 +258,12 @@ class RedisHub:
             while len(batch) < PUBLISH_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                async with asyncio.timeout(self._config.redis_timeout_s):
+                async with asyncio.timeout(2 * self._config.redis_timeout_s):
                     async with client.pipeline(transaction=False) as pipe:
                         for item in batch:
                             pipe.publish(item.key, item.data)
                         await pipe.execute()
-            except (RedisError, OSError, TimeoutError) as exc:
+            except CONNECTION_ERRORS as exc:
                 err = RedisDown(f"redis publish failed: {exc!r}")
                 for item in batch:
                     _finish(item.span, item.done, err)

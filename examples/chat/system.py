@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ from .gateway import Gateway
 from .message_service import MessageService
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from types import TracebackType
 
 
@@ -22,6 +23,7 @@ class ChatSystem:
     give a fault-proxy listener to put that hop under faults (the proxy's upstream is then
     ``system.message_addr``, known after start; pass ``wait_ready=False`` and call
     ``wait_healthy()`` once the proxy is set up). ``redis_url`` may likewise be a proxy.
+    ``clock`` (monotonic seconds) drives token expiry and slot warmth, for tests.
 
     Attributes after start: ``gateway_url``, ``ws_url``, ``message_addr`` (where the message
     service listens), ``tcp_echo_addr`` (raw newline echo), ``defects`` (switch at run time).
@@ -40,6 +42,7 @@ class ChatSystem:
         echo_port: int = 0,
         wait_ready: bool = True,
         ready_timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config or ChatConfig()
         self.defects = Defects(bugs, slow_recovery_s=self.config.slow_recovery_s)
@@ -49,6 +52,7 @@ class ChatSystem:
         self._ports = (gateway_port, message_port, echo_port)
         self._wait_ready = wait_ready
         self._ready_timeout_s = ready_timeout_s
+        self._clock = clock
         self._stack: AsyncExitStack | None = None
         self.message_service: MessageService | None = None
         self.gateway: Gateway | None = None
@@ -77,6 +81,7 @@ class ChatSystem:
                     port=gateway_port,
                     config=self.config,
                     defects=self.defects,
+                    clock=self._clock,
                 )
             )
             self.message_service, self.gateway = service, gateway

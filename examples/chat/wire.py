@@ -42,6 +42,12 @@ def decode(body: bytes) -> Frame:
 
 async def read_frame(reader: asyncio.StreamReader, max_bytes: int) -> Frame | None:
     """The next frame, or None at a clean end of stream (between frames)."""
+    body = await read_body(reader, max_bytes)
+    return None if body is None else decode(body)
+
+
+async def read_body(reader: asyncio.StreamReader, max_bytes: int) -> bytes | None:
+    """The next frame's undecoded body, or None at a clean end of stream."""
     try:
         header = await reader.readexactly(HEADER.size)
     except asyncio.IncompleteReadError as exc:
@@ -55,7 +61,7 @@ async def read_frame(reader: asyncio.StreamReader, max_bytes: int) -> Frame | No
         body = await reader.readexactly(size)
     except asyncio.IncompleteReadError as exc:
         raise ConnectionResetError("link closed inside a frame") from exc
-    return decode(body)
+    return body
 
 
 def text(frame: Frame, name: str) -> str:

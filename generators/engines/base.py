@@ -57,8 +57,11 @@ class Connection(Protocol):
     @property
     def is_open(self) -> bool: ...
 
-    def send(self, data: str, seq: int) -> None:
-        """Queue one message; never blocks. Raises ``ConnectionLost`` when already closed."""
+    def send(self, data: str, seq: int, traceparent: str | None = None) -> None:
+        """Queue one message; never blocks. Raises ``ConnectionLost`` when already closed.
+
+        ``traceparent`` (W3C) travels with the message where the protocol has per-message
+        headers (HTTP requests); streaming protocols carry it once, in the handshake."""
 
     def set_header(self, name: str, value: str) -> None:
         """Change a header used on later requests (HTTP); no-op for streaming protocols."""

@@ -38,7 +38,7 @@ class _HttpConnection:
         self._mix = list(mix)
         self._weights = [m.weight for m in mix]
         self._rng = rng
-        self._queue: deque[tuple[str, int]] = deque()
+        self._queue: deque[tuple[str, int, str | None]] = deque()
         self._wake = asyncio.Event()
         self._open = True
         self._worker = asyncio.get_running_loop().create_task(self._run())
@@ -47,10 +47,10 @@ class _HttpConnection:
     def is_open(self) -> bool:
         return self._open
 
-    def send(self, data: str, seq: int) -> None:
+    def send(self, data: str, seq: int, traceparent: str | None = None) -> None:
         if not self._open:
             raise ConnectionLost("HTTP client is closed")
-        self._queue.append((data, seq))
+        self._queue.append((data, seq, traceparent))
         self._wake.set()
 
     def set_header(self, name: str, value: str) -> None:
@@ -63,11 +63,14 @@ class _HttpConnection:
                 while not self._queue:
                     self._wake.clear()
                     await self._wake.wait()
-                data, seq = self._queue.popleft()
+                data, seq, traceparent = self._queue.popleft()
                 spec = self._rng.choices(self._mix, self._weights)[0]
                 body = data.encode() if spec.method in _BODY_METHODS else None
+                headers = {"traceparent": traceparent} if traceparent else None
                 try:
-                    resp = await self._client.request(spec.method, spec.path, content=body)
+                    resp = await self._client.request(
+                        spec.method, spec.path, content=body, headers=headers
+                    )
                 except httpx.HTTPError as exc:
                     closed = Closed("error", None, f"{type(exc).__name__}: {exc}")
                     return

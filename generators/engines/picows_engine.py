@@ -90,7 +90,7 @@ class _PicowsConnection:
     def is_open(self) -> bool:
         return bool(self._listener.open)
 
-    def send(self, data: str, seq: int) -> None:
+    def send(self, data: str, seq: int, traceparent: str | None = None) -> None:
         if not self._listener.open:
             raise ConnectionLost("WebSocket is not open")
         self._transport.send(WSMsgType.TEXT, data.encode())
@@ -134,6 +134,7 @@ class PicowsEngine:
                     extra_headers=dict(headers),
                     websocket_handshake_timeout=timeout_s,
                     enable_auto_pong=True,
+                    read_buffer_init_size=2048,
                 )
         except TimeoutError as exc:
             raise ConnectError(f"connect to {url} timed out") from exc
@@ -142,5 +143,9 @@ class PicowsEngine:
             raise HandshakeError(f"WebSocket upgrade refused: {exc}", status) from exc
         except OSError as exc:
             raise ConnectError(f"connect to {url} failed: {exc}") from exc
-        assert isinstance(listener, _Listener)
+        if not isinstance(listener, _Listener):
+            # Seen under heavy load: picows hands back no listener of ours; treat it as a
+            # failed handshake rather than a connection we could use.
+            transport.disconnect(graceful=False)
+            raise ConnectError(f"connect to {url}: handshake returned {type(listener).__name__}")
         return _PicowsConnection(transport, listener)

@@ -77,7 +77,7 @@ class _TcpConnection(asyncio.Protocol):
     def is_open(self) -> bool:
         return self._open
 
-    def send(self, data: str, seq: int) -> None:
+    def send(self, data: str, seq: int, traceparent: str | None = None) -> None:
         transport = self._transport
         if not self._open or transport is None:
             raise ConnectionLost("TCP connection is closed")

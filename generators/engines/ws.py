@@ -153,7 +153,7 @@ class _WsConnection(asyncio.Protocol):
     def is_open(self) -> bool:
         return self._proto.state is State.OPEN
 
-    def send(self, data: str, seq: int) -> None:
+    def send(self, data: str, seq: int, traceparent: str | None = None) -> None:
         if self._proto.state is not State.OPEN:
             raise ConnectionLost("WebSocket is not open")
         self._proto.send_text(data.encode())

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from injector.proxy import bodies, gojson
-from injector.proxy.collection import PopulateError
-from injector.proxy.errors import ApiError, PayloadTooLarge, Unauthorized
+from injector.proxy.errors import ApiError, PayloadTooLarge, PopulateError, Unauthorized
 from injector.proxy.events import EventContext
 from injector.proxy.http import Request, Response
 from injector.proxy.model import Direction
@@ -141,8 +140,6 @@ class Api:
         try:
             async with self.collection.lock:
                 return await endpoint(request, params, ctx)
-        except PopulateError as exc:
-            return self._populate_response(exc.status, exc.done, exc)
         except ApiError as exc:
             return error_response(exc)
 
@@ -172,11 +169,14 @@ class Api:
         return json_response(201, self.collection.proxy_json(proxy))
 
     async def populate(self, request: Request, params: Params, ctx: EventContext) -> Response:
+        # Populate answers errors as JSON carrying the proxies done so far.
         try:
             entries = bodies.populate_input(request.body)
+            done = await self.collection.populate(entries, ctx)
+        except PopulateError as exc:
+            return self._populate_response(exc.status, exc.done, exc)
         except ApiError as exc:
             return self._populate_response(exc.status, [], exc)
-        done = await self.collection.populate(entries, ctx)
         return self._populate_response(201, done, None)
 
     def _populate_response(

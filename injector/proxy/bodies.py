@@ -177,7 +177,7 @@ def parse_attributes(kind: ToxicType, attributes: dict[str, object]) -> ToxicCon
                 (go_type == "string" and isinstance(value, str))
                 or (go_type != "string" and is_number)
             )
-            if wrong_kind or error["type"] == "int_from_float":
+            if wrong_kind or (go_type == "int64" and isinstance(value, float)):
                 raise gojson.type_error(
                     value, f"struct field {_go_struct(kind.name)}.attributes.{key}", go_type
                 ) from None

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from pathlib import Path  # noqa: TC003 - typer reads annotations at run time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from aftershock.eventlog import EventSink
+    from schemas.events import Event
+
+from aftershock.eventlog.publisher import Publisher
+from aftershock.settings import Settings
 from injector.proxy.errors import ApiError
 from injector.proxy.server import ProxyServer
 
@@ -22,15 +29,29 @@ class JsonLinesSink:
     def __init__(self, path: Path) -> None:
         self._file = path.open("a", encoding="utf-8")
 
-    def emit(self, event: object) -> None:
-        from pydantic import BaseModel
-
-        if isinstance(event, BaseModel):
-            self._file.write(event.model_dump_json() + "\n")
-            self._file.flush()
+    def emit(self, event: Event) -> None:
+        self._file.write(event.model_dump_json() + "\n")
+        self._file.flush()
 
     def close(self) -> None:
         self._file.close()
+
+
+class TeeSink:
+    """Emits each event to every sink given."""
+
+    def __init__(self, sinks: list[EventSink]) -> None:
+        self.sinks = sinks
+
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink.emit(event)
+
+
+def _combine(sinks: list[EventSink]) -> EventSink | None:
+    if not sinks:
+        return None
+    return sinks[0] if len(sinks) == 1 else TeeSink(sinks)
 
 
 def _run(coro_factory: object) -> None:
@@ -67,6 +88,16 @@ def serve(
     events: Annotated[
         Path | None, typer.Option(help="Append fault events as JSON lines to this file.")
     ] = None,
+    kafka_bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AFTERSHOCK_KAFKA_BOOTSTRAP",
+            help="Publish fault events to this Kafka cluster (host:port).",
+        ),
+    ] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="Topic for fault events [default: settings' events topic].")
+    ] = None,
     connection_events: Annotated[
         bool, typer.Option(help="Also record connection open/close events.")
     ] = False,
@@ -79,7 +110,7 @@ def serve(
         except OSError as exc:
             typer.echo(f"error: cannot read --config {config}: {exc.strerror}", err=True)
             raise typer.Exit(2) from None
-    sink = JsonLinesSink(events) if events is not None else None
+    jsonl = JsonLinesSink(events) if events is not None else None
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -87,6 +118,17 @@ def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+        async with contextlib.AsyncExitStack() as resources:
+            sinks: list[EventSink] = [jsonl] if jsonl is not None else []
+            if kafka_bootstrap:
+                settings = Settings()
+                publisher = Publisher(
+                    kafka_bootstrap, topic or settings.topic_events, state_dir=settings.state_dir
+                )
+                sinks.append(await resources.enter_async_context(publisher))
+            await _serve(stop, _combine(sinks))
+
+    async def _serve(stop: asyncio.Event, sink: EventSink | None) -> None:
         try:
             server = ProxyServer(
                 host=host,
@@ -104,6 +146,10 @@ def serve(
         except OSError as exc:
             typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror}", err=True)
             raise typer.Exit(1) from None
+        # Long-lived objects (the server, its modules) never need collecting again, and a
+        # rarer young-generation collection keeps the data path's pauses short.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         try:
             if populate is not None:
                 try:
@@ -117,7 +163,9 @@ def serve(
             await stop.wait()
         finally:
             await server.aclose()
-            if sink is not None:
-                sink.close()
 
-    _run(main)
+    try:
+        _run(main)
+    finally:
+        if jsonl is not None:
+            jsonl.close()

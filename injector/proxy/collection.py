@@ -18,6 +18,7 @@ from injector.proxy.errors import (
     BadRequest,
     Conflict,
     NotFound,
+    PopulateError,
 )
 from injector.proxy.events import EventContext, EventEmitter, toxic_spec
 from injector.proxy.model import Toxic
@@ -43,15 +44,6 @@ if TYPE_CHECKING:
     from injector.proxy.link import Connection
 
     RemovalReason = Literal["api", "lease_expired", "rollback", "reset", "proxy_deleted"]
-
-
-class PopulateError(ApiError):
-    """A failed ``/populate``: carries the proxies already done."""
-
-    def __init__(self, error: ApiError, done: list[Proxy]) -> None:
-        super().__init__(error.message)
-        self.status = error.status  # type: ignore[misc]
-        self.done = done
 
 
 class ProxyCollection:

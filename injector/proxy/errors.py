@@ -10,17 +10,20 @@
     │   ├── NotFound                404 (proxy or toxic not found)
     │   ├── Conflict                409 (proxy or toxic already exists)
     │   ├── PayloadTooLarge         413 (request body over the limit)
-    │   └── ListenError             500 (the listener could not bind)
-    └── ConnectionError_            a proxied connection ended abnormally
-        ├── ClosedByProxy           we closed it (toxic, disable, delete)
-        └── BrokenByPeer            the client or the upstream broke it (reset, refused)
+    │   ├── ListenError             500 (the listener could not bind)
+    │   └── PopulateError           any of the above during /populate, with what was done
+    └── (nothing else: the data path never raises; a failed dial or a reset closes the
+         connection and shows in its close event)
 
 The API messages are word for word those of Toxiproxy, because clients match on them.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from injector.proxy.proxy import Proxy
 
 
 class ProxyError(Exception):
@@ -81,13 +84,11 @@ TOXIC_EXISTS = "toxic already exists"
 TOXIC_NOT_FOUND = "toxic not found"
 
 
-class ConnectionError_(ProxyError):
-    """A proxied connection ended abnormally."""
+class PopulateError(ApiError):
+    """A failed ``/populate`` step: the error's status and message, and the proxies already
+    done (upstream answers them with the error)."""
 
-
-class ClosedByProxy(ConnectionError_):
-    """The proxy closed the connection on purpose (a toxic, a disable, a delete)."""
-
-
-class BrokenByPeer(ConnectionError_):
-    """The client or the upstream broke the connection (reset, refused, unreachable)."""
+    def __init__(self, error: ApiError, done: list[Proxy]) -> None:
+        super().__init__(error.message)
+        self.status = error.status  # type: ignore[misc]
+        self.done = done

@@ -57,9 +57,6 @@ class BadHttp(Exception):
         self.message = message
 
 
-Handler = "Callable[[Request], Awaitable[Response]]"
-
-
 def _go_plain_error(status: int, text: str) -> bytes:
     """What Go's server writes for requests it cannot parse."""
     reason = HTTPStatus(status).phrase
@@ -140,9 +137,11 @@ class HttpServer:
                 request = Request(method, path, query, version, headers, b"")
                 response = self._too_large(request, exc.length)
                 await self._write(writer, request, response, keep_alive=False)
+                # Read (and drop) the body the client is still sending, so closing does not
+                # reset the connection before the client reads the 413.
                 with contextlib.suppress(TimeoutError, ConnectionError):
                     async with asyncio.timeout(2):
-                        await _discard(reader, _DISCARD_LIMIT)
+                        await _discard(reader, min(exc.length, _DISCARD_LIMIT))
                 return
             method, target = request_line
             path, _, query = target.partition("?")
@@ -199,7 +198,7 @@ class HttpServer:
                     pass  # trailers are ignored
                 return bytes(body)
             if len(body) + size > self.max_body_bytes:
-                raise _TooLarge(len(body) + size)
+                raise _TooLarge(size)
             body += await reader.readexactly(size)
             if await reader.readexactly(2) != b"\r\n":
                 raise BadHttp(400, "bad chunk terminator")

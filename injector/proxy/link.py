@@ -17,7 +17,7 @@ import random
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from injector.proxy.model import Direction, Toxic
 
@@ -45,7 +45,10 @@ class Link:
         self.source: asyncio.Transport | None = None
         self.sink: asyncio.Transport | None = None
         self.received = 0
-        self.sent = 0
+        self._sent = 0
+        self._direct_from: int | None = None
+        """While no stage is active, chunks go straight to the socket's ``write`` and bytes
+        sent are counted from ``received`` (one call less per chunk)."""
         self.held = 0
         self.stages: dict[str, Stage] = {}
         self.order: list[str] = []
@@ -58,8 +61,14 @@ class Link:
 
     # -- hot path ------------------------------------------------------------------------------
 
+    @property
+    def sent(self) -> int:
+        if self._direct_from is None:
+            return self._sent
+        return self._sent + self.received - self._direct_from
+
     def write(self, data: bytes) -> None:
-        self.sent += len(data)
+        self._sent += len(data)
         sink = self.sink
         if sink is not None:
             sink.write(data)
@@ -170,6 +179,12 @@ class Link:
             stage.out_eof = out_eof
             out = stage.push
             out_eof = stage.eof
+        if self._direct_from is not None:
+            self._sent += self.received - self._direct_from
+            self._direct_from = None
+        if out == self.write and self.sink is not None:
+            out = self.sink.write
+            self._direct_from = self.received
         self.head = out
         self.head_eof = out_eof
 
@@ -209,12 +224,21 @@ class _Side(asyncio.Protocol):
 
 
 class _ClientSide(_Side):
+    def eof_received(self) -> bool:
+        if self.conn.early is not None:
+            self.conn.early_eof = True
+            return True
+        return super().eof_received()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.conn.client_made(transport)
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.conn.client_made(cast("asyncio.Transport", transport))
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
+        if conn.early is not None:
+            conn.hold_early(data)
+            return
         if conn.sniffing:
             conn.sniff(data)
         link = self.inbound
@@ -258,6 +282,9 @@ class Connection:
         self.upstream_side = _Side(self, self.down, self.up)
         self.toxics_hit: set[str] = set()
         self.closed = False
+        self.early: list[bytes] | None = []
+        """Client data that arrived before the upstream answered (then None)."""
+        self.early_eof = False
         self.sniffing = False
         self._prefix = b""
         self._window = 0
@@ -273,6 +300,7 @@ class Connection:
         self.client_side.transport = transport
         self.up.source = transport
         self.down.sink = transport
+        # Not enough on uvloop, which starts reading after connection_made: see hold_early.
         transport.pause_reading()
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
@@ -295,7 +323,6 @@ class Connection:
         if self.closed:
             transport.close()
             return
-        assert isinstance(transport, asyncio.Transport)
         self.upstream_side.transport = transport
         self.down.source = transport
         self.up.sink = transport
@@ -304,9 +331,22 @@ class Connection:
         self.start_sniffing(max(SNIFF_BYTES, self.owner.contains_window()))
         self.resync()
         self.owner.connection_opened(self)
+        early, self.early = self.early, None
+        for data in early or ():
+            self.client_side.data_received(data)
+        if self.early_eof:
+            self.up.head_eof()
         client = self.client_side.transport
         if client is not None and not client.is_closing() and not self.up._paused:
             client.resume_reading()
+
+    def hold_early(self, data: bytes) -> None:
+        """Keep client data until the upstream answers, and stop reading more."""
+        assert self.early is not None
+        self.early.append(data)
+        transport = self.client_side.transport
+        if transport is not None:
+            transport.pause_reading()
 
     def resync(self, removed: Iterable[str] = ()) -> None:
         removed = list(removed)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import os
 import socket
 from typing import TYPE_CHECKING, Protocol
@@ -139,7 +138,7 @@ class Proxy:
             return
         loop = asyncio.get_running_loop()
         try:
-            host, port = split_host_port(self.listen)
+            host, port = split_host_port(self.listen) if self.listen else ("", 0)
         except ValueError as exc:
             raise ListenError(f"listen tcp: {exc}") from None
         host = _bind_host(host)
@@ -234,11 +233,3 @@ class Proxy:
     def close_quietly(self) -> None:
         with contextlib.suppress(Exception):
             self.stop()
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -74,8 +74,9 @@ class ProxyServer:
         self._address: tuple[str, int] | None = None
         self._closing = False
 
-    # Connection dials are many and short: a TaskGroup would keep every finished task's
-    # bookkeeping until exit, so the server owns them in a set and cancels them on close.
+    # The server owns its short tasks (upstream dials, lease re-enables) in a set, so that
+    # closing can cancel those still in flight: a TaskGroup cannot be cancelled from outside
+    # without cancelling the task that entered it.
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         if self._closing:
             coro.close()

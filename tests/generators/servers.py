@@ -24,6 +24,7 @@ class Calls:
     refreshes: list[tuple[str, float]] = field(default_factory=list)
     logouts: list[str] = field(default_factory=list)
     ws_headers: list[dict[str, str]] = field(default_factory=list)
+    api_traceparents: list[str] = field(default_factory=list)
 
 
 class ChatLikeServer:
@@ -118,6 +119,7 @@ class ChatLikeServer:
         return web.Response(status=204)
 
     async def _echo(self, request: web.Request) -> web.Response:
+        self.calls.api_traceparents.append(request.headers.get("traceparent", ""))
         return web.Response(body=await request.read(), status=200)
 
     async def _items(self, request: web.Request) -> web.Response:

@@ -225,7 +225,9 @@ async def test_raw_tcp_length_prefixed_framing() -> None:
     assert stats.checksum_failures == 0
 
 
-async def test_http_weighted_mix_records_status_and_echo(chat: ChatLikeServer) -> None:
+async def test_http_weighted_mix_records_status_and_echo(
+    chat: ChatLikeServer, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
     sink = MemorySink()
     prof = profile(
         target="api",
@@ -240,7 +242,9 @@ async def test_http_weighted_mix_records_status_and_echo(chat: ChatLikeServer) -
         ],
     )
     target = Target(name="api", upstream=chat.address, protocol="http")
-    stats = await Generator(prof, target, sink, GeneratorOptions(experiment_id="e")).run()
+    stats = await Generator(
+        prof, target, sink, GeneratorOptions(experiment_id="e"), tracer_provider=spans[0]
+    ).run()
     recv = [e for e in sink.events if isinstance(e, Receive)]
     assert len(recv) == 80
     assert {e.status for e in recv} == {200}
@@ -251,3 +255,9 @@ async def test_http_weighted_mix_records_status_and_echo(chat: ChatLikeServer) -
     assert len(echoed) > len(plain)
     assert all(e.latency_ms is not None for e in recv)
     assert stats.round_trips == 80
+    # each request carries the traceparent of its own round-trip span
+    sent_parents = chat.calls.api_traceparents
+    assert len(sent_parents) == len(echoed)
+    span_ids = {f"00-{e.trace_id}-{e.span_id}-01" for e in recv}
+    assert set(sent_parents) <= span_ids
+    assert len(set(sent_parents)) == len(sent_parents)

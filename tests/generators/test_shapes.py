@@ -111,3 +111,33 @@ async def test_run_on_a_fake_clock_starts_sessions_as_planned(ramp: dict[str, ob
     stats = await asyncio.wait_for(run, 5)
     assert stats.active == 0
     assert len(sink.of_kind("session.disconnect")) == 32
+
+
+async def test_sessions_keep_their_send_phase_after_a_stalled_tick() -> None:
+    clock = FakeClock()
+    engine = FakeEngine(clock)
+    prof = profile(
+        tenants=[{"name": "a", "users": 4}],
+        duration_s=20,
+        script=[{"do": "connect"}, {"do": "send", "rate_per_s": 1, "expect": "none"}],
+    )
+    gen = Generator(
+        prof,
+        Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
+        MemorySink(),
+        GeneratorOptions(experiment_id="e", tick_s=0.01),
+        clock=clock,
+        engine=engine,
+    )
+    run = asyncio.create_task(gen.run())
+    await clock.advance(3)
+    phases = sorted(round(c.sent_at[-1] % 1, 2) for c in engine.connections)
+    assert len(set(phases)) == 4  # random phases spread the four sessions
+    clock._now += 1.5  # the loop stalls: every session is overdue at the next tick
+    await clock.advance(0.01)
+    await clock.advance(3)
+    after = sorted(round(c.sent_at[-1] % 1, 2) for c in engine.connections)
+    assert after == phases  # they did not bunch into the tick that caught up
+    gen.stop()
+    await clock.advance(1)
+    await asyncio.wait_for(run, 5)

@@ -28,3 +28,5 @@ async def test_search_reports_the_highest_level_within_the_slos() -> None:
     assert report.highest_stable == 6
     assert "error rate" in report.levels[-1].reason
     assert seen == list(report.levels)
+    # every session of a level was connected during its hold
+    assert [r.stats.connects for r in report.levels] == [2, 4, 6, 8]

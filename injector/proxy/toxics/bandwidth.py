@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import cast
 
 from injector.proxy.toxics.base import TimedStage, ToxicConfig, register
@@ -24,7 +25,7 @@ class BandwidthStage(TimedStage):
             else:
                 self.out(data)
             return
-        at = max(self.link.loop.time(), self.last_at)
+        at = max(time.monotonic(), self.last_at)
         step = max(1, int(rate_bps * _SLICE_S))
         for offset in range(0, len(data), step):
             piece = data[offset : offset + step] if len(data) > step else data

@@ -55,7 +55,7 @@ class CorruptStage(Stage):
                 buffer = bytearray(data)
                 at = self.rng.randrange(start, len(data))
                 buffer[at] = self._damage(buffer[at])
-                data = bytes(buffer)
+                data = _as_bytes(buffer)
             self.out(data)
             return
         if self._gap < 0:
@@ -71,8 +71,13 @@ class CorruptStage(Stage):
             buffer[at] = self._damage(buffer[at])
             at += 1 + self._draw_gap(config.probability)
         self._gap = at - len(buffer)
-        self.out(bytes(buffer))
+        self.out(_as_bytes(buffer))
 
     def reconfigure(self, config: ToxicConfig) -> None:
         super().reconfigure(config)
         self._gap = -1
+
+
+def _as_bytes(buffer: bytearray) -> bytes:
+    # Transports and stages only need a bytes-like object: skip a second copy of the chunk.
+    return cast("bytes", buffer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import cast
 
 from injector.proxy.toxics.base import TimedStage, ToxicConfig, register
@@ -22,4 +23,4 @@ class LatencyStage(TimedStage):
         if delay_ms <= 0 and not self._queue:
             self.out(data)
             return
-        self.schedule(data, self.link.loop.time() + delay_ms / 1000)
+        self.schedule(data, time.monotonic() + delay_ms / 1000)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import cast
 
 from injector.proxy.toxics.base import TimedStage, ToxicConfig, register
@@ -19,10 +20,10 @@ class SlicerStage(TimedStage):
     def push(self, data: bytes) -> None:
         config = cast("SlicerConfig", self.config)
         if config.average_size <= 0:
-            self.schedule(data, self.link.loop.time())
+            self.schedule(data, time.monotonic())
             return
         delay_s = max(config.delay, 0) / 1_000_000
-        at = max(self.link.loop.time(), self.last_at)
+        at = max(time.monotonic(), self.last_at)
         offset = 0
         first = True
         while offset < len(data):

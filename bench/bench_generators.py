@@ -1,0 +1,370 @@
+"""Generator benchmark: 10k WebSocket sessions against an echo server in another process.
+
+Figures, per engine (``ws`` = websockets reference, ``picows``):
+- connections/s established (constant ramp, ``--max-connecting`` attempts in flight);
+- memory per idle connected session (RSS delta / sessions, after ``gc.collect()``);
+- at ``--rate`` msg/s per session for ``--hold-s`` seconds once all are connected
+  (``gc.freeze()`` first): client round trip p50/p99, messages/s, CPU-s per second;
+- every event published to Kafka (embedded broker): emitted, acknowledged, lost.
+Then, side by side on the same echo server: messages/s per CPU-second of ``aftershock
+generate`` (events to Kafka) and of Locust (WebSocket user, own venv under .aftershock/bench).
+
+``python -m bench generators`` runs the defaults; ``python -m bench.bench_generators --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+from aftershock.eventlog.publisher import Publisher
+from aftershock.settings import Settings
+from aftershock.stack import EmbeddedStack
+from generators.limits import check_capacity, raise_fd_limit
+from generators.runner import Generator, GeneratorOptions
+from schemas.load import LoadProfile
+from schemas.targets import Target
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCUST_VENV = ROOT / ".aftershock" / "bench" / "locust-venv"
+
+
+def runq_wait_s() -> float:
+    """Seconds this process spent runnable but waiting for a CPU (other load on the machine)."""
+    try:
+        return int(Path("/proc/self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def start_echo() -> tuple[subprocess.Popen[bytes], int]:
+    port_file = Path(tempfile.mkdtemp()) / "port"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.echo_server", str(port_file)], cwd=ROOT)
+    deadline = time.monotonic() + 20
+    while not (port_file.exists() and port_file.read_text()):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("echo server did not start")
+        time.sleep(0.05)
+    return proc, int(port_file.read_text())
+
+
+def profile(sessions: int, script: list[dict[str, object]], duration_s: float) -> LoadProfile:
+    return LoadProfile.model_validate(
+        {
+            "target": "echo",
+            "tenants": [{"name": "t1", "users": sessions}],
+            "duration_s": duration_s,
+            "ramp": {"shape": "constant"},
+            "script": script,
+        }
+    )
+
+
+async def wait_connected(gen: Generator, n: int, timeout_s: float) -> float:
+    t0 = time.monotonic()
+    while gen.counters.connects < n:
+        if time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"only {gen.counters.connects}/{n} connected in {timeout_s} s")
+        await asyncio.sleep(0.01)
+    return time.monotonic()
+
+
+async def bench_engine(
+    engine: str, port: int, args: argparse.Namespace, pub: Publisher
+) -> dict[str, float]:
+    target = Target(name="echo", upstream=f"127.0.0.1:{port}", protocol="ws")
+    opts = GeneratorOptions(
+        experiment_id=f"bench-{engine}",
+        engine=engine,
+        max_connecting=args.max_connecting,
+        trace_every=0,
+    )
+    proc = psutil.Process()
+    n = args.sessions
+    out: dict[str, float] = {}
+
+    # 1. connect rate and idle memory
+    gc.collect()
+    rss0 = proc.memory_info().rss
+    idle = profile(n, [{"do": "connect"}, {"do": "think", "min_ms": 3.6e6}], 600)
+    gen = Generator(idle, target, pub, opts)
+    t0 = time.monotonic()
+    run = asyncio.create_task(gen.run())
+    t_all = await wait_connected(gen, n, 120)
+    out["connects_per_s"] = n / (t_all - t0)
+    gc.collect()
+    out["idle_kb_per_session"] = (proc.memory_info().rss - rss0) / n / 1024
+    gen.stop()
+    await run
+
+    # 2. steady load
+    load = profile(
+        n,
+        [{"do": "connect"}, {"do": "send", "rate_per_s": args.rate, "timeout_ms": 5000}],
+        600,
+    )
+    gen = Generator(load, target, pub, opts)
+    run = asyncio.create_task(gen.run())
+    await wait_connected(gen, n, 120)
+    await asyncio.sleep(1.5)  # let the random send phases settle
+    gc.collect()
+    gc.freeze()
+    gen.counters.latencies_ms.clear()
+    c0, s0, r0 = time.process_time(), gen.counters.sends, gen.counters.receives
+    e0, w0 = gen.counters.errors, runq_wait_s()
+    await asyncio.sleep(args.hold_s)
+    c1, s1, r1 = time.process_time(), gen.counters.sends, gen.counters.receives
+    out["runq_wait_s_per_s"] = (runq_wait_s() - w0) / args.hold_s
+    stats = gen.counters.snapshot(args.hold_s, 0)
+    gen.stop()
+    await run
+    gc.unfreeze()
+    out["msgs_per_s"] = (s1 - s0) / args.hold_s
+    out["round_trips_per_s"] = (r1 - r0) / args.hold_s
+    out["cpu_s_per_s"] = (c1 - c0) / args.hold_s
+    out["p50_ms"] = stats.p50_ms or -1
+    out["p99_ms"] = stats.p99_ms or -1
+    out["max_ms"] = stats.max_ms or -1
+    out["errors"] = gen.counters.errors - e0
+    return out
+
+
+def cpu_in_window(proc: subprocess.Popen[str], warmup_s: float, window_s: float) -> float:
+    """CPU seconds ``proc`` used in the steady window after ``warmup_s`` (startup excluded)."""
+    p = psutil.Process(proc.pid)
+
+    def cpu() -> float:
+        t = p.cpu_times()
+        return float(t.user + t.system)
+
+    time.sleep(warmup_s)
+    c0 = cpu()
+    time.sleep(window_s)
+    return cpu() - c0
+
+
+def run_cli(port: int, args: argparse.Namespace, kafka: str, topic: str) -> tuple[int, float]:
+    """``aftershock generate`` as a subprocess: (round trips in total, CPU-s in the window)."""
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "run.yaml").write_text(
+        f"""targets:
+  - {{name: echo, upstream: "127.0.0.1:{port}", protocol: ws}}
+load:
+  - target: echo
+    duration_s: {args.compare_s}
+    ramp: {{shape: constant}}
+    tenants: [{{name: t1, users: {args.compare_users}}}]
+    script:
+      - do: connect
+      - do: send
+        rate_per_s: {args.compare_rate}
+        size: {{dist: fixed, bytes: 100}}
+"""
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aftershock.cli.main",
+            "generate",
+            "run.yaml",
+            "--engine",
+            args.compare_engine,
+            "--kafka-bootstrap",
+            kafka,
+            "--quiet",
+            "--trace-every",
+            "0",
+        ],
+        cwd=tmp,
+        env={**os.environ, "AFTERSHOCK_TOPIC_EVENTS": topic, "AFTERSHOCK_OTEL_EXPORTER": "none"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    cpu = cpu_in_window(proc, args.compare_warmup_s, args.compare_window_s)
+    out, _ = proc.communicate()
+    m = re.search(r"recv=(\d+)", out)
+    assert m, out
+    return int(m.group(1)), cpu
+
+
+def ensure_locust() -> Path | None:
+    exe = LOCUST_VENV / "bin" / "locust"
+    if exe.exists():
+        return exe
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(LOCUST_VENV)], check=True)
+        subprocess.run(
+            [str(LOCUST_VENV / "bin" / "pip"), "install", "-q", "locust", "websocket-client"],
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"locust unavailable: {exc}")
+        return None
+    return exe
+
+
+def run_locust(exe: Path, port: int, args: argparse.Namespace) -> tuple[int, float]:
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "-f",
+            str(ROOT / "bench" / "locust_ws.py"),
+            "--headless",
+            "--only-summary",
+            "-u",
+            str(args.compare_users),
+            "-r",
+            str(args.compare_users),
+            "--run-time",
+            f"{int(args.compare_s)}s",
+            "--host",
+            f"ws://127.0.0.1:{port}/",
+            "--stop-timeout",
+            "5",
+        ],
+        env={**os.environ, "LOCUST_RATE": str(args.compare_rate)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    cpu = cpu_in_window(proc, args.compare_warmup_s, args.compare_window_s)
+    out, _ = proc.communicate()
+    m = re.search(r"ROUND_TRIPS (\d+)", out)
+    assert m, out[-3000:]
+    return int(m.group(1)), cpu
+
+
+async def engine_child(args: argparse.Namespace) -> None:
+    """One engine's figures, in a fresh process so memory per session is its own."""
+    settings = Settings(state_dir=ROOT / ".aftershock" / "bench")
+    async with Publisher(args.kafka_bootstrap, args.topic, state_dir=settings.state_dir) as pub:
+        figures = await bench_engine(args.engines, args.port, args, pub)
+        t0 = time.monotonic()
+        await pub.flush(timeout_s=120)
+        flush_s = time.monotonic() - t0
+        st = pub.statistics()
+    print(
+        f"[{args.engines}] connects/s {figures['connects_per_s']:.0f} | idle "
+        f"{figures['idle_kb_per_session']:.1f} KB/session | "
+        f"{figures['msgs_per_s']:.0f} msgs/s, {figures['round_trips_per_s']:.0f} "
+        f"round trips/s, CPU {figures['cpu_s_per_s']:.2f} s/s | p50 "
+        f"{figures['p50_ms']:.1f} ms p99 {figures['p99_ms']:.1f} ms max "
+        f"{figures['max_ms']:.1f} ms | errors {figures['errors']:.0f} | events "
+        f"emitted {st.emitted} acked {st.sent} lost {st.emitted - st.sent} "
+        f"(flush {flush_s:.1f} s) | run-queue wait {figures['runq_wait_s_per_s']:.2f} s/s",
+        flush=True,
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    limit = raise_fd_limit(20_000)
+    check_capacity(args.sessions, limit=limit)
+    print(
+        f"descriptor limit {limit}; {args.sessions} sessions at {args.rate} msg/s, "
+        f"hold {args.hold_s} s; python {sys.version.split()[0]}; load average "
+        f"{os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    settings = Settings(state_dir=ROOT / ".aftershock" / "bench")
+    echo, port = start_echo()
+    try:
+        async with EmbeddedStack(settings) as stack:
+            topic = f"bench-gen-{uuid.uuid4().hex[:8]}"
+            await stack.create_topics([topic])
+            for engine in args.engines.split(","):
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bench.bench_generators",
+                    "--child",
+                    "--engines",
+                    engine,
+                    "--port",
+                    str(port),
+                    "--kafka-bootstrap",
+                    stack.kafka_bootstrap,
+                    "--topic",
+                    topic,
+                    "--sessions",
+                    str(args.sessions),
+                    "--rate",
+                    str(args.rate),
+                    "--hold-s",
+                    str(args.hold_s),
+                    "--max-connecting",
+                    str(args.max_connecting),
+                    cwd=ROOT,
+                )
+                await child.wait()
+            if args.compare_s > 0:
+                # Same offered load for both; CPU is sampled over the same steady window.
+                offered = args.compare_users * args.compare_rate
+                expected = offered * args.compare_s
+                in_window = offered * args.compare_window_s
+                ours, ours_cpu = run_cli(port, args, stack.kafka_bootstrap, topic)
+                ours_rate = in_window * min(1.0, ours / expected) / ours_cpu
+                line = (
+                    f"[compare] {args.compare_users} sessions x {args.compare_rate:g} msg/s for "
+                    f"{args.compare_s:g} s, CPU over a {args.compare_window_s:g} s steady window: "
+                    f"aftershock ({args.compare_engine}, every event to Kafka) {ours} round "
+                    f"trips ({ours / expected:.0%} of offered), {ours_cpu:.2f} CPU-s = "
+                    f"{ours_rate:.0f} msgs/CPU-s"
+                )
+                exe = ensure_locust()
+                if exe is not None:
+                    theirs, theirs_cpu = run_locust(exe, port, args)
+                    theirs_rate = in_window * min(1.0, theirs / expected) / theirs_cpu
+                    line += (
+                        f"; locust {theirs} round trips ({theirs / expected:.0%}), "
+                        f"{theirs_cpu:.2f} CPU-s = {theirs_rate:.0f} msgs/CPU-s; ratio "
+                        f"{ours_rate / theirs_rate:.1f}x"
+                    )
+                print(line, flush=True)
+    finally:
+        echo.terminate()
+        echo.wait()
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--sessions", type=int, default=int(os.environ.get("GEN_BENCH_SESSIONS", 10_000))
+    )
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--hold-s", type=float, default=float(os.environ.get("GEN_BENCH_HOLD_S", 30)))
+    p.add_argument("--engines", default="ws,picows")
+    p.add_argument("--max-connecting", type=int, default=1000)
+    p.add_argument("--compare-users", type=int, default=1000)
+    p.add_argument("--compare-rate", type=float, default=5.0)
+    p.add_argument("--compare-s", type=float, default=25.0)
+    p.add_argument("--compare-warmup-s", type=float, default=8.0)
+    p.add_argument("--compare-window-s", type=float, default=12.0)
+    p.add_argument("--compare-engine", default="picows")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--kafka-bootstrap", default="", help=argparse.SUPPRESS)
+    p.add_argument("--topic", default="", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse(sys.argv[1:])
+    try:
+        import uvloop
+
+        uvloop.run(engine_child(args) if args.child else main(args))
+    except ImportError:
+        asyncio.run(engine_child(args) if args.child else main(args))

@@ -1,0 +1,67 @@
+"""Fault events from the proxy reach the event log through the Kafka publisher, and the CLI
+publishes them too."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from typing import TYPE_CHECKING
+
+from aftershock.eventlog.publisher import Publisher
+from aftershock.eventlog.reader import EventReader
+from injector.proxy import ProxyServer
+from tests.proxy.helpers import Api
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from aftershock.stack import EmbeddedStack
+
+
+async def _read(stack: EmbeddedStack, topic: str, n: int) -> list[str]:
+    async with EventReader(stack.kafka_bootstrap, topic, deadletter_topic=None) as reader:
+        events = await reader.read(max_events=n, idle_timeout_s=3.0)
+    return [e.kind for e in sorted(events, key=lambda e: e.ts_ns)]
+
+
+async def test_embedded_server_publishes_fault_events(stack: EmbeddedStack, tmp_path: Path) -> None:
+    topic = f"proxy-events-{uuid.uuid4().hex[:8]}"
+    await stack.create_topics([topic], partitions=1)
+    async with Publisher(stack.kafka_bootstrap, topic, state_dir=tmp_path) as publisher:
+        async with ProxyServer(sink=publisher) as server, Api(server) as api:
+            await api.proxy("p", 1)
+            await api.toxic("p", type="latency", name="f1", ttl_ms=100)
+            await asyncio.sleep(0.3)  # the lease expires
+        await publisher.flush(10)
+    kinds = await _read(stack, topic, 3)
+    assert kinds == ["fault.proxy_created", "fault.toxic_added", "fault.toxic_removed"]
+
+
+async def test_cli_publishes_to_kafka(stack: EmbeddedStack, tmp_path: Path) -> None:
+    topic = f"proxy-cli-{uuid.uuid4().hex[:8]}"
+    await stack.create_topics([topic], partitions=1)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aftershock.cli.main", "proxy", "serve", "--port", "0",
+        "--kafka-bootstrap", stack.kafka_bootstrap, "--topic", topic,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "AFTERSHOCK_STATE_DIR": str(tmp_path)},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert line.startswith("fault proxy API on http://127.0.0.1:"), line
+        url = line.split()[-1]
+        import httpx
+
+        async with httpx.AsyncClient(base_url=url) as client:
+            created = await client.post("/proxies", json={"name": "c", "upstream": "127.0.0.1:1"})
+            assert created.status_code == 201
+            assert (await client.delete("/proxies/c")).status_code == 204
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert await _read(stack, topic, 2) == ["fault.proxy_created", "fault.proxy_deleted"]

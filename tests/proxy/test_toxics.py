@@ -1,0 +1,275 @@
+"""Each standard toxic measured on real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.proxy.conftest import closed_port
+from tests.proxy.helpers import Api, echo_rtt, read_exactly
+
+if TYPE_CHECKING:
+    from injector.proxy import ProxyServer
+
+
+async def test_noop_and_plain_forwarding(server: ProxyServer, echo_port: int) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="noop")
+        reader, writer = await asyncio.open_connection(host, port)
+        payload = bytes(range(256)) * 1000
+        writer.write(payload)
+        await writer.drain()
+        assert await read_exactly(reader, len(payload)) == payload
+        writer.close()
+
+
+async def test_latency_delays_each_direction(server: ProxyServer, echo_port: int) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await echo_rtt(reader, writer) < 0.05
+        await api.toxic("p", type="latency", attributes={"latency": 60})
+        await api.toxic("p", type="latency", stream="upstream", attributes={"latency": 40})
+        # Toxics apply at once to the open connection.
+        rtts = [await echo_rtt(reader, writer) for _ in range(3)]
+        assert all(0.098 <= rtt < 0.2 for rtt in rtts), rtts
+        writer.close()
+
+
+async def test_latency_jitter_spreads_within_bounds(server: ProxyServer, echo_port: int) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="latency", attributes={"latency": 50, "jitter": 30})
+        reader, writer = await asyncio.open_connection(host, port)
+        rtts = [await echo_rtt(reader, writer) for _ in range(12)]
+        assert all(0.019 <= rtt < 0.15 for rtt in rtts), rtts
+        assert max(rtts) - min(rtts) > 0.01, rtts
+        writer.close()
+
+
+async def test_removal_flushes_held_data_without_loss(server: ProxyServer, echo_port: int) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="latency", attributes={"latency": 2000})
+        reader, writer = await asyncio.open_connection(host, port)
+        payload = b"x" * 100_000
+        started = time.perf_counter()
+        writer.write(payload)
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        await api.delete_toxic("p", "latency_downstream")
+        assert await read_exactly(reader, len(payload)) == payload
+        assert time.perf_counter() - started < 1.0
+        writer.close()
+
+
+async def test_bandwidth_paces_to_rate(server: ProxyServer, echo_port: int) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="bandwidth", attributes={"rate": 200})  # 200 KB/s
+        reader, writer = await asyncio.open_connection(host, port)
+        payload = b"b" * 100_000
+        started = time.perf_counter()
+        writer.write(payload)
+        await writer.drain()
+        assert await read_exactly(reader, len(payload)) == payload
+        elapsed = time.perf_counter() - started
+        assert 0.45 <= elapsed < 0.9, elapsed  # 100 KB at 200 KB/s = 0.5 s
+        writer.close()
+
+
+async def test_slow_close_delays_the_close(server: ProxyServer, echo_port: int) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="slow_close", attributes={"delay": 250})
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await echo_rtt(reader, writer) < 0.05  # data is not delayed
+        started = time.perf_counter()
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert 0.24 <= time.perf_counter() - started < 0.6
+        writer.close()
+
+
+async def test_timeout_swallows_data_then_closes(server: ProxyServer, echo_port: int) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="timeout", attributes={"timeout": 200})
+        reader, writer = await asyncio.open_connection(host, port)
+        started = time.perf_counter()
+        writer.write(b"hello")
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert 0.19 <= time.perf_counter() - started < 0.5
+        writer.close()
+
+
+async def test_timeout_zero_holds_until_removed_then_closes(
+    server: ProxyServer, echo_port: int
+) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="timeout", attributes={"timeout": 0})
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"hello")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.read(1), 0.3)
+        await api.delete_toxic("p", "timeout_downstream")
+        # Removing a timeout closes the connections it held (and the held data stays lost).
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+
+async def test_reset_peer_sends_rst(server: ProxyServer, echo_port: int) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="reset_peer", stream="upstream", attributes={"timeout": 100})
+        reader, writer = await asyncio.open_connection(host, port)
+        started = time.perf_counter()
+        writer.write(b"hello")
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(reader.read(100), 5)
+        assert 0.09 <= time.perf_counter() - started < 0.5
+        writer.close()
+
+
+async def test_slicer_splits_into_small_delayed_pieces(server: ProxyServer, echo_port: int) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic(
+            "p",
+            type="slicer",
+            attributes={"average_size": 10, "size_variation": 4, "delay": 5000},
+        )
+        reader, writer = await asyncio.open_connection(host, port)
+        payload = bytes(range(200))
+        started = time.perf_counter()
+        writer.write(payload)
+        await writer.drain()
+        pieces = []
+        received = b""
+        while len(received) < len(payload):
+            chunk = await asyncio.wait_for(reader.read(1000), 5)
+            pieces.append(chunk)
+            received += chunk
+        assert received == payload
+        # ~20 pieces of 6..14 bytes, 5 ms apart: at least ~90 ms in all, and many reads.
+        assert time.perf_counter() - started >= 0.08
+        assert len(pieces) >= 8
+        assert max(len(p) for p in pieces) <= 14 * 3
+        writer.close()
+
+
+async def test_limit_data_closes_after_the_limit(server: ProxyServer, echo_port: int) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="limit_data", attributes={"bytes": 10})
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"0123456789abcdefghij")
+        assert await asyncio.wait_for(reader.read(), 5) == b"0123456789"
+        writer.close()
+
+
+async def test_toxicity_zero_never_applies_and_is_drawn_per_connection(
+    server: ProxyServer, echo_port: int
+) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="latency", toxicity=0, attributes={"latency": 500})
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await echo_rtt(reader, writer) < 0.1
+        writer.close()
+        await api.client.post("/proxies/p/toxics/latency_downstream", json={"toxicity": 0.5})
+        await api.client.post(
+            "/proxies/p/toxics/latency_downstream", json={"attributes": {"latency": 150}}
+        )
+        slow = 0
+        for _ in range(20):
+            reader, writer = await asyncio.open_connection(host, port)
+            rtts = [await echo_rtt(reader, writer) for _ in range(2)]
+            # One draw per connection and direction: both messages share the same fate.
+            assert (rtts[0] > 0.14) == (rtts[1] > 0.14), rtts
+            slow += rtts[0] > 0.14
+            writer.close()
+        assert 0 < slow < 20, slow  # all-or-nothing has probability 2e-6
+
+
+async def test_disable_closes_connections_and_refuses_new(
+    server: ProxyServer, echo_port: int
+) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await echo_rtt(reader, writer) < 0.1
+        await api.client.post("/proxies/p", json={"enabled": False})
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection(host, port)
+        await api.client.post("/proxies/p", json={"enabled": True})
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await echo_rtt(reader, writer) < 0.1
+        writer.close()
+
+
+async def test_dead_upstream_closes_the_client(server: ProxyServer) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("dead", closed_port())
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        # The server keeps serving.
+        assert (await api.client.get("/proxies/dead")).status_code == 200
+
+
+async def test_changing_upstream_drops_connections_and_uses_the_new_one(
+    server: ProxyServer, echo_port: int
+) -> None:
+    other = await asyncio.start_server(_greeter, "127.0.0.1", 0)
+    other_port = other.sockets[0].getsockname()[1]
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="latency", attributes={"latency": 1})
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await echo_rtt(reader, writer) < 0.1
+        response = await api.client.post("/proxies/p", json={"upstream": f"127.0.0.1:{other_port}"})
+        assert response.json()["listen"] == f"{host}:{port}"
+        assert response.json()["toxics"][0]["name"] == "latency_downstream"  # toxics survive
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the old connection dropped
+        writer.close()
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await asyncio.wait_for(reader.readexactly(5), 5) == b"hello"
+        writer.close()
+    other.close()
+
+
+async def _greeter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"hello")
+    await writer.drain()
+    await reader.read()
+    writer.close()
+
+
+async def test_limit_data_zero_closes_at_once(server: ProxyServer, echo_port: int) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="limit_data", stream="upstream")
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+
+async def test_half_close_keeps_the_other_direction_open(
+    server: ProxyServer, echo_port: int
+) -> None:
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="latency", attributes={"latency": 50})
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"last words")
+        writer.write_eof()  # the reply still comes back, after the latency
+        assert await asyncio.wait_for(reader.read(), 5) == b"last words"
+        writer.close()
