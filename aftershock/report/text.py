@@ -88,7 +88,7 @@ def render_markdown(data: RunData, comparison: Comparison | None = None) -> str:
                 f"| `{x.origin_trace_id or '–'}` |"
             )
         if len(f.violations) > 50:
-            lines.append(f"\n({len(f.violations) - 50} more in report.html)")
+            lines.append(f"\n({len(f.violations) - 50} more in results.json)")
     i = f.overall_integrity()
     lines += ["", "## Integrity", ""]
     if i is None:
