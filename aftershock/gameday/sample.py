@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from aftershock.gameday.children import die_with_parent
 from aftershock.report.errors import RunSetupError
 from schemas.experiment import Experiment
 
@@ -168,7 +169,11 @@ class SampleProcess:
         log = self.log_path.open("ab")
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                *self.argv(), stdout=asyncio.subprocess.PIPE, stderr=log, env=self.env()
+                *self.argv(),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                env=self.env(),
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from aftershock.gameday.children import die_with_parent
 from analyzers.store import prefix, read_results
 from schemas.results import Verdict
 
@@ -58,6 +59,7 @@ class AnalyzerWorkers:
                             stdout=log,
                             stderr=log,
                             env=self.env,
+                            preexec_fn=die_with_parent,
                         )
                     )
                 finally:

@@ -156,3 +156,46 @@ def test_ctrl_c_reverts_faults_and_writes_a_partial_report(
     assert (run_dir / "analyzer-0.log").exists()
     assert "had not caught up" not in meta["note"]
     assert _run_checks(json.loads((run_dir / "results.json").read_text()))
+
+
+def _children_of_run(marker: str) -> list[int]:
+    """Pids of processes whose command line mentions ``marker`` (the run's directory)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmd and b"examples.chat" in cmd:
+                found.append(int(d.name))
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="parent-death signal is Linux-only")
+def test_sigkill_of_the_run_takes_its_sample_system_along(
+    stack: EmbeddedStack, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(
+        _cli("run", str(SHORT), "--runs-dir", str(runs), "--line-every-s", "1"),
+        env=_env(stack, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the sample system is up once the load runs
+            if "phase=" in line:
+                break
+        assert _children_of_run(str(runs))
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while _children_of_run(str(runs)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _children_of_run(str(runs)) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
