@@ -1,8 +1,9 @@
-"""``aftershock demo``: the event log end to end on the embedded stack.
+"""``aftershock demo``: the shipped game day against the sample chat system.
 
-Starts the stack, publishes a burst of chat sessions of a few tenants (with a latency fault in
-the middle) through the publisher, reads it back with the reader, prints what arrived and how
-fast, and stops everything.
+By default it is ``aftershock run experiments/chat-gameday.yaml --bug isolation``: the sample
+system with its tenant-isolation defect on, a few hundred virtual users, four faults, the live
+dashboard, and a report that ends in a failing verdict. ``--event-log-only`` instead exercises
+the event log alone: a burst of chat sessions published to the embedded stack and read back.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from pathlib import Path  # noqa: TC003 (typer reads the annotations at run time)
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -108,17 +109,61 @@ def burst(experiment_id: str, users_per_tenant: int, messages: int, seed: int = 
     return events
 
 
+SHIPPED_GAMEDAY = Path("experiments") / "chat-gameday.yaml"
+
+
+def shipped_gameday() -> Path:
+    """The shipped game day: beside the package in a source checkout, else in the cwd."""
+    beside = Path(__file__).resolve().parents[2] / SHIPPED_GAMEDAY
+    return beside if beside.exists() else SHIPPED_GAMEDAY
+
+
 def demo(
-    users_per_tenant: Annotated[int, typer.Option(min=1, help="Sessions per tenant.")] = 40,
-    messages: Annotated[int, typer.Option(min=3, help="Echo messages per session.")] = 300,
+    experiment: Annotated[
+        Path | None,
+        typer.Option(help="Game day to run (default: experiments/chat-gameday.yaml)."),
+    ] = None,
+    event_log_only: Annotated[
+        bool,
+        typer.Option(
+            "--event-log-only",
+            help="Only exercise the event log: publish a burst of sessions and read it back.",
+        ),
+    ] = False,
+    users_per_tenant: Annotated[
+        int, typer.Option(min=1, help="--event-log-only: sessions per tenant.")
+    ] = 40,
+    messages: Annotated[
+        int, typer.Option(min=3, help="--event-log-only: echo messages per session.")
+    ] = 300,
     state_dir: Annotated[
         Path | None, typer.Option(help="State directory (default: .aftershock).")
     ] = None,
 ) -> None:
-    """Publish a burst of chat sessions through the event log on the embedded stack and read
-    it back."""
+    """Run the shipped game day against the sample chat system (isolation defect on) and
+    write its report; exits 1 with the failing SLOs named, as that game day is meant to."""
     settings = Settings(**({"state_dir": state_dir} if state_dir else {}))  # type: ignore[arg-type]
-    asyncio.run(_demo(settings, users_per_tenant, messages))
+    if event_log_only:
+        asyncio.run(_demo(settings, users_per_tenant, messages))
+        return
+    from aftershock.cli.gameday import run as run_cmd
+
+    if state_dir is not None:
+        import os
+
+        os.environ["AFTERSHOCK_STATE_DIR"] = str(state_dir)
+    typer.echo(
+        "demo: the sample system runs with its isolation defect on; the abort safeguards on "
+        "isolation violations and error rate are left out so the whole plan plays out (the "
+        "SLOs still judge both)",
+        err=True,
+    )
+    run_cmd(
+        experiment or shipped_gameday(),
+        sample=True,
+        bug=["isolation"],
+        ignore_safeguard=["isolation_violations", "error_rate"],
+    )
 
 
 async def _demo(settings: Settings, users_per_tenant: int, messages: int) -> None:

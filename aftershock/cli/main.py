@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from aftershock import __version__
-from aftershock.cli import demo, stack
+from aftershock.cli import demo, gameday, stack
 from analyzers.cli import app as analyzers_app
 from generators.cli import generate
 from injector.cli import control_app, injector_app, validate
@@ -21,6 +21,10 @@ app = typer.Typer(
 app.add_typer(stack.app)
 app.command(name="demo")(demo.demo)
 app.add_typer(proxy_app, name="proxy")
+app.command(name="report")(gameday.report)
+app.command(name="traces")(gameday.traces)
+app.command(name="run")(gameday.run)
+app.command(name="dashboard")(gameday.dashboard)
 app.command("validate")(validate)
 app.add_typer(injector_app, name="injector")
 app.add_typer(control_app, name="control")

@@ -91,7 +91,7 @@ def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
 
 def test_demo_reads_back_everything_it_published(tmp_path: Path) -> None:
     out = subprocess.run(
-        [*CLI, "demo", "--users-per-tenant", "2", "--messages", "30"],
+        [*CLI, "demo", "--event-log-only", "--users-per-tenant", "2", "--messages", "30"],
         env=_env(tmp_path),
         capture_output=True,
         text=True,

@@ -1,0 +1,135 @@
+"""In-process live analysis for ``aftershock run``: the analyzers' live adapter fed straight
+from the run's event sink, publishing changed results to the dashboard, the injector's
+safeguards and Redis (the same keys the Faust worker writes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from analyzers.core import AnalyzerConfig, SloSpec
+from analyzers.live import LiveAnalyzers
+from analyzers.store import write_results
+
+from schemas.targets import TargetGraph
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from analyzers.core import Analyzer
+    from redis.asyncio import Redis
+    from schemas.experiment import Experiment
+
+    from schemas.events import Event
+    from schemas.results import ResultBase, ResultEvent
+
+log = logging.getLogger(__name__)
+
+BASELINE_PHASE = "method"
+"""The injector's phase between the steady-state check and the first fault: the baseline."""
+
+
+def analyzer_config(exp: Experiment) -> AnalyzerConfig:
+    """SLOs and the dependency graph of an experiment, as the analyzers take them."""
+    ax = exp.aftershock
+    slos = [
+        SloSpec(
+            target=s.target,
+            availability_min_pct=s.availability_pct,
+            p99_max_ms=s.p99_latency_ms,
+            mttr_max_s=s.mttr,
+            max_isolation_violations=s.isolation_violations,
+        )
+        for s in ax.slos
+    ]
+    return AnalyzerConfig(
+        slos=slos or [SloSpec()],
+        graph=TargetGraph(targets=ax.targets) if ax.targets else None,
+        baseline_phase=BASELINE_PHASE,
+    )
+
+
+class LiveAnalysis:
+    """An :class:`~aftershock.eventlog.EventSink`: events are buffered on :meth:`emit` (never
+    blocking) and folded by :meth:`run` every ``interval_s``."""
+
+    def __init__(
+        self,
+        experiment_id: str,
+        config: AnalyzerConfig,
+        *,
+        redis: Redis | None = None,
+        on_results: Callable[[list[ResultEvent]], None] | None = None,
+        interval_s: float = 0.25,
+    ) -> None:
+        self.experiment_id = experiment_id
+        self.config = config
+        self._live = LiveAnalyzers(lambda _e: config)
+        self._slot = self._live.open(experiment_id, 0, None)
+        self._pending: list[Event] = []
+        self._redis = redis
+        self._on_results = on_results
+        self._interval_s = interval_s
+        self._subscribers: list[asyncio.Queue[ResultBase]] = []
+        self.redis_failures = 0
+
+    @property
+    def analyzer(self) -> Analyzer:
+        return self._slot.analyzer
+
+    def emit(self, event: Event) -> None:
+        if event.experiment_id == self.experiment_id and not event.kind.startswith("result."):
+            self._pending.append(event)
+
+    def results_feed(self) -> AsyncIterator[ResultBase]:
+        """Changed results from now on (what the injector's safeguards watch)."""
+        queue: asyncio.Queue[ResultBase] = asyncio.Queue()
+        self._subscribers.append(queue)
+
+        async def feed() -> AsyncIterator[ResultBase]:
+            while True:
+                yield await queue.get()
+
+        return feed()
+
+    async def step(self) -> list[ResultEvent]:
+        """Fold what arrived, then publish the results that changed."""
+        batch, self._pending = self._pending, []
+        if batch:
+            self._live.feed(self.experiment_id, None, batch)
+        changed = self._live.changed_results(self.experiment_id)
+        if changed:
+            for q in self._subscribers:
+                for r in changed:
+                    q.put_nowait(r)
+            if self._on_results is not None:
+                self._on_results(self.analyzer.results())
+            if self._redis is not None:
+                try:
+                    async with asyncio.timeout(2.0):
+                        await write_results(
+                            self._redis, self.experiment_id, changed, self.analyzer.stats()
+                        )
+                except Exception as exc:  # live results in Redis are a convenience
+                    self.redis_failures += 1
+                    if self.redis_failures == 1:
+                        log.warning("cannot write live results to Redis: %r", exc)
+        return changed
+
+    async def run(self) -> None:
+        while True:
+            await self.step()
+            await asyncio.sleep(self._interval_s)
+
+    async def drain(self, timeout_s: float) -> list[ResultEvent]:
+        """Fold everything left and finish the analysis; returns the final results."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self.step()
+        a = self.analyzer
+        if not a.finished:
+            a.finish()
+        await self.step()
+        return a.results()

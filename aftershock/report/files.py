@@ -1,0 +1,111 @@
+"""A run directory's files: what is read from it and what the report writes into it.
+
+``runs/<run_id>/`` holds ``events.jsonl`` (the run's event log), ``spans.jsonl`` (session
+traces; ``spans-sut.jsonl`` and ``sut.log`` when the run started the sample system),
+``journal.json`` (the injector's journal), ``run.json`` (identity and outcome), and
+the renderings written by :func:`write_reports`: ``results.json``, ``report.html``,
+``summary.md`` and ``junit.xml``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from aftershock.report.compare import compare
+from aftershock.report.errors import RunDirError
+from aftershock.report.html import render_html
+from aftershock.report.model import RunData, RunMeta
+from aftershock.report.text import render_junit, render_markdown
+from schemas.events import parse_event
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from schemas.events import Event
+
+EVENTS_FILE = "events.jsonl"
+SPANS_FILE = "spans.jsonl"
+SAMPLE_SPANS = "spans-sut.jsonl"
+"""Spans of the system under test when the run started it (the sample chat system)."""
+SAMPLE_LOG = "sut.log"
+JOURNAL_FILE = "journal.json"
+META_FILE = "run.json"
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.html"
+SUMMARY_FILE = "summary.md"
+JUNIT_FILE = "junit.xml"
+ANALYSIS_FILE = "analysis.json"
+"""The analyzer configuration (SLOs, thresholds, target graph) the run was judged with."""
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def iter_events(path: Path) -> Iterator[Event]:
+    """Events of a JSONL log; a bad line raises :class:`RunDirError` naming file and line."""
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise RunDirError(f"cannot read {path}: {exc.strerror}") from exc
+    with fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield parse_event(line)
+            except ValidationError as exc:
+                first = exc.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in first["loc"]) or "<root>"
+                raise RunDirError(f"{path}:{lineno}: {where}: {first['msg']}") from exc
+
+
+def read_meta(run_dir: Path) -> RunMeta:
+    path = run_dir / META_FILE
+    try:
+        return RunMeta.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise RunDirError(f"{run_dir} is not a run directory: cannot read {META_FILE}") from exc
+    except ValidationError as exc:
+        raise RunDirError(f"{path}: {exc.errors(include_url=False)[0]['msg']}") from exc
+
+
+def write_meta(run_dir: Path, meta: RunMeta) -> None:
+    atomic_write(run_dir / META_FILE, meta.model_dump_json(indent=2) + "\n")
+
+
+def read_results(run_dir: Path) -> RunData:
+    path = run_dir / RESULTS_FILE
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RunDirError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return RunData.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise RunDirError(f"{path}: {where}: {first['msg']}") from exc
+
+
+def write_reports(run_dir: Path, data: RunData, baseline: RunData | None = None) -> list[Path]:
+    """Write results.json, report.html, summary.md and junit.xml; returns their paths."""
+    comparison = None if baseline is None else compare(data, baseline)
+    outputs = {
+        RESULTS_FILE: data.model_dump_json(indent=1) + "\n",
+        REPORT_FILE: render_html(data, comparison),
+        SUMMARY_FILE: render_markdown(data, comparison),
+        JUNIT_FILE: render_junit(data),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in outputs.items():
+        atomic_write(run_dir / name, text)
+        paths.append(run_dir / name)
+    return paths
