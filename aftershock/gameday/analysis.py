@@ -12,17 +12,16 @@ from typing import TYPE_CHECKING
 from analyzers.core import AnalyzerConfig, SloSpec
 from analyzers.live import LiveAnalyzers
 from analyzers.store import write_results
-
 from schemas.targets import TargetGraph
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from analyzers.core import Analyzer
     from redis.asyncio import Redis
-    from schemas.experiment import Experiment
 
+    from analyzers.core import Analyzer
     from schemas.events import Event
+    from schemas.experiment import Experiment
     from schemas.results import ResultBase, ResultEvent
 
 log = logging.getLogger(__name__)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from analyzers.core import Analyzer, AnalyzerConfig
 from pydantic import ValidationError
 
 from aftershock.report.errors import RunDirError
 from aftershock.report.files import ANALYSIS_FILE, EVENTS_FILE, iter_events, read_meta
 from aftershock.report.model import RunData
 from aftershock.report.series import SeriesBuilder
+from analyzers.core import Analyzer, AnalyzerConfig
 
 if TYPE_CHECKING:
     from pathlib import Path
