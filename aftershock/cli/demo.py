@@ -153,16 +153,16 @@ def demo(
 
         os.environ["AFTERSHOCK_STATE_DIR"] = str(state_dir)
     typer.echo(
-        "demo: the sample system runs with its isolation defect on; the abort safeguards on "
-        "isolation violations and error rate are left out so the whole plan plays out (the "
-        "SLOs still judge both)",
+        "demo: the sample system runs with its isolation defect on; the abort safeguard on "
+        "isolation violations is left out so the whole plan plays out (the SLOs still judge "
+        "them)",
         err=True,
     )
     run_cmd(
         experiment or shipped_gameday(),
         sample=True,
         bug=["isolation"],
-        ignore_safeguard=["isolation_violations", "error_rate"],
+        ignore_safeguard=["isolation_violations"],
     )
 
 
