@@ -179,6 +179,7 @@ class TcpEcho:
         self.framing = framing
         self.port = 0
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def address(self) -> str:
@@ -192,9 +193,18 @@ class TcpEcho:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        # 3.11's Server.close() leaves accepted connections open: close them, so no handler
+        # outlives the loop with its socket.
+        writers = list(self._writers)
+        for w in writers:
+            w.close()
+        for w in writers:
+            with contextlib.suppress(ConnectionError):
+                await w.wait_closed()
         await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 if self.framing == "line":
@@ -210,4 +220,5 @@ class TcpEcho:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._writers.discard(writer)
             writer.close()

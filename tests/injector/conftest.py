@@ -40,13 +40,28 @@ class Echo:
     def __init__(self) -> None:
         self.server: asyncio.Server | None = None
         self.address = ""
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            while line := await reader.readline():
-                writer.write(line)
-                await writer.drain()
-        writer.close()
+        self._writers.add(writer)
+        try:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                while line := await reader.readline():
+                    writer.write(line)
+                    await writer.drain()
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def close_connections(self) -> None:
+        """Close what the server accepted: on 3.11 ``Server.close()`` leaves those open, and a
+        handler still waiting when the loop ends would leak its socket."""
+        writers = list(self._writers)
+        for w in writers:
+            w.close()
+        for w in writers:
+            with contextlib.suppress(ConnectionError):
+                await w.wait_closed()
 
 
 @pytest.fixture
@@ -56,7 +71,11 @@ async def echo() -> AsyncIterator[Echo]:
     host, port = e.server.sockets[0].getsockname()[:2]
     e.address = f"{host}:{port}"
     async with e.server:
-        yield e
+        try:
+            yield e
+        finally:
+            e.server.close()
+            await e.close_connections()
 
 
 @pytest.fixture
@@ -88,6 +107,8 @@ async def round_trip_ms(address: str, payload: bytes = b"ping\n", timeout_s: flo
             line = await reader.readline()
         finally:
             writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
     if line != payload:
         raise ConnectionError(f"echo returned {line!r}")
     return (loop.time() - t0) * 1000

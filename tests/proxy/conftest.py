@@ -86,9 +86,23 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 @pytest.fixture
 async def echo_port() -> AsyncIterator[int]:
-    server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    writers: set[asyncio.StreamWriter] = set()
+
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.add(writer)
+        try:
+            await _echo(reader, writer)
+        finally:
+            writers.discard(writer)
+
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
     yield server.sockets[0].getsockname()[1]
     server.close()
+    # 3.11's Server.close() leaves accepted connections open; close them before the loop ends.
+    for w in list(writers):
+        w.close()
+        with contextlib.suppress(ConnectionError):
+            await w.wait_closed()
 
 
 def closed_port() -> int:
