@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.loopback import close_accepted
+
 
 @dataclass
 class Calls:
@@ -193,14 +195,7 @@ class TcpEcho:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
-        # 3.11's Server.close() leaves accepted connections open: close them, so no handler
-        # outlives the loop with its socket.
-        writers = list(self._writers)
-        for w in writers:
-            w.close()
-        for w in writers:
-            with contextlib.suppress(ConnectionError):
-                await w.wait_closed()
+        await close_accepted(self._writers)
         await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

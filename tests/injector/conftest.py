@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from aftershock.eventlog import MemorySink
 from injector.controller import ToxiproxyController
 from injector.proxy import ProxyServer
+from tests.loopback import close_accepted
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -53,16 +54,6 @@ class Echo:
             self._writers.discard(writer)
             writer.close()
 
-    async def close_connections(self) -> None:
-        """Close what the server accepted: on 3.11 ``Server.close()`` leaves those open, and a
-        handler still waiting when the loop ends would leak its socket."""
-        writers = list(self._writers)
-        for w in writers:
-            w.close()
-        for w in writers:
-            with contextlib.suppress(ConnectionError):
-                await w.wait_closed()
-
 
 @pytest.fixture
 async def echo() -> AsyncIterator[Echo]:
@@ -75,7 +66,7 @@ async def echo() -> AsyncIterator[Echo]:
             yield e
         finally:
             e.server.close()
-            await e.close_connections()
+            await close_accepted(e._writers)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 
 from aftershock.eventlog import MemorySink
 from injector.proxy import ProxyServer
+from tests.loopback import close_accepted
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -98,11 +99,7 @@ async def echo_port() -> AsyncIterator[int]:
     server = await asyncio.start_server(tracked, "127.0.0.1", 0)
     yield server.sockets[0].getsockname()[1]
     server.close()
-    # 3.11's Server.close() leaves accepted connections open; close them before the loop ends.
-    for w in list(writers):
-        w.close()
-        with contextlib.suppress(ConnectionError):
-            await w.wait_closed()
+    await close_accepted(writers)
 
 
 def closed_port() -> int:
