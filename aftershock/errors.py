@@ -10,7 +10,8 @@ The tree::
     │   └── StackAlreadyRunningError  a detached stack is already running here
     └── EventLogError
         ├── DecodeError             a Kafka record is not a valid event envelope
-        └── SpoolError              the publisher's disk spool cannot be written
+        ├── SpoolError              the publisher's disk spool cannot be written
+        └── EventFileError          a JSONL event file cannot be read or has a bad line
 
 Foreign errors (OS, Kafka client) are mapped at the boundary: ``raise Mapped(msg) from exc``.
 """
@@ -58,6 +59,10 @@ class StackAlreadyRunningError(StackError):
 
 class EventLogError(AftershockError):
     """Base of errors of the event log (wire format, publisher, reader)."""
+
+
+class EventFileError(EventLogError):
+    """A JSON lines event file cannot be read, or a line is not a valid event (file:line named)."""
 
 
 class DecodeError(EventLogError):

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import importlib.util
 import os
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
@@ -30,6 +29,7 @@ from aftershock.errors import (
     StackAlreadyRunningError,
     StackError,
 )
+from aftershock.localhost import free_port, port_is_free
 from aftershock.settings import Settings
 from aftershock.stackstate import ProcessRecord, StackRecord
 
@@ -76,24 +76,6 @@ def _executable(path: Path, what: str) -> Path:
     if not os.access(path, os.X_OK):
         raise BinaryNotFoundError(f"{what} at {path} is not executable (chmod +x it)")
     return path
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """Whether a server could listen on ``host:port`` now. SO_REUSEADDR, as servers set it, so
-    connections lingering in TIME_WAIT after a restart do not count as "in use"."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 class EmbeddedStack:

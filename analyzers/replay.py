@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import ValidationError
 
-from aftershock.errors import DecodeError
+from aftershock.errors import DecodeError, EventFileError
 from aftershock.eventlog import codec
+from aftershock.eventlog.jsonl import iter_jsonl
 from analyzers.core import Analyzer, AnalyzerConfig
 from analyzers.core.clock import ManualClock
 from analyzers.errors import InputError
-from schemas.events import parse_event
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -118,26 +117,17 @@ def _rec(r: ConsumerRecord[bytes, bytes]) -> _Rec:
 
 def read_jsonl(path: Path) -> Iterator[list[Event]]:
     """Batches of events from an export file; a bad line raises :class:`InputError`."""
+    out: list[Event] = []
     try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise InputError(f"cannot open {path}: {exc.strerror}") from exc
-    with fh:
-        out: list[Event] = []
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(parse_event(line))
-            except ValidationError as exc:
-                first = exc.errors(include_url=False)[0]
-                where = ".".join(str(p) for p in first["loc"]) or "<root>"
-                raise InputError(f"{path}:{lineno}: {where}: {first['msg']}") from exc
+        for event in iter_jsonl(path):
+            out.append(event)
             if len(out) >= CHUNK:
                 yield out
                 out = []
-        if out:
-            yield out
+    except EventFileError as exc:
+        raise InputError(str(exc)) from exc
+    if out:
+        yield out
 
 
 def analyze_batches(

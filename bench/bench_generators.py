@@ -29,9 +29,10 @@ from pathlib import Path
 import psutil
 
 from aftershock.eventlog.publisher import Publisher
+from aftershock.localhost import raise_descriptor_limit
 from aftershock.settings import Settings
 from aftershock.stack import EmbeddedStack
-from generators.limits import check_capacity, raise_fd_limit
+from generators.limits import check_capacity
 from generators.runner import Generator, GeneratorOptions
 from schemas.load import LoadProfile
 from schemas.targets import Target
@@ -270,7 +271,7 @@ async def engine_child(args: argparse.Namespace) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    limit = raise_fd_limit(20_000)
+    limit = raise_descriptor_limit(20_000)
     check_capacity(args.sessions, limit=limit)
     print(
         f"descriptor limit {limit}; {args.sessions} sessions at {args.rate} msg/s, "

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from aftershock.gameday.children import die_with_parent
+from aftershock.localhost import free_port
 from aftershock.report.errors import RunSetupError
 from schemas.experiment import Experiment
 
@@ -38,12 +38,6 @@ SAMPLE_ROLES = ("gateway", "message", "redis")
 def is_sample_experiment(exp: Experiment) -> bool:
     names = {t.name for t in exp.aftershock.targets}
     return set(SAMPLE_ROLES) <= names
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from aftershock.errors import EventFileError
+from aftershock.eventlog.jsonl import iter_jsonl
 from aftershock.report.compare import compare
 from aftershock.report.errors import RunDirError
 from aftershock.report.html import render_html
 from aftershock.report.model import RunData, RunMeta
 from aftershock.report.text import render_junit, render_markdown
-from schemas.events import parse_event
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,21 +50,11 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def iter_events(path: Path) -> Iterator[Event]:
-    """Events of a JSONL log; a bad line raises :class:`RunDirError` naming file and line."""
+    """Events of a run's JSONL log; a bad line raises :class:`RunDirError` naming file and line."""
     try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise RunDirError(f"cannot read {path}: {exc.strerror}") from exc
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield parse_event(line)
-            except ValidationError as exc:
-                first = exc.errors(include_url=False)[0]
-                where = ".".join(str(p) for p in first["loc"]) or "<root>"
-                raise RunDirError(f"{path}:{lineno}: {where}: {first['msg']}") from exc
+        yield from iter_jsonl(path)
+    except EventFileError as exc:
+        raise RunDirError(str(exc)) from exc
 
 
 def read_meta(run_dir: Path) -> RunMeta:

@@ -25,6 +25,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from pydantic import ValidationError
 
+from aftershock.localhost import raise_descriptor_limit
+
 from .config import Bug, ChatConfig, Defects
 from .gateway import Gateway
 from .message_service import MessageService
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    _raise_fd_limit()
+    raise_descriptor_limit()
     faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid> prints every thread's stack
     provider = configure_tracing(args.service_name, args.spans_file)
     try:
@@ -192,17 +194,6 @@ def main(argv: list[str] | None = None) -> int:
         if provider is not None:
             provider.shutdown()
     return 0
-
-
-def _raise_fd_limit() -> None:
-    """Every WebSocket session is a descriptor: allow as many as the hard limit does."""
-    try:
-        import resource
-    except ImportError:
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

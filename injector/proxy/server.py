@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import resource
 from typing import TYPE_CHECKING, Self
 
 from aftershock import __version__
+from aftershock.localhost import raise_descriptor_limit
 from injector.proxy.allowlist import UpstreamAllowlist
 from injector.proxy.api import Api, prometheus_text
 from injector.proxy.bodies import populate_input
@@ -24,16 +24,6 @@ if TYPE_CHECKING:
     from injector.proxy.proxy import Proxy
 
 log = logging.getLogger(__name__)
-
-
-def raise_nofile_limit() -> int:
-    """Raise this process's descriptor soft limit to its hard limit; return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class ProxyServer:
@@ -97,7 +87,7 @@ class ProxyServer:
         return self.collection.proxies
 
     async def start(self) -> None:
-        raise_nofile_limit()
+        raise_descriptor_limit()
         try:
             self._address = await self._http.start(self.host, self.port)
         except BaseException:
