@@ -6,13 +6,16 @@ Processes: the servers (raw TCP echo and discard, a picows WebSocket echo), the 
 accounting: the floor for a Python proxy on this machine), and this load client (uvloop,
 picows). Only one of proxy and pump carries traffic at a time, so each measurement runs three
 busy processes on the machine's cores. Every measurement is bounded in time and sends only to
-loopback. Run: ``python -m bench proxy`` (``--quick`` for a shorter run).
+loopback. Run: ``python -m bench proxy``, or ``python -m bench.bench_proxy`` with
+``--quick`` for a shorter run and ``--splice`` to add a zero-copy splice(2) pump to the bulk
+comparison.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -147,7 +150,61 @@ class _PumpSide(asyncio.Protocol):
             self.peer.t.close()
 
 
-async def _serve_pump(upstreams: list[int]) -> None:
+class _Splicer:
+    """Zero-copy client-to-upstream forwarding with splice(2) through a pipe, for comparison:
+    the kernel moves pages between the sockets; Python only wakes to ask it to."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: _PumpSide, upside: _PumpSide):
+        assert client.t is not None
+        assert upside.t is not None
+        self.loop = loop
+        self.upside = upside
+        client.t.pause_reading()
+        # Our own descriptors: the loop refuses a second watcher on a transport's own.
+        self.src = os.dup(client.t.get_extra_info("socket").fileno())
+        self.dst = os.dup(upside.t.get_extra_info("socket").fileno())
+        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        fcntl.fcntl(self.w, 1031, 1 << 20)  # F_SETPIPE_SZ: 1 MiB
+        self.in_pipe = 0
+        loop.add_reader(self.src, self.readable)
+
+    def readable(self) -> None:
+        try:
+            n = os.splice(self.src, self.w, 1 << 20, flags=_SPLICE_FLAGS)
+        except BlockingIOError:
+            return
+        except OSError:
+            n = 0
+        if n == 0:
+            self.loop.remove_reader(self.src)
+            assert self.upside.t is not None
+            self.upside.t.write_eof()
+            for fd in (self.src, self.dst, self.r, self.w):
+                os.close(fd)
+            return
+        self.in_pipe += n
+        if not self.drain():
+            self.loop.remove_reader(self.src)
+            self.loop.add_writer(self.dst, self.writable)
+
+    def drain(self) -> bool:
+        while self.in_pipe:
+            try:
+                self.in_pipe -= os.splice(self.r, self.dst, self.in_pipe, flags=_SPLICE_FLAGS)
+            except BlockingIOError:
+                return False
+        return True
+
+    def writable(self) -> None:
+        if self.drain():
+            self.loop.remove_writer(self.dst)
+            self.loop.add_reader(self.src, self.readable)
+
+
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+
+
+async def _serve_pump(upstreams: list[int], splice: bool) -> None:
     loop = asyncio.get_running_loop()
     listens: dict[int, int] = {}
 
@@ -169,6 +226,9 @@ async def _serve_pump(upstreams: list[int]) -> None:
                 upside.t.write(data)
             if client.early_eof:
                 upside.t.write_eof()
+            elif splice:
+                _Splicer(loop, client, upside)
+                return
             client.t.resume_reading()
 
         loop.create_task(dial())  # noqa: RUF006 - the pump lives until the process exits
@@ -533,11 +593,12 @@ async def _stage_errors(design: str, links: int, rate: float, seconds: float) ->
 def _stage_probe(design: str) -> None:
     if design == "wheel-loop-timers":
         alarm_module._LIBC = None  # this process only: the wheel falls back to loop timers
-    errors = uvloop.run(_stage_errors(design, 100, 10_000, 2.0))
-    print(json.dumps(errors), flush=True)
+    errors = [abs(e) for e in uvloop.run(_stage_errors(design, 100, 10_000, 2.0))]
+    print(json.dumps([percentile(errors, 0.5), percentile(errors, 0.99), len(errors)]), flush=True)
 
 
 def stage_probe(design: str) -> list[float]:
+    """|error| p50, p99 (s) and the number of chunks released."""
     out = subprocess.run(
         [sys.executable, "-m", "bench.bench_proxy", "--stage-probe", design],
         capture_output=True, text=True, check=True, timeout=60,
@@ -590,8 +651,10 @@ def _listen_port(proxy: object) -> int:
 class Report:
     """Prints each figure as it is measured and a Markdown table at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, pump_cpu: CpuProbe | None = None) -> None:
         self.rows: list[tuple[str, str, str, str, str]] = []
+        self.pump_cpu = pump_cpu
+        """The minimal pump's CPU per unit, reported beside the proxy's when measured."""
 
     def add(self, name: str, direct: str, pump: str, proxied: str, relation: str) -> None:
         self.rows.append((name, direct, pump, proxied, relation))
@@ -606,6 +669,7 @@ class Report:
         scale: float,
         cpu: CpuProbe,
         cpu_unit: str,
+        extra: str = "",
     ) -> None:
         """Medians of (direct, pump, proxy) rounds measured in turn; ratios are medians of the
         per-round ratios, each round's proxy/direct listed after. The proxy's CPU per unit
@@ -618,12 +682,17 @@ class Report:
         rounds = ", ".join(f"{p / d:.2f}" for d, _, p in triples)
         cpu_us = statistics.median(cpu.per_unit) * 1e6 if cpu.per_unit else float("nan")
         cpu.per_unit.clear()
+        if self.pump_cpu is not None and self.pump_cpu.per_unit:
+            pump_us = statistics.median(self.pump_cpu.per_unit) * 1e6
+            self.pump_cpu.per_unit.clear()
+            extra = f"pump CPU {pump_us:,.1f} µs/{cpu_unit}" + (f"; {extra}" if extra else "")
         self.add(
             name,
             f"{direct / scale:,.0f} {unit}",
             f"{pump / scale:,.0f} ({pump_ratio:.2f}x)",
             f"{proxied / scale:,.0f} ({ratio:.2f}x)",
-            f"proxy/direct by round {rounds}; proxy CPU {cpu_us:,.1f} µs/{cpu_unit}",
+            f"proxy/direct by round {rounds}; proxy CPU {cpu_us:,.1f} µs/{cpu_unit}"
+            + (f"; {extra}" if extra else ""),
         )
 
     def table(self) -> str:
@@ -649,13 +718,12 @@ def _us(seconds: float) -> str:
     return f"{seconds * 1e6:,.0f} µs"
 
 
-def _ms_pair(errors: list[float]) -> str:
-    absolute = [abs(e) for e in errors]
-    return f"{percentile(absolute, 0.5) * 1e3:.2f} / {percentile(absolute, 0.99) * 1e3:.2f} ms"
+def _ms_pair(summary: list[float]) -> str:
+    return f"{summary[0] * 1e3:.2f} / {summary[1] * 1e3:.2f} ms"
 
 
-async def run(quick: bool) -> None:
-    seconds = 1.0 if quick else 2.0
+async def run(quick: bool, splice: bool) -> None:
+    seconds = 1.0 if quick else 1.5
     echo_s = 1.0 if quick else 1.5
     rounds = 3
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -672,6 +740,7 @@ async def run(quick: bool) -> None:
         )  # fmt: skip
         procs.append(pump)
         via_pump = {int(k): int(str(v)) for k, v in pump.info.items()}
+
         proxy = _spawn(
             [sys.executable, "-m", "aftershock.cli.main", "proxy", "serve", "--port", "0"],
             "fault proxy API on",
@@ -690,30 +759,57 @@ async def run(quick: bool) -> None:
         p_ws = create("ws", ws_port)
         proxy_ps = psutil.Process(proxy.popen.pid)
         cpu = CpuProbe(proxy_ps)
-        report = Report()
+        pump_cpu = CpuProbe(psutil.Process(pump.popen.pid))
+        report = Report(pump_cpu)
 
         async def bulk_triples() -> list[tuple[float, float, float]]:
             return await _in_turn(
                 rounds,
                 lambda: bulk_throughput(discard_port, seconds),
-                lambda: bulk_throughput(via_pump[discard_port], seconds),
+                lambda: bulk_throughput(via_pump[discard_port], seconds, pump_cpu),
                 lambda: bulk_throughput(p_discard, seconds, cpu),
             )
 
         report.ratio("bulk 64 KiB stream, 1 conn", await bulk_triples(), "MB/s", 1e6, cpu, "MB")
+        if splice:
+            splicer = _spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.bench_proxy",
+                    "--pump",
+                    str(discard_port),
+                    "--splice",
+                ],
+                "{",
+            )
+            procs.append(splicer)
+            via_splice = int(str(splicer.info[str(discard_port)]))
+            # Zero-copy forwarding, as a candidate design: the splice pump in the pump's column.
+            splice_cpu = CpuProbe(psutil.Process(splicer.popen.pid))
+            triples = await _in_turn(
+                rounds,
+                lambda: bulk_throughput(discard_port, seconds),
+                lambda: bulk_throughput(via_splice, seconds, splice_cpu),
+                lambda: bulk_throughput(p_discard, seconds, cpu),
+            )
+            report.ratio(
+                "bulk, splice(2) pump in the pump column", triples, "MB/s", 1e6, cpu, "MB",
+                extra=f"splice pump CPU {statistics.median(splice_cpu.per_unit) * 1e6:,.1f} µs/MB",
+            )  # fmt: skip
         for label, message in (("32 B", SMALL), ("64 KiB", BIG)):
             triples = await _in_turn(
                 rounds,
                 lambda m=message: ws_echo_rate(ws_port, m, 100, echo_s),  # type: ignore[misc]
-                lambda m=message: ws_echo_rate(via_pump[ws_port], m, 100, echo_s),  # type: ignore[misc]
+                lambda m=message: ws_echo_rate(via_pump[ws_port], m, 100, echo_s, pump_cpu),  # type: ignore[misc]
                 lambda m=message: ws_echo_rate(p_ws, m, 100, echo_s, cpu),  # type: ignore[misc]
             )
             report.ratio(f"{label} WS echo (picows), 100 conns", triples, "msg/s", 1, cpu, "msg")
-        for label, message in (("32 B", SMALL), ("64 KiB", BIG)):
+        for label, message in (("32 B", SMALL),):
             triples = await _in_turn(
                 rounds,
                 lambda m=message: echo_rate(echo_port, m, 100, echo_s),  # type: ignore[misc]
-                lambda m=message: echo_rate(via_pump[echo_port], m, 100, echo_s),  # type: ignore[misc]
+                lambda m=message: echo_rate(via_pump[echo_port], m, 100, echo_s, pump_cpu),  # type: ignore[misc]
                 lambda m=message: echo_rate(p_echo, m, 100, echo_s, cpu),  # type: ignore[misc]
             )
             report.ratio(f"{label} raw TCP echo (uvloop), 100 conns", triples, "msg/s", 1, cpu,
@@ -838,7 +934,7 @@ def main() -> None:
             uvloop.run(_serve_backends())
         else:
             upstreams = [int(p) for p in sys.argv[sys.argv.index("--pump") + 1].split(",")]
-            uvloop.run(_serve_pump(upstreams))
+            uvloop.run(_serve_pump(upstreams, "--splice" in sys.argv))
         return
     if "--stage-probe" in sys.argv:
         _stage_probe(sys.argv[sys.argv.index("--stage-probe") + 1])
@@ -847,7 +943,7 @@ def main() -> None:
     print(f"fault proxy benchmark ({'quick' if quick else 'full'}); uvloop and picows, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, "
           f"{time.strftime('%H:%M UTC', time.gmtime())}", flush=True)  # fmt: skip
-    uvloop.run(run(quick))
+    uvloop.run(run(quick, "--splice" in sys.argv))
 
 
 if __name__ == "__main__":
