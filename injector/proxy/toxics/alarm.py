@@ -1,7 +1,8 @@
 """A one-shot alarm for an event loop, precise to tens of microseconds where the OS allows.
 
 Loop timers are too coarse for a latency toxic's 2 ms error budget: uvloop (libuv) keeps time
-in whole milliseconds from a coarse clock, so a timer fires up to ~2 ms late. On Linux the
+in whole milliseconds, cached per loop iteration, so a timer fires up to about a millisecond
+early or late (p99 ~1 ms off in ``bench/bench_proxy.py``'s in-process probe). On Linux the
 alarm is a ``timerfd`` armed at an absolute ``CLOCK_MONOTONIC`` time (``time.monotonic()``'s
 clock) and watched with ``loop.add_reader``; elsewhere it falls back to ``loop.call_at``.
 """

@@ -99,8 +99,8 @@ class Wheel:
     Times are ``time.monotonic()``; a chunk due at ``at`` goes in slot ``round(at / slot_s)``
     and leaves when that slot fires. With a precise :class:`Alarm` (Linux timerfd) slots are
     0.2 ms, so a chunk leaves within ~0.1 ms of its time plus the loop's own delay. With loop
-    timers only (uvloop's are whole milliseconds from a coarse clock and fire up to ~2 ms late
-    or 1 ms early), slots are 0.5 ms and a wake-up also releases what is due within that
+    timers only (uvloop's count whole milliseconds from a clock cached per loop iteration and
+    fire up to about a millisecond early or late), slots are 0.5 ms and a wake-up also releases what is due within that
     granularity (``tolerance_s``) rather than wake again and again until the time comes.
     """
 
