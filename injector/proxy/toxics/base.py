@@ -100,8 +100,9 @@ class Wheel:
     and leaves when that slot fires. With a precise :class:`Alarm` (Linux timerfd) slots are
     0.2 ms, so a chunk leaves within ~0.1 ms of its time plus the loop's own delay. With loop
     timers only (uvloop's count whole milliseconds from a clock cached per loop iteration and
-    fire up to about a millisecond early or late), slots are 0.5 ms and a wake-up also releases what is due within that
-    granularity (``tolerance_s``) rather than wake again and again until the time comes.
+    fire up to about a millisecond early or late), slots are 0.5 ms and a wake-up also
+    releases what is due within that granularity (``tolerance_s``) rather than wake again and
+    again until the time comes.
     """
 
     _wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Wheel] = (
