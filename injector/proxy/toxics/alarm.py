@@ -67,8 +67,9 @@ class Alarm:
         self._watching = False
         self._handle: asyncio.TimerHandle | None = None
         self._spec = _Itimerspec()
-        if _LIBC is not None:
-            fd = _LIBC.timerfd_create(_CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)
+        self._libc = _LIBC
+        if self._libc is not None:
+            fd = self._libc.timerfd_create(_CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)
             if fd >= 0:
                 self._fd = fd
                 weakref.finalize(self, os.close, fd)
@@ -86,8 +87,8 @@ class Alarm:
         value = self._spec.it_value
         value.tv_sec = seconds
         value.tv_nsec = int((at - seconds) * 1e9)
-        assert _LIBC is not None  # a timerfd exists only when libc has it
-        if _LIBC.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None):
+        assert self._libc is not None  # a timerfd exists only when libc has it
+        if self._libc.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None):
             raise OSError(ctypes.get_errno(), "timerfd_settime failed")
         if not self._watching:
             self._watching = True
