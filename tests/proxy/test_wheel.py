@@ -4,6 +4,8 @@ granularity, on both alarms (timerfd and loop timers) and both loops (asyncio an
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import random
 import sys
 import time
@@ -105,3 +107,27 @@ def test_alarm_fires_once_not_before_its_time() -> None:
     fired, at = uvloop.run(scenario())
     assert len(fired) == 1, fired
     assert at <= fired[0] < at + 0.05, fired[0] - at
+
+
+def test_a_finished_loop_frees_its_wheel_and_alarm_descriptor() -> None:
+    async def use_a_wheel() -> None:
+        loop = asyncio.get_running_loop()
+        stage = LatencyStage(LatencyConfig(latency=1), _Port(loop), random.Random(0))
+        stage.active = True
+        done = loop.create_future()
+        stage.out = lambda data: done.set_result(data)
+        stage.push(b"x")
+        assert await asyncio.wait_for(done, 5) == b"x"
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    uvloop.run(use_a_wheel())  # the first run may set up lasting things (thread pools, ...)
+    gc.collect()
+    before, wheels = open_fds(), len(Wheel._wheels)
+    for _ in range(5):
+        uvloop.run(use_a_wheel())
+        asyncio.run(use_a_wheel())
+    gc.collect()
+    assert len(Wheel._wheels) <= wheels
+    assert open_fds() <= before

@@ -61,7 +61,8 @@ class Alarm:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-        self.loop = loop
+        # Weakly: a loop's alarm (and its descriptor) must not keep the loop alive.
+        self._loop = weakref.ref(loop)
         self.callback = callback
         self._fd = -1
         self._watching = False
@@ -74,6 +75,13 @@ class Alarm:
                 self._fd = fd
                 weakref.finalize(self, os.close, fd)
         self.precise = self._fd >= 0
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop()
+        if loop is None:
+            raise RuntimeError("the alarm's event loop is gone")
+        return loop
 
     def arm(self, at: float) -> None:
         """Fire at monotonic time ``at`` (replacing any earlier arming)."""
@@ -101,8 +109,10 @@ class Alarm:
             self._handle = None
         if self._watching:
             self._watching = False
-            with contextlib.suppress(RuntimeError, ValueError):  # loop already closed
-                self.loop.remove_reader(self._fd)
+            loop = self._loop()
+            if loop is not None:
+                with contextlib.suppress(RuntimeError, ValueError):  # loop already closed
+                    loop.remove_reader(self._fd)
 
     def _fire_fd(self) -> None:
         try:

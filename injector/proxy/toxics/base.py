@@ -110,7 +110,7 @@ class Wheel:
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # No strong reference to the loop: the per-loop cache below is keyed on it weakly.
         self.slots: dict[int, list[TimedStage]] = {}
         self._due: list[int] = []
         """Slot numbers with stages waiting, as a heap; the alarm is set for the first."""
