@@ -110,7 +110,8 @@ class Wheel:
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # No strong reference to the loop: the per-loop cache below is keyed on it weakly.
+        # The wheel keeps no reference to the loop (the per-loop cache is keyed on it weakly),
+        # so a finished loop with no stage still waiting frees its wheel and alarm.
         self.slots: dict[int, list[TimedStage]] = {}
         self._due: list[int] = []
         """Slot numbers with stages waiting, as a heap; the alarm is set for the first."""
