@@ -550,7 +550,7 @@ async def _stage_errors(design: str, links: int, rate: float, seconds: float) ->
     loop = asyncio.get_running_loop()
     errors: list[float] = []
     latency_s = 0.010
-    pacer = Alarm(loop, lambda: due())
+    pacer = Alarm(loop, lambda: pace())
     if design == "wheel-loop-timers":
         alarm_module._LIBC = None  # this process only: the stages' wheel gets loop timers
     pushes: list[Callable[[], None]] = []
@@ -582,7 +582,7 @@ async def _stage_errors(design: str, links: int, rate: float, seconds: float) ->
     started = time.monotonic() + 0.05
     pushed = 0
 
-    def due() -> None:
+    def pace() -> None:
         nonlocal pushed
         now = time.monotonic()
         while pushed < total and started + pushed / rate <= now:
