@@ -1,6 +1,5 @@
 """The data path on uvloop, as ``aftershock proxy serve`` runs it: client data sent before
-the upstream answers is not lost, and the latency toxic holds its bounds with uvloop's
-millisecond timers."""
+the upstream answers is not lost, and the latency toxic holds its bounds on uvloop."""
 
 from __future__ import annotations
 

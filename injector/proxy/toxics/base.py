@@ -8,6 +8,7 @@ link form a chain; the last one writes to the socket.
 
 from __future__ import annotations
 
+import heapq
 import time
 import weakref
 from collections import deque
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, ConfigDict
+
+from injector.proxy.toxics.alarm import Alarm
 
 if TYPE_CHECKING:
     import asyncio
@@ -90,24 +93,36 @@ class Stage:
 
 
 class Wheel:
-    """Wakes timed stages in slots of ``SLOT_S``: one loop timer per slot shared by every
-    stage due in it, instead of one timer per chunk (10k chunks/s become ≤ 2k timers/s).
+    """Wakes timed stages in slots of ``slot_s``: one alarm per slot shared by every stage due
+    in it, instead of one timer per chunk (10k chunks/s become at most 1/``slot_s`` wake-ups).
 
-    Times are ``time.monotonic()``, not ``loop.time()``: uvloop's clock is cached per loop
-    iteration in whole milliseconds. Its timers, in whole milliseconds too, fire up to a
-    millisecond early or late; a wake-up therefore releases what is due within that
-    granularity (``tolerance_s``) rather than wake again and again until the time comes.
+    Times are ``time.monotonic()``; a chunk due at ``at`` goes in slot ``round(at / slot_s)``
+    and leaves when that slot fires. With a precise :class:`Alarm` (Linux timerfd) slots are
+    0.2 ms, so a chunk leaves within ~0.1 ms of its time plus the loop's own delay. With loop
+    timers only (uvloop's count whole milliseconds from a clock cached per loop iteration and
+    fire up to about a millisecond early or late), slots are 0.5 ms and a wake-up also
+    releases what is due within that granularity (``tolerance_s``) rather than wake again and
+    again until the time comes.
     """
 
-    SLOT_S = 0.0005
     _wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Wheel] = (
         weakref.WeakKeyDictionary()
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # The wheel keeps no reference to the loop (the per-loop cache is keyed on it weakly),
+        # so a finished loop with no stage still waiting frees its wheel and alarm.
         self.slots: dict[int, list[TimedStage]] = {}
-        self.tolerance_s = 0.001 if type(loop).__module__.startswith("uvloop") else 0.0001
+        self._due: list[int] = []
+        """Slot numbers with stages waiting, as a heap; the alarm is set for the first."""
+        self._armed_slot: int | None = None
+        self.alarm = Alarm(loop, self._fire)
+        if self.alarm.precise:
+            self.slot_s, self.tolerance_s = 0.0002, 0.0
+        elif type(loop).__module__.startswith("uvloop"):
+            self.slot_s, self.tolerance_s = 0.0005, 0.001
+        else:
+            self.slot_s, self.tolerance_s = 0.0005, 0.0001
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> Wheel:
@@ -117,18 +132,36 @@ class Wheel:
         return wheel
 
     def wake(self, stage: TimedStage, at: float) -> None:
-        slot = round(at / self.SLOT_S)
+        slot = round(at / self.slot_s)
         stages = self.slots.get(slot)
-        if stages is None:
-            self.slots[slot] = [stage]
-            delay = max(0.0, slot * self.SLOT_S - time.monotonic())
-            self.loop.call_later(delay, self._fire, slot)
-        else:
+        if stages is not None:
             stages.append(stage)
+            return
+        self.slots[slot] = [stage]
+        heapq.heappush(self._due, slot)
+        if self._armed_slot is None or slot < self._armed_slot:
+            self._armed_slot = slot
+            self.alarm.arm(slot * self.slot_s)
 
-    def _fire(self, slot: int) -> None:
-        for stage in self.slots.pop(slot, ()):
-            stage.wakeup()
+    def _fire(self) -> None:
+        fired, self._armed_slot = self._armed_slot, None
+        # Every slot up to ``last`` is released now, its stages up to the slot's end (so a
+        # stage put back on the wheel always lands in a later slot).
+        last = int((time.monotonic() + self.tolerance_s) / self.slot_s + 0.5)
+        if fired is not None:
+            last = max(last, fired)
+        horizon = (last + 0.5) * self.slot_s
+        due = self._due
+        while due and due[0] <= last:
+            for stage in self.slots.pop(heapq.heappop(due)):
+                stage.wakeup(horizon)
+        if due:
+            # A wake-up may have armed an earlier slot already.
+            if self._armed_slot is None or due[0] < self._armed_slot:
+                self._armed_slot = due[0]
+                self.alarm.arm(due[0] * self.slot_s)
+        else:
+            self.alarm.disarm()
 
 
 class TimedStage(Stage):
@@ -158,10 +191,9 @@ class TimedStage(Stage):
             return
         self._queue.append((self.last_at, None))
 
-    def wakeup(self) -> None:
-        """Release what is due; wake again for the rest."""
+    def wakeup(self, horizon: float) -> None:
+        """Release what is due by ``horizon`` (monotonic); wake again for the rest."""
         self._armed = False
-        horizon = time.monotonic() + self._wheel.tolerance_s
         queue = self._queue
         released = 0
         while queue and queue[0][0] <= horizon:
