@@ -1,7 +1,8 @@
 """Run the benchmarks: each ``bench/bench_*.py`` in its own process, in name order.
 
 ``python -m bench`` runs all; ``python -m bench proxy publisher`` runs ``bench_proxy.py`` and
-``bench_publisher.py``. Each benchmark prints its own figures.
+``bench_publisher.py``. Options after the names go to each selected benchmark unchanged
+(``python -m bench proxy --quick``). Each benchmark prints its own figures.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     here = Path(__file__).parent
+    split = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    argv, options = argv[:split], argv[split:]
     found = sorted(here.glob("bench_*.py"))
     wanted = {f"bench_{a.removeprefix('bench_').removesuffix('.py')}" for a in argv}
     selected = [p for p in found if not wanted or p.stem in wanted]
     missing = wanted - {p.stem for p in found}
     if missing:
+        names = sorted(m.removeprefix("bench_") for m in missing)
         print(
-            f"unknown benchmark(s): {', '.join(sorted(missing))}; have: "
+            f"unknown benchmark(s): {', '.join(names)}; have: "
             + ", ".join(p.stem.removeprefix("bench_") for p in found),
             file=sys.stderr,
         )
@@ -27,7 +31,9 @@ def main(argv: list[str]) -> int:
     failed = 0
     for path in selected:
         print(f"== {path.stem.removeprefix('bench_')}", flush=True)
-        rc = subprocess.call([sys.executable, "-m", f"bench.{path.stem}"], cwd=here.parent)
+        rc = subprocess.call(
+            [sys.executable, "-m", f"bench.{path.stem}", *options], cwd=here.parent
+        )
         failed += rc != 0
     return 1 if failed else 0
 
