@@ -89,7 +89,7 @@ class Session:
         "channels",
         "conn",
         "ctx",
-        "due_gen",
+        "due_tick",
         "log",
         "pending",
         "plan",
@@ -116,7 +116,7 @@ class Session:
         self.trace: Trace = NO_TRACE
         self.root: trace.Span = trace.INVALID_SPAN
         self.root_ctx = trace.set_span_in_context(trace.INVALID_SPAN)
-        self.due_gen = 0
+        self.due_tick = -1
         self._active = False
         self._step: SendStep | None = None
         self._remaining: int | None = None
@@ -349,7 +349,7 @@ class Session:
             return None
         if step.expect != "none":
             self.pending[seq] = (now, span, ids)
-            ctx.ticker.expect(now + step.timeout_ms / 1000, self, seq)
+            ctx.ticker.expect(now, step.timeout_ms / 1000, self, seq)
         elif span is not None:
             span.end()
         ctx.counters.sends += 1
