@@ -1,62 +1,74 @@
-"""Builds session events on the hot path and hands them to an :class:`EventSink`.
+"""Writes session events on the hot path, straight into their wire bytes.
 
-Events are built without validation from values this module controls: :func:`_construct` does
-what pydantic's ``model_construct`` does for a complete set of fields, minus its per-field
-default handling, which made it the most expensive call per message. ``tests/generators``
-checks every kind emitted here against the schema (JSON round trip equals the original).
+A session event is mostly constant: who (tenant, user, session, target, protocol) is fixed per
+session and provenance (experiment, run, generator) per recorder. Both are encoded to JSON once;
+each event is then one ``bytes % values`` format, the exact bytes
+:func:`aftershock.eventlog.codec.encode_event` writes for the equivalent validated model (same
+field order, same number formatting). A sink that takes encoded events
+(:class:`~aftershock.eventlog.EncodedEventSink`, e.g. the Kafka publisher) gets those bytes, so
+no per-event object is built or kept; any other sink gets the model pydantic validates from them.
+``tests/generators/test_recorder.py`` proves the equivalence for every kind.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal
 
+import orjson
+
+from aftershock.eventlog.sink import EncodedEventSink
 from schemas.base import SCHEMA_VERSION
-from schemas.events import (
-    Connected,
-    ConnectStart,
-    Disconnect,
-    Receive,
-    Send,
-    SessionError,
-)
+from schemas.events import EventAdapter
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
+    from collections.abc import Callable
 
     from aftershock.eventlog.sink import EventSink
     from schemas.events import Protocol as WireProtocol
 
-M = TypeVar("M", bound="BaseModel")
-_setattr = object.__setattr__
-_FIELDS_SET: dict[type[BaseModel], set[str]] = {}
-
-
-def _construct(cls: type[M], values: dict[str, object]) -> M:
-    """``cls.model_construct(**values)`` for a ``values`` holding every field of ``cls``."""
-    obj = cls.__new__(cls)
-    _setattr(obj, "__dict__", values)
-    fields_set = _FIELDS_SET.get(cls)
-    if fields_set is None:
-        fields_set = _FIELDS_SET[cls] = set(cls.model_fields)
-    # Shared per class: frozen events never change their set of fields.
-    _setattr(obj, "__pydantic_fields_set__", fields_set)
-    _setattr(obj, "__pydantic_extra__", None)
-    _setattr(obj, "__pydantic_private__", None)
-    return obj
-
-
 Phase = Literal["connect", "auth", "send", "receive", "close"]
 Expect = Literal["echo", "broadcast", "response", "none"]
+Trace = tuple[str | None, str | None]
+Who = tuple[str, str, str]
+
+_dumps = orjson.dumps
+_NULL = b"null"
+_MAX_MESSAGE = 4000
+
+
+def _lit(value: str) -> bytes:
+    """A JSON string, escaped for use inside a ``bytes %`` format."""
+    return _dumps(value).replace(b"%", b"%%")
+
+
+def _trace_json(trace: Trace) -> bytes:
+    trace_id, span_id = trace
+    return (
+        b'"trace_id":'
+        + (_NULL if trace_id is None else b'"%s"' % trace_id.encode())
+        + b',"span_id":'
+        + (_NULL if span_id is None else b'"%s"' % span_id.encode())
+    )
+
+
+_NO_TRACE_JSON = _trace_json((None, None))
+_EXPECT = {e: _dumps(e) for e in ("echo", "broadcast", "response", "none")}
 
 
 class Recorder:
+    """Shared by every session of a generator: provenance, event ids, the sink."""
+
     __slots__ = (
-        "_base",
         "_counter",
+        "_emit",
+        "_fmt",
         "_id_tail",
+        "_key_prefix",
         "_mono0",
+        "_protocol",
+        "_target",
         "emitted",
         "sink",
     )
@@ -72,77 +84,126 @@ class Recorder:
         protocol: WireProtocol,
     ) -> None:
         self.sink = sink
+        self.emitted = 0
+        self._counter = 0
         self._mono0 = time.monotonic_ns()
         self._id_tail = os.urandom(4).hex()
-        self._counter = 0
-        self.emitted = 0
-        self._base = {
-            "schema_version": SCHEMA_VERSION,
-            "experiment_id": experiment_id,
-            "run_id": run_id,
-            "generator_id": generator_id,
-            "target": target,
-            "protocol": protocol,
+        self._target = target
+        self._protocol = protocol
+        self._key_prefix = f"{experiment_id}/{target}/"
+        self._emit: Callable[[str, bytes], None] = (
+            sink.emit_encoded if isinstance(sink, EncodedEventSink) else self._emit_model
+        )
+        # Field order is the models' (EventBase, SessionEventBase, then the kind's fields), so
+        # the bytes equal encode_event() of the validated model. Arguments: ts, counter, ts,
+        # mono, trace, who, then the kind's own fields.
+        common = (
+            b'{"schema_version":%d,"event_id":"%%016x%s%%08x","experiment_id":%s,"run_id":%s,'
+            b'"generator_id":%s,"ts_ns":%%d,"mono_ns":%%d,%%b,%%b,"kind":"session.'
+        ) % (
+            SCHEMA_VERSION,
+            self._id_tail.encode(),
+            _lit(experiment_id),
+            _lit(run_id),
+            _lit(generator_id),
+        )
+        self._fmt = {
+            "connect_start": common + b'connect_start","attempt":%d}',
+            "connected": common + b'connected","attempt":%d,"connect_ms":%b}',
+            "send": common + b'send","seq":%d,"bytes":%d,"channel":%b,"expect":%b}',
+            "receive": common + b'receive","seq":%b,"bytes":%d,"latency_ms":%b,"origin_tenant":%b,'
+            b'"origin_user":%b,"origin_session":%b,"origin_seq":%b,"checksum_ok":%b,'
+            b'"status":%b,"channel":%b}',
+            "error": common + b'error","error_class":%b,"message":%b,"phase":%b,"seq":%b}',
+            "disconnect": common + b'disconnect","by":%b,"code":%b,"reason":%b}',
         }
 
-    def _common(
-        self, tenant: str, user: str, session: str, trace_id: str | None, span_id: str | None
-    ) -> dict[str, object]:
+    def session(self, who: Who) -> SessionLog:
+        """The log of one session's events (build once per session; it holds encoded JSON)."""
+        return SessionLog(self, who)
+
+    def error(self, who: Who, error_class: str, message: str, phase: Phase, trace: Trace) -> None:
+        """A ``session.error`` outside a running session (auth, on behalf of a user)."""
+        self.session(who).error(error_class, message, phase, trace)
+
+    def _emit_model(self, key: str, data: bytes) -> None:
+        self.sink.emit(EventAdapter.validate_json(data))
+
+
+class SessionLog:
+    """Writes one session's events. The methods are the event kinds of ``schemas.events``."""
+
+    __slots__ = ("_emit", "_fmt", "_rec", "_trace", "_trace_json", "_who_json", "key", "who")
+
+    def __init__(self, recorder: Recorder, who: Who) -> None:
+        tenant, user, session = who
+        self.who = who
+        self.key = recorder._key_prefix + tenant
+        """The partition key (``codec.partition_key`` of every event of this session)."""
+        self._rec = recorder
+        self._emit = recorder._emit
+        self._fmt = recorder._fmt
+        self._who_json = b'"tenant":%s,"user":%s,"session":%s,"target":%s,"protocol":%s' % (
+            _dumps(tenant),
+            _dumps(user),
+            _dumps(session),
+            _dumps(recorder._target),
+            _dumps(recorder._protocol.value),
+        )
+        self._trace: Trace = (None, None)
+        self._trace_json = _NO_TRACE_JSON
+
+    def use_trace(self, trace: Trace) -> None:
+        """Pre-encode the session's own trace ids (passing this very tuple later is cheap)."""
+        self._trace = trace
+        self._trace_json = _trace_json(trace)
+
+    def _write(self, kind: str, trace: Trace, fields: tuple[object, ...]) -> None:
+        rec = self._rec
         ts = time.time_ns()
-        self._counter += 1
-        self.emitted += 1
-        d = dict(self._base)
-        d["event_id"] = f"{ts:016x}{self._id_tail}{self._counter & 0xFFFFFFFF:08x}"
-        d["ts_ns"] = ts
-        d["mono_ns"] = time.monotonic_ns() - self._mono0
-        d["trace_id"] = trace_id
-        d["span_id"] = span_id
-        d["tenant"] = tenant
-        d["user"] = user
-        d["session"] = session
-        return d
+        rec._counter += 1
+        rec.emitted += 1
+        data = self._fmt[kind] % (
+            ts,
+            rec._counter & 0xFFFFFFFF,
+            ts,
+            time.monotonic_ns() - rec._mono0,
+            self._trace_json if trace is self._trace else _trace_json(trace),
+            self._who_json,
+            *fields,
+        )
+        self._emit(self.key, data)
 
-    def connect_start(
-        self, who: tuple[str, str, str], attempt: int, trace: tuple[str | None, str | None]
-    ) -> None:
-        d = self._common(*who, *trace)
-        d["kind"] = "session.connect_start"
-        d["attempt"] = attempt
-        self.sink.emit(_construct(ConnectStart, d))
+    def connect_start(self, attempt: int, trace: Trace) -> None:
+        self._write("connect_start", trace, (attempt,))
 
-    def connected(
-        self,
-        who: tuple[str, str, str],
-        attempt: int,
-        connect_ms: float,
-        trace: tuple[str | None, str | None],
-    ) -> None:
-        d = self._common(*who, *trace)
-        d["kind"] = "session.connected"
-        d["attempt"] = attempt
-        d["connect_ms"] = connect_ms
-        self.sink.emit(_construct(Connected, d))
+    def connected(self, attempt: int, connect_ms: float, trace: Trace) -> None:
+        self._write("connected", trace, (attempt, _dumps(float(connect_ms))))
 
     def send(
-        self,
-        who: tuple[str, str, str],
-        seq: int,
-        nbytes: int,
-        channel: str | None,
-        expect: Expect,
-        trace: tuple[str | None, str | None],
+        self, seq: int, nbytes: int, channel: str | None, expect: Expect, trace: Trace
     ) -> None:
-        d = self._common(*who, *trace)
-        d["kind"] = "session.send"
-        d["seq"] = seq
-        d["bytes"] = nbytes
-        d["channel"] = channel
-        d["expect"] = expect
-        self.sink.emit(_construct(Send, d))
+        # The hot path: _write inlined.
+        rec = self._rec
+        ts = time.time_ns()
+        rec._counter += 1
+        rec.emitted += 1
+        data = self._fmt["send"] % (
+            ts,
+            rec._counter & 0xFFFFFFFF,
+            ts,
+            time.monotonic_ns() - rec._mono0,
+            self._trace_json if trace is self._trace else _trace_json(trace),
+            self._who_json,
+            seq,
+            nbytes,
+            _NULL if channel is None else _dumps(channel),
+            _EXPECT[expect],
+        )
+        self._emit(self.key, data)
 
     def receive(
         self,
-        who: tuple[str, str, str],
         *,
         seq: int | None,
         nbytes: int,
@@ -151,50 +212,65 @@ class Recorder:
         checksum_ok: bool | None,
         status: int | None,
         channel: str | None,
-        trace: tuple[str | None, str | None],
+        trace: Trace,
     ) -> None:
-        d = self._common(*who, *trace)
-        d["kind"] = "session.receive"
-        d["seq"] = seq
-        d["bytes"] = nbytes
-        d["latency_ms"] = latency_ms
+        rec = self._rec
+        ts = time.time_ns()
+        rec._counter += 1
+        rec.emitted += 1
         if origin is None:
-            d["origin_tenant"] = d["origin_user"] = d["origin_session"] = d["origin_seq"] = None
+            o_tenant = o_user = o_session = o_seq = _NULL
         else:
-            d["origin_tenant"], d["origin_user"], d["origin_session"], d["origin_seq"] = origin
-        d["checksum_ok"] = checksum_ok
-        d["status"] = status
-        d["channel"] = channel
-        self.sink.emit(_construct(Receive, d))
+            o_tenant, o_user, o_session = _dumps(origin[0]), _dumps(origin[1]), _dumps(origin[2])
+            o_seq = b"%d" % origin[3]
+        data = self._fmt["receive"] % (
+            ts,
+            rec._counter & 0xFFFFFFFF,
+            ts,
+            time.monotonic_ns() - rec._mono0,
+            self._trace_json if trace is self._trace else _trace_json(trace),
+            self._who_json,
+            _NULL if seq is None else b"%d" % seq,
+            nbytes,
+            _NULL if latency_ms is None else _dumps(float(latency_ms)),
+            o_tenant,
+            o_user,
+            o_session,
+            o_seq,
+            _dumps(checksum_ok),
+            _NULL if status is None else b"%d" % status,
+            _NULL if channel is None else _dumps(channel),
+        )
+        self._emit(self.key, data)
 
     def error(
         self,
-        who: tuple[str, str, str],
         error_class: str,
         message: str,
         phase: Phase,
-        trace: tuple[str | None, str | None],
+        trace: Trace,
         seq: int | None = None,
     ) -> None:
-        d = self._common(*who, *trace)
-        d["kind"] = "session.error"
-        d["error_class"] = error_class or "Error"
-        d["message"] = message[:4000]
-        d["phase"] = phase
-        d["seq"] = seq
-        self.sink.emit(_construct(SessionError, d))
+        self._write(
+            "error",
+            trace,
+            (
+                _dumps((error_class or "Error")[:200]),
+                _dumps(message[:_MAX_MESSAGE]),
+                _dumps(phase),
+                _NULL if seq is None else b"%d" % seq,
+            ),
+        )
 
     def disconnect(
         self,
-        who: tuple[str, str, str],
         by: Literal["client", "server", "error"],
         code: int | None,
         reason: str,
-        trace: tuple[str | None, str | None],
+        trace: Trace,
     ) -> None:
-        d = self._common(*who, *trace)
-        d["kind"] = "session.disconnect"
-        d["by"] = by
-        d["code"] = code
-        d["reason"] = reason
-        self.sink.emit(_construct(Disconnect, d))
+        self._write(
+            "disconnect",
+            trace,
+            (_dumps(by), _NULL if code is None else b"%d" % code, _dumps(reason)),
+        )

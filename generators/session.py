@@ -89,7 +89,8 @@ class Session:
         "channels",
         "conn",
         "ctx",
-        "due_gen",
+        "due_tick",
+        "log",
         "pending",
         "plan",
         "rng",
@@ -106,6 +107,7 @@ class Session:
         self.plan = plan
         self.who = (plan.tenant, plan.user, plan.session)
         self.stamper = Stamper(ctx.key, *self.who)
+        self.log = ctx.recorder.session(self.who)
         self.rng = random.Random(f"{ctx.seed}:{plan.index}")
         self.conn: Connection | None = None
         self.seq = 0
@@ -114,7 +116,7 @@ class Session:
         self.trace: Trace = NO_TRACE
         self.root: trace.Span = trace.INVALID_SPAN
         self.root_ctx = trace.set_span_in_context(trace.INVALID_SPAN)
-        self.due_gen = 0
+        self.due_tick = -1
         self._active = False
         self._step: SendStep | None = None
         self._remaining: int | None = None
@@ -142,6 +144,7 @@ class Session:
         )
         self.root_ctx = trace.set_span_in_context(self.root)
         self.trace = span_ids(self.root)
+        self.log.use_trace(self.trace)
         try:
             for step in ctx.script:
                 if ctx.stopping:
@@ -197,7 +200,7 @@ class Session:
 
     async def _connect_once(self, attempt: int, reconnect: bool) -> bool:
         ctx = self.ctx
-        rec = ctx.recorder
+        log = self.log
         headers: dict[str, str] = {}
         if ctx.auth is not None:
             try:
@@ -212,7 +215,7 @@ class Session:
         )
         inject(headers, context=trace.set_span_in_context(span))
         ids = span_ids(span) if span.get_span_context().is_valid else self.trace
-        rec.connect_start(self.who, attempt, ids)
+        log.connect_start(attempt, ids)
         t0 = ctx.clock.monotonic()
         try:
             async with ctx.connect_limit:
@@ -225,7 +228,7 @@ class Session:
             span.end()
             ctx.counters.connect_failures += 1
             ctx.counters.errors += 1
-            rec.error(self.who, type(exc).__name__, str(exc), "connect", ids)
+            log.error(type(exc).__name__, str(exc), "connect", ids)
             return False
         span.end()
         connect_ms = (ctx.clock.monotonic() - t0) * 1000
@@ -240,7 +243,7 @@ class Session:
         self._active = True
         if reconnect:
             ctx.counters.reconnects += 1
-        rec.connected(self.who, attempt, connect_ms, ids)
+        log.connected(attempt, connect_ms, ids)
         if self.channels:
             await self._subscribe(self.channels)
         return True
@@ -265,8 +268,7 @@ class Session:
         await wait_any(ctx.clock, [ack, self._lost, ctx.stopped], deadline)
         if not ack.done() and not self._lost.done() and not ctx.stopping:
             ctx.counters.errors += 1
-            ctx.recorder.error(
-                self.who,
+            self.log.error(
                 "Timeout",
                 f"no subscribe acknowledgement within {SUBSCRIBE_TIMEOUT_S:g} s",
                 "receive",
@@ -309,10 +311,10 @@ class Session:
         try:
             await conn.close()
         except (GeneratorError, OSError) as exc:
-            self.ctx.recorder.error(self.who, type(exc).__name__, str(exc), "close", self.trace)
+            self.log.error(type(exc).__name__, str(exc), "close", self.trace)
             return
         if was_open:
-            self.ctx.recorder.disconnect(self.who, "client", 1000, "", self.trace)
+            self.log.disconnect("client", 1000, "", self.trace)
 
     # ticker ----------------------------------------------------------------------------------
 
@@ -347,11 +349,11 @@ class Session:
             return None
         if step.expect != "none":
             self.pending[seq] = (now, span, ids)
-            ctx.ticker.expect(now + step.timeout_ms / 1000, self, seq)
+            ctx.ticker.expect(now, step.timeout_ms / 1000, self, seq)
         elif span is not None:
             span.end()
         ctx.counters.sends += 1
-        ctx.recorder.send(self.who, seq, len(frame), channel, step.expect, ids)
+        self.log.send(seq, len(frame), channel, step.expect, ids)
         if self._remaining is not None:
             self._remaining -= 1
             if self._remaining <= 0:
@@ -377,8 +379,7 @@ class Session:
         ctx.counters.errors += 1
         expect = self._step.expect if self._step is not None else "echo"
         timeout_ms = self._step.timeout_ms if self._step is not None else 0
-        ctx.recorder.error(
-            self.who,
+        self.log.error(
             "Timeout",
             f"no {expect} for seq {seq} within {timeout_ms:g} ms",
             "receive",
@@ -403,7 +404,7 @@ class Session:
             return
         if op == "error":
             ctx.counters.errors += 1
-            ctx.recorder.error(self.who, "ServerError", msg.data, "receive", self.trace)
+            self.log.error("ServerError", msg.data, "receive", self.trace)
             return
         if op == "other":
             return
@@ -438,8 +439,7 @@ class Session:
             counters.checksum_failures += 1
         elif origin is not None and origin.tenant != self.plan.tenant:
             counters.cross_tenant += 1
-        ctx.recorder.receive(
-            self.who,
+        self.log.receive(
             seq=own_seq,
             nbytes=len(data),
             latency_ms=latency_ms,
@@ -455,7 +455,7 @@ class Session:
         )
         if status is not None and status >= 400:
             counters.errors += 1
-            ctx.recorder.error(self.who, f"HTTP{status}", data[:200], "receive", ids, own_seq)
+            self.log.error(f"HTTP{status}", data[:200], "receive", ids, own_seq)
 
     def on_closed(self, closed: Closed) -> None:
         ctx = self.ctx
@@ -467,13 +467,12 @@ class Session:
         self.conn = None
         ctx.counters.errors += 1
         what = "ServerClosed" if closed.by == "server" else "ConnectionLost"
-        ctx.recorder.error(
-            self.who,
+        self.log.error(
             what,
             f"{closed.reason or 'closed'} (code {closed.code})",
             "receive",
             self.trace,
         )
-        ctx.recorder.disconnect(self.who, closed.by, closed.code, closed.reason, self.trace)
+        self.log.disconnect(closed.by, closed.code, closed.reason, self.trace)
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)

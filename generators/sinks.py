@@ -1,8 +1,11 @@
-"""Event sinks the generator CLI adds to the ones in :mod:`aftershock.eventlog`."""
+"""Event sinks the generator CLI adds to the ones in :mod:`aftershock.eventlog`; both take
+encoded events (:class:`~aftershock.eventlog.EncodedEventSink`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, BinaryIO
+
+from aftershock.eventlog.codec import encode_event
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,7 +25,10 @@ class JsonlSink:
         self.emitted = 0
 
     def emit(self, event: Event) -> None:
-        self._buf.append(event.model_dump_json().encode() + b"\n")
+        self.emit_encoded("", encode_event(event))
+
+    def emit_encoded(self, key: str, data: bytes) -> None:
+        self._buf.append(data + b"\n")
         self.emitted += 1
         if len(self._buf) >= self._batch:
             self.flush()
@@ -47,4 +53,7 @@ class CountingSink:
         self.emitted = 0
 
     def emit(self, event: Event) -> None:
+        self.emitted += 1
+
+    def emit_encoded(self, key: str, data: bytes) -> None:
         self.emitted += 1

@@ -16,6 +16,8 @@ inversions of ``seq`` per origin session are loss, duplication and reordering.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 import re
 from typing import NamedTuple
@@ -25,7 +27,39 @@ VERSION = "A1"
 MAC_HEX = 16
 _SAFE = re.compile(r"^[A-Za-z0-9._:@-]+$")
 _FILLER = "x" * 65536
-_DIGEST = "sha256"
+_BLOCK = 64  # SHA-256 block size, the HMAC pad length
+
+
+class Mac:
+    """HMAC-SHA256 with the key's padded inner and outer states computed once.
+
+    ``hmac.digest`` redoes the key schedule (and, with OpenSSL 3, a fetch of the algorithm) on
+    every call; copying two prepared hash states costs a fraction of that per message. The
+    result is the same HMAC (RFC 2104), checked against ``hmac`` in the tests.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(hmac.trans_36))
+        self._outer = hashlib.sha256(key.translate(hmac.trans_5C))
+
+    def hex(self, message: bytes) -> str:
+        """The first ``MAC_HEX`` hex characters of HMAC-SHA256(key, message)."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[: MAC_HEX // 2].hex()
+
+
+@functools.lru_cache(maxsize=64)
+def mac_for(key: bytes) -> Mac:
+    """The prepared :class:`Mac` of ``key`` (one per experiment key, kept)."""
+    return Mac(key)
 
 
 def _escape(name: str) -> str:
@@ -45,13 +79,18 @@ class Origin(NamedTuple):
     checksum_ok: bool
 
 
+def _origin(fields: tuple[str, str, str, int, int, bool]) -> Origin:
+    # One per received message: skips NamedTuple's Python-level __new__.
+    return tuple.__new__(Origin, fields)
+
+
 class Stamper:
     """Makes the stamps of one session. The fixed prefix is built once; :meth:`stamp` is hot."""
 
-    __slots__ = ("_key", "_prefix")
+    __slots__ = ("_mac", "_prefix")
 
     def __init__(self, key: bytes, tenant: str, user: str, session: str) -> None:
-        self._key = key
+        self._mac = mac_for(key)
         self._prefix = f"{VERSION}|{_escape(tenant)}|{_escape(user)}|{_escape(session)}|"
 
     def overhead(self, seq: int, send_ns: int) -> int:
@@ -62,8 +101,7 @@ class Stamper:
         head = f"{self._prefix}{seq}|{send_ns:x}|"
         fill = size - len(head) - MAC_HEX - 1
         body = f"{head}{_FILLER[: fill if fill > 0 else 0]}"
-        mac = hmac.digest(self._key, body.encode(), _DIGEST)[:8].hex()
-        return f"{body}|{mac}"
+        return f"{body}|{self._mac.hex(body.encode())}"
 
 
 def verify(key: bytes, text: str) -> Origin | None:
@@ -80,11 +118,21 @@ def verify(key: bytes, text: str) -> Origin | None:
     except ValueError:
         return Origin(_unescape(parts[1]), _unescape(parts[2]), _unescape(parts[3]), -1, 0, False)
     try:
-        expected = hmac.digest(key, body.encode(), _DIGEST)[:8].hex()
+        expected = mac_for(key).hex(body.encode())
     except UnicodeEncodeError:
         expected = ""
     ok = len(mac) == MAC_HEX and hmac.compare_digest(expected, mac)
-    return Origin(_unescape(parts[1]), _unescape(parts[2]), _unescape(parts[3]), seq, send_ns, ok)
+    _, tenant, user, session = parts[:4]
+    return _origin(
+        (
+            tenant if "%" not in tenant else unquote(tenant),
+            user if "%" not in user else unquote(user),
+            session if "%" not in session else unquote(session),
+            seq,
+            send_ns,
+            ok,
+        )
+    )
 
 
 def experiment_key(experiment_id: str, secret: bytes | None = None) -> bytes:

@@ -3,13 +3,18 @@
 A sleeping task per session costs a timer-heap entry and a task wake-up per message; at 10k
 sessions the loop spends its time there. Here sessions sit in a timing wheel keyed by tick
 number, and each tick calls the due ones synchronously.
+
+Nothing per message is a container object: a wheel slot lists sessions (a session remembers the
+one tick it is due at, so a stale entry is skipped), and expectation timeouts wait in one FIFO
+per timeout length (deadline, session and seq in three parallel deques; deadlines of one length
+arrive in order). Thousands of tuples living for seconds each were what kept the garbage
+collector's oldest generation growing, and its full collections were the latency outliers.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
+from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from generators.clock import sleep_until
@@ -19,7 +24,8 @@ if TYPE_CHECKING:
 
 
 class Tickable(Protocol):
-    due_gen: int
+    due_tick: int
+    """The tick this item is due at (-1: none); owned by the ticker."""
 
     def fire(self, now: float) -> float | None:
         """Send once; return when to fire next, or None to leave the wheel."""
@@ -35,25 +41,32 @@ class Ticker:
         self._tick_s = tick_s
         self._t0 = clock.monotonic()
         self._done_tick = -1
-        self._wheel: dict[int, list[tuple[Tickable, int]]] = {}
-        self._timeouts: list[tuple[float, int, Tickable, int]] = []
-        self._ids = itertools.count()
+        self._wheel: dict[int, list[Tickable]] = {}
+        self._expiries: dict[float, _Fifo] = {}
 
     def schedule(self, item: Tickable, at: float) -> None:
         """Fire ``item`` at ``at`` (or the next tick); an earlier schedule of it is dropped."""
-        item.due_gen += 1
         tick = max(self._done_tick + 1, math.ceil((at - self._t0) / self._tick_s - 1e-9))
+        item.due_tick = tick
         bucket = self._wheel.get(tick)
         if bucket is None:
-            self._wheel[tick] = [(item, item.due_gen)]
+            self._wheel[tick] = [item]
         else:
-            bucket.append((item, item.due_gen))
+            bucket.append(item)
 
     def cancel(self, item: Tickable) -> None:
-        item.due_gen += 1
+        item.due_tick = -1
 
-    def expect(self, deadline: float, item: Tickable, seq: int) -> None:
-        heapq.heappush(self._timeouts, (deadline, next(self._ids), item, seq))
+    def expect(self, sent_at: float, timeout_s: float, item: Tickable, seq: int) -> None:
+        """Call ``item.on_timeout(seq)`` once ``sent_at + timeout_s`` has passed.
+
+        ``sent_at`` must not go back between calls (it is the tick's time)."""
+        fifo = self._expiries.get(timeout_s)
+        if fifo is None:
+            fifo = self._expiries[timeout_s] = _Fifo()
+        fifo.deadlines.append(sent_at + timeout_s)
+        fifo.items.append(item)
+        fifo.seqs.append(seq)
 
     def run_due(self, now: float) -> None:
         """Fire everything due by ``now``; exposed for tests that drive time by hand."""
@@ -66,21 +79,32 @@ class Ticker:
             if not bucket:
                 continue
             self._done_tick = tick
-            for item, gen in bucket:
-                if gen != item.due_gen:
+            for item in bucket:
+                if item.due_tick != tick:
                     continue
+                item.due_tick = -1
                 nxt = item.fire(now)
                 if nxt is not None:
                     # Catch up after a stall, but never by more than one second's burst.
                     self.schedule(item, nxt if nxt > now - 1.0 else now)
         self._done_tick = max(self._done_tick, current)
-        timeouts = self._timeouts
-        while timeouts and timeouts[0][0] <= now:
-            _, _, item, seq = heapq.heappop(timeouts)
-            item.on_timeout(seq)
+        for fifo in self._expiries.values():
+            deadlines = fifo.deadlines
+            while deadlines and deadlines[0] <= now:
+                deadlines.popleft()
+                fifo.items.popleft().on_timeout(fifo.seqs.popleft())
 
     async def run(self) -> None:
         """Tick until cancelled."""
         while True:
             await sleep_until(self._clock, self._t0 + (self._done_tick + 1) * self._tick_s)
             self.run_due(self._clock.monotonic())
+
+
+class _Fifo:
+    __slots__ = ("deadlines", "items", "seqs")
+
+    def __init__(self) -> None:
+        self.deadlines: deque[float] = deque()
+        self.items: deque[Tickable] = deque()
+        self.seqs: deque[int] = deque()

@@ -86,7 +86,21 @@ def encode_batch(events: Sequence[Event], compression: Compression = Compression
     Frozen models keep exactly their fields in ``__dict__``; orjson writes them (and nested
     models, via ``_default``) as JSON without building intermediate dicts.
     """
-    payload = orjson.dumps([e.__dict__ for e in events], default=_default)
+    return _compress(orjson.dumps([e.__dict__ for e in events], default=_default), compression)
+
+
+def encode_event(event: Event) -> bytes:
+    """One event as the JSON object :func:`encode_batch` writes for it, byte for byte."""
+    return orjson.dumps(event.__dict__, default=_default)
+
+
+def join_batch(items: Sequence[bytes], compression: Compression = Compression.ZSTD) -> bytes:
+    """The record value for events already encoded one by one (:func:`encode_event`, or a
+    producer writing exactly those bytes): the same bytes :func:`encode_batch` makes."""
+    return _compress(b"[" + b",".join(items) + b"]", compression)
+
+
+def _compress(payload: bytes, compression: Compression) -> bytes:
     if compression is Compression.ZSTD:
         return _compressor.compress(payload)
     return payload
@@ -109,6 +123,18 @@ def encode_envelope(
         value=encode_batch(events, compression),
         headers=headers_for(len(events), compression),
         count=len(events),
+    )
+
+
+def encoded_envelope(
+    key: str, items: Sequence[bytes], compression: Compression = Compression.ZSTD
+) -> Envelope:
+    """:func:`encode_envelope` for events already encoded one by one."""
+    return Envelope(
+        key=key.encode(),
+        value=join_batch(items, compression),
+        headers=headers_for(len(items), compression),
+        count=len(items),
     )
 
 

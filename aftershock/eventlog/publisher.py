@@ -1,8 +1,10 @@
 """The Kafka publisher: an :class:`~aftershock.eventlog.EventSink` that batches, bounds its
 memory and loses nothing.
 
-``emit()`` only appends to a per-key buffer (and encodes a full batch); a background task seals
-buffers after ``linger_ms``, hands envelopes to aiokafka and watches their delivery. Where an
+``emit()`` encodes the event and appends its bytes to a per-key buffer (``emit_encoded()`` takes
+bytes a producer encoded itself), so no event object outlives the call and the garbage collector
+has nothing to walk in the buffers; a background task seals buffers into envelopes after
+``linger_ms``, hands them to aiokafka and watches their delivery. Where an
 envelope goes, in order:
 
 * memory (``ready``), while the broker answers and less than ``max_memory_bytes`` are waiting;
@@ -30,7 +32,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from aftershock.errors import EventLogError, SpoolError
-from aftershock.eventlog.codec import Compression, Envelope, encode_envelope, partition_key
+from aftershock.eventlog.codec import (
+    Compression,
+    Envelope,
+    encode_event,
+    encoded_envelope,
+    partition_key,
+)
 from aftershock.eventlog.spool import Spool
 
 if TYPE_CHECKING:
@@ -61,7 +69,8 @@ class PublisherStatistics:
     cpu_s: float
     """CPU time of the whole process since the publisher started."""
     encode_s: float
-    """CPU time spent encoding and compressing envelopes."""
+    """CPU time spent joining and compressing events into envelopes (each event is encoded
+    in ``emit()``, on the caller's time)."""
 
     @property
     def cpu_per_event_us(self) -> float:
@@ -99,7 +108,7 @@ class Publisher:
         self.flush_timeout_s = flush_timeout_s
         self.compression = compression
         self._spool = Spool(state_dir / "spool" / topic)
-        self._buffers: dict[str, list[Event]] = {}
+        self._buffers: dict[str, list[bytes]] = {}
         self._buffered = 0
         self._ready: deque[Envelope] = deque()
         self._ready_bytes = 0
@@ -169,13 +178,17 @@ class Publisher:
 
     def emit(self, event: Event) -> None:
         """Accept an event. Never blocks, never raises for delivery problems."""
+        self.emit_encoded(partition_key(event), encode_event(event))
+
+    def emit_encoded(self, key: str, data: bytes) -> None:
+        """Accept an event as ``encode_event(event)`` bytes under ``partition_key(event)``
+        (see :class:`~aftershock.eventlog.sink.EncodedEventSink`)."""
         if self._closed:
             raise EventLogError("emit() on a closed publisher")
-        key = partition_key(event)
         buf = self._buffers.get(key)
         if buf is None:
             buf = self._buffers[key] = []
-        buf.append(event)
+        buf.append(data)
         self._emitted += 1
         self._buffered += 1
         if len(buf) >= self.batch_events:
@@ -221,10 +234,10 @@ class Publisher:
     # --- batching -----------------------------------------------------------------------------
 
     def _seal(self, key: str) -> None:
-        events = self._buffers.pop(key)
-        self._buffered -= len(events)
+        items = self._buffers.pop(key)
+        self._buffered -= len(items)
         t0 = time.thread_time()
-        env = encode_envelope(key, events, self.compression)
+        env = encoded_envelope(key, items, self.compression)
         self._encode_s += time.thread_time() - t0
         self._enqueue(env)
 

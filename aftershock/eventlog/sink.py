@@ -2,7 +2,9 @@
 
 Generators, the injector and the fault proxy call :meth:`EventSink.emit`, which must never
 block the caller's loop. The Kafka publisher implements it; :class:`MemorySink` is the
-in-process implementation for embedding and for tests of producers.
+in-process implementation for embedding and for tests of producers. A sink that also
+implements :class:`EncodedEventSink` takes events already encoded, so a busy producer need not
+build a model per event.
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ if TYPE_CHECKING:
 class EventSink(Protocol):
     def emit(self, event: Event) -> None:
         """Accept one event for delivery. Never blocks; never raises for delivery problems."""
+
+
+@runtime_checkable
+class EncodedEventSink(EventSink, Protocol):
+    def emit_encoded(self, key: str, data: bytes) -> None:
+        """Accept one event given as its wire bytes: exactly what
+        :func:`aftershock.eventlog.codec.encode_event` returns for a valid event, to travel
+        under ``key`` (its :func:`~aftershock.eventlog.codec.partition_key`). The sink trusts
+        the producer; same guarantees as :meth:`EventSink.emit`."""
 
 
 class MemorySink:

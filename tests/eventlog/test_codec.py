@@ -87,3 +87,14 @@ def test_unreadable_records_raise_decode_error_saying_why(
 ) -> None:
     with pytest.raises(DecodeError, match=match):
         codec.decode(value, headers)
+
+
+@pytest.mark.parametrize("compression", list(Compression))
+def test_events_encoded_one_by_one_join_into_the_same_record(compression: Compression) -> None:
+    events = every_kind()
+    items = [codec.encode_event(e) for e in events]
+    assert codec.join_batch(items, compression) == codec.encode_batch(events, compression)
+    env = codec.encoded_envelope("k", items, compression)
+    assert env == codec.encode_envelope("k", events, compression)
+    assert codec.decode_batch(env.value, _headers(env)) == events
+    assert [orjson.loads(i) for i in items] == [orjson.loads(e.model_dump_json()) for e in events]

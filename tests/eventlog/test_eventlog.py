@@ -10,7 +10,7 @@ import orjson
 import zstandard
 from aiokafka import AIOKafkaProducer
 
-from aftershock.eventlog import codec
+from aftershock.eventlog import EncodedEventSink, codec
 from aftershock.eventlog.publisher import Publisher
 from aftershock.eventlog.reader import HEADER_SOURCE, EventReader
 from schemas.events import Send
@@ -76,6 +76,25 @@ async def test_order_per_key_across_many_batches_and_keys(
         per_tenant[e.tenant].append(e.seq)
     for seqs in per_tenant.values():
         assert seqs == sorted(seqs)
+
+
+async def test_encoded_and_model_events_share_a_key_in_emit_order(
+    stack: EmbeddedStack, topics: Topics, tmp_path: Path
+) -> None:
+    events = _sends(600)
+    async with Publisher(
+        stack.kafka_bootstrap, topics.events, state_dir=tmp_path, batch_events=70
+    ) as pub:
+        assert isinstance(pub, EncodedEventSink)
+        for i, e in enumerate(events):
+            if i % 2:
+                pub.emit_encoded(codec.partition_key(e), codec.encode_event(e))
+            else:
+                pub.emit(e)
+        await pub.flush(10)
+        stats = pub.statistics()
+    assert stats.emitted == stats.sent == 600
+    assert await _read_all(stack, topics.events, 600) == events
 
 
 async def test_duplicates_are_dropped_by_event_id(

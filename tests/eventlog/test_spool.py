@@ -95,8 +95,11 @@ async def test_unreachable_broker_spools_and_next_publisher_drains(
     async with Publisher(
         dead, topics.events, state_dir=tmp_path, delivery_timeout_s=1, flush_timeout_s=0.5
     ) as pub:
-        for e in events:
-            pub.emit(e)
+        for i, e in enumerate(events):
+            if i % 2:  # encoded by the producer: spooled and delivered alike
+                pub.emit_encoded(codec.partition_key(e), codec.encode_event(e))
+            else:
+                pub.emit(e)
     stats = pub.statistics()
     assert stats.sent == 0
     assert stats.in_spool == 500

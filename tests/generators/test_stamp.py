@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from generators.stamp import Stamper, experiment_key, verify
+from generators.stamp import Mac, Stamper, experiment_key, mac_for, verify
 
 KEY = experiment_key("exp-1")
 
@@ -56,3 +57,16 @@ def test_names_with_any_characters_survive_and_stay_json_safe(
     assert o is not None
     assert o.checksum_ok
     assert (o.tenant, o.user, o.session, o.seq) == (name, name + "|u", "s%" + name, seq)
+
+
+@given(st.binary(max_size=200), st.binary(max_size=600))
+def test_prepared_mac_is_hmac_sha256(key: bytes, message: bytes) -> None:
+    expected = hmac.digest(key, message, "sha256")[:8].hex()
+    assert Mac(key).hex(message) == expected
+    assert mac_for(key).hex(message) == expected
+
+
+def test_stamp_mac_is_hmac_sha256_of_the_body() -> None:
+    s = Stamper(KEY, "acme", "u", "s").stamp(7, 99, 120)
+    body, _, mac = s.rpartition("|")
+    assert mac == hmac.digest(KEY, body.encode(), "sha256")[:8].hex()
