@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
@@ -52,6 +53,10 @@ MAX_RECORD_BYTES = 32 * 1024 * 1024
 CHECKPOINT_COST_SHARE = 0.1
 """Checkpoints are spaced so that snapshotting takes at most this share of the worker's time:
 a snapshot that took 0.2 s is followed by the next one no sooner than 2 s later."""
+FETCH_MAX_WAIT_MS = 100
+"""The broker (Tansu) answers a fetch that found no data only when this wait expires, not
+when data arrives; Faust's fixed 1,500 ms would add up to that much to every result's
+latency once the worker has caught up."""
 GC_THRESHOLDS = (10_000, 50, 100)
 """Decoding allocates many short-lived objects while the analyzers hold many long-lived ones;
 with the default thresholds (700, 10, 10) collections that walk that state take half of the
@@ -62,7 +67,7 @@ decode time."""
 class WorkerOptions:
     app_id: str = "aftershock-analyzers"
     publish_interval_s: float = 0.25
-    checkpoint_interval_s: float = 1.0
+    checkpoint_interval_s: float = 5.0
     metrics_port: int | None = None
     config: AnalyzerConfig = field(default_factory=AnalyzerConfig)
     datadir: Path | None = None
@@ -72,6 +77,18 @@ def _headers(message: Any) -> dict[str, bytes]:
     raw = message.headers or []
     items = raw.items() if isinstance(raw, dict) else raw
     return {k: v for k, v in items}
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # not configurable in Faust
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class AnalyzerWorker:
@@ -113,9 +130,13 @@ class AnalyzerWorker:
             topic_disable_leader=True,
             table_standby_replicas=0,
             stream_recovery_delay=0.0,
+            # Un-acked records are redelivered and skipped by offset; waiting for them to be
+            # acked at shutdown would wait for a checkpoint that no longer comes.
+            stream_wait_empty=False,
             web_enabled=False,
             datadir=str(datadir),
         )
+        app.transport.Consumer = _Consumer  # type: ignore[misc]  # Faust has no hook for it
         self.by_experiment = app.topic(
             f"{opts.app_id}-by-experiment",
             key_serializer="raw",
