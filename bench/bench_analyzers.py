@@ -405,8 +405,8 @@ async def with_stack(quick: bool, sections: set[str], runs: int, args: argparse.
                         rate, to90, used = await bench_worker(b, n, run)
                         figures.append(rate)
                         print(
-                            f"  run {run + 1}: {rate:,.0f} events/s (10 % decoded → 90 % applied, of "
-                            f"{n:,}); worker start → 90 % applied {to90:.1f} s; "
+                            f"  run {run + 1}: {rate:,.0f} events/s (10 % decoded → 90 % "
+                            f"applied, of {n:,}); worker start → 90 % applied {to90:.1f} s; "
                             f"{used} partitions with events",
                             flush=True,
                         )
