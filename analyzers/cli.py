@@ -92,8 +92,11 @@ def analyze(
     ] = 0.25,
     checkpoint_interval_s: Annotated[
         float,
-        typer.Option(help="How often state is snapshotted to the changelog (and records acked)."),
-    ] = 1.0,
+        typer.Option(
+            help="Least time between state snapshots to the changelog (records are acked "
+            "after each); a snapshot that takes longer than a tenth of this widens the gap."
+        ),
+    ] = 5.0,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port.")
     ] = None,

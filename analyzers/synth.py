@@ -49,7 +49,7 @@ def synthetic_events(
             fault_on = True
             yield ToxicAdded.model_construct(
                 **common,
-                event_id=f"{t:016x}f{made:015x}",
+                event_id=f"{t:016x}d{made:015x}",
                 generator_id="injector",
                 ts_ns=t,
                 mono_ns=t - start_ns + 1,
@@ -70,7 +70,7 @@ def synthetic_events(
             next_fault += int(fault_every_s * 1e9)
             yield ToxicRemoved.model_construct(
                 **common,
-                event_id=f"{t:016x}g{made:015x}",
+                event_id=f"{t:016x}e{made:015x}",
                 generator_id="injector",
                 ts_ns=t,
                 mono_ns=t - start_ns + 1,
@@ -106,7 +106,7 @@ def synthetic_events(
         }
         yield Send.model_construct(
             **base,
-            event_id=f"{t:016x}s{made:015x}",
+            event_id=f"{t:016x}a{made:015x}",
             ts_ns=t,
             kind="session.send",
             seq=seq,
@@ -119,7 +119,7 @@ def synthetic_events(
         if fault_on and target == "gateway":
             yield SessionError.model_construct(
                 **base,
-                event_id=f"{t:016x}e{made:015x}",
+                event_id=f"{t:016x}c{made:015x}",
                 ts_ns=t,
                 kind="session.error",
                 error_class="ConnectionReset",
@@ -130,7 +130,7 @@ def synthetic_events(
         else:
             yield Receive.model_construct(
                 **base,
-                event_id=f"{t:016x}r{made:015x}",
+                event_id=f"{t:016x}b{made:015x}",
                 ts_ns=t,
                 kind="session.receive",
                 seq=None,

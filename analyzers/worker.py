@@ -20,12 +20,14 @@ Several workers with the same ``app_id`` share the partitions.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
@@ -43,17 +45,29 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from aftershock.settings import Settings
+    from analyzers.core.engine import AnalyzerStats
 
 log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 32 * 1024 * 1024
+CHECKPOINT_COST_SHARE = 0.1
+"""Checkpoints are spaced so that snapshotting takes at most this share of the worker's time:
+a snapshot that took 0.2 s is followed by the next one no sooner than 2 s later."""
+FETCH_MAX_WAIT_MS = 100
+"""The broker (Tansu) answers a fetch that found no data only when this wait expires, not
+when data arrives; Faust's fixed 1,500 ms would add up to that much to every result's
+latency once the worker has caught up."""
+GC_THRESHOLDS = (10_000, 50, 100)
+"""Decoding allocates many short-lived objects while the analyzers hold many long-lived ones;
+with the default thresholds (700, 10, 10) collections that walk that state take half of the
+decode time."""
 
 
 @dataclass(frozen=True)
 class WorkerOptions:
     app_id: str = "aftershock-analyzers"
     publish_interval_s: float = 0.25
-    checkpoint_interval_s: float = 1.0
+    checkpoint_interval_s: float = 5.0
     metrics_port: int | None = None
     config: AnalyzerConfig = field(default_factory=AnalyzerConfig)
     datadir: Path | None = None
@@ -63,6 +77,18 @@ def _headers(message: Any) -> dict[str, bytes]:
     raw = message.headers or []
     items = raw.items() if isinstance(raw, dict) else raw
     return {k: v for k, v in items}
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # not configurable in Faust
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class AnalyzerWorker:
@@ -78,9 +104,11 @@ class AnalyzerWorker:
         )
         self._configs: dict[str, AnalyzerConfig] = {}
         self._pending_acks: list[Any] = []
+        self._published_stats: dict[str, AnalyzerStats] = {}
         self._parked: dict[str, Any] = {}
         self._analyze_stream: Any = None
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_gap_s = opts.checkpoint_interval_s
         self._redis: Redis | None = None
         self._results_producer_topic: Any = None
         datadir = opts.datadir or (settings.state_dir / "faust" / opts.app_id)
@@ -102,9 +130,13 @@ class AnalyzerWorker:
             topic_disable_leader=True,
             table_standby_replicas=0,
             stream_recovery_delay=0.0,
+            # Un-acked records are redelivered and skipped by offset; waiting for them to be
+            # acked at shutdown would wait for a checkpoint that no longer comes.
+            stream_wait_empty=False,
             web_enabled=False,
             datadir=str(datadir),
         )
+        app.transport.Consumer = _Consumer  # type: ignore[misc]  # Faust has no hook for it
         self.by_experiment = app.topic(
             f"{opts.app_id}-by-experiment",
             key_serializer="raw",
@@ -179,7 +211,7 @@ class AnalyzerWorker:
             else:
                 metrics.SKIPPED.inc()
             self._pending_acks.append(event)
-            if time.monotonic() - self._last_checkpoint >= self.options.checkpoint_interval_s:
+            if self._checkpoint_due():
                 await self._checkpoint()
 
     async def _open(self, exp: str, partition: int) -> None:
@@ -207,7 +239,11 @@ class AnalyzerWorker:
     def _config_for(self, exp: str) -> AnalyzerConfig:
         return self._configs.get(exp, self.options.config)
 
+    def _checkpoint_due(self) -> bool:
+        return time.monotonic() - self._last_checkpoint >= self._checkpoint_gap_s
+
     async def _checkpoint(self) -> None:
+        started = time.monotonic()
         for exp, slot in self.live.slots.items():
             if slot.dirty:
                 blob = self.live.snapshot(exp)
@@ -223,7 +259,10 @@ class AnalyzerWorker:
         if stream is not None:
             for ev in pending:
                 await stream.ack(ev)
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = now = time.monotonic()
+        self._checkpoint_gap_s = max(
+            self.options.checkpoint_interval_s, (now - started) / CHECKPOINT_COST_SHARE
+        )
 
     # --- spans ------------------------------------------------------------------------------
 
@@ -250,24 +289,25 @@ class AnalyzerWorker:
                 buffered += stats.buffered
                 metrics.DUPLICATES.labels(exp).set(stats.duplicates)
                 metrics.LATE.labels(exp).set(stats.late)
-                if not changed:
+                if not changed and stats == self._published_stats.get(exp):
                     continue
+                self._published_stats[exp] = stats
                 for r in changed:
                     metrics.RESULTS.labels(r.kind).inc()
-                env = codec.encode_envelope(f"{exp}/result", changed)
-                await self.results_topic.send(
-                    key=env.key, value=env.value, headers=list(env.headers)
-                )
+                if changed:
+                    env = codec.encode_envelope(f"{exp}/result", changed)
+                    await self.results_topic.send(
+                        key=env.key, value=env.value, headers=list(env.headers)
+                    )
                 try:
                     await write_results(self.redis, exp, changed, stats)
                 except Exception as exc:  # Redis trouble must not stop the analysis
                     log.warning("cannot write results to Redis: %r", exc)
+                    self._published_stats.pop(exp, None)
                     for r in changed:
                         self.live.slots[exp].published.pop(r.event_id, None)
             metrics.BUFFERED.set(buffered)
-        if self._pending_acks and (
-            time.monotonic() - self._last_checkpoint >= self.options.checkpoint_interval_s
-        ):
+        if self._pending_acks and self._checkpoint_due():
             await self._checkpoint()
 
     async def _on_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
@@ -301,6 +341,11 @@ class AnalyzerWorker:
     def run(self) -> None:
         """Run the Faust worker in this process until SIGINT/SIGTERM."""
         worker = faust.Worker(self.app, loglevel="WARNING", quiet=True)
+        # Modules, the app and its services live as long as the process: keep them out of
+        # every collection, and collect the young generation less often.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         with contextlib.suppress(SystemExit):
             worker.execute_from_commandline()
 

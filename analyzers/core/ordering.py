@@ -207,3 +207,13 @@ class ReorderBuffer:
     @property
     def remembered_ids(self) -> int:
         return len(self._seen)
+
+    def __getstate__(self) -> dict[str, object]:
+        # ``_seen`` is the union of ``_buckets``: rebuilt on restore, it halves the snapshot.
+        state = self.__dict__.copy()
+        del state["_seen"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._seen = {eid for ids in self._buckets.values() for eid in ids}
