@@ -192,5 +192,6 @@ async def test_an_unanswered_echo_times_out_and_a_late_one_is_not_a_round_trip()
     seqs = [e.seq for e in recv]
     assert 1 in seqs  # the late echo of seq 1 is recorded...
     first = next(e for e in recv if e.seq == 1)
-    assert first.checksum_ok and first.origin_seq == 1
+    assert first.checksum_ok
+    assert first.origin_seq == 1
     assert stats.round_trips + stats.timeouts == 3  # ...but not as a round trip
