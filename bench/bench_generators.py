@@ -285,7 +285,9 @@ async def main(args: argparse.Namespace) -> None:
         async with EmbeddedStack(settings) as stack:
             topic = f"bench-gen-{uuid.uuid4().hex[:8]}"
             await stack.create_topics([topic])
-            for engine in args.engines.split(","):
+            # --sessions 0 runs only the side-by-side comparison.
+            engines = [e for e in args.engines.split(",") if e] if args.sessions > 0 else []
+            for engine in engines:
                 child = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",

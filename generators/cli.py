@@ -60,6 +60,12 @@ async def _services(
         yield kafka, redis_url
 
 
+# Two events per round trip: with the publisher's 5 ms default, a generator at 5k msgs/s sent
+# ~200 produce requests a second and aiokafka's per-request work was a sizeable share of the
+# per-message CPU. Events only feed analysis, which reads them seconds later anyway.
+PUBLISH_LINGER_MS = 50.0
+
+
 @contextlib.asynccontextmanager
 async def _sink(
     mode: EventsMode, settings: Settings, kafka: str | None, events_file: Path
@@ -68,7 +74,12 @@ async def _sink(
         from aftershock.eventlog.publisher import Publisher
 
         assert kafka is not None
-        async with Publisher(kafka, settings.topic_events, state_dir=settings.state_dir) as pub:
+        async with Publisher(
+            kafka,
+            settings.topic_events,
+            state_dir=settings.state_dir,
+            linger_ms=PUBLISH_LINGER_MS,
+        ) as pub:
 
             def describe() -> str:
                 s = pub.statistics()

@@ -114,6 +114,10 @@ class Recorder:
             "receive": common + b'receive","seq":%b,"bytes":%d,"latency_ms":%b,"origin_tenant":%b,'
             b'"origin_user":%b,"origin_session":%b,"origin_seq":%b,"checksum_ok":%b,'
             b'"status":%b,"channel":%b}',
+            # A receipt of this session's own echo: origin is the session itself (pre-encoded),
+            # the stamp held, no status, no channel.
+            "receive_own": common + b'receive","seq":%d,"bytes":%d,"latency_ms":%b,%b,'
+            b'"origin_seq":%d,"checksum_ok":true,"status":null,"channel":null}',
             "error": common + b'error","error_class":%b,"message":%b,"phase":%b,"seq":%b}',
             "disconnect": common + b'disconnect","by":%b,"code":%b,"reason":%b}',
         }
@@ -133,7 +137,17 @@ class Recorder:
 class SessionLog:
     """Writes one session's events. The methods are the event kinds of ``schemas.events``."""
 
-    __slots__ = ("_emit", "_fmt", "_rec", "_trace", "_trace_json", "_who_json", "key", "who")
+    __slots__ = (
+        "_emit",
+        "_fmt",
+        "_origin_json",
+        "_rec",
+        "_trace",
+        "_trace_json",
+        "_who_json",
+        "key",
+        "who",
+    )
 
     def __init__(self, recorder: Recorder, who: Who) -> None:
         tenant, user, session = who
@@ -149,6 +163,11 @@ class SessionLog:
             _dumps(session),
             _dumps(recorder._target),
             _dumps(recorder._protocol.value),
+        )
+        self._origin_json = b'"origin_tenant":%s,"origin_user":%s,"origin_session":%s' % (
+            _dumps(tenant),
+            _dumps(user),
+            _dumps(session),
         )
         self._trace: Trace = (None, None)
         self._trace_json = _NO_TRACE_JSON
@@ -240,6 +259,28 @@ class SessionLog:
             _dumps(checksum_ok),
             _NULL if status is None else b"%d" % status,
             _NULL if channel is None else _dumps(channel),
+        )
+        self._emit(self.key, data)
+
+    def receive_own(self, seq: int, nbytes: int, latency_ms: float, trace: Trace) -> None:
+        """``receive(seq=seq, origin=(*who, seq), checksum_ok=True, status=None, channel=None)``:
+        the session's own echo, matched to what it sent (the hot receive path)."""
+        rec = self._rec
+        ts = time.time_ns()
+        rec._counter += 1
+        rec.emitted += 1
+        data = self._fmt["receive_own"] % (
+            ts,
+            rec._counter & 0xFFFFFFFF,
+            ts,
+            time.monotonic_ns() - rec._mono0,
+            self._trace_json if trace is self._trace else _trace_json(trace),
+            self._who_json,
+            seq,
+            nbytes,
+            _dumps(float(latency_ms)),
+            self._origin_json,
+            seq,
         )
         self._emit(self.key, data)
 

@@ -83,6 +83,7 @@ class Session:
         "_lost",
         "_remaining",
         "_send_done",
+        "_sent",
         "_size",
         "_step",
         "_sub_ack",
@@ -111,7 +112,11 @@ class Session:
         self.rng = random.Random(f"{ctx.seed}:{plan.index}")
         self.conn: Connection | None = None
         self.seq = 0
-        self.pending: dict[int, tuple[float, trace.Span | None, Trace]] = {}
+        self.pending: dict[int, tuple[float, trace.Span | None, Trace, str]] = {}
+        """Unanswered sends by seq: (sent at, round-trip span, trace ids, stamp)."""
+        self._sent: dict[str, int] = {}
+        """Stamps of unanswered echo sends -> seq: an echo equal to one is matched exactly
+        (byte equality with what this session stamped) without parsing or a MAC check."""
         self.channels: tuple[str, ...] = ()
         self.trace: Trace = NO_TRACE
         self.root: trace.Span = trace.INVALID_SPAN
@@ -348,7 +353,9 @@ class Session:
                 span.end()
             return None
         if step.expect != "none":
-            self.pending[seq] = (now, span, ids)
+            self.pending[seq] = (now, span, ids, stamp)
+            if not broadcast:
+                self._sent[stamp] = seq
             ctx.ticker.expect(now, step.timeout_ms / 1000, self, seq)
         elif span is not None:
             span.end()
@@ -371,7 +378,8 @@ class Session:
         if entry is None:
             return
         ctx = self.ctx
-        _, span, ids = entry
+        _, span, ids, stamp = entry
+        self._sent.pop(stamp, None)
         if span is not None:
             span.set_status(Status(StatusCode.ERROR, "timeout"))
             span.end()
@@ -396,6 +404,13 @@ class Session:
 
     def on_message(self, data: str, status: int | None, seq: int | None) -> None:
         ctx = self.ctx
+        if status is None:
+            stamp = ctx.codec.echo_data(data)
+            if stamp is not None:
+                sent_seq = self._sent.pop(stamp, None)
+                if sent_seq is not None:
+                    self._own_echo(sent_seq, len(data))
+                    return
         msg = ctx.codec.decode(data)
         op = msg.op
         if op == "subscribed":
@@ -427,7 +442,8 @@ class Session:
         if own_seq is not None:
             entry = self.pending.pop(own_seq, None)
             if entry is not None:
-                sent_at, span, ids = entry
+                sent_at, span, ids, stamp = entry
+                self._sent.pop(stamp, None)
                 latency_ms = (now - sent_at) * 1000
                 counters.latencies_ms.append(latency_ms)
                 if span is not None:
@@ -456,6 +472,23 @@ class Session:
         if status is not None and status >= 400:
             counters.errors += 1
             self.log.error(f"HTTP{status}", data[:200], "receive", ids, own_seq)
+
+    def _own_echo(self, seq: int, nbytes: int) -> None:
+        """The echo of this session's send ``seq``, identical to the stamp it sent: origin is
+        this session, the MAC holds by construction. Same counters and event as the general
+        path of :meth:`on_message` records for it."""
+        ctx = self.ctx
+        now = ctx.clock.monotonic()
+        sent_at, span, ids, _ = self.pending.pop(seq)
+        latency_ms = (now - sent_at) * 1000
+        counters = ctx.counters
+        counters.receives += 1
+        counters.latencies_ms.append(latency_ms)
+        if span is not None:
+            span.end()
+        if self._drain is not None:
+            self._maybe_drained()
+        self.log.receive_own(seq, nbytes, latency_ms, ids)
 
     def on_closed(self, closed: Closed) -> None:
         ctx = self.ctx

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 CLOSE_TIMEOUT_S = 2.0
+# Enum members as module constants: an attribute lookup on the enum class per frame shows up.
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+_CONTINUATION = WSMsgType.CONTINUATION
+_CLOSE = WSMsgType.CLOSE
 
 
 class _Listener(WSListener):
@@ -43,17 +48,21 @@ class _Listener(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         mt = frame.msg_type
-        if mt == WSMsgType.TEXT or mt == WSMsgType.BINARY:
+        if mt in (_TEXT, _BINARY):
             if frame.fin:
-                self.handler.on_message(_text(frame.get_payload_as_bytes()), None, None)
+                try:
+                    text = frame.get_payload_as_utf8_text()
+                except UnicodeDecodeError:
+                    text = _text(frame.get_payload_as_bytes())
+                self.handler.on_message(text, None, None)
             else:
                 self.fragments = [frame.get_payload_as_bytes()]
-        elif mt == WSMsgType.CONTINUATION and self.fragments is not None:
+        elif mt == _CONTINUATION and self.fragments is not None:
             self.fragments.append(frame.get_payload_as_bytes())
             if frame.fin:
                 whole, self.fragments = b"".join(self.fragments), None
                 self.handler.on_message(_text(whole), None, None)
-        elif mt == WSMsgType.CLOSE:
+        elif mt == _CLOSE:
             self.open = False
             self.close_code = frame.get_close_code().value
             self.close_reason = (frame.get_close_message() or b"").decode(errors="replace")
@@ -93,7 +102,7 @@ class _PicowsConnection:
     def send(self, data: str, seq: int, traceparent: str | None = None) -> None:
         if not self._listener.open:
             raise ConnectionLost("WebSocket is not open")
-        self._transport.send(WSMsgType.TEXT, data.encode())
+        self._transport.send(_TEXT, data.encode())
 
     def set_header(self, name: str, value: str) -> None:
         return None
