@@ -1,4 +1,8 @@
-"""A loopback engine implementing the Engine protocol, for time-driven unit tests."""
+"""A loopback engine implementing the Engine protocol, for time-driven unit tests.
+
+By default a connection echoes every frame it is sent; ``replies`` replaces the echo with the
+frames a test wants the session to receive for each one sent (none, several, altered ...).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,26 @@ from generators.engines.base import Closed
 from schemas.events import Protocol as WireProtocol
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from generators.clock import Clock
     from generators.engines.base import Connection, Endpoint, MessageHandler
 
 
+def _echo(data: str) -> list[str]:
+    return [data]
+
+
 class FakeConnection:
-    def __init__(self, handler: MessageHandler, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        handler: MessageHandler,
+        clock: Clock | None = None,
+        replies: Callable[[str], list[str]] = _echo,
+    ) -> None:
         self.handler = handler
         self.clock = clock
+        self.replies = replies
         self.open = True
         self.sent: list[str] = []
         self.sent_at: list[float] = []
@@ -31,7 +45,9 @@ class FakeConnection:
         self.sent.append(data)
         if self.clock is not None:
             self.sent_at.append(self.clock.monotonic())
-        asyncio.get_running_loop().call_soon(self.handler.on_message, data, None, None)
+        loop = asyncio.get_running_loop()
+        for reply in self.replies(data):
+            loop.call_soon(self.handler.on_message, reply, None, None)
 
     def set_header(self, name: str, value: str) -> None:
         return None
@@ -46,8 +62,11 @@ class FakeEngine:
     name = "fake"
     protocol = WireProtocol.WS
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(
+        self, clock: Clock | None = None, replies: Callable[[str], list[str]] = _echo
+    ) -> None:
         self.clock = clock
+        self.replies = replies
         self.connections: list[FakeConnection] = []
 
     async def connect(
@@ -57,6 +76,6 @@ class FakeEngine:
         headers: Mapping[str, str],
         timeout_s: float,
     ) -> Connection:
-        conn = FakeConnection(handler, self.clock)
+        conn = FakeConnection(handler, self.clock, self.replies)
         self.connections.append(conn)
         return conn

@@ -13,17 +13,13 @@ import pytest
 
 from aftershock.eventlog import MemorySink
 from generators.codec import ChatCodec, RawCodec
-from generators.engines.base import Closed
 from generators.runner import Generator, GeneratorOptions
-from schemas.events import Protocol as WireProtocol
 from schemas.events import Receive
 from schemas.targets import Target
 from tests.generators.conftest import profile
+from tests.generators.fakes import FakeEngine
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from generators.engines.base import Connection, Endpoint, MessageHandler
     from generators.stats import GeneratorStats
 
 Replies = Callable[[str], list[str]]
@@ -64,47 +60,6 @@ def test_the_plain_form_is_claimed_for_every_stamp_character() -> None:
     assert codec.echo_data(codec.echo(stamp)) == stamp
 
 
-class _Conn:
-    def __init__(self, handler: MessageHandler, replies: Replies) -> None:
-        self.handler = handler
-        self.replies = replies
-        self.open = True
-
-    @property
-    def is_open(self) -> bool:
-        return self.open
-
-    def send(self, data: str, seq: int, traceparent: str | None = None) -> None:
-        loop = asyncio.get_running_loop()
-        for reply in self.replies(data):
-            loop.call_soon(self.handler.on_message, reply, None, None)
-
-    def set_header(self, name: str, value: str) -> None:
-        return None
-
-    async def close(self, code: int = 1000) -> None:
-        if self.open:
-            self.open = False
-            self.handler.on_closed(Closed("client", code, ""))
-
-
-class _Engine:
-    name = "replying"
-    protocol = WireProtocol.WS
-
-    def __init__(self, replies: Replies) -> None:
-        self.replies = replies
-
-    async def connect(
-        self,
-        endpoint: Endpoint,
-        handler: MessageHandler,
-        headers: Mapping[str, str],
-        timeout_s: float,
-    ) -> Connection:
-        return _Conn(handler, self.replies)
-
-
 async def _run(replies: Replies, timeout_ms: int = 5000) -> tuple[list[Receive], GeneratorStats]:
     prof = profile(
         tenants=[{"name": "acme", "users": 1}],
@@ -120,7 +75,7 @@ async def _run(replies: Replies, timeout_ms: int = 5000) -> tuple[list[Receive],
         Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
         sink,
         GeneratorOptions(experiment_id="e", tick_s=0.002),
-        engine=_Engine(replies),
+        engine=FakeEngine(replies=replies),
     )
     stats = await asyncio.wait_for(gen.run(), 10)
     return [e for e in sink.events if isinstance(e, Receive)], stats
