@@ -115,27 +115,21 @@ def headers_for(count: int, compression: Compression = Compression.ZSTD) -> Head
     )
 
 
+def _envelope(key: str, value: bytes, count: int, compression: Compression) -> Envelope:
+    return Envelope(key.encode(), value, headers_for(count, compression), count)
+
+
 def encode_envelope(
     key: str, events: Sequence[Event], compression: Compression = Compression.ZSTD
 ) -> Envelope:
-    return Envelope(
-        key=key.encode(),
-        value=encode_batch(events, compression),
-        headers=headers_for(len(events), compression),
-        count=len(events),
-    )
+    return _envelope(key, encode_batch(events, compression), len(events), compression)
 
 
 def encoded_envelope(
     key: str, items: Sequence[bytes], compression: Compression = Compression.ZSTD
 ) -> Envelope:
     """:func:`encode_envelope` for events already encoded one by one."""
-    return Envelope(
-        key=key.encode(),
-        value=join_batch(items, compression),
-        headers=headers_for(len(items), compression),
-        count=len(items),
-    )
+    return _envelope(key, join_batch(items, compression), len(items), compression)
 
 
 def partition_key(event: Event) -> str:
