@@ -287,6 +287,23 @@ class _Pinger(asyncio.Protocol):
                 self.t.write(self.message)
 
 
+async def _closed_loop_rate(
+    stats: dict[str, int], stop: list[bool], seconds: float, cpu: CpuProbe | None
+) -> float:
+    """Echoes per second counted in ``stats["n"]`` over ``seconds`` after a warm-up, with the
+    CPU per echo recorded on ``cpu``; then stops the pingers and lets them drain."""
+    await asyncio.sleep(0.3)  # warm up
+    start_n, started = stats["n"], time.perf_counter()
+    cpu0 = cpu.read() if cpu else 0.0
+    await asyncio.sleep(seconds)
+    if cpu:
+        cpu.record(cpu.read() - cpu0, stats["n"] - start_n)
+    rate = (stats["n"] - start_n) / (time.perf_counter() - started)
+    stop[0] = True
+    await asyncio.sleep(0.2)
+    return rate
+
+
 async def echo_rate(
     port: int, message: bytes, conns: int, seconds: float, cpu: CpuProbe | None = None
 ) -> float:
@@ -299,15 +316,7 @@ async def echo_rate(
         protos.append(proto)
     for proto in protos:
         proto.start()
-    await asyncio.sleep(0.3)  # warm up
-    start_n, started = stats["n"], time.perf_counter()
-    cpu0 = cpu.read() if cpu else 0.0
-    await asyncio.sleep(seconds)
-    if cpu:
-        cpu.record(cpu.read() - cpu0, stats["n"] - start_n)
-    rate = (stats["n"] - start_n) / (time.perf_counter() - started)
-    stop[0] = True
-    await asyncio.sleep(0.2)
+    rate = await _closed_loop_rate(stats, stop, seconds, cpu)
     for proto in protos:
         proto.t.close()
     return rate
@@ -345,15 +354,7 @@ async def ws_echo_rate(
         transports.append(transport)
     for transport in transports:
         transport.send(WSMsgType.BINARY, message)
-    await asyncio.sleep(0.3)  # warm up
-    start_n, started = stats["n"], time.perf_counter()
-    cpu0 = cpu.read() if cpu else 0.0
-    await asyncio.sleep(seconds)
-    if cpu:
-        cpu.record(cpu.read() - cpu0, stats["n"] - start_n)
-    rate = (stats["n"] - start_n) / (time.perf_counter() - started)
-    stop[0] = True
-    await asyncio.sleep(0.2)
+    rate = await _closed_loop_rate(stats, stop, seconds, cpu)
     for transport in transports:
         transport.disconnect()
     return rate
