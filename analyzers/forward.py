@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from aftershock.errors import DecodeError
 from aftershock.eventlog import codec
+from aftershock.eventlog.reader import FETCH_MAX_WAIT_MS
 from analyzers import metrics
 
 if TYPE_CHECKING:
@@ -88,9 +89,7 @@ class Forwarder:
             # no partition runs far ahead of the others (see analyzers.core.ordering).
             max_partition_fetch_bytes=256 * 1024,
             fetch_max_bytes=4 * 1024 * 1024,
-            # The broker holds a fetch that found nothing for this long even if data arrives
-            # meanwhile: it bounds what this hop adds to a result's latency.
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,

@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 
 from aftershock.errors import DecodeError
 from aftershock.eventlog import codec
+from aftershock.eventlog.reader import FETCH_MAX_WAIT_MS
 from analyzers import metrics
 from analyzers.core import AnalyzerConfig
 from analyzers.errors import SnapshotError
@@ -53,10 +54,6 @@ MAX_RECORD_BYTES = 32 * 1024 * 1024
 CHECKPOINT_COST_SHARE = 0.1
 """Checkpoints are spaced so that snapshotting takes at most this share of the worker's time:
 a snapshot that took 0.2 s is followed by the next one no sooner than 2 s later."""
-FETCH_MAX_WAIT_MS = 100
-"""The broker (Tansu) answers a fetch that found no data only when this wait expires, not
-when data arrives; Faust's fixed 1,500 ms would add up to that much to every result's
-latency once the worker has caught up."""
 GC_THRESHOLDS = (10_000, 50, 100)
 """Decoding allocates many short-lived objects while the analyzers hold many long-lived ones;
 with the default thresholds (700, 10, 10) collections that walk that state take half of the
@@ -82,7 +79,8 @@ def _headers(message: Any) -> dict[str, bytes]:
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # not configurable in Faust
+        # Faust fixes 1,500 ms and has no setting for it.
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
 

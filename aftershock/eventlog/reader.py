@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEADER_SOURCE = "aftershock-source"
+FETCH_MAX_WAIT_MS = 100
+"""How long a consumer's fetch may wait at the broker for data. Tansu answers a fetch that
+found nothing only when this wait expires, not when data arrives, so it is added to the delay
+of every record a caught-up consumer reads (measured consumer p50 0.40 / 0.12 / 0.02 s at
+1,500 / 500 / 100 ms). Every live consumer of the event log uses it."""
 """On a dead-letter record: ``<topic>/<partition>/<offset>`` of the record it came from."""
 
 
@@ -103,6 +108,7 @@ class EventReader:
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_ms,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         self._producer: AIOKafkaProducer | None = None
         self._seen = SeenIds(dedup_capacity)
