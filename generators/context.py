@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from generators.clock import Clock
     from generators.codec import Codec
     from generators.engines.base import Endpoint, Engine
+    from generators.outbox import Outbox
     from generators.recorder import Recorder
     from generators.stats import Counters
     from generators.ticker import Ticker
@@ -29,6 +30,8 @@ class RunContext:
     counters: Counters
     clock: Clock
     ticker: Ticker
+    outbox: Outbox
+    """Where the ticker's sessions queue their sends; the ticker flushes it after each tick."""
     tracer: Tracer
     key: bytes
     script: tuple[ScriptStep, ...]

@@ -22,6 +22,7 @@ from generators.engines.base import Endpoint
 from generators.engines.registry import engine_for
 from generators.errors import PlanError
 from generators.limits import check_capacity
+from generators.outbox import Outbox
 from generators.population import SessionPlan, build_population, shard
 from generators.recorder import Recorder
 from generators.session import Session
@@ -156,6 +157,7 @@ class Generator:
             if self.profile.auth is not None
             else None
         )
+        outbox = Outbox()
         ctx = self._ctx = RunContext(
             target=self.target.name,
             endpoint=Endpoint.parse(self.target.address, self.target.path),
@@ -164,7 +166,8 @@ class Generator:
             recorder=self.recorder,
             counters=self.counters,
             clock=clock,
-            ticker=Ticker(clock, opts.tick_s),
+            ticker=Ticker(clock, opts.tick_s, flush=outbox.flush),
+            outbox=outbox,
             tracer=self._tracer,
             key=opts.stamp_key or experiment_key(opts.experiment_id),
             script=tuple(self.profile.script),

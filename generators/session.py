@@ -327,7 +327,7 @@ class Session:
         ctx = self.ctx
         conn = self.conn
         step = self._step
-        if conn is None or step is None or ctx.stopping:
+        if conn is None or step is None or ctx.stopping or not conn.is_open:
             return None
         self.seq += 1
         seq = self.seq
@@ -346,12 +346,8 @@ class Session:
             ids = span_ids(span)
             if ids[0] is not None:
                 traceparent = f"00-{ids[0]}-{ids[1]}-01"
-        try:
-            conn.send(frame, seq, traceparent)
-        except ConnectionLost:
-            if span is not None:
-                span.end()
-            return None
+        # Written with the rest of this tick's sends (see generators.outbox).
+        ctx.outbox.put(self, conn, frame, seq, traceparent)
         if step.expect != "none":
             self.pending[seq] = (now, span, ids, stamp)
             if not broadcast:
@@ -372,6 +368,26 @@ class Session:
         due = self._due + self._interval_s
         self._due = due if due > now - 1.0 else now
         return self._due
+
+    def unsent(self, seq: int) -> None:
+        """The outbox could not write ``seq`` (its connection closed after :meth:`fire` queued
+        it): the ``send`` event is already recorded, so record that it never left, and stop
+        sending until the connection is back."""
+        ctx = self.ctx
+        ctx.ticker.cancel(self)
+        ids = self.trace
+        entry = self.pending.pop(seq, None)
+        if entry is not None:
+            _, span, ids, stamp = entry
+            self._sent.pop(stamp, None)
+            if span is not None:
+                span.set_status(Status(StatusCode.ERROR, "not sent"))
+                span.end()
+        ctx.counters.errors += 1
+        self.log.error(
+            "ConnectionLost", f"seq {seq} was not sent: the connection closed", "send", ids, seq
+        )
+        self._maybe_drained()
 
     def on_timeout(self, seq: int) -> None:
         entry = self.pending.pop(seq, None)

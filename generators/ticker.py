@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Protocol
 from generators.clock import sleep_until
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from generators.clock import Clock
+
+EARLY_S = 0.002
+"""A wake-up this close before a tick's time is that tick. uvloop (libuv) keeps timers in whole
+milliseconds of a clock read once per loop iteration: a timer can fire up to a millisecond
+before its deadline by ``time.monotonic()``, and one asked for in under 0.5 ms runs at once.
+Sleeping again for such a remainder spun the loop (tens of iterations before a tick, each an
+``epoll_pwait`` and two ``getpid`` calls), several times the loop's useful wake-ups."""
 
 
 class Tickable(Protocol):
@@ -34,10 +43,15 @@ class Tickable(Protocol):
 
 
 class Ticker:
-    def __init__(self, clock: Clock, tick_s: float = 0.005) -> None:
+    def __init__(
+        self, clock: Clock, tick_s: float = 0.005, flush: Callable[[], None] | None = None
+    ) -> None:
+        """``flush`` runs once the due items of a tick have fired (it writes their sends:
+        see :mod:`generators.outbox`)."""
         if tick_s <= 0:
             raise ValueError("tick_s must be positive")
         self._clock = clock
+        self._flush = flush
         self._tick_s = tick_s
         self._t0 = clock.monotonic()
         self._done_tick = -1
@@ -68,17 +82,22 @@ class Ticker:
         fifo.items.append(item)
         fifo.seqs.append(seq)
 
-    def run_due(self, now: float) -> None:
-        """Fire everything due by ``now``; exposed for tests that drive time by hand."""
+    def run_due(self, now: float, through: float | None = None) -> None:
+        """Fire everything due by ``now`` (or by ``through``, a tick time at most
+        :data:`EARLY_S` ahead); exposed for tests that drive time by hand. Items fire with
+        ``now``, the time it really is."""
         # The epsilon keeps a tick whose deadline is exactly now from rounding down to the
         # previous one (which would re-arm the same deadline forever on a fake clock).
-        current = math.floor((now - self._t0) / self._tick_s + 1e-9)
+        upto = now if through is None or through < now else through
+        current = math.floor((upto - self._t0) / self._tick_s + 1e-9)
         wheel = self._wheel
+        fired = False
         for tick in range(self._done_tick + 1, current + 1):
             bucket = wheel.pop(tick, None)
             if not bucket:
                 continue
             self._done_tick = tick
+            fired = True
             for item in bucket:
                 if item.due_tick != tick:
                     continue
@@ -88,6 +107,8 @@ class Ticker:
                     # Catch up after a stall, but never by more than one second's burst.
                     self.schedule(item, nxt if nxt > now - 1.0 else now)
         self._done_tick = max(self._done_tick, current)
+        if fired and self._flush is not None:
+            self._flush()
         for fifo in self._expiries.values():
             deadlines = fifo.deadlines
             while deadlines and deadlines[0] <= now:
@@ -96,9 +117,13 @@ class Ticker:
 
     async def run(self) -> None:
         """Tick until cancelled."""
+        clock = self._clock
         while True:
-            await sleep_until(self._clock, self._t0 + (self._done_tick + 1) * self._tick_s)
-            self.run_due(self._clock.monotonic())
+            deadline = self._t0 + (self._done_tick + 1) * self._tick_s
+            await sleep_until(clock, deadline)
+            now = clock.monotonic()
+            if deadline - now <= EARLY_S:
+                self.run_due(now, deadline)
 
 
 class _Fifo:

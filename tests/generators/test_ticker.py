@@ -1,10 +1,22 @@
 """The shared ticker: sends fire on their tick, re-scheduling drops the old slot, expectation
-timeouts fire once their deadline passed, per timeout length and in order."""
+timeouts fire once their deadline passed, per timeout length and in order; a timer firing a
+little early is the tick; a tick's sends are written after all its items fired."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
 from generators.clock import FakeClock
+from generators.errors import ConnectionLost
+from generators.outbox import Outbox
 from generators.ticker import Ticker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from generators.clock import Cancellable
 
 
 class Item:
@@ -57,3 +69,81 @@ def test_timeouts_fire_after_their_deadline_per_length_in_order() -> None:
     ticker.run_due(5.0)
     assert short.timed_out == [1, 2]
     assert long_.timed_out == [1, 2]
+
+
+class EarlyClock(FakeClock):
+    """A clock whose timers fire up to a millisecond early, as uvloop's whole-millisecond
+    timers do by ``time.monotonic()``; counts the sleeps it is asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeps = 0
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> Cancellable:
+        self.sleeps += 1
+        if self.sleeps > 1000:
+            raise RuntimeError("the ticker spins on early wake-ups")
+        return super().call_at(deadline - 0.0008, callback)
+
+
+async def test_an_early_wake_up_is_the_tick_not_a_reason_to_sleep_again() -> None:
+    clock = EarlyClock()
+    ticker = Ticker(clock, tick_s=0.01)
+    item = Item(every_s=0.01)
+    ticker.schedule(item, 0.01)
+    task = asyncio.create_task(ticker.run())
+    await clock.advance(0.1)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    # One sleep per tick, and each tick fired on its early wake-up (with the real time).
+    assert clock.sleeps <= 12  # ticks 0 to 10, and the sleep towards tick 11
+    assert [round(t, 4) for t in item.fired] == [round(0.01 * k - 0.0008, 4) for k in range(1, 11)]
+
+
+class Queueing(Item):
+    """Queues a send in the outbox when fired, like a session."""
+
+    def __init__(self, outbox: Outbox, conn: Conn, log: list[str], name: str) -> None:
+        super().__init__(every_s=0.01)
+        self.outbox, self.conn, self.log, self.name = outbox, conn, log, name
+        self.unsent_seqs: list[int] = []
+
+    def fire(self, now: float) -> float | None:
+        self.log.append(f"fire {self.name}")
+        self.outbox.put(self, self.conn, self.name, len(self.fired) + 1, None)
+        return super().fire(now)
+
+    def unsent(self, seq: int) -> None:
+        self.unsent_seqs.append(seq)
+
+
+class Conn:
+    def __init__(self, log: list[str], fail: bool = False) -> None:
+        self.log, self.fail = log, fail
+
+    def send(self, data: str, seq: int, traceparent: str | None = None) -> None:
+        if self.fail:
+            raise ConnectionLost("closed")
+        self.log.append(f"send {data}")
+
+
+def test_a_tick_writes_its_sends_after_every_due_item_fired() -> None:
+    log: list[str] = []
+    outbox = Outbox()
+    ticker = Ticker(FakeClock(), tick_s=0.01, flush=outbox.flush)
+    conn = Conn(log)
+    broken = Conn(log, fail=True)
+    items = [
+        Queueing(outbox, conn, log, "a"),
+        Queueing(outbox, broken, log, "b"),
+        Queueing(outbox, conn, log, "c"),
+    ]
+    for item in items:
+        ticker.schedule(item, 0.01)
+    ticker.run_due(0.01)
+    assert log == ["fire a", "fire b", "fire c", "send a", "send c"]
+    assert items[1].unsent_seqs == [1]
+    assert len(outbox) == 0
+    ticker.run_due(0.015)  # nothing due: nothing written
+    assert len(log) == 5
