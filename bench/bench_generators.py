@@ -4,7 +4,8 @@ Figures, per engine (``ws`` = websockets reference, ``picows``):
 - connections/s established (constant ramp, ``--max-connecting`` attempts in flight);
 - memory per idle connected session (RSS delta / sessions, after ``gc.collect()``);
 - at ``--rate`` msg/s per session for ``--hold-s`` seconds once all are connected
-  (``gc.freeze()`` first): client round trip p50/p99, messages/s, CPU-s per second;
+  (``gc.freeze()`` first, as ``aftershock generate`` does): client round trip p50/p99,
+  messages/s, CPU-s per second;
 - every event published to Kafka (embedded broker): emitted, acknowledged, lost.
 Then, side by side on the same echo server: messages/s per CPU-second of ``aftershock
 generate`` (events to Kafka) and of Locust (WebSocket user, own venv under .aftershock/bench).
@@ -119,8 +120,12 @@ async def bench_engine(
     run = asyncio.create_task(gen.run())
     await wait_connected(gen, n, 120)
     await asyncio.sleep(1.5)  # let the random send phases settle
-    gc.collect()
+    # What `aftershock generate` does once all are connected (a gc.collect() before it used to
+    # hold the loop ~380 ms at 10k sessions, finding nothing, and its delayed echoes were the
+    # window's p99).
+    t_gc = time.perf_counter()
     gc.freeze()
+    out["gc_pause_ms"] = (time.perf_counter() - t_gc) * 1000
     gen.counters.latencies_ms.clear()
     c0, s0, r0 = time.process_time(), gen.counters.sends, gen.counters.receives
     e0, w0 = gen.counters.errors, runq_wait_s()
@@ -265,7 +270,8 @@ async def engine_child(args: argparse.Namespace) -> None:
         f"{figures['p50_ms']:.1f} ms p99 {figures['p99_ms']:.1f} ms max "
         f"{figures['max_ms']:.1f} ms | errors {figures['errors']:.0f} | events "
         f"emitted {st.emitted} acked {st.sent} lost {st.emitted - st.sent} "
-        f"(flush {flush_s:.1f} s) | run-queue wait {figures['runq_wait_s_per_s']:.2f} s/s",
+        f"(flush {flush_s:.1f} s) | run-queue wait {figures['runq_wait_s_per_s']:.2f} s/s | "
+        f"gc.freeze {figures['gc_pause_ms']:.1f} ms",
         flush=True,
     )
 
@@ -347,7 +353,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--sessions", type=int, default=int(os.environ.get("GEN_BENCH_SESSIONS", 10_000))
     )
     p.add_argument("--rate", type=float, default=1.0)
-    p.add_argument("--hold-s", type=float, default=float(os.environ.get("GEN_BENCH_HOLD_S", 30)))
+    p.add_argument("--hold-s", type=float, default=float(os.environ.get("GEN_BENCH_HOLD_S", 60)))
     p.add_argument("--engines", default="ws,picows")
     p.add_argument("--max-connecting", type=int, default=1000)
     p.add_argument("--compare-users", type=int, default=1000)
