@@ -1,7 +1,8 @@
 """One virtual user's session: runs its script over a connection and records what it saw.
 
 A session is a :class:`~generators.engines.base.MessageHandler` (receipts arrive as callbacks)
-and a :class:`~generators.ticker.Tickable` (the shared ticker calls :meth:`Session.fire` to send).
+and a :class:`~generators.ticker.Tickable` (the shared ticker calls :meth:`Session.fire`, which
+stamps, records and queues one message in the tick's :class:`~generators.outbox.Outbox`).
 Its script runs in one task that only waits on futures: the connection being lost, a send step
 being complete, the subscribe acknowledgement, the load phase ending.
 """
