@@ -389,6 +389,13 @@ class _Report:
             "generator_id": ANALYZER_ID,
             "ts_ns": max(self.end_ns, 0),
         }
+        self._whole: dict[tuple[str, str], LoadAcc] | None = None
+
+    def whole_run(self) -> dict[tuple[str, str], LoadAcc]:
+        """Whole-run accumulators, merged once per report (each verdict asks for them)."""
+        if self._whole is None:
+            self._whole = self.a.load.whole_run()
+        return self._whole
 
     def _ids(self, *parts: object) -> dict[str, Any]:
         digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).hexdigest()
@@ -517,8 +524,7 @@ class _Report:
             (s, k, p, acc, spans.get(p, 0)) for (s, k, p), acc in a.load.accs.items() if p
         ]
         rows += [
-            (s, k, "", acc, self.end_ns - self.first_ns)
-            for (s, k), acc in a.load.whole_run().items()
+            (s, k, "", acc, self.end_ns - self.first_ns) for (s, k), acc in self.whole_run().items()
         ]
         rows.sort(key=lambda r: (r[0], r[1], r[2]))
         latency: list[ResultEvent] = []
@@ -675,7 +681,7 @@ class _Report:
         violations = [v for v in a.isolation.violations if dim == _OVERALL or v.target == dim[1]]
         if not phase:
             f = hk.figures() if hk else None
-            whole = a.load.whole_run().get(dim, LoadAcc())
+            whole = self.whole_run().get(dim, LoadAcc())
             counts = a.integrity.counts.get(dim, Counts())
             return PhaseFigures(
                 availability_pct=f.availability_pct if f else 100.0,
