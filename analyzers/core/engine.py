@@ -17,6 +17,14 @@ from typing import TYPE_CHECKING, Any
 from analyzers.core.cascade import Blast, DependencyGraph, hops_for
 from analyzers.core.clock import Clock, SystemClock
 from analyzers.core.config import AnalyzerConfig
+from analyzers.core.events import (
+    Connected,
+    Disconnect,
+    Receive,
+    Send,
+    SessionError,
+    analysis_form,
+)
 from analyzers.core.faults import FaultWindows
 from analyzers.core.health import Episode, HealthKey
 from analyzers.core.integrity import Counts, IntegrityTracker
@@ -26,17 +34,12 @@ from analyzers.core.ordering import ReorderBuffer, TimeBase
 from analyzers.core.patterns import PatternTracker
 from analyzers.core.verdict import PhaseFigures, judge
 from schemas.events import (
-    Connected,
-    Disconnect,
     ExperimentEnded,
     ExperimentPhase,
     ExperimentStarted,
     ProxyDeleted,
     ProxyDisabled,
     ProxyEnabled,
-    Receive,
-    Send,
-    SessionError,
     ToxicAdded,
     ToxicRemoved,
     ToxicUpdated,
@@ -61,7 +64,7 @@ from schemas.results import (
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from schemas.events import Event
+    from analyzers.core.events import Fed
     from schemas.results import Scope
 
 ANALYZER_ID = "analyzer"
@@ -85,7 +88,7 @@ class AnalyzerStats:
     watermark_ns: int | None
 
 
-def failure_class(ev: Event) -> str | bool | None:
+def failure_class(ev: Fed) -> str | bool | None:
     """A session event's health meaning: an error class, None for success, False if neutral."""
     if isinstance(ev, SessionError):
         return ev.error_class
@@ -141,11 +144,12 @@ class Analyzer:
 
     # --- feeding ------------------------------------------------------------------------
 
-    def ingest(self, events: Iterable[Event], source: str = "") -> None:
+    def ingest(self, events: Iterable[Fed], source: str = "") -> None:
         """Accept events in arrival order; applies those the watermark has passed.
 
         ``source`` names where they came from (e.g. a Kafka partition), see
-        :mod:`analyzers.core.ordering`.
+        :mod:`analyzers.core.ordering`. Session events may come as pydantic models or already
+        in their analysis form (:mod:`analyzers.core.events`); both fold the same.
         """
         buffer = self._buffer
         time_of = self._timebase.time_of
@@ -155,6 +159,7 @@ class Analyzer:
             if ev.experiment_id != exp or isinstance(ev, ResultBase):
                 self._foreign += 1
                 continue
+            ev = analysis_form(ev)
             t = time_of(ev)
             late = buffer.push(t, ev, source, now)
             if late is not None:
@@ -193,7 +198,7 @@ class Analyzer:
         self.patterns.advance(self.last_ns + int(self.config.burst_gap_s * 1e9) + 1)
         self.finished = True
 
-    def _release(self, items: list[tuple[int, Event]]) -> None:
+    def _release(self, items: list[tuple[int, Fed]]) -> None:
         for t, ev in items:
             self._apply(t, ev)
         if items:
@@ -217,7 +222,7 @@ class Analyzer:
 
     # --- folding ------------------------------------------------------------------------
 
-    def _apply(self, t: int, ev: Event) -> None:
+    def _apply(self, t: int, ev: Fed) -> None:
         if self.first_ns is None:
             self.first_ns = t
             self.run_id = ev.run_id

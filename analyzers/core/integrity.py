@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from schemas.events import Receive, Send
+    from analyzers.core.events import Receive, Send
 
 Dim = tuple[str, str]
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from schemas.events import Event
+    from analyzers.core.events import Fed
 
 _BUCKET_NS = 1_000_000_000
 
@@ -57,7 +57,7 @@ class TimeBase:
         self._anchors: dict[tuple[str, str], int] = {}
         self.reanchored = 0
 
-    def time_of(self, ev: Event) -> int:
+    def time_of(self, ev: Fed) -> int:
         offset = self._offsets.get(ev.generator_id, 0)
         if ev.mono_ns <= 0:
             return ev.ts_ns + offset
@@ -90,7 +90,7 @@ class ReorderBuffer:
     stats: BufferStats = field(default_factory=BufferStats)
     _src_max: dict[str, int] = field(default_factory=dict)
     _src_seen: dict[str, int] = field(default_factory=dict)
-    _heap: list[tuple[int, str, Event]] = field(default_factory=list)
+    _heap: list[tuple[int, str, Fed]] = field(default_factory=list)
     _max_t: int | None = None
     _released_upto: int | None = None
     _seen: set[int | str] = field(default_factory=set)
@@ -135,7 +135,7 @@ class ReorderBuffer:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def push(self, t: int, ev: Event, source: str = "", now_ns: int = 0) -> Event | None:
+    def push(self, t: int, ev: Fed, source: str = "", now_ns: int = 0) -> Fed | None:
         """Buffer ``ev``; returns it back when it is late (to apply at once), else None."""
         eid = _compact(ev.event_id)
         if eid in self._seen:
@@ -166,9 +166,9 @@ class ReorderBuffer:
         heapq.heappush(self._heap, (t, ev.event_id, ev))
         return None
 
-    def pop_ready(self, limit: int | None) -> list[tuple[int, Event]]:
+    def pop_ready(self, limit: int | None) -> list[tuple[int, Fed]]:
         """Events at or before ``limit`` (a watermark), oldest first."""
-        out: list[tuple[int, Event]] = []
+        out: list[tuple[int, Fed]] = []
         if limit is None:
             return out
         if self._released_upto is not None and limit <= self._released_upto:
@@ -182,7 +182,7 @@ class ReorderBuffer:
         self._forget(limit)
         return out
 
-    def drain(self) -> list[tuple[int, Event]]:
+    def drain(self) -> list[tuple[int, Fed]]:
         """Everything still buffered, oldest first (end of stream)."""
         if not self._heap:
             return []
