@@ -27,11 +27,12 @@ from analyzers.core.events import (
 )
 from analyzers.core.faults import FaultWindows
 from analyzers.core.health import Episode, HealthKey
-from analyzers.core.integrity import Counts, IntegrityTracker
+from analyzers.core.integrity import Counts, Dims, IntegrityTracker
 from analyzers.core.isolation import IsolationTracker
 from analyzers.core.load import QUANTILES, LoadAcc, LoadTracker
 from analyzers.core.ordering import ReorderBuffer, TimeBase
 from analyzers.core.patterns import PatternTracker
+from analyzers.core.sketch import add_to_each
 from analyzers.core.verdict import PhaseFigures, judge
 from schemas.events import (
     ExperimentEnded,
@@ -127,6 +128,7 @@ class Analyzer:
         self.faults = FaultWindows()
         self.graph = DependencyGraph(cfg.graph)
         self._health: dict[tuple[str, str], HealthKey] = {}
+        self._dims: dict[tuple[str, str], Dims] = {}
         self.integrity = IntegrityTracker(int(cfg.reply_timeout_s * 1e9), cfg.reorder_window)
         self.isolation = IsolationTracker(int(2 * cfg.reply_timeout_s * 1e9))
         self.load = LoadTracker()
@@ -198,9 +200,10 @@ class Analyzer:
         self.patterns.advance(self.last_ns + int(self.config.burst_gap_s * 1e9) + 1)
         self.finished = True
 
-    def _release(self, items: list[tuple[int, Fed]]) -> None:
-        for t, ev in items:
-            self._apply(t, ev)
+    def _release(self, items: list[tuple[int, str, Fed]]) -> None:
+        apply = self._apply
+        for t, _, ev in items:
+            apply(t, ev)
         if items:
             self._advance(items[-1][0])
         wm = self._buffer.watermark_ns
@@ -235,14 +238,15 @@ class Analyzer:
             self.faults.apply(t, ev)
             self._scope_cache.clear()
         elif isinstance(ev, ExperimentPhase):
-            self.load.phases.begin(t, ev.phase)
+            self.load.begin(t, ev.phase)
         elif isinstance(ev, ExperimentStarted):
             self.started_ns = t
         elif isinstance(ev, ExperimentEnded):
             self.ended_ns = t
 
     def _session(self, t: int, ev: Send | Receive | Connected | SessionError | Disconnect) -> None:
-        for lost in self.integrity.expire(t - 1):
+        integrity = self.integrity
+        for lost in integrity.expire(t - 1):
             target = tenant = ""
             for scope, key in lost.dims:
                 if scope == "target":
@@ -250,24 +254,29 @@ class Analyzer:
                 elif scope == "tenant":
                     tenant = key
             self._observe(lost.t, target, tenant, lost.session, "lost_reply")
-        dims = [_OVERALL, ("target", ev.target), ("tenant", ev.tenant)]
-        accs = self.load.accs_for(dims)
+        pair = (ev.target, ev.tenant)
+        dims = self._dims.get(pair)
+        if dims is None:
+            self._dims[pair] = dims = (_OVERALL, ("target", ev.target), ("tenant", ev.tenant))
+        accs = self.load.accs_for(dims, pair)
+        faults = self.faults.active_at(t)
+        with_faults = (*dims, *[("fault", f) for f in faults]) if faults else dims
         if isinstance(ev, Send):
             for acc in accs:
                 acc.sent += 1
-            self.integrity.send(t, ev, [*dims, *self._fault_dims(t)])
+            integrity.send(t, ev, with_faults)
             self.isolation.send(t, ev)
             return
         cls = failure_class(ev)
         if isinstance(ev, Receive):
-            lat = ev.latency_ms
             for acc in accs:
                 acc.received += 1
-                if lat is not None:
-                    acc.latency.add(lat)
-            self.integrity.receive(ev, [*dims, *self._fault_dims(t)])
+            lat = ev.latency_ms
+            if lat is not None:
+                add_to_each([acc.latency for acc in accs], lat)
+            integrity.receive(ev, with_faults)
             if ev.origin_tenant is not None and ev.checksum_ok is not False:
-                self.isolation.receive(t, ev, self.faults.active_at(t))
+                self.isolation.receive(t, ev, faults)
         elif isinstance(ev, Connected):
             for acc in accs:
                 acc.connects += 1
@@ -275,16 +284,11 @@ class Analyzer:
             for acc in accs:
                 acc.errors[cls] = acc.errors.get(cls, 0) + 1
             if isinstance(ev, SessionError):
-                self.patterns.error(
-                    t, ev.target, cls, self.faults.active_windows_at(t), self.faults.active_at(t)
-                )
+                self.patterns.error(t, ev.target, cls, self.faults.active_windows_at(t), faults)
         if cls is not False:
             self._observe(
                 t, ev.target, ev.tenant, ev.session, cls if isinstance(cls, str) else None
             )
-
-    def _fault_dims(self, t: int) -> list[tuple[str, str]]:
-        return [("fault", f) for f in self.faults.active_at(t)]
 
     def _observe(self, t: int, target: str, tenant: str, session: str, cls: str | None) -> None:
         faults_at = self.faults.active_at

@@ -166,23 +166,25 @@ class ReorderBuffer:
         heapq.heappush(self._heap, (t, ev.event_id, ev))
         return None
 
-    def pop_ready(self, limit: int | None) -> list[tuple[int, Fed]]:
-        """Events at or before ``limit`` (a watermark), oldest first."""
-        out: list[tuple[int, Fed]] = []
+    def pop_ready(self, limit: int | None) -> list[tuple[int, str, Fed]]:
+        """Entries ``(event time, event id, event)`` at or before ``limit`` (a watermark),
+        oldest first."""
+        out: list[tuple[int, str, Fed]] = []
         if limit is None:
             return out
         if self._released_upto is not None and limit <= self._released_upto:
             limit = self._released_upto
         self._released_upto = limit
         heap = self._heap
+        pop = heapq.heappop
+        append = out.append
         while heap and heap[0][0] <= limit:
-            t, _, ev = heapq.heappop(heap)
-            out.append((t, ev))
+            append(pop(heap))
         self.stats.released += len(out)
         self._forget(limit)
         return out
 
-    def drain(self) -> list[tuple[int, Fed]]:
+    def drain(self) -> list[tuple[int, str, Fed]]:
         """Everything still buffered, oldest first (end of stream)."""
         if not self._heap:
             return []
