@@ -57,10 +57,6 @@ MAX_RECORD_BYTES = 32 * 1024 * 1024
 CHECKPOINT_COST_SHARE = 0.1
 """Checkpoints are spaced so that snapshotting takes at most this share of the worker's time:
 a snapshot that took 0.2 s is followed by the next one no sooner than 2 s later."""
-PUBLISH_COST_SHARE = 0.05
-"""Publishing is spaced the same way: computing results for a large state while catching up
-on a backlog (tens of ms) must not take more than this share of the worker's time; at a
-demo's load it takes a few ms and results go out every ``publish_interval_s``."""
 GC_THRESHOLDS = (10_000, 50, 100)
 """Decoding allocates many short-lived objects while the analyzers hold many long-lived ones;
 with the default thresholds (700, 10, 10) collections that walk that state take half of the
@@ -114,8 +110,6 @@ class AnalyzerWorker:
         self._analyze_stream: Any = None
         self._last_checkpoint = time.monotonic()
         self._checkpoint_gap_s = opts.checkpoint_interval_s
-        self._last_publish = 0.0
-        self._publish_gap_s = opts.publish_interval_s
         self._redis: Redis | None = None
         self._results_producer_topic: Any = None
         datadir = opts.datadir or (settings.state_dir / "faust" / opts.app_id)
@@ -288,22 +282,10 @@ class AnalyzerWorker:
     # --- publishing -------------------------------------------------------------------------
 
     async def _publish(self) -> None:
-        # Half an interval of slack: the timer's jitter must not skip a tick at the base rate.
-        slack_s = self.options.publish_interval_s / 2
-        if time.monotonic() - self._last_publish >= self._publish_gap_s - slack_s:
-            await self._publish_results()
-        if self._pending_acks and self._checkpoint_due():
-            await self._checkpoint()
-
-    async def _publish_results(self) -> None:
-        started = time.monotonic()
-        computing_s = 0.0
         with metrics.PUBLISH_SECONDS.time():
             buffered = 0
             for exp in list(self.live.slots):
-                t0 = time.monotonic()
                 changed = self.live.changed_results(exp)
-                computing_s += time.monotonic() - t0
                 a = self.live.slots[exp].analyzer
                 stats = a.stats()
                 buffered += stats.buffered
@@ -327,8 +309,8 @@ class AnalyzerWorker:
                     for r in changed:
                         self.live.slots[exp].published.pop(r.event_id, None)
             metrics.BUFFERED.set(buffered)
-        self._last_publish = started
-        self._publish_gap_s = max(self.options.publish_interval_s, computing_s / PUBLISH_COST_SHARE)
+        if self._pending_acks and self._checkpoint_due():
+            await self._checkpoint()
 
     async def _on_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
         """Park the experiments of revoked partitions and forget their un-acked records:
