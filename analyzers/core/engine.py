@@ -9,6 +9,7 @@ any order whose lag stays within the allowed lateness gives the same records.
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
 import zlib
 from dataclasses import dataclass
@@ -272,7 +273,8 @@ class Analyzer:
             for acc in accs:
                 acc.received += 1
             lat = ev.latency_ms
-            if lat is not None:
+            # The schema admits an infinite latency (JSON 1e999); it measures nothing.
+            if lat is not None and lat != math.inf:
                 add_to_each([acc.latency for acc in accs], lat)
             integrity.receive(ev, with_faults)
             if ev.origin_tenant is not None and ev.checksum_ok is not False:

@@ -33,8 +33,8 @@ class LogHistogram:
         self._inv_log_gamma = 1.0 / math.log(self._gamma)
 
     def add(self, value: float) -> None:
-        if value < 0 or math.isnan(value):
-            raise ValueError(f"sketch values must be >= 0, got {value}")
+        if not 0 <= value < math.inf:
+            raise ValueError(f"sketch values must be finite and >= 0, got {value}")
         self.count += 1
         self.total += value
         if value < self.min:
@@ -114,7 +114,7 @@ def add_to_each(sketches: list[LogHistogram], value: float) -> None:
     if not sketches:
         return
     first = sketches[0]
-    if value < _MIN_VALUE or math.isnan(value):
+    if not _MIN_VALUE <= value < math.inf:
         for s in sketches:
             s.add(value)
         return
