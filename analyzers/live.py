@@ -21,10 +21,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from analyzers.core.clock import Clock
-    from schemas.events import Event
+    from analyzers.core.events import Fed
     from schemas.results import ResultEvent
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+"""2: buffered session events are held in their analysis form (:mod:`analyzers.core.events`)."""
 
 
 @dataclass
@@ -88,7 +89,7 @@ class LiveAnalyzers:
         return slot
 
     def feed(
-        self, experiment_id: str, source: tuple[int, int] | None, events: Sequence[Event]
+        self, experiment_id: str, source: tuple[int, int] | None, events: Sequence[Fed]
     ) -> FeedOutcome:
         """Apply one record's events unless its source offset was applied already."""
         slot = self.slots[experiment_id]

@@ -36,6 +36,7 @@ from aftershock.eventlog import codec
 from aftershock.eventlog.reader import FETCH_MAX_WAIT_MS
 from analyzers import metrics
 from analyzers.core import AnalyzerConfig
+from analyzers.decode import decode_record
 from analyzers.errors import SnapshotError
 from analyzers.forward import HEADER_SRC, Forwarder, experiment_of_key
 from analyzers.live import LiveAnalyzers
@@ -43,10 +44,12 @@ from analyzers.spans import SpanGraphBuilder, decode_spans
 from analyzers.store import write_results
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from aftershock.settings import Settings
     from analyzers.core.engine import AnalyzerStats
+    from analyzers.core.events import Fed
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +200,9 @@ class AnalyzerWorker:
             if not self.live.has(exp):
                 await self._open(exp, msg.partition)
             src = _source(headers.get(HEADER_SRC))
+            events: Sequence[Fed]
             try:
-                events = codec.decode_batch(msg.value, headers)
+                events = decode_record(msg.value, headers)
             except DecodeError as exc:
                 metrics.DEADLETTER.inc()
                 log.warning("undecodable record for %s: %s", exp, exc)
@@ -339,6 +343,9 @@ class AnalyzerWorker:
     def run(self) -> None:
         """Run the Faust worker in this process until SIGINT/SIGTERM."""
         worker = faust.Worker(self.app, loglevel="WARNING", quiet=True)
+        # Faust's start-up spinner sets the root logger to DEBUG and leaves it there, so
+        # aiokafka built a debug record for every fetch and request (~4 % of the worker).
+        worker.spinner = None
         # Modules, the app and its services live as long as the process: keep them out of
         # every collection, and collect the young generation less often.
         gc.collect()

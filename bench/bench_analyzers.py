@@ -33,6 +33,7 @@ from aftershock.localhost import free_port
 from aftershock.settings import Settings
 from aftershock.stack import EmbeddedStack
 from analyzers.core import Analyzer
+from analyzers.decode import decode_record
 from analyzers.store import prefix
 from analyzers.synth import synthetic_events
 from schemas.events import ExperimentPhase
@@ -47,8 +48,9 @@ if TYPE_CHECKING:
 BATCH = 500
 
 
-def bench_core(n: int) -> tuple[float, float]:
-    """Events/s through every analysis: pre-built events, and decoding envelopes first."""
+def bench_core(n: int) -> tuple[float, float, float]:
+    """Events/s through every analysis: pre-built events; decoding envelopes as the worker
+    does (:func:`analyzers.decode.decode_record`); decoding them into pydantic models."""
     events = list(synthetic_events(n))
     a = Analyzer("bench")
     t0 = time.perf_counter()
@@ -60,14 +62,17 @@ def bench_core(n: int) -> tuple[float, float]:
     envelopes = [
         codec.encode_envelope("bench/x/y", events[i : i + BATCH]) for i in range(0, n, BATCH)
     ]
-    b = Analyzer("bench")
-    t0 = time.perf_counter()
-    for env in envelopes:
-        b.ingest(codec.decode_batch(env.value, dict(env.headers)))
-    b.finish()
-    b.results()
-    with_decode = n / (time.perf_counter() - t0)
-    return core, with_decode
+    rates = []
+    for decode in (decode_record, codec.decode_batch):
+        b = Analyzer("bench")
+        gc.collect()
+        t0 = time.perf_counter()
+        for env in envelopes:
+            b.ingest(decode(env.value, dict(env.headers)))
+        b.finish()
+        b.results()
+        rates.append(n / (time.perf_counter() - t0))
+    return core, rates[0], rates[1]
 
 
 def bench_memory(seconds: int, rate: int) -> list[tuple[int, float, int]]:
@@ -163,12 +168,30 @@ class Bench:
         return int(raw or 0)
 
 
-async def bench_worker(b: Bench, n: int, run: int) -> tuple[float, float, int]:
-    """One worker over a backlog of ``n`` events in records of up to 500 events.
+@dataclass(frozen=True)
+class WorkerRun:
+    rate: float
+    """Events/s: 80 % of the backlog over the time from 10 % decoded and buffered to 90 %
+    applied through every analysis."""
+    to90_s: float
+    """Seconds from worker start to 90 % applied."""
+    partitions: int
+    """Partitions that held events."""
+    worker_cpu_us: float
+    """Worker CPU (user + system, all threads) per event over the measured window."""
+    broker_cpu_us: float
+    """The same for the broker."""
 
-    Returns (events/s: 80 % of the backlog over the time from 10 % decoded and buffered to
-    90 % applied through every analysis; seconds from worker start to 90 % applied;
-    partitions that held events)."""
+
+def cpu_s(pid: int | None) -> float:
+    if pid is None:
+        return float("nan")
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
+async def bench_worker(b: Bench, n: int, run: int) -> WorkerRun:
+    """One worker over a backlog of ``n`` events in records of up to 500 events."""
     exp, topic = f"wbench{run}", f"bench.events.{run}"
     await b.stack.create_topics([topic])
     events = synthetic_events(n, experiment_id=exp, sessions=1000, tenants=10)
@@ -180,21 +203,26 @@ async def bench_worker(b: Bench, n: int, run: int) -> tuple[float, float, int]:
     finally:
         await producer.stop()
     used = len({md.partition for md in sent})
+    broker = {p.name: p.pid for p in b.stack.processes}.get("kafka")
     log = b.tmp / f"worker-throughput-{run}.log"
     started = time.monotonic()
     worker = start_worker(b.env(topic), f"bench-throughput-{run}", log)
     t_lo = t_hi = None
+    cpu_lo = cpu_hi = (0.0, 0.0)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and t_hi is None:
             if t_lo is None and await b.stat(exp, "accepted") >= n * 0.1:
                 t_lo = time.monotonic()
+                cpu_lo = (cpu_s(worker.pid), cpu_s(broker))
             if await b.stat(exp, "released") >= n * 0.9:
                 t_hi = time.monotonic()
+                cpu_hi = (cpu_s(worker.pid), cpu_s(broker))
             await asyncio.sleep(0.02)
         if t_lo is None or t_hi is None:
             raise RuntimeError(f"worker did not get through the backlog; see {log}")
-        return 0.8 * n / (t_hi - t_lo), t_hi - started, used
+        per_event = [(hi - lo) / (0.8 * n) * 1e6 for lo, hi in zip(cpu_lo, cpu_hi, strict=True)]
+        return WorkerRun(0.8 * n / (t_hi - t_lo), t_hi - started, used, *per_event)
     finally:
         stop(worker)
 
@@ -402,12 +430,15 @@ async def with_stack(quick: bool, sections: set[str], runs: int, args: argparse.
                     n = 200_000 if quick else 500_000
                     figures = []
                     for run in range(runs):
-                        rate, to90, used = await bench_worker(b, n, run)
-                        figures.append(rate)
+                        w = await bench_worker(b, n, run)
+                        figures.append(w.rate)
                         print(
-                            f"  run {run + 1}: {rate:,.0f} events/s (10 % decoded → 90 % "
-                            f"applied, of {n:,}); worker start → 90 % applied {to90:.1f} s; "
-                            f"{used} partitions with events",
+                            f"  run {run + 1} ({time.strftime('%H:%M:%S', time.gmtime())} UTC, "
+                            f"load {os.getloadavg()[0]:.2f}): {w.rate:,.0f} events/s (10 % "
+                            f"decoded → 90 % applied, of {n:,}); CPU per event: worker "
+                            f"{w.worker_cpu_us:.1f} µs, broker {w.broker_cpu_us:.1f} µs; worker "
+                            f"start → 90 % applied {w.to90_s:.1f} s; {w.partitions} partitions "
+                            "with events",
                             flush=True,
                         )
                     print(f"worker: {spread(figures)} events/s through all analyses")
@@ -439,9 +470,14 @@ async def main() -> None:
             print(f"  {s:>5} s  {rss:7.1f} MiB  {snap:>10,} B")
     if not args.soak_s and "core" in sections:
         n_core = 100_000 if args.quick else 200_000
-        core, with_decode = bench_core(n_core)
+        core, fast, pydantic = bench_core(n_core)
         print(f"core: {core:,.0f} events/s through all analyses ({n_core:,} events)")
-        print(f"core + envelope decode: {with_decode:,.0f} events/s ({with_decode / core:.2f})")
+        print(
+            f"core + envelope decode as the worker does: {fast:,.0f} events/s ({fast / core:.2f})"
+        )
+        print(
+            f"core + decode into pydantic models: {pydantic:,.0f} events/s ({pydantic / core:.2f})"
+        )
     if args.soak_s or sections & {"worker", "latency"}:
         await with_stack(args.quick, sections, args.runs, args)
 

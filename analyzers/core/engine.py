@@ -9,6 +9,7 @@ any order whose lag stays within the allowed lateness gives the same records.
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
 import zlib
 from dataclasses import dataclass
@@ -17,26 +18,30 @@ from typing import TYPE_CHECKING, Any
 from analyzers.core.cascade import Blast, DependencyGraph, hops_for
 from analyzers.core.clock import Clock, SystemClock
 from analyzers.core.config import AnalyzerConfig
+from analyzers.core.events import (
+    Connected,
+    Disconnect,
+    Receive,
+    Send,
+    SessionError,
+    analysis_form,
+)
 from analyzers.core.faults import FaultWindows
 from analyzers.core.health import Episode, HealthKey
-from analyzers.core.integrity import Counts, IntegrityTracker
+from analyzers.core.integrity import Counts, Dims, IntegrityTracker
 from analyzers.core.isolation import IsolationTracker
 from analyzers.core.load import QUANTILES, LoadAcc, LoadTracker
 from analyzers.core.ordering import ReorderBuffer, TimeBase
 from analyzers.core.patterns import PatternTracker
+from analyzers.core.sketch import add_to_each
 from analyzers.core.verdict import PhaseFigures, judge
 from schemas.events import (
-    Connected,
-    Disconnect,
     ExperimentEnded,
     ExperimentPhase,
     ExperimentStarted,
     ProxyDeleted,
     ProxyDisabled,
     ProxyEnabled,
-    Receive,
-    Send,
-    SessionError,
     ToxicAdded,
     ToxicRemoved,
     ToxicUpdated,
@@ -61,7 +66,7 @@ from schemas.results import (
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from schemas.events import Event
+    from analyzers.core.events import Fed
     from schemas.results import Scope
 
 ANALYZER_ID = "analyzer"
@@ -85,7 +90,7 @@ class AnalyzerStats:
     watermark_ns: int | None
 
 
-def failure_class(ev: Event) -> str | bool | None:
+def failure_class(ev: Fed) -> str | bool | None:
     """A session event's health meaning: an error class, None for success, False if neutral."""
     if isinstance(ev, SessionError):
         return ev.error_class
@@ -124,6 +129,7 @@ class Analyzer:
         self.faults = FaultWindows()
         self.graph = DependencyGraph(cfg.graph)
         self._health: dict[tuple[str, str], HealthKey] = {}
+        self._dims: dict[tuple[str, str], Dims] = {}
         self.integrity = IntegrityTracker(int(cfg.reply_timeout_s * 1e9), cfg.reorder_window)
         self.isolation = IsolationTracker(int(2 * cfg.reply_timeout_s * 1e9))
         self.load = LoadTracker()
@@ -141,11 +147,12 @@ class Analyzer:
 
     # --- feeding ------------------------------------------------------------------------
 
-    def ingest(self, events: Iterable[Event], source: str = "") -> None:
+    def ingest(self, events: Iterable[Fed], source: str = "") -> None:
         """Accept events in arrival order; applies those the watermark has passed.
 
         ``source`` names where they came from (e.g. a Kafka partition), see
-        :mod:`analyzers.core.ordering`.
+        :mod:`analyzers.core.ordering`. Session events may come as pydantic models or already
+        in their analysis form (:mod:`analyzers.core.events`); both fold the same.
         """
         buffer = self._buffer
         time_of = self._timebase.time_of
@@ -155,6 +162,7 @@ class Analyzer:
             if ev.experiment_id != exp or isinstance(ev, ResultBase):
                 self._foreign += 1
                 continue
+            ev = analysis_form(ev)
             t = time_of(ev)
             late = buffer.push(t, ev, source, now)
             if late is not None:
@@ -193,9 +201,10 @@ class Analyzer:
         self.patterns.advance(self.last_ns + int(self.config.burst_gap_s * 1e9) + 1)
         self.finished = True
 
-    def _release(self, items: list[tuple[int, Event]]) -> None:
-        for t, ev in items:
-            self._apply(t, ev)
+    def _release(self, items: list[tuple[int, str, Fed]]) -> None:
+        apply = self._apply
+        for t, _, ev in items:
+            apply(t, ev)
         if items:
             self._advance(items[-1][0])
         wm = self._buffer.watermark_ns
@@ -217,7 +226,7 @@ class Analyzer:
 
     # --- folding ------------------------------------------------------------------------
 
-    def _apply(self, t: int, ev: Event) -> None:
+    def _apply(self, t: int, ev: Fed) -> None:
         if self.first_ns is None:
             self.first_ns = t
             self.run_id = ev.run_id
@@ -230,14 +239,15 @@ class Analyzer:
             self.faults.apply(t, ev)
             self._scope_cache.clear()
         elif isinstance(ev, ExperimentPhase):
-            self.load.phases.begin(t, ev.phase)
+            self.load.begin(t, ev.phase)
         elif isinstance(ev, ExperimentStarted):
             self.started_ns = t
         elif isinstance(ev, ExperimentEnded):
             self.ended_ns = t
 
     def _session(self, t: int, ev: Send | Receive | Connected | SessionError | Disconnect) -> None:
-        for lost in self.integrity.expire(t - 1):
+        integrity = self.integrity
+        for lost in integrity.expire(t - 1):
             target = tenant = ""
             for scope, key in lost.dims:
                 if scope == "target":
@@ -245,24 +255,30 @@ class Analyzer:
                 elif scope == "tenant":
                     tenant = key
             self._observe(lost.t, target, tenant, lost.session, "lost_reply")
-        dims = [_OVERALL, ("target", ev.target), ("tenant", ev.tenant)]
-        accs = self.load.accs_for(dims)
+        pair = (ev.target, ev.tenant)
+        dims = self._dims.get(pair)
+        if dims is None:
+            self._dims[pair] = dims = (_OVERALL, ("target", ev.target), ("tenant", ev.tenant))
+        accs = self.load.accs_for(dims, pair)
+        faults = self.faults.active_at(t)
+        with_faults = (*dims, *[("fault", f) for f in faults]) if faults else dims
         if isinstance(ev, Send):
             for acc in accs:
                 acc.sent += 1
-            self.integrity.send(t, ev, [*dims, *self._fault_dims(t)])
+            integrity.send(t, ev, with_faults)
             self.isolation.send(t, ev)
             return
         cls = failure_class(ev)
         if isinstance(ev, Receive):
-            lat = ev.latency_ms
             for acc in accs:
                 acc.received += 1
-                if lat is not None:
-                    acc.latency.add(lat)
-            self.integrity.receive(ev, [*dims, *self._fault_dims(t)])
+            lat = ev.latency_ms
+            # The schema admits an infinite latency (JSON 1e999); it measures nothing.
+            if lat is not None and lat != math.inf:
+                add_to_each([acc.latency for acc in accs], lat)
+            integrity.receive(ev, with_faults)
             if ev.origin_tenant is not None and ev.checksum_ok is not False:
-                self.isolation.receive(t, ev, self.faults.active_at(t))
+                self.isolation.receive(t, ev, faults)
         elif isinstance(ev, Connected):
             for acc in accs:
                 acc.connects += 1
@@ -270,16 +286,11 @@ class Analyzer:
             for acc in accs:
                 acc.errors[cls] = acc.errors.get(cls, 0) + 1
             if isinstance(ev, SessionError):
-                self.patterns.error(
-                    t, ev.target, cls, self.faults.active_windows_at(t), self.faults.active_at(t)
-                )
+                self.patterns.error(t, ev.target, cls, self.faults.active_windows_at(t), faults)
         if cls is not False:
             self._observe(
                 t, ev.target, ev.tenant, ev.session, cls if isinstance(cls, str) else None
             )
-
-    def _fault_dims(self, t: int) -> list[tuple[str, str]]:
-        return [("fault", f) for f in self.faults.active_at(t)]
 
     def _observe(self, t: int, target: str, tenant: str, session: str, cls: str | None) -> None:
         faults_at = self.faults.active_at
@@ -389,6 +400,13 @@ class _Report:
             "generator_id": ANALYZER_ID,
             "ts_ns": max(self.end_ns, 0),
         }
+        self._whole: dict[tuple[str, str], LoadAcc] | None = None
+
+    def whole_run(self) -> dict[tuple[str, str], LoadAcc]:
+        """Whole-run accumulators, merged once per report (each verdict asks for them)."""
+        if self._whole is None:
+            self._whole = self.a.load.whole_run()
+        return self._whole
 
     def _ids(self, *parts: object) -> dict[str, Any]:
         digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).hexdigest()
@@ -517,8 +535,7 @@ class _Report:
             (s, k, p, acc, spans.get(p, 0)) for (s, k, p), acc in a.load.accs.items() if p
         ]
         rows += [
-            (s, k, "", acc, self.end_ns - self.first_ns)
-            for (s, k), acc in a.load.whole_run().items()
+            (s, k, "", acc, self.end_ns - self.first_ns) for (s, k), acc in self.whole_run().items()
         ]
         rows.sort(key=lambda r: (r[0], r[1], r[2]))
         latency: list[ResultEvent] = []
@@ -675,7 +692,7 @@ class _Report:
         violations = [v for v in a.isolation.violations if dim == _OVERALL or v.target == dim[1]]
         if not phase:
             f = hk.figures() if hk else None
-            whole = a.load.whole_run().get(dim, LoadAcc())
+            whole = self.whole_run().get(dim, LoadAcc())
             counts = a.integrity.counts.get(dim, Counts())
             return PhaseFigures(
                 availability_pct=f.availability_pct if f else 100.0,

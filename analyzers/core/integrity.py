@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from schemas.events import Receive, Send
+    from analyzers.core.events import Receive, Send
 
 Dim = tuple[str, str]
+Dims = tuple[Dim, ...]
 
 
 @dataclass(slots=True)
@@ -38,7 +39,7 @@ class Counts:
 @dataclass(slots=True)
 class _Pending:
     t: int
-    dims: list[Dim]
+    dims: Dims
     trace_id: str | None
 
 
@@ -53,7 +54,7 @@ class Lost:
     t: int
     session: str
     seq: int
-    dims: list[Dim]
+    dims: Dims
 
 
 class IntegrityTracker:
@@ -66,8 +67,12 @@ class IntegrityTracker:
         self._expired: dict[tuple[str, int], int] = {}
         self._expired_order: deque[tuple[int, tuple[str, int]]] = deque()
         self._tracks: dict[tuple[str, str], _SeqTrack] = {}
+        self._by_dims: dict[Dims, list[Counts]] = {}
 
-    def _counts(self, dims: list[Dim]) -> list[Counts]:
+    def _counts(self, dims: Dims) -> list[Counts]:
+        out = self._by_dims.get(dims)
+        if out is not None:
+            return out
         out = []
         table = self.counts
         for d in dims:
@@ -75,9 +80,10 @@ class IntegrityTracker:
             if c is None:
                 table[d] = c = Counts()
             out.append(c)
+        self._by_dims[dims] = out
         return out
 
-    def send(self, t: int, ev: Send, dims: list[Dim]) -> None:
+    def send(self, t: int, ev: Send, dims: Dims) -> None:
         for c in self._counts(dims):
             c.sent += 1
         if ev.expect == "none":
@@ -110,7 +116,7 @@ class IntegrityTracker:
             self._expired.pop(order.popleft()[1], None)
         return lost
 
-    def receive(self, ev: Receive, dims: list[Dim]) -> None:
+    def receive(self, ev: Receive, dims: Dims) -> None:
         counts = self._counts(dims)
         if ev.checksum_ok is False:
             # A stamp that failed its checksum says nothing trustworthy about its origin.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from schemas.events import Receive, Send
+    from analyzers.core.events import Receive, Send
 
 
 @dataclass(frozen=True)

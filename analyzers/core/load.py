@@ -11,8 +11,12 @@ before the first phase belong to the unnamed phase ``""``, reported only in whol
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from analyzers.core.sketch import LogHistogram
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable, Iterable
 
 QUANTILES = (0.5, 0.95, 0.99, 0.999)
 
@@ -77,17 +81,27 @@ class LoadTracker:
     def __init__(self) -> None:
         self.phases = Phases()
         self.accs: dict[tuple[str, str, str], LoadAcc] = {}
+        self._current: dict[Hashable, list[LoadAcc]] = {}
 
-    def accs_for(self, dims: list[tuple[str, str]]) -> list[LoadAcc]:
+    def begin(self, t: int, phase: str) -> None:
+        self.phases.begin(t, phase)
+        self._current.clear()
+
+    def accs_for(self, dims: Iterable[tuple[str, str]], key: Hashable) -> list[LoadAcc]:
+        """The current phase's accumulators of ``dims``; ``key`` names that set of dims."""
+        out = self._current.get(key)
+        if out is not None:
+            return out
         phase = self.phases.current
         out = []
         table = self.accs
-        for scope, key in dims:
-            k = (scope, key, phase)
+        for scope, name in dims:
+            k = (scope, name, phase)
             acc = table.get(k)
             if acc is None:
                 table[k] = acc = LoadAcc()
             out.append(acc)
+        self._current[key] = out
         return out
 
     def whole_run(self) -> dict[tuple[str, str], LoadAcc]:

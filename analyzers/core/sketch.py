@@ -33,8 +33,8 @@ class LogHistogram:
         self._inv_log_gamma = 1.0 / math.log(self._gamma)
 
     def add(self, value: float) -> None:
-        if value < 0 or math.isnan(value):
-            raise ValueError(f"sketch values must be >= 0, got {value}")
+        if not 0 <= value < math.inf:
+            raise ValueError(f"sketch values must be finite and >= 0, got {value}")
         self.count += 1
         self.total += value
         if value < self.min:
@@ -46,6 +46,17 @@ class LogHistogram:
             return
         i = math.ceil(math.log(value) * self._inv_log_gamma)
         self.counts[i] = self.counts.get(i, 0) + 1
+
+    def _add_at(self, i: int, value: float) -> None:
+        """:meth:`add` for a value already checked, whose bucket is ``i``."""
+        self.count += 1
+        self.total += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        counts = self.counts
+        counts[i] = counts.get(i, 0) + 1
 
     def merge(self, other: LogHistogram) -> None:
         if other.relative_accuracy != self.relative_accuracy:
@@ -95,3 +106,22 @@ class LogHistogram:
                     break
             out.append(value)
         return out
+
+
+def add_to_each(sketches: list[LogHistogram], value: float) -> None:
+    """``value`` added to every sketch; the bucket is computed once for sketches of the same
+    accuracy as the first (the usual case: one value counted per target, tenant and overall)."""
+    if not sketches:
+        return
+    first = sketches[0]
+    if not _MIN_VALUE <= value < math.inf:
+        for s in sketches:
+            s.add(value)
+        return
+    inv = first._inv_log_gamma
+    i = math.ceil(math.log(value) * inv)
+    for s in sketches:
+        if s._inv_log_gamma == inv:
+            s._add_at(i, value)
+        else:
+            s.add(value)

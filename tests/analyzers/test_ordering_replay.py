@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aftershock.eventlog import codec
 from analyzers.core import Analyzer, AnalyzerConfig
 from analyzers.core.clock import ManualClock
+from analyzers.decode import decode_record, fast_decode
 from tests.analyzers.build import (
     EXP,
     disabled,
@@ -221,3 +223,22 @@ def test_replay_equals_live_for_any_interleaving_and_duplication(
     for i in rng.sample(range(len(live)), int(dup_fraction * len(live))):
         live.insert(min(len(live), i + rng.randint(1, 30)), live[i])
     assert results_of(live, chunk=chunk) == replay
+
+
+def test_records_decoded_as_the_worker_does_give_the_same_results() -> None:
+    """The worker decodes records straight into the analysis form; replay and these tests
+    feed pydantic models. Both fold to the same results."""
+    events = partitioned(BASE, 3, random.Random(11))
+    a = Analyzer(EXP)
+    fast = slow = 0
+    for i in range(0, len(events), 20):
+        env = codec.encode_envelope("x", events[i : i + 20])
+        if fast_decode(env.value, dict(env.headers)) is None:
+            slow += 1  # a record with fault or phase events: the pydantic path
+        else:
+            fast += 1
+        a.ingest(decode_record(env.value, dict(env.headers)))
+    a.finish()
+    assert fast > 0
+    assert slow > 0
+    assert [r.model_dump() for r in a.results()] == EXPECTED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,8 @@ def test_sketch_merge_is_exact_in_any_order() -> None:
 def test_sketch_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match=">= 0"):
         LogHistogram().add(-1)
+    with pytest.raises(ValueError, match="finite"):
+        LogHistogram().add(math.inf)
     with pytest.raises(ValueError, match="relative_accuracy"):
         LogHistogram(relative_accuracy=2)
     assert LogHistogram().quantile(0.5) is None
@@ -139,3 +142,14 @@ def test_per_target_slos_are_named_after_their_target() -> None:
         ("gw:p99_latency", False),
     ]
     assert v.passed is False
+
+
+def test_an_infinite_latency_counts_as_received_but_not_in_the_sketch() -> None:
+    a = Analyzer(EXP)
+    a.ingest([ok(0, latency_ms=5.0), ok(100, latency_ms=math.inf), ok(200)])
+    a.finish()
+    load = one(a.results(), "result.load", scope="overall", phase="")
+    latency = one(a.results(), "result.latency", scope="overall", phase="")
+    assert load.received == 3
+    assert latency.count == 1
+    assert latency.max_ms == 5.0
