@@ -365,7 +365,7 @@ class Session:
             if ids[0] is not None:
                 traceparent = f"00-{ids[0]}-{ids[1]}-01"
         # Written with the rest of this tick's sends (see generators.outbox).
-        ctx.outbox.put(self, conn, frame, seq, traceparent)
+        ctx.outbox.put((self, conn, frame, seq, traceparent))
         if self._send_tracked:
             # Echoes are remembered by the frame sent: an echo equal to it is this very
             # message (see on_message); broadcasts come back in another form.
@@ -446,7 +446,19 @@ class Session:
             # stamps in the plain form), without the regular expression.
             sent_seq = self._sent.pop(data, None)
             if sent_seq is not None:
-                self._own_echo(sent_seq, len(data))
+                # This session's own echo: origin is the session itself, the MAC holds by
+                # construction. Same counters and event as the general path below records
+                # for it (the hot receive path, inlined).
+                sent_at, span, ids, _ = self.pending.pop(sent_seq)
+                rtt_ms = (ctx.clock.monotonic() - sent_at) * 1000
+                counters = ctx.counters
+                counters.receives += 1
+                counters.latencies_ms.append(rtt_ms)
+                if span is not None:
+                    span.end()
+                if self._drain is not None:
+                    self._maybe_drained()
+                self.log.receive_own(sent_seq, len(data), rtt_ms, ids)
                 return
         msg = ctx.codec.decode(data)
         op = msg.op
@@ -509,23 +521,6 @@ class Session:
         if status is not None and status >= 400:
             counters.errors += 1
             self.log.error(f"HTTP{status}", data[:200], "receive", ids, own_seq)
-
-    def _own_echo(self, seq: int, nbytes: int) -> None:
-        """The echo of this session's send ``seq``, identical to the stamp it sent: origin is
-        this session, the MAC holds by construction. Same counters and event as the general
-        path of :meth:`on_message` records for it."""
-        ctx = self.ctx
-        now = ctx.clock.monotonic()
-        sent_at, span, ids, _ = self.pending.pop(seq)
-        latency_ms = (now - sent_at) * 1000
-        counters = ctx.counters
-        counters.receives += 1
-        counters.latencies_ms.append(latency_ms)
-        if span is not None:
-            span.end()
-        if self._drain is not None:
-            self._maybe_drained()
-        self.log.receive_own(seq, nbytes, latency_ms, ids)
 
     def on_closed(self, closed: Closed) -> None:
         ctx = self.ctx

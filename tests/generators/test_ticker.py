@@ -126,7 +126,7 @@ class Queueing(Item):
 
     def fire(self, now: float) -> float | None:
         self.log.append(f"fire {self.name}")
-        self.outbox.put(self, self.conn, self.name, len(self.fired) + 1, None)
+        self.outbox.put((self, self.conn, self.name, len(self.fired) + 1, None))
         return super().fire(now)
 
     def unsent(self, seq: int) -> None:
