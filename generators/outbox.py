@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 from generators.errors import ConnectionLost
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from generators.engines.base import Connection
 
 
@@ -28,26 +30,30 @@ class Unsent(Protocol):
         """The message ``seq`` queued by this sender could not be written."""
 
 
+Queued = tuple["Unsent", "Connection", str, int, "str | None"]
+"""(sender, connection, frame, seq, traceparent)"""
+
+
 class Outbox:
-    __slots__ = ("_queued",)
+    __slots__ = ("_queued", "put")
 
     def __init__(self) -> None:
-        self._queued: list[tuple[Unsent, Connection, str, int, str | None]] = []
+        self._queued: list[Queued] = []
+        self.put: Callable[[Queued], None] = self._queued.append
+        """Queue one message ``(sender, connection, frame, seq, traceparent)``; it is written
+        at the next :meth:`flush`. The list's own ``append``: no Python call per message."""
 
     def __len__(self) -> int:
         return len(self._queued)
 
-    def put(
-        self, sender: Unsent, conn: Connection, frame: str, seq: int, traceparent: str | None
-    ) -> None:
-        """Queue one message; it is written at the next :meth:`flush`."""
-        self._queued.append((sender, conn, frame, seq, traceparent))
-
     def flush(self) -> None:
         """Write every queued message, in the order queued."""
-        queued, self._queued = self._queued, []
-        for sender, conn, frame, seq, traceparent in queued:
-            try:
-                conn.send(frame, seq, traceparent)
-            except ConnectionLost:
-                sender.unsent(seq)
+        queued = self._queued
+        try:
+            for sender, conn, frame, seq, traceparent in queued:
+                try:
+                    conn.send(frame, seq, traceparent)
+                except ConnectionLost:
+                    sender.unsent(seq)
+        finally:
+            queued.clear()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from generators.context import RunContext
     from generators.engines.base import Closed, Connection
     from generators.population import SessionPlan
+    from generators.recorder import Expect
     from schemas.load import Backoff, SizeDist
 
 SUBSCRIBE_TIMEOUT_S = 5.0
@@ -83,7 +84,11 @@ class Session:
         "_interval_s",
         "_lost",
         "_remaining",
+        "_send_channel",
         "_send_done",
+        "_send_expect",
+        "_send_timeout_s",
+        "_send_tracked",
         "_sent",
         "_size",
         "_step",
@@ -114,10 +119,11 @@ class Session:
         self.conn: Connection | None = None
         self.seq = 0
         self.pending: dict[int, tuple[float, trace.Span | None, Trace, str]] = {}
-        """Unanswered sends by seq: (sent at, round-trip span, trace ids, stamp)."""
+        """Unanswered sends by seq: (sent at, round-trip span, trace ids, frame if an echo is
+        expected else "")."""
         self._sent: dict[str, int] = {}
-        """Stamps of unanswered echo sends -> seq: an echo equal to one is matched exactly
-        (byte equality with what this session stamped) without parsing or a MAC check."""
+        """Frames of unanswered echo sends -> seq: an echo equal to one is matched exactly
+        (equality with what this session sent) without parsing or a MAC check."""
         self.channels: tuple[str, ...] = ()
         self.trace: Trace = NO_TRACE
         self.root: trace.Span = trace.INVALID_SPAN
@@ -129,6 +135,12 @@ class Session:
         self._interval_s = 1.0
         self._due = 0.0
         self._send_done: asyncio.Future[None] | None = None
+        self._send_channel: str | None = None
+        """Broadcast channel of the current send step (None: echo or no answer)."""
+        self._send_expect: Expect = "echo"
+        self._send_timeout_s = 0.0
+        self._send_tracked = False
+        """The current send step expects an answer."""
         self._size: Callable[[], int] = lambda: 0
         self._lost: asyncio.Future[None] | None = None
         self._sub_ack: asyncio.Future[None] | None = None
@@ -288,6 +300,14 @@ class Session:
         self._remaining = step.count
         self._interval_s = 1.0 / step.rate_per_s
         self._size = size_sampler(step.size, self.rng)
+        self._send_expect = step.expect
+        self._send_tracked = step.expect != "none"
+        self._send_timeout_s = step.timeout_ms / 1000
+        self._send_channel = (
+            (step.channel or (self.channels or self.plan.channels)[0])
+            if step.expect == "broadcast"
+            else None
+        )
         done = self._send_done = loop.create_future()
         # A random phase spreads the first sends of sessions that connected together.
         first = ctx.clock.monotonic() + self.rng.uniform(0, self._interval_s)
@@ -325,17 +345,14 @@ class Session:
     # ticker ----------------------------------------------------------------------------------
 
     def fire(self, now: float) -> float | None:
+        # The hot path: what a send step decides once is in _send_* slots (see _run_send).
         ctx = self.ctx
         conn = self.conn
-        step = self._step
-        if conn is None or step is None or ctx.stopping or not conn.is_open:
+        if conn is None or self._step is None or ctx.stopping or not conn.is_open:
             return None
-        self.seq += 1
-        seq = self.seq
-        size = self._size()
-        stamp = self.stamper.stamp(seq, ctx.clock.wall_ns(), size)
-        broadcast = step.expect == "broadcast"
-        channel = (step.channel or (self.channels or self.plan.channels)[0]) if broadcast else None
+        seq = self.seq = self.seq + 1
+        stamp = self.stamper.stamp(seq, ctx.clock.wall_ns(), self._size())
+        channel = self._send_channel
         frame = ctx.codec.publish(channel, stamp) if channel is not None else ctx.codec.echo(stamp)
         span: trace.Span | None = None
         ids = self.trace
@@ -348,16 +365,18 @@ class Session:
             if ids[0] is not None:
                 traceparent = f"00-{ids[0]}-{ids[1]}-01"
         # Written with the rest of this tick's sends (see generators.outbox).
-        ctx.outbox.put(self, conn, frame, seq, traceparent)
-        if step.expect != "none":
-            self.pending[seq] = (now, span, ids, stamp)
-            if not broadcast:
-                self._sent[stamp] = seq
-            ctx.ticker.expect(now, step.timeout_ms / 1000, self, seq)
+        ctx.outbox.put((self, conn, frame, seq, traceparent))
+        if self._send_tracked:
+            # Echoes are remembered by the frame sent: an echo equal to it is this very
+            # message (see on_message); broadcasts come back in another form.
+            self.pending[seq] = (now, span, ids, frame if channel is None else "")
+            if channel is None:
+                self._sent[frame] = seq
+            ctx.ticker.expect(now, self._send_timeout_s, self, seq)
         elif span is not None:
             span.end()
         ctx.counters.sends += 1
-        self.log.send(seq, len(frame), channel, step.expect, ids)
+        self.log.send(seq, len(frame), channel, self._send_expect, ids)
         if self._remaining is not None:
             self._remaining -= 1
             if self._remaining <= 0:
@@ -367,8 +386,8 @@ class Session:
         # Keep each session's phase: the next send is due one interval after this one was
         # due, not after it happened, or sessions delayed by a slow tick would bunch up.
         due = self._due + self._interval_s
-        self._due = due if due > now - 1.0 else now
-        return self._due
+        self._due = due = due if due > now - 1.0 else now
+        return due
 
     def unsent(self, seq: int) -> None:
         """The outbox could not write ``seq`` (its connection closed after :meth:`fire` queued
@@ -379,8 +398,8 @@ class Session:
         ids = self.trace
         entry = self.pending.pop(seq, None)
         if entry is not None:
-            _, span, ids, stamp = entry
-            self._sent.pop(stamp, None)
+            _, span, ids, frame = entry
+            self._sent.pop(frame, None)
             if span is not None:
                 span.set_status(Status(StatusCode.ERROR, "not sent"))
                 span.end()
@@ -395,8 +414,8 @@ class Session:
         if entry is None:
             return
         ctx = self.ctx
-        _, span, ids, stamp = entry
-        self._sent.pop(stamp, None)
+        _, span, ids, frame = entry
+        self._sent.pop(frame, None)
         if span is not None:
             span.set_status(Status(StatusCode.ERROR, "timeout"))
             span.end()
@@ -422,12 +441,25 @@ class Session:
     def on_message(self, data: str, status: int | None, seq: int | None) -> None:
         ctx = self.ctx
         if status is None:
-            stamp = ctx.codec.echo_data(data)
-            if stamp is not None:
-                sent_seq = self._sent.pop(stamp, None)
-                if sent_seq is not None:
-                    self._own_echo(sent_seq, len(data))
-                    return
+            # An echo equal to a frame this session sent is that message, unaltered. Same
+            # match as ``codec.echo_data(data)`` equal to the stamp sent (the codec writes
+            # stamps in the plain form), without the regular expression.
+            sent_seq = self._sent.pop(data, None)
+            if sent_seq is not None:
+                # This session's own echo: origin is the session itself, the MAC holds by
+                # construction. Same counters and event as the general path below records
+                # for it (the hot receive path, inlined).
+                sent_at, span, ids, _ = self.pending.pop(sent_seq)
+                rtt_ms = (ctx.clock.monotonic() - sent_at) * 1000
+                counters = ctx.counters
+                counters.receives += 1
+                counters.latencies_ms.append(rtt_ms)
+                if span is not None:
+                    span.end()
+                if self._drain is not None:
+                    self._maybe_drained()
+                self.log.receive_own(sent_seq, len(data), rtt_ms, ids)
+                return
         msg = ctx.codec.decode(data)
         op = msg.op
         if op == "subscribed":
@@ -459,8 +491,8 @@ class Session:
         if own_seq is not None:
             entry = self.pending.pop(own_seq, None)
             if entry is not None:
-                sent_at, span, ids, stamp = entry
-                self._sent.pop(stamp, None)
+                sent_at, span, ids, frame = entry
+                self._sent.pop(frame, None)
                 latency_ms = (now - sent_at) * 1000
                 counters.latencies_ms.append(latency_ms)
                 if span is not None:
@@ -489,23 +521,6 @@ class Session:
         if status is not None and status >= 400:
             counters.errors += 1
             self.log.error(f"HTTP{status}", data[:200], "receive", ids, own_seq)
-
-    def _own_echo(self, seq: int, nbytes: int) -> None:
-        """The echo of this session's send ``seq``, identical to the stamp it sent: origin is
-        this session, the MAC holds by construction. Same counters and event as the general
-        path of :meth:`on_message` records for it."""
-        ctx = self.ctx
-        now = ctx.clock.monotonic()
-        sent_at, span, ids, _ = self.pending.pop(seq)
-        latency_ms = (now - sent_at) * 1000
-        counters = ctx.counters
-        counters.receives += 1
-        counters.latencies_ms.append(latency_ms)
-        if span is not None:
-            span.end()
-        if self._drain is not None:
-            self._maybe_drained()
-        self.log.receive_own(seq, nbytes, latency_ms, ids)
 
     def on_closed(self, closed: Closed) -> None:
         ctx = self.ctx

@@ -29,9 +29,20 @@ _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _CONTINUATION = WSMsgType.CONTINUATION
 _CLOSE = WSMsgType.CLOSE
+_DATA = (_TEXT, _BINARY)
 
 
 class _Listener(WSListener):
+    __slots__ = (
+        "close_code",
+        "close_reason",
+        "fragments",
+        "handler",
+        "open",
+        "transport",
+        "we_closed",
+    )
+
     def __init__(self, handler: MessageHandler) -> None:
         super().__init__()
         self.handler = handler
@@ -48,7 +59,7 @@ class _Listener(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         mt = frame.msg_type
-        if mt in (_TEXT, _BINARY):
+        if mt in _DATA:
             if frame.fin:
                 try:
                     text = frame.get_payload_as_utf8_text()

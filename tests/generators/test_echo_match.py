@@ -151,3 +151,22 @@ async def test_an_echo_after_its_timeout_is_recorded_but_not_a_round_trip() -> N
     late = next(e for e in recv if e.seq == 1)
     assert late.checksum_ok
     assert late.origin_seq == 1
+
+
+async def test_own_echoes_skip_the_stamp_check_and_others_do_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import generators.session as session_module
+
+    checked: list[str] = []
+
+    def counting_verify(key: bytes, text: str) -> object:
+        checked.append(text)
+        return real_verify(key, text)
+
+    real_verify = session_module.verify
+    monkeypatch.setattr(session_module, "verify", counting_verify)
+    recv, stats = await _run(lambda frame: [frame])
+    assert (len(recv), stats.round_trips, checked) == (3, 3, [])
+    recv, stats = await _run(_respaced)
+    assert (len(recv), stats.round_trips, len(checked)) == (3, 3, 3)

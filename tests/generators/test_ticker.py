@@ -25,12 +25,14 @@ class Item:
         self.every_s = every_s
         self.fired: list[float] = []
         self.timed_out: list[int] = []
+        self.pending: set[int] = set()
 
     def fire(self, now: float) -> float | None:
         self.fired.append(now)
         return now + self.every_s if self.every_s is not None else None
 
     def on_timeout(self, seq: int) -> None:
+        self.pending.discard(seq)
         self.timed_out.append(seq)
 
 
@@ -53,6 +55,8 @@ def test_items_fire_on_their_tick_and_a_reschedule_replaces_the_old_slot() -> No
 def test_timeouts_fire_after_their_deadline_per_length_in_order() -> None:
     ticker = Ticker(FakeClock(), tick_s=0.01)
     short, long_ = Item(), Item()
+    short.pending.update((1, 2))
+    long_.pending.update((1, 2))
     ticker.expect(0.0, 1.0, long_, 1)
     ticker.expect(0.0, 0.1, short, 1)
     ticker.expect(0.05, 0.1, short, 2)
@@ -69,6 +73,17 @@ def test_timeouts_fire_after_their_deadline_per_length_in_order() -> None:
     ticker.run_due(5.0)
     assert short.timed_out == [1, 2]
     assert long_.timed_out == [1, 2]
+
+
+def test_an_answered_seq_gets_no_timeout_call() -> None:
+    ticker = Ticker(FakeClock(), tick_s=0.01)
+    item = Item()
+    item.pending.update((1, 2))
+    ticker.expect(0.0, 0.1, item, 1)
+    ticker.expect(0.0, 0.1, item, 2)
+    item.pending.discard(1)  # answered in time
+    ticker.run_due(0.2)
+    assert item.timed_out == [2]
 
 
 class EarlyClock(FakeClock):
@@ -111,7 +126,7 @@ class Queueing(Item):
 
     def fire(self, now: float) -> float | None:
         self.log.append(f"fire {self.name}")
-        self.outbox.put(self, self.conn, self.name, len(self.fired) + 1, None)
+        self.outbox.put((self, self.conn, self.name, len(self.fired) + 1, None))
         return super().fire(now)
 
     def unsent(self, seq: int) -> None:
