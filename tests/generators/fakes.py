@@ -63,10 +63,15 @@ class FakeEngine:
     protocol = WireProtocol.WS
 
     def __init__(
-        self, clock: Clock | None = None, replies: Callable[[str], list[str]] = _echo
+        self,
+        clock: Clock | None = None,
+        replies: Callable[[str], list[str]] = _echo,
+        connection: type[FakeConnection] | None = None,
     ) -> None:
         self.clock = clock
         self.replies = replies
+        self.connection = connection or FakeConnection
+        """The class of the connections it opens (a FakeConnection subclass may fail on cue)."""
         self.connections: list[FakeConnection] = []
 
     async def connect(
@@ -76,6 +81,6 @@ class FakeEngine:
         headers: Mapping[str, str],
         timeout_s: float,
     ) -> Connection:
-        conn = FakeConnection(handler, self.clock, self.replies)
+        conn = self.connection(handler, self.clock, self.replies)
         self.connections.append(conn)
         return conn

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from aftershock.eventlog import MemorySink
 from generators.errors import ConnectionLost
@@ -14,11 +13,6 @@ from schemas.targets import Target
 from tests.generators.conftest import profile
 from tests.generators.fakes import FakeConnection, FakeEngine
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from generators.engines.base import Connection, Endpoint, MessageHandler
-
 
 class FailsOnSecond(FakeConnection):
     """Says it is open, but the write of the second message fails."""
@@ -27,19 +21,6 @@ class FailsOnSecond(FakeConnection):
         if seq == 2:
             raise ConnectionLost("reset while writing")
         super().send(data, seq, traceparent)
-
-
-class Engine(FakeEngine):
-    async def connect(
-        self,
-        endpoint: Endpoint,
-        handler: MessageHandler,
-        headers: Mapping[str, str],
-        timeout_s: float,
-    ) -> Connection:
-        conn = FailsOnSecond(handler)
-        self.connections.append(conn)
-        return conn
 
 
 async def test_a_send_the_outbox_could_not_write_is_recorded_as_not_sent() -> None:
@@ -52,7 +33,7 @@ async def test_a_send_the_outbox_could_not_write_is_recorded_as_not_sent() -> No
         ],
     )
     sink = MemorySink()
-    engine = Engine()
+    engine = FakeEngine(connection=FailsOnSecond)
     gen = Generator(
         prof,
         Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
