@@ -483,4 +483,11 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # Stopped by SIGTERM (e.g. under `timeout`) as by Ctrl-C: the finally blocks stop the
+    # workers and the embedded stack instead of leaving them running without a parent.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("interrupted; workers and the embedded stack stopped", file=sys.stderr)
+        sys.exit(130)
