@@ -233,22 +233,12 @@ class SessionLog:
         channel: str | None,
         trace: Trace,
     ) -> None:
-        rec = self._rec
-        ts = time.time_ns()
-        rec._counter += 1
-        rec.emitted += 1
         if origin is None:
             o_tenant = o_user = o_session = o_seq = _NULL
         else:
             o_tenant, o_user, o_session = _dumps(origin[0]), _dumps(origin[1]), _dumps(origin[2])
             o_seq = b"%d" % origin[3]
-        data = self._fmt["receive"] % (
-            ts,
-            rec._counter & 0xFFFFFFFF,
-            ts,
-            time.monotonic_ns() - rec._mono0,
-            self._trace_json if trace is self._trace else _trace_json(trace),
-            self._who_json,
+        fields = (
             _NULL if seq is None else b"%d" % seq,
             nbytes,
             _NULL if latency_ms is None else _dumps(float(latency_ms)),
@@ -260,7 +250,7 @@ class SessionLog:
             _NULL if status is None else b"%d" % status,
             _NULL if channel is None else _dumps(channel),
         )
-        self._emit(self.key, data)
+        self._write("receive", trace, fields)
 
     def receive_own(self, seq: int, nbytes: int, latency_ms: float, trace: Trace) -> None:
         """``receive(seq=seq, origin=(*who, seq), checksum_ok=True, status=None, channel=None)``:

@@ -395,14 +395,9 @@ class Session:
         sending until the connection is back."""
         ctx = self.ctx
         ctx.ticker.cancel(self)
-        ids = self.trace
-        entry = self.pending.pop(seq, None)
-        if entry is not None:
-            _, span, ids, frame = entry
-            self._sent.pop(frame, None)
-            if span is not None:
-                span.set_status(Status(StatusCode.ERROR, "not sent"))
-                span.end()
+        ids = self._give_up(seq, "not sent")
+        if ids is None:
+            ids = self.trace
         ctx.counters.errors += 1
         self.log.error(
             "ConnectionLost", f"seq {seq} was not sent: the connection closed", "send", ids, seq
@@ -410,15 +405,10 @@ class Session:
         self._maybe_drained()
 
     def on_timeout(self, seq: int) -> None:
-        entry = self.pending.pop(seq, None)
-        if entry is None:
+        ids = self._give_up(seq, "timeout")
+        if ids is None:
             return
         ctx = self.ctx
-        _, span, ids, frame = entry
-        self._sent.pop(frame, None)
-        if span is not None:
-            span.set_status(Status(StatusCode.ERROR, "timeout"))
-            span.end()
         ctx.counters.timeouts += 1
         ctx.counters.errors += 1
         expect = self._step.expect if self._step is not None else "echo"
@@ -431,6 +421,19 @@ class Session:
             seq,
         )
         self._maybe_drained()
+
+    def _give_up(self, seq: int, why: str) -> Trace | None:
+        """Stop waiting for an answer to ``seq``: its round-trip span ends as an error
+        (``why``). Returns the trace ids it was sent with, or None if it was not pending."""
+        entry = self.pending.pop(seq, None)
+        if entry is None:
+            return None
+        _, span, ids, frame = entry
+        self._sent.pop(frame, None)
+        if span is not None:
+            span.set_status(Status(StatusCode.ERROR, why))
+            span.end()
+        return ids
 
     def _maybe_drained(self) -> None:
         if not self.pending and self._drain is not None and not self._drain.done():
