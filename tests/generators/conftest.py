@@ -15,6 +15,18 @@ from tests.generators.servers import ChatLikeServer, TcpEcho
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+SESSION_KINDS = frozenset(
+    {
+        "session.connect_start",
+        "session.connected",
+        "session.send",
+        "session.receive",
+        "session.error",
+        "session.disconnect",
+    }
+)
+"""Every kind of session event a generator records."""
+
 
 @pytest.fixture
 async def chat() -> AsyncIterator[ChatLikeServer]:

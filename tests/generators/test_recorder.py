@@ -10,6 +10,7 @@ import pytest
 from aftershock.eventlog import EncodedEventSink, MemorySink, codec
 from generators.recorder import Recorder, SessionLog
 from schemas.events import EventAdapter, Protocol, SessionEventBase
+from tests.generators.conftest import SESSION_KINDS
 
 TRACE = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
 SPAN = ("4bf92f3577b34da6a3ce929d0e0e4736", "b7ad6b7169203331")
@@ -99,16 +100,6 @@ def _every_call(log: SessionLog) -> None:
     log.disconnect("client", 1000, "", TRACE)
     log.disconnect("server", 1011, "upstream down ü", NONE)
     log.disconnect("error", None, "connection reset", SPAN)
-
-
-SESSION_KINDS = {
-    "session.connect_start",
-    "session.connected",
-    "session.send",
-    "session.receive",
-    "session.error",
-    "session.disconnect",
-}
 
 
 @pytest.mark.parametrize("experiment_id", ["exp-1", "exp %d%% ü"])

@@ -29,15 +29,6 @@ if TYPE_CHECKING:
 
     from tests.generators.servers import ChatLikeServer, TcpEcho
 
-SESSION_KINDS = {
-    "session.connect_start",
-    "session.connected",
-    "session.send",
-    "session.receive",
-    "session.error",
-    "session.disconnect",
-}
-
 
 def ws_target(server: ChatLikeServer) -> Target:
     return Target(name="gw", upstream=server.address, protocol="ws", path="/ws")
