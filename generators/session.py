@@ -10,6 +10,7 @@ being complete, the subscribe acknowledgement, the load phase ending.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from typing import TYPE_CHECKING
 
@@ -63,17 +64,26 @@ def backoff_delay_s(policy: Backoff, attempt: int, rng: random.Random) -> float:
     return max(0.0, base + jitter) / 1000.0
 
 
-def size_sampler(dist: SizeDist, rng: random.Random) -> Callable[[], int]:
-    """A function drawing message sizes from ``dist`` (decided once per send step)."""
+def size_sampler(dist: SizeDist, rng_of: Callable[[], random.Random]) -> Callable[[], int]:
+    """A function drawing message sizes from ``dist`` (decided once per send step). A fixed
+    size draws nothing; the others take their generator from ``rng_of()``."""
     if isinstance(dist, FixedSize):
         fixed = dist.bytes
         return lambda: fixed
+    rng = rng_of()
     if isinstance(dist, UniformSize):
         lo, hi = dist.min_bytes, dist.max_bytes
         return lambda: rng.randint(lo, hi)
     assert isinstance(dist, NormalSize)
     mean, sd, top = dist.mean_bytes, dist.stddev_bytes, dist.max_bytes
     return lambda: max(0, min(top, round(rng.gauss(mean, sd))))
+
+
+def unit_fraction(key: str) -> float:
+    """A number in [0, 1) that is a fixed function of ``key``: spread evenly over keys, the
+    same in every process (unlike ``hash()``), and no generator kept for it."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 class Session:
@@ -84,6 +94,7 @@ class Session:
         "_interval_s",
         "_lost",
         "_remaining",
+        "_rng",
         "_send_channel",
         "_send_done",
         "_send_expect",
@@ -100,7 +111,6 @@ class Session:
         "log",
         "pending",
         "plan",
-        "rng",
         "root",
         "root_ctx",
         "seq",
@@ -115,7 +125,7 @@ class Session:
         self.who = (plan.tenant, plan.user, plan.session)
         self.stamper = Stamper(ctx.key, *self.who)
         self.log = ctx.recorder.session(self.who)
-        self.rng = random.Random(f"{ctx.seed}:{plan.index}")
+        self._rng: random.Random | None = None
         self.conn: Connection | None = None
         self.seq = 0
         self.pending: dict[int, tuple[float, trace.Span | None, Trace, str]] = {}
@@ -145,6 +155,15 @@ class Session:
         self._lost: asyncio.Future[None] | None = None
         self._sub_ack: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
+
+    @property
+    def rng(self) -> random.Random:
+        """The session's own generator (seeded from the run's seed and the session's index),
+        made on first use: a Mersenne Twister holds 2.5 KB, which a session that draws nothing
+        (fixed sizes, fixed think times, no reconnects) does not carry."""
+        if self._rng is None:
+            self._rng = random.Random(f"{self.ctx.seed}:{self.plan.index}")
+        return self._rng
 
     # script ----------------------------------------------------------------------------------
 
@@ -177,7 +196,11 @@ class Session:
                     await self._ensure_connected()
                     await self._run_send(step)
                 elif isinstance(step, ThinkStep):
-                    pause = self.rng.uniform(step.min_ms, max(step.min_ms, step.max_ms)) / 1000
+                    pause = (
+                        self.rng.uniform(step.min_ms, step.max_ms)
+                        if step.max_ms > step.min_ms
+                        else step.min_ms
+                    ) / 1000
                     await wait_any(ctx.clock, [ctx.stopped], ctx.clock.monotonic() + pause)
                 elif isinstance(step, DisconnectStep):
                     await self._close()
@@ -299,7 +322,7 @@ class Session:
         self._step = step
         self._remaining = step.count
         self._interval_s = 1.0 / step.rate_per_s
-        self._size = size_sampler(step.size, self.rng)
+        self._size = size_sampler(step.size, lambda: self.rng)
         self._send_expect = step.expect
         self._send_tracked = step.expect != "none"
         self._send_timeout_s = step.timeout_ms / 1000
@@ -309,8 +332,11 @@ class Session:
             else None
         )
         done = self._send_done = loop.create_future()
-        # A random phase spreads the first sends of sessions that connected together.
-        first = ctx.clock.monotonic() + self.rng.uniform(0, self._interval_s)
+        # A phase in [0, interval) spreads the first sends of sessions that connected together.
+        # It depends on the seed, the session and where its script is, as a draw would, but
+        # needs no generator of its own (see rng).
+        phase = unit_fraction(f"{ctx.seed}:{self.plan.index}:{self.seq}") * self._interval_s
+        first = ctx.clock.monotonic() + phase
         while True:
             self._due = first
             ctx.ticker.schedule(self, first)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from aftershock.eventlog import MemorySink
 from generators.clock import FakeClock
 from generators.population import build_population, shard
 from generators.runner import Generator, GeneratorOptions
+from generators.session import unit_fraction
 from generators.shapes import planned_active, stability_levels, start_offsets
 from schemas.load import RampShape
 from schemas.targets import Target
@@ -141,3 +143,48 @@ async def test_sessions_keep_their_send_phase_after_a_stalled_tick() -> None:
     gen.stop()
     await clock.advance(1)
     await asyncio.wait_for(run, 5)
+
+
+def test_unit_fraction_is_a_fixed_even_spread() -> None:
+    values = [unit_fraction(f"7:{i}:0") for i in range(2000)]
+    assert all(0 <= v < 1 for v in values)
+    assert values == [unit_fraction(f"7:{i}:0") for i in range(2000)]  # same key, same value
+    deciles = [sum(1 for v in values if k / 10 <= v < (k + 1) / 10) for k in range(10)]
+    assert min(deciles) > 140, deciles
+    assert max(deciles) < 260, deciles
+    assert unit_fraction("8:0:0") != unit_fraction("7:0:0")
+
+
+async def _first_send_phases(seed: int, script: list[dict[str, Any]]) -> list[float]:
+    clock = FakeClock()
+    engine = FakeEngine(clock)
+    prof = profile(tenants=[{"name": "a", "users": 6}], duration_s=5, seed=seed, script=script)
+    gen = Generator(
+        prof,
+        Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
+        MemorySink(),
+        GeneratorOptions(experiment_id="e", tick_s=0.01),
+        clock=clock,
+        engine=engine,
+    )
+    run = asyncio.create_task(gen.run())
+    await clock.advance(1.5)
+    phases = [round(c.sent_at[0] % 1, 2) for c in engine.connections]
+    # Nothing in this script draws a number: the sessions keep no generator of their own.
+    assert all(c.handler._rng is None for c in engine.connections)  # type: ignore[attr-defined]
+    gen.stop()
+    await clock.advance(1)
+    await asyncio.wait_for(run, 5)
+    return phases
+
+
+async def test_first_send_phases_follow_the_seed_without_a_generator_per_session() -> None:
+    script: list[dict[str, Any]] = [
+        {"do": "connect"},
+        {"do": "think", "min_ms": 100},
+        {"do": "send", "rate_per_s": 1, "expect": "none", "size": {"dist": "fixed", "bytes": 64}},
+    ]
+    first = await _first_send_phases(7, script)
+    assert len(set(first)) == 6  # spread over the interval
+    assert await _first_send_phases(7, script) == first  # the same seed, the same phases
+    assert await _first_send_phases(8, script) != first
