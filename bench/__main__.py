@@ -7,9 +7,31 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+
+def _run(argv: list[str], cwd: Path) -> int:
+    """Run one benchmark and wait for it. SIGTERM here is passed on to it, so it stops what it
+    started (see :func:`bench.run_stoppable`) rather than being left without a parent; Ctrl-C
+    reaches it from the terminal, and here only waits for it to finish stopping."""
+    proc = subprocess.Popen(argv, cwd=cwd)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward), signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
 
 def main(argv: list[str]) -> int:
@@ -31,9 +53,9 @@ def main(argv: list[str]) -> int:
     failed = 0
     for path in selected:
         print(f"== {path.stem.removeprefix('bench_')}", flush=True)
-        rc = subprocess.call(
-            [sys.executable, "-m", f"bench.{path.stem}", *options], cwd=here.parent
-        )
+        rc = _run([sys.executable, "-m", f"bench.{path.stem}", *options], here.parent)
+        if rc == 130:  # interrupted: the rest is not wanted either
+            return rc
         failed += rc != 0
     return 1 if failed else 0
 

@@ -36,6 +36,7 @@ from analyzers.core import Analyzer
 from analyzers.decode import decode_record
 from analyzers.store import prefix
 from analyzers.synth import synthetic_events
+from bench import run_stoppable
 from schemas.events import ExperimentPhase
 
 if TYPE_CHECKING:
@@ -483,11 +484,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    # Stopped by SIGTERM (e.g. under `timeout`) as by Ctrl-C: the finally blocks stop the
-    # workers and the embedded stack instead of leaving them running without a parent.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        print("interrupted; workers and the embedded stack stopped", file=sys.stderr)
-        sys.exit(130)
+    run_stoppable(lambda: asyncio.run(main()), "workers and the embedded stack")

