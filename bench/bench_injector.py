@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -108,22 +109,29 @@ async def _revert_after(ctl: ToxiproxyController, tmp: Path, sig: int, i: int) -
         stderr=asyncio.subprocess.DEVNULL,
     )
 
-    async def faulted() -> bool:
-        p, q = await ctl.get_proxy("p"), await ctl.get_proxy("q")
-        return bool(p.toxics) and not q.enabled
+    try:
 
-    async def clean() -> bool:
-        p, q = await ctl.get_proxy("p"), await ctl.get_proxy("q")
-        return not p.toxics and q.enabled
+        async def faulted() -> bool:
+            p, q = await ctl.get_proxy("p"), await ctl.get_proxy("q")
+            return bool(p.toxics) and not q.enabled
 
-    while not await faulted():
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(random.uniform(0.05, 0.6))
-    proc.send_signal(sig)
-    t0 = time.monotonic()
-    while not await clean():
-        await asyncio.sleep(0.005)
-    took = time.monotonic() - t0
+        async def clean() -> bool:
+            p, q = await ctl.get_proxy("p"), await ctl.get_proxy("q")
+            return not p.toxics and q.enabled
+
+        while not await faulted():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(random.uniform(0.05, 0.6))
+        proc.send_signal(sig)
+        t0 = time.monotonic()
+        while not await clean():
+            await asyncio.sleep(0.005)
+        took = time.monotonic() - t0
+    except BaseException:  # this benchmark is stopped: so is the injector run
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        await proc.wait()
+        raise
     await proc.wait()
     return took * 1000
 
