@@ -8,16 +8,9 @@ concatenation instead of a JSON encoder.
 
 from __future__ import annotations
 
-import re
 from typing import NamedTuple, Protocol
 
 import orjson
-
-# An echo frame exactly as this codec (and the chat gateway, via orjson) writes it, whose data
-# holds no quote, backslash or control character: its JSON string value is then the characters
-# between the quotes, so the data is taken out without parsing the frame. Anything else,
-# corrupted frames included, goes through the JSON decoder.
-_PLAIN_ECHO = re.compile(r'\{"op":"echo","data":"([^"\\\x00-\x1f]*)"\}')
 
 
 class Incoming(NamedTuple):
@@ -40,10 +33,6 @@ class Codec(Protocol):
 
     def decode(self, frame: str) -> Incoming: ...
 
-    def echo_data(self, frame: str) -> str | None:
-        """The data of ``frame`` when it is an echo in the plain form :meth:`echo` writes,
-        else None (then :meth:`decode` says what it is). Exact: same data as decode()."""
-
 
 class ChatCodec:
     supports_broadcast = True
@@ -63,10 +52,6 @@ class ChatCodec:
             + stamp
             + '"}'
         )
-
-    def echo_data(self, frame: str) -> str | None:
-        m = _PLAIN_ECHO.fullmatch(frame)
-        return None if m is None else m.group(1)
 
     def decode(self, frame: str) -> Incoming:
         try:
@@ -103,9 +88,6 @@ class RawCodec:
 
     def publish(self, channel: str, stamp: str) -> str:
         raise NotImplementedError("raw connections cannot broadcast")
-
-    def echo_data(self, frame: str) -> str | None:
-        return frame
 
     def decode(self, frame: str) -> Incoming:
         return Incoming("echo", frame, None)

@@ -470,9 +470,8 @@ class Session:
     def on_message(self, data: str, status: int | None, seq: int | None) -> None:
         ctx = self.ctx
         if status is None:
-            # An echo equal to a frame this session sent is that message, unaltered. Same
-            # match as ``codec.echo_data(data)`` equal to the stamp sent (the codec writes
-            # stamps in the plain form), without the regular expression.
+            # An echo equal to a frame this session sent is that message, unaltered: matched
+            # by equality, without decoding the frame or checking its MAC.
             sent_seq = self._sent.pop(data, None)
             if sent_seq is not None:
                 # This session's own echo: origin is the session itself, the MAC holds by

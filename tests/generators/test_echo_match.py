@@ -9,10 +9,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import orjson
-import pytest
 
 from aftershock.eventlog import MemorySink
-from generators.codec import ChatCodec, RawCodec
 from generators.runner import Generator, GeneratorOptions
 from schemas.events import Receive
 from schemas.targets import Target
@@ -20,44 +18,11 @@ from tests.generators.conftest import profile
 from tests.generators.fakes import FakeEngine
 
 if TYPE_CHECKING:
+    import pytest
+
     from generators.stats import GeneratorStats
 
 Replies = Callable[[str], list[str]]
-
-
-@pytest.mark.parametrize(
-    "frame",
-    [
-        '{"op":"echo","data":"A1|t|u|s|1|ff|xxx|0123456789abcdef"}',
-        '{"op":"echo","data":""}',
-        '{"op":"echo","data":"ünïcode"}',
-        '{"op": "echo", "data": "spaced"}',
-        '{"op":"echo","data":"esc\\"aped"}',
-        '{"op":"echo","data":"tab\\tescape"}',
-        '{"op":"echo","data":"raw\tcontrol"}',
-        '{"op":"echo","data":"x"} ',
-        '{"op":"echo","data":"x","extra":1}',
-        '{"op":"message","channel":"c","data":"x"}',
-        '{"op":"echo","data":"unterminated}',
-        "not json",
-    ],
-)
-def test_echo_data_is_the_decoded_data_or_none(frame: str) -> None:
-    codec = ChatCodec()
-    data = codec.echo_data(frame)
-    if data is not None:
-        incoming = codec.decode(frame)
-        assert (incoming.op, incoming.data) == ("echo", data)
-        assert orjson.loads(frame)["data"] == data
-    else:  # only forms the fast match does not claim
-        assert frame not in {codec.echo(s) for s in ("", "ünïcode", "x")}
-    assert RawCodec().echo_data(frame) == frame
-
-
-def test_the_plain_form_is_claimed_for_every_stamp_character() -> None:
-    codec = ChatCodec()
-    stamp = "A1|acme|u%20x|s:1@h.-_|42|18c3|" + "x" * 40 + "|0123456789abcdef"
-    assert codec.echo_data(codec.echo(stamp)) == stamp
 
 
 async def _run(replies: Replies, timeout_ms: int = 5000) -> tuple[list[Receive], GeneratorStats]:
