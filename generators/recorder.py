@@ -69,7 +69,6 @@ class Recorder:
         "_mono0",
         "_protocol",
         "_target",
-        "emitted",
         "sink",
     )
 
@@ -84,8 +83,8 @@ class Recorder:
         protocol: WireProtocol,
     ) -> None:
         self.sink = sink
-        self.emitted = 0
         self._counter = 0
+        """Events written so far (its low 32 bits are in each event id)."""
         self._mono0 = time.monotonic_ns()
         self._id_tail = os.urandom(4).hex()
         self._target = target
@@ -121,6 +120,11 @@ class Recorder:
             "error": common + b'error","error_class":%b,"message":%b,"phase":%b,"seq":%b}',
             "disconnect": common + b'disconnect","by":%b,"code":%b,"reason":%b}',
         }
+
+    @property
+    def emitted(self) -> int:
+        """Events written so far."""
+        return self._counter
 
     def session(self, who: Who) -> SessionLog:
         """The log of one session's events (build once per session; it holds encoded JSON)."""
@@ -181,7 +185,6 @@ class SessionLog:
         rec = self._rec
         ts = time.time_ns()
         rec._counter += 1
-        rec.emitted += 1
         data = self._fmt[kind] % (
             ts,
             rec._counter & 0xFFFFFFFF,
@@ -206,7 +209,6 @@ class SessionLog:
         rec = self._rec
         ts = time.time_ns()
         rec._counter += 1
-        rec.emitted += 1
         data = self._fmt["send"] % (
             ts,
             rec._counter & 0xFFFFFFFF,
@@ -258,7 +260,6 @@ class SessionLog:
         rec = self._rec
         ts = time.time_ns()
         rec._counter += 1
-        rec.emitted += 1
         data = self._fmt["receive_own"] % (
             ts,
             rec._counter & 0xFFFFFFFF,
