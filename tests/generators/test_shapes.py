@@ -13,7 +13,7 @@ from generators.population import build_population, shard
 from generators.runner import Generator, GeneratorOptions
 from generators.session import unit_fraction
 from generators.shapes import planned_active, stability_levels, start_offsets
-from schemas.load import RampShape
+from schemas.load import LoadProfile, RampShape
 from schemas.targets import Target
 from tests.generators.conftest import profile
 from tests.generators.fakes import FakeEngine
@@ -71,6 +71,24 @@ def test_population_round_robin_interleaves_tenants_and_shards_evenly() -> None:
     assert shuffled == build_population(prof.model_copy(update={"assignment": "random"}))
 
 
+def _on_fake_clock(
+    prof: LoadProfile,
+    clock: FakeClock,
+    engine: FakeEngine,
+    tick_s: float,
+    sink: MemorySink | None = None,
+) -> Generator:
+    """A generator of ``prof`` against ``engine``, its time driven by ``clock``."""
+    return Generator(
+        prof,
+        Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
+        MemorySink() if sink is None else sink,
+        GeneratorOptions(experiment_id="e", tick_s=tick_s),
+        clock=clock,
+        engine=engine,
+    )
+
+
 @pytest.mark.parametrize(
     "ramp",
     [
@@ -90,17 +108,8 @@ async def test_run_on_a_fake_clock_starts_sessions_as_planned(ramp: dict[str, ob
         script=[{"do": "connect"}, {"do": "think", "min_ms": 60_000, "max_ms": 60_000}],
     )
     sink = MemorySink()
-    engine = FakeEngine()
-    gen = Generator(
-        prof,
-        Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
-        sink,
-        GeneratorOptions(experiment_id="e", tick_s=0.5),
-        clock=clock,
-        engine=engine,
-    )
     offsets = start_offsets(prof.ramp, prof.total_sessions)
-    run = asyncio.create_task(gen.run())
+    run = asyncio.create_task(_on_fake_clock(prof, clock, FakeEngine(), 0.5, sink).run())
     observed = []
     planned = []
     for t in range(25):
@@ -123,18 +132,11 @@ async def test_sessions_keep_their_send_phase_after_a_stalled_tick() -> None:
         duration_s=20,
         script=[{"do": "connect"}, {"do": "send", "rate_per_s": 1, "expect": "none"}],
     )
-    gen = Generator(
-        prof,
-        Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
-        MemorySink(),
-        GeneratorOptions(experiment_id="e", tick_s=0.01),
-        clock=clock,
-        engine=engine,
-    )
+    gen = _on_fake_clock(prof, clock, engine, 0.01)
     run = asyncio.create_task(gen.run())
     await clock.advance(3)
     phases = sorted(round(c.sent_at[-1] % 1, 2) for c in engine.connections)
-    assert len(set(phases)) == 4  # random phases spread the four sessions
+    assert len(set(phases)) == 4  # the first-send phases spread the four sessions
     clock._now += 1.5  # the loop stalls: every session is overdue at the next tick
     await clock.advance(0.01)
     await clock.advance(3)
@@ -159,14 +161,7 @@ async def _first_send_phases(seed: int, script: list[dict[str, Any]]) -> list[fl
     clock = FakeClock()
     engine = FakeEngine(clock)
     prof = profile(tenants=[{"name": "a", "users": 6}], duration_s=5, seed=seed, script=script)
-    gen = Generator(
-        prof,
-        Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
-        MemorySink(),
-        GeneratorOptions(experiment_id="e", tick_s=0.01),
-        clock=clock,
-        engine=engine,
-    )
+    gen = _on_fake_clock(prof, clock, engine, 0.01)
     run = asyncio.create_task(gen.run())
     await clock.advance(1.5)
     phases = [round(c.sent_at[0] % 1, 2) for c in engine.connections]
