@@ -130,7 +130,7 @@ async def bench_engine(
         t_gc = time.perf_counter()
         gc.freeze()
         out["gc_pause_ms"] = (time.perf_counter() - t_gc) * 1000
-        gen.counters.latencies_ms.clear()
+        gen.counters.reset_latencies()
         c0, s0, r0 = time.process_time(), gen.counters.sends, gen.counters.receives
         e0, w0 = gen.counters.errors, runq_wait_s()
         await asyncio.sleep(args.hold_s)

@@ -140,7 +140,7 @@ async def _run_profiles(
                 # echo waiting) and found nothing unreachable.
                 gc.freeze()
                 frozen = True
-            if not quiet:  # a snapshot sorts every latency so far: not for nothing
+            if not quiet:
                 for g, s in zip(gens, snapshot(), strict=True):
                     _echo(quiet, f"[{g.target.name}] {s.line()}")
                 _echo(quiet, describe())

@@ -28,7 +28,7 @@ from generators.recorder import Recorder
 from generators.session import Session
 from generators.shapes import start_offsets
 from generators.stamp import experiment_key
-from generators.stats import Counters, GeneratorStats
+from generators.stats import FOLD_EVERY_S, Counters, GeneratorStats
 from generators.ticker import Ticker
 from schemas.base import new_run_id
 from schemas.events import Protocol as WireProtocol
@@ -137,6 +137,14 @@ class Generator:
         elapsed = self._clock.monotonic() - self._t0 if self._t0 is not None else 0.0
         return self.counters.snapshot(elapsed, self.recorder.emitted)
 
+    async def _fold_latencies(self) -> None:
+        """Until cancelled: keep the round trips appended since in the sketch (bounded memory
+        on a run of any length, whether or not anyone reads the statistics)."""
+        clock = self._clock
+        while True:
+            await wait_any(clock, (), clock.monotonic() + FOLD_EVERY_S)
+            self.counters.fold_latencies()
+
     def stop(self, *, drain: bool = True) -> None:
         """End the load phase now: sessions stop sending, wait up to ``drain_s`` for answers
         still due (not at all when ``drain`` is False, i.e. an abort) and disconnect."""
@@ -184,6 +192,7 @@ class Generator:
         try:
             async with asyncio.TaskGroup() as tg:
                 ticker = tg.create_task(ctx.ticker.run())
+                folder = tg.create_task(self._fold_latencies())
                 refresher = tg.create_task(auth.run()) if auth is not None else None
                 try:
                     if start_at is not None:
@@ -204,6 +213,7 @@ class Generator:
                         end.cancel()
                 finally:
                     ticker.cancel()
+                    folder.cancel()
                     if refresher is not None:
                         refresher.cancel()
         finally:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from analyzers.core.sketch import LogHistogram
+
+FOLD_EVERY_S = 1.0
+"""How often a running generator folds the round trips appended since into its sketch."""
+
 
 class Counters:
     """Mutated on the hot path by sessions; read through :meth:`snapshot`."""
@@ -16,6 +21,7 @@ class Counters:
         "cross_tenant",
         "errors",
         "latencies_ms",
+        "latency",
         "receives",
         "reconnects",
         "sends",
@@ -36,9 +42,27 @@ class Counters:
         self.cross_tenant = 0
         self.checksum_failures = 0
         self.latencies_ms: list[float] = []
+        """Round trips (ms) not yet in :attr:`latency`. Sessions append here, one C call per
+        receipt; :meth:`fold_latencies` empties it into the sketch."""
+        self.latency = LogHistogram()
+        """Every round trip so far, in log-spaced buckets (1 % relative error): memory stays
+        bounded however long a generator runs, and a snapshot sorts buckets, not samples."""
+
+    def fold_latencies(self) -> None:
+        buf = self.latencies_ms
+        if buf:
+            self.latency.add_many(buf)
+            buf.clear()
+
+    def reset_latencies(self) -> None:
+        """Forget the round trips so far (a measurement window starts)."""
+        self.latencies_ms.clear()
+        self.latency = LogHistogram()
 
     def snapshot(self, elapsed_s: float, events: int) -> GeneratorStats:
-        lat = sorted(self.latencies_ms)
+        self.fold_latencies()
+        lat = self.latency
+        p50, p99 = lat.quantiles((0.5, 0.99))
         return GeneratorStats(
             elapsed_s=elapsed_s,
             started=self.started,
@@ -52,19 +76,12 @@ class Counters:
             timeouts=self.timeouts,
             cross_tenant=self.cross_tenant,
             checksum_failures=self.checksum_failures,
-            round_trips=len(lat),
-            p50_ms=percentile(lat, 50),
-            p99_ms=percentile(lat, 99),
-            max_ms=lat[-1] if lat else None,
+            round_trips=lat.count,
+            p50_ms=p50,
+            p99_ms=p99,
+            max_ms=lat.max if lat.count else None,
             events=events,
         )
-
-
-def percentile(sorted_values: list[float], p: float) -> float | None:
-    if not sorted_values:
-        return None
-    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[k]
 
 
 @dataclass(frozen=True, slots=True)

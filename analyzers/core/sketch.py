@@ -10,7 +10,14 @@ workers can be combined in any order and give the same answer as one sketch over
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import mul
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 DEFAULT_RELATIVE_ACCURACY = 0.01
 _MIN_VALUE = 1e-6
@@ -46,6 +53,30 @@ class LogHistogram:
             return
         i = math.ceil(math.log(value) * self._inv_log_gamma)
         self.counts[i] = self.counts.get(i, 0) + 1
+
+    def add_many(self, values: Sequence[float]) -> None:
+        """:meth:`add` of every value, the same buckets, with the per-value work done in C
+        (``map`` and ``Counter``): for callers folding thousands of values a second."""
+        if not values:
+            return
+        low, high, total = min(values), max(values), math.fsum(values)
+        if not (low >= 0 and math.isfinite(total)):
+            bad = next(v for v in values if not 0 <= v < math.inf)
+            raise ValueError(f"sketch values must be finite and >= 0, got {bad}")
+        positive = values if low >= _MIN_VALUE else [v for v in values if v >= _MIN_VALUE]
+        buckets = Counter(
+            map(math.ceil, map(mul, map(math.log, positive), repeat(self._inv_log_gamma)))
+        )
+        counts = self.counts
+        for i, c in buckets.items():
+            counts[i] = counts.get(i, 0) + c
+        self.zero_count += len(values) - len(positive)
+        self.count += len(values)
+        self.total += total
+        if low < self.min:
+            self.min = low
+        if high > self.max:
+            self.max = high
 
     def _add_at(self, i: int, value: float) -> None:
         """:meth:`add` for a value already checked, whose bucket is ``i``."""

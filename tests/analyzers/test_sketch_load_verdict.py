@@ -61,6 +61,34 @@ def test_sketch_rejects_bad_values() -> None:
     assert LogHistogram().quantile(0.5) is None
 
 
+def test_sketch_add_many_equals_adding_one_by_one() -> None:
+    rng = random.Random(3)
+    values = [rng.lognormvariate(1, 2) for _ in range(5_000)] + [0.0, 1e-9, 7.5, 7.5]
+    one_by_one, bulk = LogHistogram(), LogHistogram()
+    for v in values:
+        one_by_one.add(v)
+    bulk.add_many(values[:1000])
+    bulk.add_many(values[1000:])
+    bulk.add_many([])
+    assert bulk.counts == one_by_one.counts
+    assert (bulk.zero_count, bulk.count, bulk.min, bulk.max) == (
+        one_by_one.zero_count,
+        one_by_one.count,
+        one_by_one.min,
+        one_by_one.max,
+    )
+    assert bulk.total == pytest.approx(one_by_one.total)
+
+
+@pytest.mark.parametrize("bad", [-0.5, math.inf, math.nan])
+def test_sketch_add_many_rejects_a_bad_value_and_keeps_what_it_had(bad: float) -> None:
+    h = LogHistogram()
+    h.add_many([1.0, 2.0])
+    with pytest.raises(ValueError, match=f"got {bad}"):
+        h.add_many([3.0, bad, 4.0])
+    assert (h.count, h.total, h.max) == (2, 3.0, 2.0)
+
+
 def phased_run() -> list[Any]:
     events: list[Event] = [phase(0, "baseline"), phase(10_000, "fault:slow")]
     events.append(toxic_added(10_000, "gw-proxy", "slow", "latency", fault_id="slow"))

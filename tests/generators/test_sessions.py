@@ -192,6 +192,34 @@ async def test_raw_tcp_echo_line_framing(tcp_echo: TcpEcho) -> None:
     assert all(e.checksum_ok and e.protocol == "tcp" for e in recv)
 
 
+async def test_round_trip_statistics_stay_bounded_and_match_the_events(tcp_echo: TcpEcho) -> None:
+    # 4 sessions x 40 msg/s for 2.6 s: the buffer of new round trips is folded every second,
+    # and the percentiles agree with the latencies the receive events carry.
+    sink = MemorySink()
+    prof = profile(
+        target="echo",
+        duration_s=2.6,
+        script=[{"do": "connect"}, {"do": "send", "rate_per_s": 40}],
+    )
+    target = Target(name="echo", upstream=tcp_echo.address, protocol="tcp")
+    gen = Generator(prof, target, sink, GeneratorOptions(experiment_id="e"))
+    run = asyncio.create_task(gen.run())
+    buffered: list[int] = []
+    while not run.done():
+        buffered.append(len(gen.counters.latencies_ms))
+        await asyncio.sleep(0.05)
+    stats = await run
+
+    assert stats.round_trips == stats.receives > 300
+    assert max(buffered) < 4 * 40 * 1.5  # never much more than one second's worth
+    lat = sorted(e.latency_ms for e in sink.events if isinstance(e, Receive) if e.latency_ms)
+    assert len(lat) == stats.round_trips
+    assert stats.max_ms == lat[-1]
+    # The sketch answers with the bucket of the value at rank floor(q * (n - 1)), within 1 %.
+    assert stats.p50_ms == pytest.approx(lat[int(0.5 * (len(lat) - 1))], rel=0.011)
+    assert stats.p99_ms == pytest.approx(lat[int(0.99 * (len(lat) - 1))], rel=0.011)
+
+
 async def test_raw_tcp_length_prefixed_framing() -> None:
     from tests.generators.servers import TcpEcho
 
