@@ -25,7 +25,7 @@ from urllib.parse import quote, unquote
 
 VERSION = "A1"
 MAC_HEX = 16
-_SAFE = re.compile(r"^[A-Za-z0-9._:@-]+$")
+_SAFE = re.compile(r"[A-Za-z0-9._:@-]+")
 _FILLER = "x" * 65536
 _BLOCK = 64  # SHA-256 block size, the HMAC pad length
 
@@ -63,7 +63,7 @@ def mac_for(key: bytes) -> Mac:
 
 
 def _escape(name: str) -> str:
-    return name if _SAFE.match(name) else quote(name, safe="._:@-")
+    return name if _SAFE.fullmatch(name) else quote(name, safe="._:@-")
 
 
 def _unescape(field: str) -> str:

@@ -70,7 +70,7 @@ def _data(frame: dict[str, object], op: str) -> str:
 
 
 def _channel(value: object, where: str) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise BadFrame("bad_field", f"{where} must be 1-64 characters of A-Z a-z 0-9 _ . -")
     return value
 

@@ -108,7 +108,7 @@ class Api:
 
     async def handle(self, request: Request) -> Response:
         for route in self.routes:
-            found = route.pattern.match(request.path)
+            found = route.pattern.fullmatch(request.path)
             if found is None:
                 continue
             endpoint = route.methods.get(request.method)

@@ -69,6 +69,7 @@ async def test_publish_reaches_every_subscriber_of_the_tenant_and_no_other(
         ('{"op": "echo"}', "bad_field", '"data"'),
         ('{"op": "echo", "data": 7}', "bad_field", '"data"'),
         ('{"op": "publish", "channel": "a:b", "data": "x"}', "bad_field", '"channel"'),
+        ('{"op": "publish", "channel": "a\\n", "data": "x"}', "bad_field", '"channel"'),
         ('{"op": "subscribe", "channels": []}', "bad_field", '"channels"'),
         ('{"op": "subscribe", "channels": ["ok", 5]}', "bad_field", '"channels"[1]'),
     ],
