@@ -88,10 +88,6 @@ async def _settle(rounds: int = 20) -> None:
         await asyncio.sleep(0)
 
 
-async def sleep_until(clock: Clock, deadline: float) -> None:
-    await wait_any(clock, (), deadline)
-
-
 async def wait_any(
     clock: Clock, futures: Iterable[asyncio.Future[Any]], deadline: float | None = None
 ) -> None:

@@ -13,16 +13,15 @@ collector's oldest generation growing, and its full collections were the latency
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
-from generators.clock import sleep_until
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Container
 
-    from generators.clock import Clock
+    from generators.clock import Cancellable, Clock
 
 EARLY_S = 0.002
 """A wake-up this close before a tick's time is that tick. uvloop (libuv) keeps timers in whole
@@ -136,14 +135,35 @@ class Ticker:
                     item.on_timeout(seq)
 
     async def run(self) -> None:
-        """Tick until cancelled."""
+        """Tick until cancelled; an error of a tick is raised here.
+
+        A tick is a timer callback that does the tick's work and sets the timer of the next:
+        a coroutine sleeping between ticks cost a future, a timer and a task step per tick, and
+        one more pass of the event loop (an ``epoll_pwait`` and a ``getpid``) to run the step."""
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         clock = self._clock
-        while True:
-            deadline = self._t0 + (self._done_tick + 1) * self._tick_s
-            await sleep_until(clock, deadline)
-            now = clock.monotonic()
-            if deadline - now <= EARLY_S:
-                self.run_due(now, deadline)
+        timer: Cancellable
+
+        def next_tick() -> float:
+            return self._t0 + (self._done_tick + 1) * self._tick_s
+
+        def tick() -> None:
+            nonlocal timer
+            try:
+                now = clock.monotonic()
+                deadline = next_tick()
+                if deadline - now <= EARLY_S:
+                    self.run_due(now, deadline)
+                    deadline = next_tick()
+                timer = clock.call_at(deadline, tick)
+            except Exception as exc:
+                failed.set_exception(exc)
+
+        timer = clock.call_at(next_tick(), tick)
+        try:
+            await failed
+        finally:
+            timer.cancel()
 
 
 class _Fifo:

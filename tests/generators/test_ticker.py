@@ -1,12 +1,15 @@
 """The shared ticker: sends fire on their tick, re-scheduling drops the old slot, expectation
 timeouts fire once their deadline passed, per timeout length and in order; a timer firing a
-little early is the tick; a tick's sends are written after all its items fired."""
+little early is the tick; a tick's sends are written after all its items fired; an error in a
+tick ends ``run``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from typing import TYPE_CHECKING
+
+import pytest
 
 from generators.clock import FakeClock
 from generators.errors import ConnectionLost
@@ -114,6 +117,25 @@ async def test_an_early_wake_up_is_the_tick_not_a_reason_to_sleep_again() -> Non
     # One sleep per tick, and each tick fired on its early wake-up (with the real time).
     assert clock.sleeps <= 12  # ticks 0 to 10, and the sleep towards tick 11
     assert [round(t, 4) for t in item.fired] == [round(0.01 * k - 0.0008, 4) for k in range(1, 11)]
+
+
+class Failing(Item):
+    def fire(self, now: float) -> float | None:
+        raise ValueError("a session's bug")
+
+
+async def test_an_error_in_a_tick_ends_run_with_that_error() -> None:
+    clock = FakeClock()
+    ticker = Ticker(clock, tick_s=0.01)
+    ok = Item(every_s=0.01)
+    ticker.schedule(ok, 0.01)
+    ticker.schedule(Failing(every_s=0.01), 0.035)
+    task = asyncio.create_task(ticker.run())
+    await clock.advance(0.1)
+    assert task.done()
+    with pytest.raises(ValueError, match="a session's bug"):
+        await task
+    assert ok.fired == [0.01, 0.02, 0.03]  # nothing fired from the failing tick on
 
 
 class Queueing(Item):
