@@ -8,7 +8,8 @@ Figures, per engine (``ws`` = websockets reference, ``picows``):
   messages/s, CPU-s per second;
 - every event published to Kafka (embedded broker): emitted, acknowledged, lost.
 Then, side by side on the same echo server: messages/s per CPU-second of ``aftershock
-generate`` (events to Kafka) and of Locust (WebSocket user, own venv under .aftershock/bench).
+generate`` (events to Kafka) and of Locust (WebSocket user, own venv under .aftershock/bench),
+both running at the same time over the same window, in ``--compare-rounds`` rounds.
 
 ``python -m bench generators`` runs the defaults; ``python -m bench.bench_generators --help``.
 """
@@ -21,6 +22,7 @@ import contextlib
 import gc
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -160,35 +162,37 @@ async def running(gen: Generator) -> AsyncIterator[None]:
         await run
 
 
-def cpu_in_window(proc: subprocess.Popen[str], warmup_s: float, window_s: float) -> float:
-    """CPU seconds ``proc`` used in the steady window after ``warmup_s`` (startup excluded)."""
-    p = psutil.Process(proc.pid)
-
-    def cpu() -> float:
-        t = p.cpu_times()
-        return float(t.user + t.system)
-
-    time.sleep(warmup_s)
-    c0 = cpu()
-    time.sleep(window_s)
-    return cpu() - c0
+def cpu_of(procs: list[subprocess.Popen[str]]) -> list[float]:
+    """User + system CPU-s so far of each process."""
+    return [sum(psutil.Process(p.pid).cpu_times()[:2]) for p in procs]
 
 
-def measured(proc: subprocess.Popen[str], args: argparse.Namespace) -> tuple[float, str]:
-    """(CPU-s of ``proc`` in the comparison window, its output once it ended); ``proc`` is
-    stopped if this benchmark is."""
+def measured(
+    procs: list[subprocess.Popen[str]], args: argparse.Namespace
+) -> list[tuple[float, str]]:
+    """(CPU-s in the steady window after ``--compare-warmup-s``, output once it ended) of each
+    process, all over the same window; they are stopped if this benchmark is."""
     try:
-        cpu = cpu_in_window(proc, args.compare_warmup_s, args.compare_window_s)
-        out, _ = proc.communicate()
+        time.sleep(args.compare_warmup_s)
+        c0 = cpu_of(procs)
+        time.sleep(args.compare_window_s)
+        c1 = cpu_of(procs)
+        outs = [p.communicate()[0] for p in procs]
     except BaseException:
-        proc.terminate()
-        proc.wait(10)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(15)  # Locust waits up to its --stop-timeout for its users
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
         raise
-    return cpu, out
+    return [(b - a, out) for a, b, out in zip(c0, c1, outs, strict=True)]
 
 
-def run_cli(port: int, args: argparse.Namespace, kafka: str, topic: str) -> tuple[int, float]:
-    """``aftershock generate`` as a subprocess: (round trips in total, CPU-s in the window)."""
+def start_cli(port: int, args: argparse.Namespace, kafka: str, topic: str) -> subprocess.Popen[str]:
+    """``aftershock generate`` against the echo server, every event to Kafka."""
     tmp = Path(tempfile.mkdtemp())
     (tmp / "run.yaml").write_text(
         f"""targets:
@@ -205,7 +209,7 @@ load:
         size: {{dist: fixed, bytes: 100}}
 """
     )
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -226,10 +230,12 @@ load:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    cpu, out = measured(proc, args)
+
+
+def cli_round_trips(out: str) -> int:
     m = re.search(r"recv=(\d+)", out)
-    assert m, out
-    return int(m.group(1)), cpu
+    assert m, out[-3000:]
+    return int(m.group(1))
 
 
 def ensure_locust() -> Path | None:
@@ -248,8 +254,8 @@ def ensure_locust() -> Path | None:
     return exe
 
 
-def run_locust(exe: Path, port: int, args: argparse.Namespace) -> tuple[int, float]:
-    proc = subprocess.Popen(
+def start_locust(exe: Path, port: int, args: argparse.Namespace) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [
             str(exe),
             "-f",
@@ -272,10 +278,71 @@ def run_locust(exe: Path, port: int, args: argparse.Namespace) -> tuple[int, flo
         stderr=subprocess.STDOUT,
         text=True,
     )
-    cpu, out = measured(proc, args)
+
+
+def locust_round_trips(out: str) -> int:
     m = re.search(r"ROUND_TRIPS (\d+)", out)
     assert m, out[-3000:]
-    return int(m.group(1)), cpu
+    return int(m.group(1))
+
+
+def compare(port: int, args: argparse.Namespace, kafka: str, topic: str) -> None:
+    """``--compare-rounds`` rounds of the same offered load from both tools; each round prints
+    both, then the median ratio. Together (the default), both run at once and their CPU is
+    read over the same window: whatever else the machine does then weighs on both alike.
+    ``--compare-apart`` runs one after the other instead."""
+    offered = float(args.compare_users * args.compare_rate)
+    expected = offered * float(args.compare_s)
+    in_window = offered * float(args.compare_window_s)
+    exe = ensure_locust()
+    how = "one after the other" if args.compare_apart or exe is None else "at the same time"
+    print(
+        f"[compare] {args.compare_users} sessions x {args.compare_rate:g} msg/s for "
+        f"{args.compare_s:g} s, {how}; CPU over a {args.compare_window_s:g} s steady window "
+        f"after {args.compare_warmup_s:g} s; aftershock: {args.compare_engine}, every event to "
+        "Kafka",
+        flush=True,
+    )
+
+    def rate(round_trips: int, cpu_s: float) -> float:
+        """Messages per CPU-second in the window (a shortfall against the offered load
+        counts against the tool)."""
+        return in_window * min(1.0, round_trips / expected) / cpu_s
+
+    ratios: list[float] = []
+    for n in range(1, args.compare_rounds + 1):
+        if exe is None:
+            [(cpu, out)] = measured([start_cli(port, args, kafka, topic)], args)
+            ours = cli_round_trips(out)
+            print(
+                f"[compare {n}] aftershock {ours} round trips, {cpu:.2f} CPU-s = "
+                f"{rate(ours, cpu):.0f} msgs/CPU-s; locust unavailable",
+                flush=True,
+            )
+            continue
+        if args.compare_apart:
+            [(cpu, out)] = measured([start_cli(port, args, kafka, topic)], args)
+            [(their_cpu, their_out)] = measured([start_locust(exe, port, args)], args)
+        else:
+            procs = [start_cli(port, args, kafka, topic), start_locust(exe, port, args)]
+            (cpu, out), (their_cpu, their_out) = measured(procs, args)
+        ours, theirs = cli_round_trips(out), locust_round_trips(their_out)
+        ratios.append(rate(ours, cpu) / rate(theirs, their_cpu))
+        print(
+            f"[compare {n}] aftershock {ours} round trips ({ours / expected:.0%} of offered), "
+            f"{cpu:.2f} CPU-s = {rate(ours, cpu):.0f} msgs/CPU-s "
+            f"({cpu / in_window * 1e6:.1f} µs/round trip); locust {theirs} "
+            f"({theirs / expected:.0%}), {their_cpu:.2f} CPU-s = "
+            f"{rate(theirs, their_cpu):.0f} msgs/CPU-s ({their_cpu / in_window * 1e6:.1f} "
+            f"µs/round trip); ratio {ratios[-1]:.2f}x",
+            flush=True,
+        )
+    if ratios:
+        print(
+            f"[compare] ratio over {len(ratios)} rounds: median {statistics.median(ratios):.2f}x "
+            f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)",
+            flush=True,
+        )
 
 
 async def engine_child(args: argparse.Namespace) -> None:
@@ -349,29 +416,9 @@ async def main(args: argparse.Namespace) -> None:
                     await child.wait()
                     raise
             if args.compare_s > 0:
-                # Same offered load for both; CPU is sampled over the same steady window.
-                offered = args.compare_users * args.compare_rate
-                expected = offered * args.compare_s
-                in_window = offered * args.compare_window_s
-                ours, ours_cpu = run_cli(port, args, stack.kafka_bootstrap, topic)
-                ours_rate = in_window * min(1.0, ours / expected) / ours_cpu
-                line = (
-                    f"[compare] {args.compare_users} sessions x {args.compare_rate:g} msg/s for "
-                    f"{args.compare_s:g} s, CPU over a {args.compare_window_s:g} s steady window: "
-                    f"aftershock ({args.compare_engine}, every event to Kafka) {ours} round "
-                    f"trips ({ours / expected:.0%} of offered), {ours_cpu:.2f} CPU-s = "
-                    f"{ours_rate:.0f} msgs/CPU-s"
-                )
-                exe = ensure_locust()
-                if exe is not None:
-                    theirs, theirs_cpu = run_locust(exe, port, args)
-                    theirs_rate = in_window * min(1.0, theirs / expected) / theirs_cpu
-                    line += (
-                        f"; locust {theirs} round trips ({theirs / expected:.0%}), "
-                        f"{theirs_cpu:.2f} CPU-s = {theirs_rate:.0f} msgs/CPU-s; ratio "
-                        f"{ours_rate / theirs_rate:.1f}x"
-                    )
-                print(line, flush=True)
+                # Blocking on purpose, as before: Ctrl-C or SIGTERM lands in its sleeps, which
+                # stop both tools before the stack goes down.
+                compare(port, args, stack.kafka_bootstrap, topic)
     finally:
         echo.terminate()
         echo.wait()
@@ -392,6 +439,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--compare-warmup-s", type=float, default=8.0)
     p.add_argument("--compare-window-s", type=float, default=12.0)
     p.add_argument("--compare-engine", default="picows")
+    p.add_argument("--compare-rounds", type=int, default=3)
+    p.add_argument(
+        "--compare-apart",
+        action="store_true",
+        help="run aftershock and Locust one after the other, not at the same time",
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--kafka-bootstrap", default="", help=argparse.SUPPRESS)
