@@ -2,7 +2,9 @@
 
 A sleeping task per session costs a timer-heap entry and a task wake-up per message; at 10k
 sessions the loop spends its time there. Here sessions sit in a timing wheel keyed by tick
-number, and each tick calls the due ones synchronously.
+number, and each tick calls the due ones synchronously. The ticker wakes only for ticks with
+something in them (a send due, or an expectation's deadline): a generator whose sessions are
+idle costs no wake-ups.
 
 Nothing per message is a container object: a wheel slot lists sessions (a session remembers the
 one tick it is due at, so a stale entry is skipped), and expectation timeouts wait in one FIFO
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
+from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -60,7 +63,14 @@ class Ticker:
         self._t0 = clock.monotonic()
         self._done_tick = -1
         self._wheel: dict[int, list[Tickable]] = {}
+        self._ticks: list[int] = []
+        """Heap of the ticks that have a wheel slot (each pushed once, when its slot is made)."""
         self._expiries: dict[float, _Fifo] = {}
+        self._on_timer: Callable[[], None] | None = None
+        """While :meth:`run` runs: the timer callback of a tick."""
+        self._timer: Cancellable | None = None
+        self._armed = -1
+        """The tick the timer is set for (-1: none)."""
 
     def schedule(self, item: Tickable, at: float) -> None:
         """Fire ``item`` at ``at`` (or the next tick); an earlier schedule of it is dropped."""
@@ -69,8 +79,11 @@ class Ticker:
         bucket = self._wheel.get(tick)
         if bucket is None:
             self._wheel[tick] = [item]
+            heappush(self._ticks, tick)
         else:
             bucket.append(item)
+        if self._armed < 0 or tick < self._armed:
+            self._arm(tick)
 
     def cancel(self, item: Tickable) -> None:
         item.due_tick = -1
@@ -86,6 +99,8 @@ class Ticker:
         fifo.deadlines.append(sent_at + timeout_s)
         fifo.items.append(item)
         fifo.seqs.append(seq)
+        if self._armed < 0:  # never within a tick (the timer is set then): not per message
+            self._arm(self._expiry_tick(sent_at + timeout_s))
 
     def run_due(self, now: float, through: float | None = None) -> None:
         """Fire everything due by ``now`` (or by ``through``, a tick time at most
@@ -98,7 +113,9 @@ class Ticker:
         wheel = self._wheel
         t0, tick_s, ceil = self._t0, self._tick_s, math.ceil
         fired = False
-        for tick in range(self._done_tick + 1, current + 1):
+        ticks = self._ticks
+        while ticks and ticks[0] <= current:
+            tick = heappop(ticks)
             bucket = wheel.pop(tick, None)
             if not bucket:
                 continue
@@ -118,6 +135,7 @@ class Ticker:
                     later = wheel.get(at)
                     if later is None:
                         wheel[at] = [item]
+                        heappush(ticks, at)
                     else:
                         later.append(item)
         self._done_tick = max(self._done_tick, current)
@@ -137,33 +155,61 @@ class Ticker:
     async def run(self) -> None:
         """Tick until cancelled; an error of a tick is raised here.
 
-        A tick is a timer callback that does the tick's work and sets the timer of the next:
-        a coroutine sleeping between ticks cost a future, a timer and a task step per tick, and
+        A tick is a timer callback that does the tick's work and sets the timer for the next
+        tick with something in it (none if there is nothing: :meth:`schedule` sets it then).
+        A coroutine sleeping between ticks cost a future, a timer and a task step per tick, and
         one more pass of the event loop (an ``epoll_pwait`` and a ``getpid``) to run the step."""
         failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         clock = self._clock
-        timer: Cancellable
-
-        def next_tick() -> float:
-            return self._t0 + (self._done_tick + 1) * self._tick_s
 
         def tick() -> None:
-            nonlocal timer
             try:
                 now = clock.monotonic()
-                deadline = next_tick()
+                deadline = self._t0 + self._armed * self._tick_s
                 if deadline - now <= EARLY_S:
-                    self.run_due(now, deadline)
-                    deadline = next_tick()
-                timer = clock.call_at(deadline, tick)
+                    self.run_due(now, deadline)  # _armed stays set: expect() arms nothing
+                self._armed, self._timer = -1, None
+                nxt = self._next_tick()
+                if nxt >= 0:
+                    self._arm(nxt)
             except Exception as exc:
                 failed.set_exception(exc)
 
-        timer = clock.call_at(next_tick(), tick)
+        self._on_timer = tick
+        nxt = self._next_tick()
+        if nxt >= 0:
+            self._arm(nxt)
         try:
             await failed
         finally:
-            timer.cancel()
+            self._on_timer = None
+            if self._timer is not None:
+                self._timer.cancel()
+            self._armed, self._timer = -1, None
+
+    def _arm(self, tick: int) -> None:
+        """Set the timer for ``tick`` (while running), replacing one set for a later tick."""
+        if self._on_timer is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = tick
+        self._timer = self._clock.call_at(self._t0 + tick * self._tick_s, self._on_timer)
+
+    def _expiry_tick(self, deadline: float) -> int:
+        """The tick that checks an expectation due at ``deadline``: the first at or after it,
+        never one already done (a deadline missed by a timer firing early waits one tick)."""
+        return max(self._done_tick + 1, math.ceil((deadline - self._t0) / self._tick_s - 1e-9))
+
+    def _next_tick(self) -> int:
+        """The next tick with a slot in the wheel or an expectation due; -1 if none."""
+        nxt = self._ticks[0] if self._ticks else -1
+        for fifo in self._expiries.values():
+            if fifo.deadlines:
+                at = self._expiry_tick(fifo.deadlines[0])
+                if nxt < 0 or at < nxt:
+                    nxt = at
+        return nxt
 
 
 class _Fifo:

@@ -119,6 +119,38 @@ async def test_an_early_wake_up_is_the_tick_not_a_reason_to_sleep_again() -> Non
     assert [round(t, 4) for t in item.fired] == [round(0.01 * k - 0.0008, 4) for k in range(1, 11)]
 
 
+async def test_an_idle_ticker_sets_no_timers_and_wakes_for_what_is_due() -> None:
+    clock = EarlyClock()
+    ticker = Ticker(clock, tick_s=0.01)
+    task = asyncio.create_task(ticker.run())
+    await clock.advance(1.0)
+    assert clock.sleeps == 0  # nothing scheduled: no tick at all
+
+    once, every = Item(), Item(every_s=0.3)
+    ticker.schedule(once, 1.25)
+    ticker.schedule(every, 1.5)
+    ticker.schedule(Item(), 1.1)  # scheduled earlier than the timer set: the timer moves
+    await clock.advance(1.0)
+    assert [round(t, 4) for t in once.fired] == [1.2492]  # on its tick, woken 0.8 ms early
+    assert [round(t, 4) for t in every.fired] == [1.4992, 1.7992]
+    # One timer per tick with work (1.1, 1.25, 1.5, 1.8), one moved, and the next of `every`.
+    assert clock.sleeps == 6
+
+    # An expectation alone wakes the ticker once, at the first tick after its deadline.
+    ticker.cancel(every)
+    await clock.advance(0.5)
+    sleeps = clock.sleeps
+    waiting = Item()
+    waiting.pending.add(7)
+    ticker.expect(clock.monotonic(), 0.25, waiting, 7)
+    await clock.advance(1.0)
+    assert waiting.timed_out == [7]
+    assert clock.sleeps - sleeps <= 2  # its tick, and one more if woken before the deadline
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 class Failing(Item):
     def fire(self, now: float) -> float | None:
         raise ValueError("a session's bug")
