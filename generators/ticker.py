@@ -173,7 +173,8 @@ class Ticker:
                 if nxt >= 0:
                     self._arm(nxt)
             except Exception as exc:
-                failed.set_exception(exc)
+                if not failed.done():  # a schedule() may set the timer again before run() ends
+                    failed.set_exception(exc)
 
         self._on_timer = tick
         nxt = self._next_tick()
