@@ -42,10 +42,17 @@ def _server_pids(tmp_path: Path) -> list[int]:
     ]
 
 
+def _alive(pid: int) -> bool:
+    # One lookup: "exists, then read its status" raced with init reaping the process between
+    # the two (NoSuchProcess from the second).
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _gone(pids: list[int]) -> bool:
-    return not any(
-        psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids
-    )
+    return not any(_alive(p) for p in pids)
 
 
 def test_detached_up_status_down(tmp_path: Path) -> None:
