@@ -67,16 +67,17 @@ class LogHistogram:
         buckets = Counter(
             map(math.ceil, map(mul, map(math.log, positive), repeat(self._inv_log_gamma)))
         )
-        counts = self.counts
-        for i, c in buckets.items():
-            counts[i] = counts.get(i, 0) + c
-        self.zero_count += len(values) - len(positive)
-        self.count += len(values)
-        self.total += total
-        if low < self.min:
-            self.min = low
-        if high > self.max:
-            self.max = high
+        self.merge(
+            LogHistogram(
+                self.relative_accuracy,
+                counts=dict(buckets),
+                zero_count=len(values) - len(positive),
+                count=len(values),
+                total=total,
+                min=low,
+                max=high,
+            )
+        )
 
     def _add_at(self, i: int, value: float) -> None:
         """:meth:`add` for a value already checked, whose bucket is ``i``."""
