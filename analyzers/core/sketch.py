@@ -42,17 +42,10 @@ class LogHistogram:
     def add(self, value: float) -> None:
         if not 0 <= value < math.inf:
             raise ValueError(f"sketch values must be finite and >= 0, got {value}")
-        self.count += 1
-        self.total += value
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
         if value < _MIN_VALUE:
-            self.zero_count += 1
-            return
-        i = math.ceil(math.log(value) * self._inv_log_gamma)
-        self.counts[i] = self.counts.get(i, 0) + 1
+            self._add_at(None, value)
+        else:
+            self._add_at(math.ceil(math.log(value) * self._inv_log_gamma), value)
 
     def add_many(self, values: Sequence[float]) -> None:
         """:meth:`add` of every value, the same buckets, with the per-value work done in C
@@ -79,14 +72,18 @@ class LogHistogram:
             )
         )
 
-    def _add_at(self, i: int, value: float) -> None:
-        """:meth:`add` for a value already checked, whose bucket is ``i``."""
+    def _add_at(self, i: int | None, value: float) -> None:
+        """:meth:`add` for a value already checked, whose bucket is ``i`` (None: the bucket
+        of values too small for a logarithm)."""
         self.count += 1
         self.total += value
         if value < self.min:
             self.min = value
         if value > self.max:
             self.max = value
+        if i is None:
+            self.zero_count += 1
+            return
         counts = self.counts
         counts[i] = counts.get(i, 0) + 1
 
