@@ -9,14 +9,19 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from aftershock.eventlog import MemorySink
 from generators.engines.base import Closed
+from generators.runner import Generator, GeneratorOptions
 from schemas.events import Protocol as WireProtocol
+from schemas.targets import Target
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from aftershock.eventlog.sink import EventSink
     from generators.clock import Clock
     from generators.engines.base import Connection, Endpoint, MessageHandler
+    from schemas.load import LoadProfile
 
 
 def _echo(data: str) -> list[str]:
@@ -84,3 +89,23 @@ class FakeEngine:
         conn = self.connection(handler, self.clock, self.replies)
         self.connections.append(conn)
         return conn
+
+
+def fake_generator(
+    prof: LoadProfile,
+    engine: FakeEngine,
+    *,
+    tick_s: float,
+    sink: EventSink | None = None,
+    clock: Clock | None = None,
+) -> Generator:
+    """A generator of ``prof`` (target ``gw``) whose sessions connect through ``engine``;
+    its time is driven by ``clock`` when one is given."""
+    return Generator(
+        prof,
+        Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
+        MemorySink() if sink is None else sink,
+        GeneratorOptions(experiment_id="e", tick_s=tick_s),
+        clock=clock,
+        engine=engine,
+    )

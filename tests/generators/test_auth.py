@@ -10,7 +10,7 @@ from generators.runner import Generator, GeneratorOptions
 from schemas.events import SessionError
 from schemas.targets import Target
 from tests.generators.conftest import profile
-from tests.generators.fakes import FakeEngine
+from tests.generators.fakes import FakeEngine, fake_generator
 from tests.generators.servers import ChatLikeServer
 
 
@@ -30,14 +30,7 @@ async def test_tokens_are_refreshed_before_they_expire_and_logged_out_at_the_end
             script=[{"do": "connect"}, {"do": "think", "min_ms": 60_000, "max_ms": 60_000}],
         )
         sink = MemorySink()
-        gen = Generator(
-            prof,
-            Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
-            sink,
-            GeneratorOptions(experiment_id="e", tick_s=0.5),
-            clock=clock,
-            engine=FakeEngine(),
-        )
+        gen = fake_generator(prof, FakeEngine(), tick_s=0.5, sink=sink, clock=clock)
         run = asyncio.create_task(gen.run())
         await advance(clock, 23)
         # two users, four sessions: the sessions of one user share a login

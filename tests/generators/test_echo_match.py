@@ -11,11 +11,9 @@ from typing import TYPE_CHECKING
 import orjson
 
 from aftershock.eventlog import MemorySink
-from generators.runner import Generator, GeneratorOptions
 from schemas.events import Receive
-from schemas.targets import Target
 from tests.generators.conftest import profile
-from tests.generators.fakes import FakeEngine
+from tests.generators.fakes import FakeEngine, fake_generator
 
 if TYPE_CHECKING:
     import pytest
@@ -35,13 +33,7 @@ async def _run(replies: Replies, timeout_ms: int = 5000) -> tuple[list[Receive],
         ],
     )
     sink = MemorySink()
-    gen = Generator(
-        prof,
-        Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
-        sink,
-        GeneratorOptions(experiment_id="e", tick_s=0.002),
-        engine=FakeEngine(replies=replies),
-    )
+    gen = fake_generator(prof, FakeEngine(replies=replies), tick_s=0.002, sink=sink)
     stats = await asyncio.wait_for(gen.run(), 10)
     return [e for e in sink.events if isinstance(e, Receive)], stats
 

@@ -7,11 +7,9 @@ import asyncio
 
 from aftershock.eventlog import MemorySink
 from generators.errors import ConnectionLost
-from generators.runner import Generator, GeneratorOptions
 from schemas.events import Send, SessionError
-from schemas.targets import Target
 from tests.generators.conftest import profile
-from tests.generators.fakes import FakeConnection, FakeEngine
+from tests.generators.fakes import FakeConnection, FakeEngine, fake_generator
 
 
 class FailsOnSecond(FakeConnection):
@@ -34,13 +32,7 @@ async def test_a_send_the_outbox_could_not_write_is_recorded_as_not_sent() -> No
     )
     sink = MemorySink()
     engine = FakeEngine(connection=FailsOnSecond)
-    gen = Generator(
-        prof,
-        Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
-        sink,
-        GeneratorOptions(experiment_id="e", tick_s=0.002),
-        engine=engine,
-    )
+    gen = fake_generator(prof, engine, tick_s=0.002, sink=sink)
     stats = await asyncio.wait_for(gen.run(), 10)
     sends = [e.seq for e in sink.events if isinstance(e, Send)]
     errors = [e for e in sink.events if isinstance(e, SessionError)]

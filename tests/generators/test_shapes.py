@@ -10,13 +10,11 @@ import pytest
 from aftershock.eventlog import MemorySink
 from generators.clock import FakeClock
 from generators.population import build_population, shard
-from generators.runner import Generator, GeneratorOptions
 from generators.session import unit_fraction
 from generators.shapes import planned_active, stability_levels, start_offsets
-from schemas.load import LoadProfile, RampShape
-from schemas.targets import Target
+from schemas.load import RampShape
 from tests.generators.conftest import profile
-from tests.generators.fakes import FakeEngine
+from tests.generators.fakes import FakeEngine, fake_generator
 
 
 def test_linear_spreads_evenly() -> None:
@@ -71,24 +69,6 @@ def test_population_round_robin_interleaves_tenants_and_shards_evenly() -> None:
     assert shuffled == build_population(prof.model_copy(update={"assignment": "random"}))
 
 
-def _on_fake_clock(
-    prof: LoadProfile,
-    clock: FakeClock,
-    engine: FakeEngine,
-    tick_s: float,
-    sink: MemorySink | None = None,
-) -> Generator:
-    """A generator of ``prof`` against ``engine``, its time driven by ``clock``."""
-    return Generator(
-        prof,
-        Target(name="gw", upstream="127.0.0.1:9", protocol="ws"),
-        MemorySink() if sink is None else sink,
-        GeneratorOptions(experiment_id="e", tick_s=tick_s),
-        clock=clock,
-        engine=engine,
-    )
-
-
 @pytest.mark.parametrize(
     "ramp",
     [
@@ -109,7 +89,9 @@ async def test_run_on_a_fake_clock_starts_sessions_as_planned(ramp: dict[str, ob
     )
     sink = MemorySink()
     offsets = start_offsets(prof.ramp, prof.total_sessions)
-    run = asyncio.create_task(_on_fake_clock(prof, clock, FakeEngine(), 0.5, sink).run())
+    run = asyncio.create_task(
+        fake_generator(prof, FakeEngine(), tick_s=0.5, sink=sink, clock=clock).run()
+    )
     observed = []
     planned = []
     for t in range(25):
@@ -132,7 +114,7 @@ async def test_sessions_keep_their_send_phase_after_a_stalled_tick() -> None:
         duration_s=20,
         script=[{"do": "connect"}, {"do": "send", "rate_per_s": 1, "expect": "none"}],
     )
-    gen = _on_fake_clock(prof, clock, engine, 0.01)
+    gen = fake_generator(prof, engine, tick_s=0.01, clock=clock)
     run = asyncio.create_task(gen.run())
     await clock.advance(3)
     phases = sorted(round(c.sent_at[-1] % 1, 2) for c in engine.connections)
@@ -161,7 +143,7 @@ async def _first_send_phases(seed: int, script: list[dict[str, Any]]) -> list[fl
     clock = FakeClock()
     engine = FakeEngine(clock)
     prof = profile(tenants=[{"name": "a", "users": 6}], duration_s=5, seed=seed, script=script)
-    gen = _on_fake_clock(prof, clock, engine, 0.01)
+    gen = fake_generator(prof, engine, tick_s=0.01, clock=clock)
     run = asyncio.create_task(gen.run())
     await clock.advance(1.5)
     phases = [round(c.sent_at[0] % 1, 2) for c in engine.connections]
