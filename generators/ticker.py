@@ -74,7 +74,7 @@ class Ticker:
 
     def schedule(self, item: Tickable, at: float) -> None:
         """Fire ``item`` at ``at`` (or the next tick); an earlier schedule of it is dropped."""
-        tick = max(self._done_tick + 1, math.ceil((at - self._t0) / self._tick_s - 1e-9))
+        tick = self._tick_of(at)
         item.due_tick = tick
         bucket = self._wheel.get(tick)
         if bucket is None:
@@ -100,7 +100,7 @@ class Ticker:
         fifo.items.append(item)
         fifo.seqs.append(seq)
         if self._armed < 0:  # never within a tick (the timer is set then): not per message
-            self._arm(self._expiry_tick(sent_at + timeout_s))
+            self._arm(self._tick_of(sent_at + timeout_s))
 
     def run_due(self, now: float, through: float | None = None) -> None:
         """Fire everything due by ``now`` (or by ``through``, a tick time at most
@@ -197,17 +197,17 @@ class Ticker:
         self._armed = tick
         self._timer = self._clock.call_at(self._t0 + tick * self._tick_s, self._on_timer)
 
-    def _expiry_tick(self, deadline: float) -> int:
-        """The tick that checks an expectation due at ``deadline``: the first at or after it,
-        never one already done (a deadline missed by a timer firing early waits one tick)."""
-        return max(self._done_tick + 1, math.ceil((deadline - self._t0) / self._tick_s - 1e-9))
+    def _tick_of(self, at: float) -> int:
+        """The first tick at or after ``at``, never one already done (so an expectation whose
+        deadline a timer firing early just missed waits one tick, not a spin)."""
+        return max(self._done_tick + 1, math.ceil((at - self._t0) / self._tick_s - 1e-9))
 
     def _next_tick(self) -> int:
         """The next tick with a slot in the wheel or an expectation due; -1 if none."""
         nxt = self._ticks[0] if self._ticks else -1
         for fifo in self._expiries.values():
             if fifo.deadlines:
-                at = self._expiry_tick(fifo.deadlines[0])
+                at = self._tick_of(fifo.deadlines[0])
                 if nxt < 0 or at < nxt:
                     nxt = at
         return nxt
