@@ -1,7 +1,9 @@
 """Aftershock: event-sourced chaos and fault injection.
 
-This package holds what every part shares: settings, the embedded stack, the event log
-(publisher, reader, wire format) and the command line.
+The composition layer: the game day, the report and the command line, built from the wings
+(``generators``, ``injector``, ``analyzers``) over the spine (``spine``) and ``schemas``.
 """
 
-__version__ = "0.1.0"
+from spine import __version__
+
+__all__ = ["__version__"]

@@ -11,11 +11,11 @@ import typer
 import yaml
 from pydantic import ValidationError
 
-from aftershock import stackstate
-from aftershock.settings import Settings
 from analyzers.core import AnalyzerConfig
 from analyzers.errors import AnalyzerError, InputError
 from analyzers.report import canonical, render
+from spine import stackstate
+from spine.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -179,7 +179,7 @@ def results(
     """Print the live results of an experiment, as analyzer workers stored them in Redis."""
     from redis.asyncio import Redis
 
-    from analyzers.store import read_results
+    from spine.store import read_results
 
     settings = Settings()
     _, redis_url = resolve(settings)

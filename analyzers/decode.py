@@ -4,7 +4,7 @@ A record whose headers are the ones this version writes and whose events are all
 ``session.*`` events carrying every field in its exact JSON type is decoded by msgspec into
 :mod:`analyzers.core.events` structs (about a fifth of the cost of pydantic models). Anything
 else — another kind, a missing field, a value pydantic would coerce (``"1"`` for an int), an
-invalid event, an unknown header — goes through :func:`aftershock.eventlog.codec.decode_batch`
+invalid event, an unknown header — goes through :func:`spine.eventlog.codec.decode_batch`
 unchanged, so what is accepted, what is rejected, the error raised and the values produced
 are exactly those of the pydantic path (``tests/analyzers/test_decode.py`` checks this on
 random and malformed input).
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from aftershock.errors import DecodeError
-from aftershock.eventlog import codec
 from analyzers.core.events import SessionEvent, analysis_form
 from schemas.base import SCHEMA_VERSION
+from spine.errors import DecodeError
+from spine.eventlog import codec
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -49,7 +49,7 @@ def fast_decode(value: bytes, headers: Mapping[str, bytes]) -> list[SessionEvent
 
 def decode_record(value: bytes, headers: Mapping[str, bytes]) -> Sequence[Fed]:
     """Every event of a record in its analysis form; raises :class:`DecodeError` exactly when
-    :func:`aftershock.eventlog.codec.decode_batch` does, with its message."""
+    :func:`spine.eventlog.codec.decode_batch` does, with its message."""
     fast = fast_decode(value, headers)
     if fast is not None:
         return fast

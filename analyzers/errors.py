@@ -10,7 +10,7 @@ The tree::
 
 from __future__ import annotations
 
-from aftershock.errors import AftershockError
+from spine.errors import AftershockError
 
 
 class AnalyzerError(AftershockError):

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from aftershock.errors import DecodeError
-from aftershock.eventlog import codec
-from aftershock.eventlog.reader import FETCH_MAX_WAIT_MS
 from analyzers import metrics
+from spine.errors import DecodeError
+from spine.eventlog import codec
+from spine.eventlog.reader import FETCH_MAX_WAIT_MS
 
 if TYPE_CHECKING:
     from aiokafka.structs import ConsumerRecord

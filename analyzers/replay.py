@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from aftershock.errors import DecodeError, EventFileError
-from aftershock.eventlog import codec
-from aftershock.eventlog.jsonl import iter_jsonl
 from analyzers.core import Analyzer, AnalyzerConfig
 from analyzers.core.clock import ManualClock
 from analyzers.errors import InputError
+from spine.errors import DecodeError, EventFileError
+from spine.eventlog import codec
+from spine.eventlog.jsonl import iter_jsonl
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

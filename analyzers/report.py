@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from analyzers.store import result_field
+from spine.store import result_field
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -23,7 +23,7 @@ import contextlib
 import gc
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -31,9 +31,6 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
-from aftershock.errors import DecodeError
-from aftershock.eventlog import codec
-from aftershock.eventlog.reader import FETCH_MAX_WAIT_MS
 from analyzers import metrics
 from analyzers.core import AnalyzerConfig
 from analyzers.decode import decode_record
@@ -41,15 +38,18 @@ from analyzers.errors import SnapshotError
 from analyzers.forward import HEADER_SRC, Forwarder, experiment_of_key
 from analyzers.live import LiveAnalyzers
 from analyzers.spans import SpanGraphBuilder, decode_spans
-from analyzers.store import write_results
+from spine.errors import DecodeError
+from spine.eventlog import codec
+from spine.eventlog.reader import FETCH_MAX_WAIT_MS
+from spine.store import write_results
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-    from aftershock.settings import Settings
     from analyzers.core.engine import AnalyzerStats
     from analyzers.core.events import Fed
+    from spine.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +302,7 @@ class AnalyzerWorker:
                         key=env.key, value=env.value, headers=list(env.headers)
                     )
                 try:
-                    await write_results(self.redis, exp, changed, stats)
+                    await write_results(self.redis, exp, changed, asdict(stats))
                 except Exception as exc:  # Redis trouble must not stop the analysis
                     log.warning("cannot write results to Redis: %r", exc)
                     self._published_stats.pop(exp, None)

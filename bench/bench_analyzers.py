@@ -28,16 +28,16 @@ import psutil
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from aftershock.eventlog import codec
-from aftershock.localhost import free_port
-from aftershock.settings import Settings
-from aftershock.stack import EmbeddedStack
 from analyzers.core import Analyzer
 from analyzers.decode import decode_record
-from analyzers.store import prefix
 from analyzers.synth import synthetic_events
 from bench import run_stoppable
 from schemas.events import ExperimentPhase
+from spine.eventlog import codec
+from spine.localhost import free_port
+from spine.settings import Settings
+from spine.stack import EmbeddedStack
+from spine.store import prefix
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -33,15 +33,15 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from aftershock.eventlog.publisher import Publisher
-from aftershock.localhost import raise_descriptor_limit
-from aftershock.settings import Settings
-from aftershock.stack import EmbeddedStack
 from bench import run_stoppable
 from generators.limits import check_capacity
 from generators.runner import Generator, GeneratorOptions
 from schemas.load import LoadProfile
 from schemas.targets import Target
+from spine.eventlog.publisher import Publisher
+from spine.localhost import raise_descriptor_limit
+from spine.settings import Settings
+from spine.stack import EmbeddedStack
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -25,12 +25,12 @@ from typing import Any
 
 import yaml
 
-from aftershock.eventlog import MemorySink
 from bench import run_stoppable
 from injector.controller import ToxiproxyController
 from injector.executor import Executor, RunOptions
 from injector.proxy import ProxyServer
 from injector.validate import load_experiment
+from spine.eventlog import MemorySink
 
 ROUNDS = 5
 LEASE_TTL_S = 1.0

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from aftershock.eventlog import codec
-from aftershock.eventlog.publisher import Publisher
-from aftershock.settings import Settings
-from aftershock.stack import EmbeddedStack
 from bench import run_stoppable
 from schemas.events import Event, Send
+from spine.eventlog import codec
+from spine.eventlog.publisher import Publisher
+from spine.settings import Settings
+from spine.stack import EmbeddedStack
 
 N_EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 POOL = 50_000

@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from aftershock.settings import Settings
-from aftershock.telemetry import configure_tracing
 from generators.distributed import Coordination, Plan, Signal, wall_to_monotonic
 from generators.errors import GeneratorError
 from generators.profile_file import RunFile, load_run_file
@@ -30,12 +28,14 @@ from generators.runner import Generator, GeneratorOptions, default_generator_id
 from generators.sinks import CountingSink, JsonlSink
 from generators.stability import search_stability
 from schemas.base import new_run_id
+from spine.settings import Settings
+from spine.telemetry import configure_tracing
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from aftershock.eventlog.sink import EventSink
     from generators.stats import GeneratorStats
+    from spine.eventlog.sink import EventSink
 
 EventsMode = Literal["kafka", "jsonl", "none"]
 
@@ -52,7 +52,7 @@ async def _services(
     """Configured Kafka/Redis addresses, or an embedded stack started for this run."""
     kafka, redis_url = settings.kafka_bootstrap, settings.redis_url
     if (need_kafka and kafka is None) or (need_redis and redis_url is None):
-        from aftershock.stack import EmbeddedStack
+        from spine.stack import EmbeddedStack
 
         async with EmbeddedStack(settings) as stack:
             yield (kafka or stack.kafka_bootstrap, redis_url or stack.redis_url)
@@ -71,7 +71,7 @@ async def _sink(
     mode: EventsMode, settings: Settings, kafka: str | None, events_file: Path
 ) -> AsyncIterator[tuple[EventSink, Callable[[], str]]]:
     if mode == "kafka":
-        from aftershock.eventlog.publisher import Publisher
+        from spine.eventlog.publisher import Publisher
 
         assert kafka is not None
         async with Publisher(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from aftershock.localhost import raise_descriptor_limit
 from generators.errors import CapacityError
+from spine.localhost import raise_descriptor_limit
 
 FD_WANT = 20_000
 """Descriptors a generator asks for: the cap of one process on these machines."""

@@ -3,9 +3,9 @@
 A session event is mostly constant: who (tenant, user, session, target, protocol) is fixed per
 session and provenance (experiment, run, generator) per recorder. Both are encoded to JSON once;
 each event is then one ``bytes % values`` format, the exact bytes
-:func:`aftershock.eventlog.codec.encode_event` writes for the equivalent validated model (same
+:func:`spine.eventlog.codec.encode_event` writes for the equivalent validated model (same
 field order, same number formatting). A sink that takes encoded events
-(:class:`~aftershock.eventlog.EncodedEventSink`, e.g. the Kafka publisher) gets those bytes, so
+(:class:`~spine.eventlog.EncodedEventSink`, e.g. the Kafka publisher) gets those bytes, so
 no per-event object is built or kept; any other sink gets the model pydantic validates from them.
 ``tests/generators/test_recorder.py`` proves the equivalence for every kind.
 """
@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Literal
 
 import orjson
 
-from aftershock.eventlog.sink import EncodedEventSink
 from schemas.base import SCHEMA_VERSION
 from schemas.events import EventAdapter
+from spine.eventlog.sink import EncodedEventSink
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from aftershock.eventlog.sink import EventSink
     from schemas.events import Protocol as WireProtocol
+    from spine.eventlog.sink import EventSink
 
 Phase = Literal["connect", "auth", "send", "receive", "close"]
 Expect = Literal["echo", "broadcast", "response", "none"]

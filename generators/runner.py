@@ -37,11 +37,11 @@ from schemas.load import SendStep, SubscribeStep
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-    from aftershock.eventlog.sink import EventSink
     from generators.clock import Clock
     from generators.engines.base import Engine
     from schemas.load import LoadProfile
     from schemas.targets import Target
+    from spine.eventlog.sink import EventSink
 
 
 def default_generator_id() -> str:

@@ -1,11 +1,11 @@
-"""Event sinks the generator CLI adds to the ones in :mod:`aftershock.eventlog`; both take
-encoded events (:class:`~aftershock.eventlog.EncodedEventSink`)."""
+"""Event sinks the generator CLI adds to the ones in :mod:`spine.eventlog`; both take
+encoded events (:class:`~spine.eventlog.EncodedEventSink`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, BinaryIO
 
-from aftershock.eventlog.codec import encode_event
+from spine.eventlog.codec import encode_event
 
 if TYPE_CHECKING:
     from pathlib import Path

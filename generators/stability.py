@@ -20,12 +20,12 @@ from schemas.load import RampShape
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from aftershock.eventlog.sink import EventSink
     from generators.clock import Clock
     from generators.engines.base import Engine
     from generators.stats import GeneratorStats
     from schemas.load import LoadProfile, StabilitySearch
     from schemas.targets import Target
+    from spine.eventlog.sink import EventSink
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analyzers.core.sketch import LogHistogram
+from spine.sketch import LogHistogram
 
 FOLD_EVERY_S = 1.0
 """How often a running generator folds the round trips appended since into its sketch."""

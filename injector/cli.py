@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from aftershock.settings import Settings
 from injector.control import send_command
 from injector.controller import ToxiproxyController
 from injector.errors import InjectorError
@@ -25,13 +24,14 @@ from injector.reap import (
 )
 from injector.sinks import JsonlSink, TeeSink
 from injector.validate import check_file
+from spine.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from aftershock.eventlog import EventSink
     from injector.control import Command
     from injector.journal import Journal
+    from spine.eventlog import EventSink
 
 injector_app = typer.Typer(
     help="Run experiment timelines against the fault proxy; clean up after dead runs.",
@@ -121,7 +121,7 @@ async def _run(
     resources = contextlib.AsyncExitStack()
     publisher = None
     if kafka_bootstrap:
-        from aftershock.eventlog.publisher import Publisher
+        from spine.eventlog.publisher import Publisher
 
         publisher = await resources.enter_async_context(
             Publisher(kafka_bootstrap, settings.topic_events, state_dir=settings.state_dir)

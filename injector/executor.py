@@ -69,11 +69,11 @@ if TYPE_CHECKING:
 
     import redis.asyncio as aioredis
 
-    from aftershock.eventlog import EventSink
     from injector.control import ControlCommand
     from injector.controller import Capabilities, Controller, ToxicInfo
     from schemas.experiment import Experiment
     from schemas.results import ResultBase
+    from spine.eventlog import EventSink
 
 _tracer = trace.get_tracer("aftershock.injector")
 log = logging.getLogger(__name__)

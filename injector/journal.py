@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aftershock import __version__
 from schemas.experiment import Action, Experiment, Probe  # noqa: TC001 (pydantic fields)
+from spine import __version__
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -87,7 +87,7 @@ def leftovers_from_events(path: Path, experiment_id: str) -> list[Leftover]:
 
 async def leftovers_from_kafka(bootstrap: str, topic: str, experiment_id: str) -> list[Leftover]:
     """:func:`fold_leftovers` over the event log on Kafka (read from the beginning)."""
-    from aftershock.eventlog.reader import EventReader
+    from spine.eventlog.reader import EventReader
 
     async with EventReader(bootstrap, topic, deadletter_topic=None) as reader:
         events = await reader.read(idle_timeout_s=2.0)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from analyzers.store import prefix as store_prefix
-from analyzers.store import read_results, result_field
 from schemas.experiment import (
     AvailabilitySafeguard,
     EpisodeSafeguard,
@@ -21,6 +19,8 @@ from schemas.experiment import (
     Safeguard,
 )
 from schemas.results import Availability, FailureEpisode, IsolationViolation, LatencySummary
+from spine.store import prefix as store_prefix
+from spine.store import read_results, result_field
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -110,7 +110,7 @@ class SafeguardMonitor:
 
 class RedisResults:
     """Results of one experiment as the analyzers update them in Redis (layout of
-    :mod:`analyzers.store`: one hash per result kind holding the latest record per key, and
+    :mod:`spine.store`: one hash per result kind holding the latest record per key, and
     ``...:results:updated_ns`` bumped on every write)."""
 
     def __init__(self, client: aioredis.Redis, experiment_id: str) -> None:

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from aftershock.eventlog import EventSink
     from schemas.events import Event
+    from spine.eventlog import EventSink
 
 
 class JsonlSink:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from aftershock.settings import Settings
-from aftershock.stack import EmbeddedStack
+from spine.settings import Settings
+from spine.stack import EmbeddedStack
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

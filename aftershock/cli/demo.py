@@ -19,10 +19,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aftershock.eventlog.publisher import Publisher
-from aftershock.eventlog.reader import EventReader
-from aftershock.settings import Settings
-from aftershock.stack import EmbeddedStack
 from schemas.base import new_run_id
 from schemas.events import (
     Connected,
@@ -38,6 +34,10 @@ from schemas.events import (
     ToxicRemoved,
     ToxicSpec,
 )
+from spine.eventlog.publisher import Publisher
+from spine.eventlog.reader import EventReader
+from spine.settings import Settings
+from spine.stack import EmbeddedStack
 
 if TYPE_CHECKING:
     from schemas.events import Event

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from aftershock.report.errors import GamedayError
-from aftershock.settings import Settings
+from spine.settings import Settings
 
 if TYPE_CHECKING:
     from aftershock.gameday.live import LiveSnapshot

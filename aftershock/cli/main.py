@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from aftershock import __version__
 from aftershock.cli import demo, gameday, stack
 from analyzers.cli import app as analyzers_app
 from generators.cli import generate
 from injector.cli import control_app, injector_app, validate
 from injector.proxy.cli import app as proxy_app
+from spine import __version__
 
 app = typer.Typer(
     name="aftershock",

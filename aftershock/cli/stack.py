@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from aftershock import stackstate
-from aftershock.errors import StackError
-from aftershock.settings import Settings
-from aftershock.stack import EmbeddedStack
+from spine import stackstate
+from spine.errors import StackError
+from spine.settings import Settings
+from spine.stack import EmbeddedStack
 
 app = typer.Typer(
     name="stack",

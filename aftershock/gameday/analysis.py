@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from analyzers.core import AnalyzerConfig, SloSpec
 from analyzers.live import LiveAnalyzers
-from analyzers.store import write_results
 from schemas.targets import TargetGraph
+from spine.store import write_results
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -51,7 +52,7 @@ def analyzer_config(exp: Experiment) -> AnalyzerConfig:
 
 
 class LiveAnalysis:
-    """An :class:`~aftershock.eventlog.EventSink`: events are buffered on :meth:`emit` (never
+    """An :class:`~spine.eventlog.EventSink`: events are buffered on :meth:`emit` (never
     blocking) and folded by :meth:`run` every ``interval_s``."""
 
     def __init__(
@@ -109,7 +110,7 @@ class LiveAnalysis:
                 try:
                     async with asyncio.timeout(2.0):
                         await write_results(
-                            self._redis, self.experiment_id, changed, self.analyzer.stats()
+                            self._redis, self.experiment_id, changed, asdict(self.analyzer.stats())
                         )
                 except Exception as exc:  # live results in Redis are a convenience
                     self.redis_failures += 1

@@ -27,14 +27,14 @@ from aftershock.gameday.run import Gameday, RunOutcome
 from aftershock.report.errors import GamedayError, RunSetupError
 from aftershock.report.files import atomic_write, read_results
 from aftershock.report.model import Findings
-from aftershock.stack import EmbeddedStack
 from injector.errors import InjectorError
 from schemas.load import SendStep
+from spine.stack import EmbeddedStack
 
 if TYPE_CHECKING:
     from aftershock.gameday.run import GamedayOptions
-    from aftershock.settings import Settings
     from schemas.experiment import Experiment
+    from spine.settings import Settings
 
 HISTORY = 200
 """Verdicts kept in the state file and in Redis."""

@@ -13,7 +13,6 @@ import json
 from typing import TYPE_CHECKING
 
 from aftershock.gameday.live import LiveSnapshot
-from analyzers.store import read_results
 from injector.control import RunState, state_key
 from schemas.results import (
     Availability,
@@ -22,6 +21,7 @@ from schemas.results import (
     LatencySummary,
     LoadSummary,
 )
+from spine.store import read_results
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 from rich.console import Console
 
-from aftershock.eventlog.publisher import Publisher
 from aftershock.gameday.analysis import LiveAnalysis, analyzer_config
 from aftershock.gameday.dashboard import Dashboard
 from aftershock.gameday.live import LiveTap
@@ -44,24 +43,25 @@ from aftershock.report.files import (
 )
 from aftershock.report.model import Findings, RunData, RunMeta
 from aftershock.report.series import SeriesBuilder
-from aftershock.stack import EmbeddedStack
-from aftershock.telemetry import configure_tracing
 from generators.runner import Generator, GeneratorOptions
 from injector.controller import ToxiproxyController
 from injector.errors import InjectorError
 from injector.executor import Executor, experiment_id_of
 from injector.executor import RunOptions as InjectorOptions
 from injector.sinks import JsonlSink
+from spine.eventlog.publisher import Publisher
+from spine.stack import EmbeddedStack
+from spine.telemetry import configure_tracing
 
 if TYPE_CHECKING:
     from contextlib import AsyncExitStack
     from pathlib import Path
 
-    from aftershock.eventlog import EventSink
     from aftershock.report.model import RunStatus
-    from aftershock.settings import Settings
     from schemas.events import Event
     from schemas.experiment import Experiment
+    from spine.eventlog import EventSink
+    from spine.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from aftershock.gameday.children import die_with_parent
-from aftershock.localhost import free_port
 from aftershock.report.errors import RunSetupError
 from schemas.experiment import Experiment
+from spine.localhost import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable

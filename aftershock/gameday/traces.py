@@ -1,7 +1,7 @@
 """Session traces of a run, read back from its span file, shown with the faults around them.
 
 Spans come from ``spans.jsonl`` (one OpenTelemetry SDK span as JSON per line, as
-:mod:`aftershock.telemetry` writes them); fault windows and session events come from the run's
+:mod:`spine.telemetry` writes them); fault windows and session events come from the run's
 ``events.jsonl``. A session is one trace whose root span is named ``session``.
 """
 

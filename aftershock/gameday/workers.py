@@ -17,8 +17,8 @@ import time
 from typing import TYPE_CHECKING
 
 from aftershock.gameday.children import die_with_parent
-from analyzers.store import prefix, read_results
 from schemas.results import Verdict
+from spine.store import prefix, read_results
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from aftershock.errors import EventFileError
-from aftershock.eventlog.jsonl import iter_jsonl
 from aftershock.report.compare import compare
 from aftershock.report.errors import RunDirError
 from aftershock.report.html import render_html
 from aftershock.report.model import RunData, RunMeta
 from aftershock.report.text import render_junit, render_markdown
+from spine.errors import EventFileError
+from spine.eventlog.jsonl import iter_jsonl
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -33,7 +33,6 @@ from analyzers.core.isolation import IsolationTracker
 from analyzers.core.load import QUANTILES, LoadAcc, LoadTracker
 from analyzers.core.ordering import ReorderBuffer, TimeBase
 from analyzers.core.patterns import PatternTracker
-from analyzers.core.sketch import add_to_each
 from analyzers.core.verdict import PhaseFigures, judge
 from schemas.events import (
     ExperimentEnded,
@@ -62,6 +61,7 @@ from schemas.results import (
     SloCheck,
     Verdict,
 )
+from spine.sketch import add_to_each
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

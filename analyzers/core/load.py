@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from analyzers.core.sketch import LogHistogram
+from spine.sketch import LogHistogram
 
 if TYPE_CHECKING:
     from collections.abc import Hashable, Iterable

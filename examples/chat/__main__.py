@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from pydantic import ValidationError
 
-from aftershock.localhost import raise_descriptor_limit
+from spine.localhost import raise_descriptor_limit
 
 from .config import Bug, ChatConfig, Defects
 from .gateway import Gateway

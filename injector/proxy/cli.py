@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from aftershock.eventlog import EventSink
     from schemas.events import Event
+    from spine.eventlog import EventSink
 
-from aftershock.eventlog.publisher import Publisher
-from aftershock.settings import Settings
 from injector.proxy.errors import ApiError
 from injector.proxy.server import ProxyServer
+from spine.eventlog.publisher import Publisher
+from spine.settings import Settings
 
 app = typer.Typer(help="The Toxiproxy-compatible fault proxy.", no_args_is_help=True)
 

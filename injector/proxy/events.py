@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from schemas.events import ToxicSpec
 
 if TYPE_CHECKING:
-    from aftershock.eventlog import EventSink
     from injector.proxy.model import Toxic
     from schemas.events import FaultEventBase
+    from spine.eventlog import EventSink
 
 log = logging.getLogger(__name__)
 

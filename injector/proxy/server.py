@@ -7,21 +7,21 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Self
 
-from aftershock import __version__
-from aftershock.localhost import raise_descriptor_limit
 from injector.proxy.allowlist import UpstreamAllowlist
 from injector.proxy.api import Api, prometheus_text
 from injector.proxy.bodies import populate_input
 from injector.proxy.collection import ProxyCollection
 from injector.proxy.events import EventContext, EventEmitter
 from injector.proxy.http import DEFAULT_MAX_BODY_BYTES, HttpServer
+from spine import __version__
+from spine.localhost import raise_descriptor_limit
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
     from types import TracebackType
 
-    from aftershock.eventlog import EventSink
     from injector.proxy.proxy import Proxy
+    from spine.eventlog import EventSink
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aftershock.errors import DecodeError
-from aftershock.eventlog import codec
 from analyzers.core.events import PAIRS, analysis_form
 from analyzers.decode import decode_record, fast_decode
 from analyzers.synth import synthetic_events
+from spine.errors import DecodeError
+from spine.eventlog import codec
 
 KINDS = [p.model_fields["kind"].default for p, _ in PAIRS]
 IDS = st.text(min_size=1, max_size=12)

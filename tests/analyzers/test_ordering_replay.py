@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aftershock.eventlog import codec
 from analyzers.core import Analyzer, AnalyzerConfig
 from analyzers.core.clock import ManualClock
 from analyzers.decode import decode_record, fast_decode
+from spine.eventlog import codec
 from tests.analyzers.build import (
     EXP,
     disabled,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from analyzers.core import Analyzer, AnalyzerConfig, SloSpec
-from analyzers.core.sketch import LogHistogram
+from spine.sketch import LogHistogram
 from tests.analyzers.build import EXP, connected, fail, ok, one, phase, toxic_added, toxic_removed
 
 if TYPE_CHECKING:

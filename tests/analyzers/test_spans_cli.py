@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from opentelemetry.sdk.trace import ReadableSpan
 
-    from aftershock.stack import EmbeddedStack
+    from spine.stack import EmbeddedStack
 
 
 def three_service_trace() -> list[ReadableSpan]:

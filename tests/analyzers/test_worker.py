@@ -16,19 +16,19 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from aftershock.eventlog import codec
 from analyzers.core import AnalyzerConfig
 from analyzers.replay import analyze_batches, replay_kafka
-from analyzers.store import prefix, read_results
 from schemas.events import ExperimentEnded
+from spine.eventlog import codec
+from spine.store import prefix, read_results
 from tests.analyzers.build import T0
 from tests.analyzers.test_ordering_replay import scenario
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from aftershock.stack import EmbeddedStack
     from schemas.events import Event
+    from spine.stack import EmbeddedStack
 
 
 def comparable(results: list[Any]) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from aftershock.stack import EmbeddedStack
+    from spine.stack import EmbeddedStack
 
 
 class Topics:

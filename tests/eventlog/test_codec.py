@@ -6,10 +6,10 @@ import orjson
 import pytest
 import zstandard
 
-from aftershock.errors import DecodeError
-from aftershock.eventlog import codec
-from aftershock.eventlog.codec import Compression
 from schemas.events import EVENT_TYPES, EventAdapter, Send
+from spine.errors import DecodeError
+from spine.eventlog import codec
+from spine.eventlog.codec import Compression
 from tests.eventlog.samples import SESSION, every_kind, sample
 
 

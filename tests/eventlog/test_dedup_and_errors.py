@@ -6,17 +6,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from aftershock.errors import EventLogError
-from aftershock.eventlog import EventSink
-from aftershock.eventlog.publisher import Publisher
-from aftershock.eventlog.reader import EventReader, SeenIds
 from schemas.events import Send
+from spine.errors import EventLogError
+from spine.eventlog import EventSink
+from spine.eventlog.publisher import Publisher
+from spine.eventlog.reader import EventReader, SeenIds
 from tests.eventlog.samples import sample
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from aftershock.stack import EmbeddedStack
+    from spine.stack import EmbeddedStack
     from tests.eventlog.conftest import Topics
 
 

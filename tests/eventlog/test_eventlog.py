@@ -10,17 +10,17 @@ import orjson
 import zstandard
 from aiokafka import AIOKafkaProducer
 
-from aftershock.eventlog import EncodedEventSink, codec
-from aftershock.eventlog.publisher import Publisher
-from aftershock.eventlog.reader import HEADER_SOURCE, EventReader
 from schemas.events import Send
+from spine.eventlog import EncodedEventSink, codec
+from spine.eventlog.publisher import Publisher
+from spine.eventlog.reader import HEADER_SOURCE, EventReader
 from tests.eventlog.samples import every_kind, sample
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from aftershock.stack import EmbeddedStack
     from schemas.events import Event
+    from spine.stack import EmbeddedStack
     from tests.eventlog.conftest import Topics
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from aftershock.eventlog import codec
-from aftershock.eventlog.publisher import Publisher
-from aftershock.eventlog.reader import EventReader
-from aftershock.eventlog.spool import Spool
-from aftershock.settings import Settings
-from aftershock.stack import EmbeddedStack, free_port
 from schemas.events import Send
+from spine.eventlog import codec
+from spine.eventlog.publisher import Publisher
+from spine.eventlog.reader import EventReader
+from spine.eventlog.spool import Spool
+from spine.settings import Settings
+from spine.stack import EmbeddedStack, free_port
 from tests.eventlog.samples import sample
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from aftershock.cli.main import app
-from aftershock.settings import Settings
+from spine.settings import Settings
 
 COMPOSE = Path(__file__).parents[2] / "compose"
 
@@ -74,7 +74,7 @@ def test_aftershock_settings_exist_and_validate(name: str) -> None:
     env = {k: v for k, v in _env(_services()[name]).items() if k.startswith("AFTERSHOCK_")}
     fields = {f"AFTERSHOCK_{f.upper()}" for f in Settings.model_fields}
     unknown = sorted(set(env) - fields)
-    assert not unknown, f"{name}: not settings of aftershock.settings.Settings: {unknown}"
+    assert not unknown, f"{name}: not settings of spine.settings.Settings: {unknown}"
     Settings(**{k.removeprefix("AFTERSHOCK_").lower(): v for k, v in env.items()})
 
 

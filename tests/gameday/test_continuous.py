@@ -19,15 +19,15 @@ from aftershock.gameday.continuous import (
     round_experiment,
 )
 from aftershock.gameday.run import GamedayOptions, RunOutcome
-from aftershock.settings import Settings
 from injector.validate import load_experiment
 from schemas.load import SendStep
+from spine.settings import Settings
 from tests.gameday.test_run import SHORT, _cli, _env
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from aftershock.stack import EmbeddedStack
+    from spine.stack import EmbeddedStack
 
 
 def test_rounds_rotate_faults_and_scale_the_load() -> None:

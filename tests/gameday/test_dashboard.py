@@ -26,7 +26,7 @@ from schemas.events import (
 from schemas.results import Availability, FailureEpisode, IsolationViolation
 
 if TYPE_CHECKING:
-    from aftershock.stack import EmbeddedStack
+    from spine.stack import EmbeddedStack
 
 IDS = {"experiment_id": "e", "run_id": "r", "generator_id": "g"}
 SESS = {"user": "u", "target": "gateway", "protocol": "ws"}
@@ -186,7 +186,7 @@ async def test_remote_dashboard_reads_the_runs_snapshot(stack: EmbeddedStack) ->
 async def test_remote_dashboard_falls_back_to_the_results_store(stack: EmbeddedStack) -> None:
     from redis.asyncio import Redis
 
-    from analyzers.store import write_results
+    from spine.store import write_results
 
     ids = {"experiment_id": "remote-b", "run_id": "r", "generator_id": "analyzer"}
     r = Redis.from_url(stack.redis_url)

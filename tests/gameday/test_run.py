@@ -16,7 +16,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 if TYPE_CHECKING:
-    from aftershock.stack import EmbeddedStack
+    from spine.stack import EmbeddedStack
 
 pytestmark = pytest.mark.timeout(180)
 

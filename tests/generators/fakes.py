@@ -9,19 +9,19 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from aftershock.eventlog import MemorySink
 from generators.engines.base import Closed
 from generators.runner import Generator, GeneratorOptions
 from schemas.events import Protocol as WireProtocol
 from schemas.targets import Target
+from spine.eventlog import MemorySink
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from aftershock.eventlog.sink import EventSink
     from generators.clock import Clock
     from generators.engines.base import Connection, Endpoint, MessageHandler
     from schemas.load import LoadProfile
+    from spine.eventlog.sink import EventSink
 
 
 def _echo(data: str) -> list[str]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from aftershock.eventlog import MemorySink
 from generators.clock import FakeClock
 from generators.runner import Generator, GeneratorOptions
 from schemas.events import SessionError
 from schemas.targets import Target
+from spine.eventlog import MemorySink
 from tests.generators.conftest import profile
 from tests.generators.fakes import FakeEngine, fake_generator
 from tests.generators.servers import ChatLikeServer

@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from aftershock.eventlog import MemorySink
 from examples.chat import ChatSystem
 from generators.runner import Generator, GeneratorOptions
 from schemas.events import Receive, parse_event
 from schemas.targets import Target
+from spine.eventlog import MemorySink
 from tests.generators.conftest import SESSION_KINDS, profile
 
 if TYPE_CHECKING:
-    from aftershock.stack import EmbeddedStack
+    from spine.stack import EmbeddedStack
 
 pytestmark = pytest.mark.timeout(120)
 

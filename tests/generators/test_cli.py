@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from aftershock.eventlog.reader import EventReader
+from spine.eventlog.reader import EventReader
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from aftershock.stack import EmbeddedStack
+    from spine.stack import EmbeddedStack
     from tests.generators.servers import ChatLikeServer
 
 pytestmark = pytest.mark.timeout(120)

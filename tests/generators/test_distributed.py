@@ -17,7 +17,7 @@ from generators.errors import CoordinationError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from aftershock.stack import EmbeddedStack
+    from spine.stack import EmbeddedStack
     from tests.generators.servers import ChatLikeServer
 
 pytestmark = pytest.mark.timeout(120)

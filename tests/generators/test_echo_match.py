@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from aftershock.eventlog import MemorySink
 from schemas.events import Receive
+from spine.eventlog import MemorySink
 from tests.generators.conftest import profile
 from tests.generators.fakes import FakeEngine, fake_generator
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from aftershock.eventlog import MemorySink
 from generators.errors import ConnectionLost
 from schemas.events import Send, SessionError
+from spine.eventlog import MemorySink
 from tests.generators.conftest import profile
 from tests.generators.fakes import FakeConnection, FakeEngine, fake_generator
 

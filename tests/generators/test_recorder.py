@@ -7,9 +7,9 @@ import itertools
 
 import pytest
 
-from aftershock.eventlog import EncodedEventSink, MemorySink, codec
 from generators.recorder import Recorder, SessionLog
 from schemas.events import EventAdapter, Protocol, SessionEventBase
+from spine.eventlog import EncodedEventSink, MemorySink, codec
 from tests.generators.conftest import SESSION_KINDS
 
 TRACE = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")

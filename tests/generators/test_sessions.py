@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from aftershock.eventlog import MemorySink
 from generators.runner import Generator, GeneratorOptions
 from schemas.events import (
     Connected,
@@ -21,6 +20,7 @@ from schemas.events import (
     parse_event,
 )
 from schemas.targets import Target
+from spine.eventlog import MemorySink
 from tests.generators.conftest import profile
 
 if TYPE_CHECKING:

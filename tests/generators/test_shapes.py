@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from aftershock.eventlog import MemorySink
 from generators.clock import FakeClock
 from generators.population import build_population, shard
 from generators.session import unit_fraction
 from generators.shapes import planned_active, stability_levels, start_offsets
 from schemas.load import RampShape
+from spine.eventlog import MemorySink
 from tests.generators.conftest import profile
 from tests.generators.fakes import FakeEngine, fake_generator
 

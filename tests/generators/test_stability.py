@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from aftershock.eventlog import MemorySink
 from generators.runner import GeneratorOptions
 from generators.stability import search_stability
 from schemas.targets import Target
+from spine.eventlog import MemorySink
 from tests.generators.conftest import profile
 from tests.generators.servers import ChatLikeServer
 

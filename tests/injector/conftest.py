@@ -12,9 +12,9 @@ import yaml
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from aftershock.eventlog import MemorySink
 from injector.controller import ToxiproxyController
 from injector.proxy import ProxyServer
+from spine.eventlog import MemorySink
 from tests.loopback import close_accepted
 
 if TYPE_CHECKING:

@@ -12,11 +12,11 @@ import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
 from aftershock.cli.main import app
-from aftershock.eventlog import MemorySink
 from injector.control import send_command
 from injector.executor import Executor, RunOptions
 from injector.journal import FaultState
 from injector.validate import load_experiment
+from spine.eventlog import MemorySink
 
 from .conftest import plan, write_experiment
 
@@ -142,8 +142,8 @@ def test_control_without_a_running_experiment_says_so(redis_url: str) -> None:
 async def test_safeguard_reads_the_analyzers_live_results_in_redis(
     tmp_path: Path, echo: Echo, controller: ToxiproxyController, redis_url: str
 ) -> None:
-    from analyzers.store import write_results
     from schemas.results import Availability
+    from spine.store import write_results
 
     await controller.create_proxy("echo", echo.address, "127.0.0.1:0")
     eid = f"guard-{uuid.uuid4().hex[:8]}"

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from aftershock.eventlog import MemorySink
 from injector.controller import ToxiproxyController
 from injector.errors import UnsupportedByServer
 from injector.executor import Executor, RunOptions
 from injector.journal import FaultState, read_journal
 from injector.validate import load_experiment
 from schemas.results import IsolationViolation
+from spine.eventlog import MemorySink
 
 from .conftest import plan, round_trip_ms, write_experiment
 

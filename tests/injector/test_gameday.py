@@ -15,11 +15,11 @@ import httpx
 import redis.asyncio as aioredis
 import yaml
 
-from aftershock.eventlog import MemorySink
 from examples.chat import ChatSystem
 from injector.executor import Executor, RunOptions
 from injector.journal import FaultState
 from injector.validate import load_experiment
+from spine.eventlog import MemorySink
 
 if TYPE_CHECKING:
     import pytest

@@ -24,8 +24,8 @@ from .conftest import write_experiment
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from aftershock.eventlog import MemorySink
     from injector.controller import ToxiproxyController
+    from spine.eventlog import MemorySink
 
     from .conftest import Echo
 
@@ -293,7 +293,7 @@ async def test_run_publishes_its_events_to_kafka(
 ) -> None:
     import uuid
 
-    from aftershock.eventlog.reader import EventReader
+    from spine.eventlog.reader import EventReader
 
     topic = f"injector-events-{uuid.uuid4().hex[:8]}"
     await stack.create_topics([topic])

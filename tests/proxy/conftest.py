@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from aftershock.eventlog import MemorySink
 from injector.proxy import ProxyServer
+from spine.eventlog import MemorySink
 from tests.loopback import close_accepted
 
 if TYPE_CHECKING:

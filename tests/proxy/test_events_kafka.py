@@ -11,15 +11,15 @@ import sys
 import uuid
 from typing import TYPE_CHECKING
 
-from aftershock.eventlog.publisher import Publisher
-from aftershock.eventlog.reader import EventReader
 from injector.proxy import ProxyServer
+from spine.eventlog.publisher import Publisher
+from spine.eventlog.reader import EventReader
 from tests.proxy.helpers import Api
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from aftershock.stack import EmbeddedStack
+    from spine.stack import EmbeddedStack
 
 
 async def _read(stack: EmbeddedStack, topic: str, n: int) -> list[str]:

@@ -14,7 +14,7 @@ from tests.proxy.conftest import raw_http
 from tests.proxy.helpers import Api, echo_rtt, read_exactly
 
 if TYPE_CHECKING:
-    from aftershock.eventlog import MemorySink
+    from spine.eventlog import MemorySink
 
 
 async def test_capabilities(server: ProxyServer) -> None:
@@ -325,7 +325,7 @@ async def test_every_change_is_a_fault_event(server: ProxyServer, sink: MemorySi
 
 
 async def test_connection_events_with_bytes_and_toxics_hit(echo_port: int) -> None:
-    from aftershock.eventlog import MemorySink
+    from spine.eventlog import MemorySink
 
     sink = MemorySink()
     async with ProxyServer(sink=sink, connection_events=True) as server, Api(server) as api:

@@ -14,7 +14,7 @@ from tests.sample.relay import Relay
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from aftershock.stack import EmbeddedStack
+    from spine.stack import EmbeddedStack
 
 
 @pytest.fixture

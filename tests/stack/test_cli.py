@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from aftershock import stackstate
+from spine import stackstate
 
 if TYPE_CHECKING:
     from pathlib import Path

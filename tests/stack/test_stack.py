@@ -17,10 +17,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from aftershock import stackstate
-from aftershock.errors import BinaryNotFoundError, PortInUseError, StackAlreadyRunningError
-from aftershock.settings import Settings
-from aftershock.stack import EmbeddedStack
+from spine import stackstate
+from spine.errors import BinaryNotFoundError, PortInUseError, StackAlreadyRunningError
+from spine.settings import Settings
+from spine.stack import EmbeddedStack
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -121,8 +121,8 @@ async def test_stale_processes_of_a_killed_owner_are_stopped_on_next_start(tmp_p
         f"""
         import asyncio, sys
         from pathlib import Path
-        from aftershock.settings import Settings
-        from aftershock.stack import EmbeddedStack
+        from spine.settings import Settings
+        from spine.stack import EmbeddedStack
         async def main():
             st = EmbeddedStack(Settings(state_dir=Path({str(state)!r})))
             await st.start()

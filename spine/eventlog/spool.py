@@ -23,8 +23,8 @@ import zlib
 from collections import deque
 from typing import TYPE_CHECKING, BinaryIO
 
-from aftershock.errors import SpoolError
-from aftershock.eventlog.codec import Envelope
+from spine.errors import SpoolError
+from spine.eventlog.codec import Envelope
 
 if TYPE_CHECKING:
     from pathlib import Path

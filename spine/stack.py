@@ -21,17 +21,17 @@ from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from aftershock import stackstate
-from aftershock.errors import (
+from spine import stackstate
+from spine.errors import (
     BinaryNotFoundError,
     PortInUseError,
     ServiceStartError,
     StackAlreadyRunningError,
     StackError,
 )
-from aftershock.localhost import free_port, port_is_free
-from aftershock.settings import Settings
-from aftershock.stackstate import ProcessRecord, StackRecord
+from spine.localhost import free_port, port_is_free
+from spine.settings import Settings
+from spine.stackstate import ProcessRecord, StackRecord
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from aftershock.errors import DecodeError, EventLogError
-from aftershock.eventlog import codec
+from spine.errors import DecodeError, EventLogError
+from spine.eventlog import codec
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -27,8 +27,8 @@ class EventSink(Protocol):
 class EncodedEventSink(EventSink, Protocol):
     def emit_encoded(self, key: str, data: bytes) -> None:
         """Accept one event given as its wire bytes: exactly what
-        :func:`aftershock.eventlog.codec.encode_event` returns for a valid event, to travel
-        under ``key`` (its :func:`~aftershock.eventlog.codec.partition_key`). The sink trusts
+        :func:`spine.eventlog.codec.encode_event` returns for a valid event, to travel
+        under ``key`` (its :func:`~spine.eventlog.codec.partition_key`). The sink trusts
         the producer; same guarantees as :meth:`EventSink.emit`."""
 
 

@@ -16,10 +16,10 @@ import orjson
 import zstandard
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from aftershock.errors import DecodeError
 from schemas.base import SCHEMA_VERSION
 from schemas.events import Event, EventAdapter, FaultEventBase, SessionEventBase
 from schemas.results import ResultBase
+from spine.errors import DecodeError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -14,17 +14,15 @@ Writes are idempotent (same key, same value), so replaying into Redis is harmles
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from schemas.events import EventAdapter
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from redis.asyncio import Redis
 
-    from analyzers.core.engine import AnalyzerStats
     from schemas.results import ResultEvent
 
 
@@ -47,7 +45,7 @@ async def write_results(
     redis: Redis,
     experiment_id: str,
     results: Sequence[ResultEvent],
-    stats: AnalyzerStats | None = None,
+    stats: Mapping[str, object] | None = None,
 ) -> None:
     base = prefix(experiment_id)
     pipe = redis.pipeline(transaction=False)
@@ -61,7 +59,7 @@ async def write_results(
     if stats is not None:
         pipe.hset(
             f"{base}:stats",
-            mapping={k: "" if v is None else str(v) for k, v in asdict(stats).items()},
+            mapping={k: "" if v is None else str(v) for k, v in stats.items()},
         )
     pipe.set(f"{base}:updated_ns", str(time.time_ns()))
     await pipe.execute()

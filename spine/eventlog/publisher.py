@@ -1,4 +1,4 @@
-"""The Kafka publisher: an :class:`~aftershock.eventlog.EventSink` that batches, bounds its
+"""The Kafka publisher: an :class:`~spine.eventlog.EventSink` that batches, bounds its
 memory and loses nothing.
 
 ``emit()`` encodes the event and appends its bytes to a per-key buffer (``emit_encoded()`` takes
@@ -31,15 +31,15 @@ from typing import TYPE_CHECKING, Self
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from aftershock.errors import EventLogError, SpoolError
-from aftershock.eventlog.codec import (
+from spine.errors import EventLogError, SpoolError
+from spine.eventlog.codec import (
     Compression,
     Envelope,
     encode_event,
     encoded_envelope,
     partition_key,
 )
-from aftershock.eventlog.spool import Spool
+from spine.eventlog.spool import Spool
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -182,7 +182,7 @@ class Publisher:
 
     def emit_encoded(self, key: str, data: bytes) -> None:
         """Accept an event as ``encode_event(event)`` bytes under ``partition_key(event)``
-        (see :class:`~aftershock.eventlog.sink.EncodedEventSink`)."""
+        (see :class:`~spine.eventlog.sink.EncodedEventSink`)."""
         if self._closed:
             raise EventLogError("emit() on a closed publisher")
         buf = self._buffers.get(key)

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from aftershock.errors import EventFileError
 from schemas.events import parse_event
+from spine.errors import EventFileError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from opentelemetry.sdk.trace import ReadableSpan
 
-    from aftershock.settings import Settings
+    from spine.settings import Settings
 
 SPANS_FILE = "spans.jsonl"
 
