@@ -17,8 +17,10 @@ which is not an error at all.
 
 from __future__ import annotations
 
+from spine.errors import AftershockError
 
-class GeneratorError(Exception):
+
+class GeneratorError(AftershockError):
     retriable = False
 
 

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from spine.errors import AftershockError
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from injector.document import Problem
 
 
-class InjectorError(Exception):
+class InjectorError(AftershockError):
     retriable: bool = False
 
 

@@ -1,6 +1,7 @@
-"""Errors raised by the shared parts of Aftershock (embedded stack and event log).
+"""The one error root of Aftershock, and the errors of the spine (embedded stack and event log).
 
-The tree::
+Every error Aftershock raises on purpose derives from ``AftershockError``; each package keeps
+its own subtree in its ``errors.py``::
 
     AftershockError
     ├── StackError                  the embedded stack could not start, or stop
@@ -8,10 +9,15 @@ The tree::
     │   ├── PortInUseError          a configured port is already taken
     │   ├── ServiceStartError       a server exited or never became healthy
     │   └── StackAlreadyRunningError  a detached stack is already running here
-    └── EventLogError
-        ├── DecodeError             a Kafka record is not a valid event envelope
-        ├── SpoolError              the publisher's disk spool cannot be written
-        └── EventFileError          a JSONL event file cannot be read or has a bad line
+    ├── EventLogError
+    │   ├── DecodeError             a Kafka record is not a valid event envelope
+    │   ├── SpoolError              the publisher's disk spool cannot be written
+    │   └── EventFileError          a JSONL event file cannot be read or has a bad line
+    ├── GeneratorError              generators/errors.py
+    ├── InjectorError               injector/errors.py
+    ├── ProxyError                  injector/proxy/errors.py
+    ├── AnalyzerError               analyzers/errors.py
+    └── GamedayError                aftershock/report/errors.py
 
 Foreign errors (OS, Kafka client) are mapped at the boundary: ``raise Mapped(msg) from exc``.
 """

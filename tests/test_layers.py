@@ -50,3 +50,15 @@ def test_the_rule_sees_an_upward_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f() -> None:\n    from aftershock.cli import main\n", encoding="utf-8")
     assert _imports(module) == {("aftershock", 2)}
+
+
+def test_every_package_error_root_derives_from_the_one_root() -> None:
+    from aftershock.report.errors import GamedayError
+    from analyzers.errors import AnalyzerError
+    from generators.errors import GeneratorError
+    from injector.errors import InjectorError
+    from injector.proxy.errors import ProxyError
+    from spine.errors import AftershockError
+
+    for root in (GeneratorError, InjectorError, ProxyError, AnalyzerError, GamedayError):
+        assert issubclass(root, AftershockError), root

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+from spine.errors import AftershockError
 
-class GamedayError(Exception):
+
+class GamedayError(AftershockError):
     """Base of the game-day errors; the message is meant for the operator."""
 
 

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from spine.errors import AftershockError
+
 if TYPE_CHECKING:
     from injector.proxy.proxy import Proxy
 
 
-class ProxyError(Exception):
+class ProxyError(AftershockError):
     """Base of every error raised by the fault proxy."""
 
 
