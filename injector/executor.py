@@ -62,6 +62,7 @@ from schemas.events import (
     ToxicRemoved,
 )
 from schemas.experiment import Action, ActivityRef, Probe, ToxicFault
+from spine.activefaults import FaultMark, announce
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -158,6 +159,8 @@ class Executor:
         self._start_wall = time.time()
         self._mono0 = time.monotonic_ns()
         self._span: trace.Span | None = None
+        self._marks: dict[str, FaultMark] = {}
+        """Announced fault windows by fault id (see :meth:`_announce`)."""
         self._body_task: asyncio.Task[Any] | None = None
         self._final: Journal | None = None
         self._stopping = asyncio.Event()
@@ -289,7 +292,11 @@ class Executor:
         fr.span = _tracer.start_span(
             f"fault {fr.fault_id}",
             context=trace.set_span_in_context(self._span) if self._span else None,
-            attributes={"aftershock.fault_id": fr.fault_id, "aftershock.proxy": fr.proxy},
+            attributes={
+                "aftershock.fault_id": fr.fault_id,
+                "aftershock.proxy": fr.proxy,
+                "aftershock.fault.type": fr.toxic_type or fr.kind,
+            },
         )
         t0 = time.perf_counter()
         try:
@@ -333,6 +340,7 @@ class Executor:
         fr.to(FaultState.ACTIVE)
         self._save()
         self._phase(f"fault:{fr.fault_id}")
+        await self._announce(fr, active=True)
 
     async def revert(self, fr: FaultRun, reason: Literal["api", "rollback"] = "api") -> None:
         async with fr.lock:
@@ -384,6 +392,7 @@ class Executor:
         if fr.span is not None:
             fr.span.end()
         self._save()
+        await self._announce(fr, active=False)
         if not any(f.state == FaultState.ACTIVE for f in self.faults):
             self._phase("recovery")
 
@@ -425,6 +434,30 @@ class Executor:
                 await self.ctl.add_toxic(fr.proxy, self._toxic_body(fr))
         except ControllerError as exc:
             fr.error = f"lease renewal: {exc}"
+
+    async def _announce(self, fr: FaultRun, *, active: bool) -> None:
+        """Tell generators the fault is now in force (or over), with its span, so the spans
+        that run under it name it and link to it (see :mod:`spine.activefaults`)."""
+        now = time.time_ns()
+        if active:
+            ids = self._common(fr.span)
+            mark = FaultMark(
+                fault_id=fr.fault_id,
+                start_ns=now,
+                trace_id=ids.get("trace_id"),
+                span_id=ids.get("span_id"),
+            )
+        elif (started := self._marks.get(fr.fault_id)) is not None:
+            mark = started.model_copy(update={"end_ns": max(now, started.start_ns)})
+        else:
+            return
+        self._marks[fr.fault_id] = mark
+        redis = self.opts.redis
+        if redis is None:
+            return
+        with contextlib.suppress(RedisError, OSError, TimeoutError):  # advisory, like the state
+            async with asyncio.timeout(1.0):
+                await announce(redis, self.experiment_id, mark)
 
     async def _publish_state(self) -> None:
         redis = self.opts.redis

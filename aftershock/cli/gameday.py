@@ -166,6 +166,18 @@ def run(
             "isolation_violations to let a game day play out; SLOs still judge it."
         ),
     ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the verdict and the figures as one JSON document on stdout (console "
+            "lines stay on stderr).",
+        ),
+    ] = False,
+    summary_export: Annotated[
+        Path | None,
+        typer.Option(help="Also write that JSON document to this file.", dir_okay=False),
+    ] = None,
 ) -> None:
     """Run a game day: load, faults, live analysis and dashboard, then the verdict and the
     report in runs/<run_id>/. Exit status: 0 pass, 1 fail (failing SLOs named), 2 error or
@@ -204,6 +216,11 @@ def run(
         workers=workers,
     )
     if continuous:
+        if json_out or summary_export is not None:
+            raise typer.BadParameter(
+                "a summary is for one game day; continuous rounds are on --metrics-port",
+                param_hint="--json/--summary-export",
+            )
         from aftershock.gameday.continuous import Continuous, ContinuousOptions
         from aftershock.gameday.run import load_plan
 
@@ -234,6 +251,17 @@ def run(
         typer.echo(f"failing SLOs: {', '.join(outcome.failing)}", err=True)
     for reason in outcome.reasons:
         typer.echo(f"  - {reason}", err=True)
+    if json_out or summary_export is not None:
+        from aftershock.cli.summary import render, summary_document, write_summary
+
+        try:
+            doc = summary_document(outcome)
+        except GamedayError as exc:
+            _fail(exc)
+        if summary_export is not None:
+            write_summary(doc, summary_export)
+        if json_out:
+            typer.echo(render(doc))
     raise typer.Exit(outcome.exit_code)
 
 

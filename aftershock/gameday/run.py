@@ -49,9 +49,10 @@ from injector.errors import InjectorError
 from injector.executor import Executor, experiment_id_of
 from injector.executor import RunOptions as InjectorOptions
 from injector.sinks import JsonlSink
+from spine.activefaults import ActiveFaults, follow
 from spine.eventlog.publisher import Publisher
 from spine.stack import EmbeddedStack
-from spine.telemetry import configure_tracing
+from spine.telemetry import configure_tracing, otlp_endpoint
 
 if TYPE_CHECKING:
     from contextlib import AsyncExitStack
@@ -298,14 +299,19 @@ class Gameday:
                     bugs=self.opts.bugs,
                     log_path=run_dir / SAMPLE_LOG,
                     spans_path=run_dir / SAMPLE_SPANS
-                    if self.settings.otel_exporter == "file"
+                    if self.settings.otel_exporter != "none"
                     else None,
-                    otlp_endpoint=self.settings.otel_endpoint
-                    if self.settings.otel_exporter == "otlp"
+                    otlp_endpoint=(
+                        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or self.settings.otel_endpoint
+                    )
+                    if self.settings.otel_exporter != "none" and otlp_endpoint(self.settings)
                     else None,
                 )
             )
         targets = {t.name: t for t in ax.targets}
+        # The injector announces its faults in Redis; the sessions' spans name the ones they
+        # ran under and link to them (the same way as generators on other hosts).
+        faults = ActiveFaults()
         for profile in ax.load:
             if profile.target not in targets:
                 raise RunSetupError(f"load profile names unknown target {profile.target!r}")
@@ -320,6 +326,7 @@ class Gameday:
                         trace_every=self.opts.trace_every,
                     ),
                     tracer_provider=provider,
+                    faults=faults,
                 )
             )
         self.console.print(
@@ -342,6 +349,7 @@ class Gameday:
                     tg.create_task(analysis.run()),
                     tg.create_task(dashboard.run()),
                     tg.create_task(self._publish_live(redis, tap)),
+                    tg.create_task(follow(redis, self.experiment_id, faults)),
                 ]
                 if sut is not None:
                     helpers.append(tg.create_task(sut.watch(self._sut_exited)))
