@@ -11,110 +11,16 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
+from aftershock.cli.commands import COMMANDS, ROOT_HELP, help_width, root_help
 from spine import __version__
 
 if TYPE_CHECKING:
     from typer import _click as click
-
-
-class Lazy(NamedTuple):
-    module: str
-    attr: str
-    """A command function, or a ``typer.Typer`` (a command group)."""
-    help: str
-    """The line the root's help shows for it (the command's own first help line)."""
-    pick: str | None = None
-    """For a Typer whose commands join the root's: the one to take."""
-
-
-COMMANDS: dict[str, Lazy] = {
-    "demo": Lazy(
-        "aftershock.cli.demo",
-        "demo",
-        "Run the shipped game day against the sample chat system (isolation defect on) and "
-        "write its report; exits 1 with the failing SLOs named, as that game day is meant to.",
-    ),
-    "run": Lazy(
-        "aftershock.cli.gameday",
-        "run",
-        "Run a game day: load, faults, live analysis and dashboard, then the verdict and the "
-        "report in runs/<run_id>/. Exit status: 0 pass, 1 fail (failing SLOs named), 2 error or "
-        "interrupted.",
-    ),
-    "report": Lazy(
-        "aftershock.cli.gameday",
-        "report",
-        "Regenerate a run's report (report.html, results.json, summary.md, junit.xml) from its "
-        "event log. Exits 0 when the run's verdict passed, 1 when it failed, 2 on error.",
-    ),
-    "traces": Lazy(
-        "aftershock.cli.gameday",
-        "traces",
-        "Print session traces as trees, with the faults active at each span and the session's "
-        "events beside the span they belong to. Exits 1 when no trace matches.",
-    ),
-    "dashboard": Lazy(
-        "aftershock.cli.gameday",
-        "dashboard",
-        "Watch a game day running elsewhere: the live dashboard, read from Redis (the run's own "
-        "snapshot, else the analyzers' live results). Exits 1 when Redis knows nothing of it.",
-    ),
-    "validate": Lazy(
-        "injector.cli",
-        "validate",
-        "Check an experiment file; print every problem with its path and line. Exit 1 on any.",
-    ),
-    "generate": Lazy(
-        "generators.cli",
-        "generate",
-        "Run load profiles against their targets, recording every session event.",
-    ),
-    "stack": Lazy(
-        "aftershock.cli.stack",
-        "app",
-        "Run the embedded stack: a Tansu Kafka broker and a Valkey server on 127.0.0.1.",
-    ),
-    "proxy": Lazy("injector.proxy.cli", "app", "The Toxiproxy-compatible fault proxy."),
-    "injector": Lazy(
-        "injector.cli",
-        "injector_app",
-        "Run experiment timelines against the fault proxy; clean up after dead runs.",
-    ),
-    "control": Lazy(
-        "injector.cli",
-        "control_app",
-        "Game-day controls for a running experiment (through Redis).",
-    ),
-    "analyze": Lazy(
-        "analyzers.cli",
-        "app",
-        "Start an analyzer worker (Faust) on the events topic; runs until interrupted.",
-        pick="analyze",
-    ),
-    "replay": Lazy(
-        "analyzers.cli",
-        "app",
-        "Recompute every result of an experiment from the log and print them.",
-        pick="replay",
-    ),
-    "export": Lazy(
-        "analyzers.cli",
-        "app",
-        "Write an experiment's events from Kafka to a JSONL file (one event per line).",
-        pick="export",
-    ),
-    "results": Lazy(
-        "analyzers.cli",
-        "app",
-        "Print the live results of an experiment, as analyzer workers stored them in Redis.",
-        pick="results",
-    ),
-}
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter | None, value: bool) -> None:
@@ -182,21 +88,27 @@ def _plain_metavars(cmd: click.Command) -> None:
         _plain_metavars(sub)
 
 
+def _noop() -> None:
+    """A callback, so that the wrapper in :func:`load` is a group."""
+
+
 def load(name: str) -> click.Command:
-    """Import command ``name`` and build its click command."""
+    """Import command ``name`` and build its click command, as it would be if registered on
+    the root directly (a Typer added under its name, or merged for ``pick``, or a function)."""
     spec = COMMANDS[name]
     target: Any = getattr(importlib.import_module(spec.module), spec.attr)
+    wrapper = typer.Typer(rich_markup_mode=None, add_completion=False)
+    wrapper.callback()(_noop)
     if isinstance(target, typer.Typer):
         target.rich_markup_mode = None
-        target._add_completion = False
-        cmd = typer.main.get_command(target)
-        if spec.pick is not None:
-            group: Any = cmd
-            cmd = group.commands[spec.pick]
+        if spec.pick is None:
+            wrapper.add_typer(target, name=name)
+        else:
+            wrapper.add_typer(target)
     else:
-        single = typer.Typer(rich_markup_mode=None, add_completion=False)
-        single.command(name=name)(target)
-        cmd = typer.main.get_command(single)
+        wrapper.command(name=name)(target)
+    group: Any = typer.main.get_command(wrapper)
+    cmd: click.Command = group.commands[spec.pick or name]
     cmd.name = name
     _plain_metavars(cmd)
     _add_version_option(cmd, _version_option())
@@ -215,6 +127,9 @@ class LazyGroup(TyperGroup):
         # Listing the root's commands needs only their help line: a stand-in that loads
         # nothing. Running one goes through resolve_command, which loads it.
         return TyperCommand(cmd_name, help=COMMANDS[cmd_name].help, rich_markup_mode=None)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write(root_help(help_width()))
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -254,7 +169,7 @@ def _with_version(_version: VersionOpt = False) -> None:
 app = typer.Typer(
     name="aftershock",
     cls=LazyGroup,
-    help="Event-sourced chaos and fault injection: load, faults and resilience analysis.",
+    help=ROOT_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -275,7 +190,10 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    """The entry point (see :mod:`aftershock.cli.entry` for the quick answers)."""
+    from aftershock.cli.entry import main as entry
+
+    entry()
 
 
 if __name__ == "__main__":
