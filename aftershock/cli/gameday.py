@@ -157,8 +157,17 @@ def run(
         int, typer.Option(help="--continuous: run directories and results kept.", min=1)
     ] = 5,
     metrics_port: Annotated[
-        int | None, typer.Option(help="--continuous: serve Prometheus metrics on this port.")
+        int | None,
+        typer.Option(help="--continuous: serve Prometheus metrics on this port (bind host)."),
     ] = None,
+    metrics_linger_s: Annotated[
+        float,
+        typer.Option(
+            help="--continuous with --rounds: after the last round, serve its metrics until "
+            "they are scraped once more, for at most this many seconds.",
+            min=0,
+        ),
+    ] = 15.0,
     ignore_safeguard: Annotated[
         list[str] | None,
         typer.Option(
@@ -230,6 +239,7 @@ def run(
             rounds=rounds,
             keep_runs=keep_runs,
             metrics_port=metrics_port,
+            linger_s=metrics_linger_s,
         )
         try:
             plan = load_plan(experiment, options)
