@@ -112,6 +112,8 @@ class RunOptions:
     generator_id: str = field(
         default_factory=lambda: f"injector-{socket.gethostname()}-{os.getpid()}"
     )
+    tracer_provider: trace.TracerProvider | None = None
+    """Where the experiment's and faults' spans go; None: the global provider."""
 
 
 class Executor:
@@ -167,6 +169,11 @@ class Executor:
         self._writer: JournalWriter | None = None
         self.unsupported: UnsupportedByServer | None = None
         """Set when the server cannot run the plan (nothing was injected)."""
+
+    @property
+    def _tracer(self) -> trace.Tracer:
+        provider = self.opts.tracer_provider
+        return _tracer if provider is None else provider.get_tracer("aftershock.injector")
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -289,7 +296,7 @@ class Executor:
         self._save()
         if self._writer is not None:  # the intent is on disk before the server is touched
             await self._writer.flush()
-        fr.span = _tracer.start_span(
+        fr.span = self._tracer.start_span(
             f"fault {fr.fault_id}",
             context=trace.set_span_in_context(self._span) if self._span else None,
             attributes={
@@ -703,7 +710,7 @@ class Executor:
         the cancellation is then re-raised."""
         if self.opts.journal_path is not None:
             self._writer = JournalWriter(self.opts.journal_path)
-        self._span = _tracer.start_span(
+        self._span = self._tracer.start_span(
             f"experiment {self.experiment_id}",
             attributes={
                 "aftershock.experiment_id": self.experiment_id,

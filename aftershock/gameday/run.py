@@ -290,6 +290,7 @@ class Gameday:
             self.settings, "aftershock-run", run_dir=run_dir, set_global=self.opts.global_tracing
         )
         stack.callback(shutdown_tracing)
+        executor.opts.tracer_provider = provider  # also when not global (continuous rounds)
         await self._create_proxies(stack, ctl)
         sut: SampleProcess | None = None
         if sample:

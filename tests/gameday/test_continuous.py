@@ -207,6 +207,19 @@ def test_rounds_go_on_after_a_restart(stack: EmbeddedStack, tmp_path: Path) -> N
     failing = f"; failing {', '.join(v0['failing'])}" if v0["failing"] else ""
     line = f"round 0: {word} ({v0['status']}); fault redis-outage{failing}; run {v0['run_id']}"
     assert line in err.splitlines(), err
+    # the round's fault span is in its span file, and the sessions that ran under it link to it
+    spans = [
+        json.loads(line) for line in (runs / v0["run_id"] / "spans.jsonl").read_text().splitlines()
+    ]
+    (fault,) = [x for x in spans if x["name"] == "fault redis-outage"]
+    linked = [
+        x
+        for x in spans
+        if x["name"] == "session"
+        and any(lk["context"]["span_id"] == fault["context"]["span_id"] for lk in x["links"])
+    ]
+    assert linked
+    assert all(x["attributes"]["aftershock.fault.ids"] == ["redis-outage"] for x in linked)
     (text,) = scraped
     check_metrics(text)
     assert len(_samples(text, "aftershock_continuous_rounds_total")) == 1
