@@ -1,10 +1,11 @@
 """Root of the ``aftershock`` command: each part of the system contributes one command group.
 
-Command modules are imported only when their command runs (or its help is asked for): the
-root's help and ``--version`` need nothing but this module, so they answer at once. The root's
-command list is :data:`COMMANDS`; ``tests/gameday/test_cli.py`` checks it against the commands.
-Help is plain text, never wrapped when the output is not a terminal (so it greps), and
-``-h`` works everywhere like ``--help``.
+Command modules are imported only when their command runs (or its help is asked for); the
+root's own help is rendered from the table :data:`~aftershock.cli.commands.COMMANDS`, which
+``tests/gameday/test_cli.py`` checks against the commands, and ``aftershock --help`` and
+``--version`` are answered before this module is even imported (:mod:`aftershock.cli.entry`).
+Help is plain text, never wrapped when the output is not a terminal (so it greps), with classic
+metavars (``PATH``, ``INTEGER``); ``-h`` works like ``--help`` and ``--version`` everywhere.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperArgument, TyperCommand, TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from aftershock.cli.commands import COMMANDS, ROOT_HELP, help_width, root_help
 from spine import __version__
@@ -77,9 +78,9 @@ def _plain_metavars(cmd: click.Command) -> None:
             p.metavar = (p.name or "").upper()
             p.__class__ = _PlainArgument
             continue
-        if getattr(p, "is_flag", False) or getattr(p, "count", False):
+        if not isinstance(p, TyperOption) or p.is_flag or p.count:
             continue
-        shown = str(p.display_type(ctx) or "")  # type: ignore[attr-defined]
+        shown = str(p.display_type(ctx) or "")
         inner = shown.strip("<>").removesuffix(" range")
         inner = inner.removeprefix("list[").removesuffix("]")
         if shown.startswith("<") and inner in _METAVARS:
