@@ -395,6 +395,7 @@ class Session:
         try:
             await conn.close()
         except (GeneratorError, OSError) as exc:
+            self.errors += 1
             self.log.error(type(exc).__name__, str(exc), "close", self.trace)
             return
         if was_open:
