@@ -250,6 +250,14 @@ def run(
     try:
         outcome = asyncio.run(run_gameday(experiment, Settings(), options))
     except GamedayError as exc:
+        if json_out or summary_export is not None:
+            from aftershock.cli.summary import error_document, render, write_summary
+
+            doc = error_document(str(exc))
+            if summary_export is not None:
+                write_summary(doc, summary_export)
+            if json_out:
+                typer.echo(render(doc))
         _fail(exc)
     verdict = {0: "PASS", 1: "FAIL", 2: "ERROR"}[outcome.exit_code]
     typer.echo(

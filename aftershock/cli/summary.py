@@ -9,6 +9,9 @@ from the analyzers' fold) and its outcome; nothing is recomputed here. Shape::
      "verdict": the run's verdict record or null, "phase_verdicts": [...],
      "figures": {"availability", "latency", "load", "integrity", "episodes",
                  "isolation_violations", "cascades": [result records]}}
+
+A game day that could not run at all (a bad experiment file, a service that would not start)
+still gives a document: ``exit_code`` 2, ``outcome`` ``ERROR``, and ``error`` saying why.
 """
 
 from __future__ import annotations
@@ -78,6 +81,24 @@ def summary_document(outcome: RunOutcome) -> dict[str, Any]:
         },
     )
     return doc
+
+
+def error_document(error: str) -> dict[str, Any]:
+    """The document for a game day that could not run (exit status 2): no run, no figures."""
+    return {
+        "format": "aftershock.summary/1",
+        "exit_code": 2,
+        "outcome": "ERROR",
+        "status": "error",
+        "error": error,
+        "failing": [],
+        "reasons": [error],
+        "run_dir": None,
+        "report": None,
+        "verdict": None,
+        "phase_verdicts": [],
+        "figures": {},
+    }
 
 
 def write_summary(doc: dict[str, Any], path: Path) -> None:

@@ -4,9 +4,11 @@ and the quick answers of the entry point matching the full command line."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +16,9 @@ from typer.testing import CliRunner
 from aftershock.cli.commands import COMMANDS, root_help
 from aftershock.cli.main import app, load
 from spine import __version__
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TYPE_EXPRESSION = re.compile(r"<(?:str|int|float|bool|path|file|list\[[^\]]*\])[^>]*>")
 
@@ -85,3 +90,22 @@ def test_quick_answers_match_the_full_command_line() -> None:
     unknown = entry("no-such-command")
     assert unknown.returncode == 2
     assert "No such command 'no-such-command'" in unknown.stderr
+
+
+def test_run_json_for_a_game_day_that_cannot_run(tmp_path: Path) -> None:
+    bad = tmp_path / "empty.yaml"
+    bad.write_text(
+        "version: 1.0.0\ntitle: x\nmethod: []\nextensions:\n  - name: aftershock\n    targets: []\n"
+    )
+    export = tmp_path / "summary.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "aftershock.cli.entry", "run", str(bad), "--json",
+         "--summary-export", str(export)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    doc = json.loads(proc.stdout)  # stdout holds the document and nothing else
+    assert doc == json.loads(export.read_text())
+    assert (doc["exit_code"], doc["outcome"], doc["verdict"]) == (2, "ERROR", None)
+    assert doc["error"] == f"{bad}: the experiment has neither load nor faults"
+    assert f"error: {bad}: the experiment has neither load nor faults" in proc.stderr
