@@ -299,9 +299,7 @@ def dashboard(
     snapshot, else the analyzers' live results). Exits 1 when Redis knows nothing of it."""
     import asyncio
 
-    from rich.console import Console
-
-    from aftershock.gameday.dashboard import Dashboard, summary_line
+    from aftershock.gameday.dashboard import Dashboard, summary_line, unwrapped_console
     from aftershock.gameday.remote import fetch_snapshot
 
     url = redis_url or Settings().redis_url
@@ -329,7 +327,7 @@ def dashboard(
                     if snap is not None:
                         latest[0] = snap
 
-            console = Console()
+            console = unwrapped_console(stderr=False)
             async with asyncio.TaskGroup() as tg:
                 poller = tg.create_task(poll())
                 try:

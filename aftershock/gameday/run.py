@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
-from rich.console import Console
 
 from aftershock.gameday.analysis import LiveAnalysis, analyzer_config
-from aftershock.gameday.dashboard import Dashboard
+from aftershock.gameday.dashboard import Dashboard, unwrapped_console
 from aftershock.gameday.live import LiveTap
 from aftershock.gameday.remote import publish_snapshot
 from aftershock.gameday.sample import SampleProcess, is_sample_experiment, plan_sample
@@ -58,6 +57,8 @@ if TYPE_CHECKING:
     from contextlib import AsyncExitStack
     from pathlib import Path
 
+    from rich.console import Console
+
     from aftershock.report.model import RunStatus
     from schemas.events import Event
     from schemas.experiment import Experiment
@@ -87,7 +88,7 @@ class GamedayOptions:
     ignore_safeguards: tuple[str, ...] = ()
     """Safeguard metrics left out of the plan (e.g. ``isolation_violations`` in the demo, so
     the game day plays out instead of stopping at the first leak; the SLO still judges it)."""
-    console: Console = field(default_factory=lambda: Console(stderr=True))
+    console: Console = field(default_factory=unwrapped_console)
 
 
 @dataclass(frozen=True)

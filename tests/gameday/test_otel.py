@@ -92,6 +92,8 @@ def test_spans_by_the_conventions_with_faults_and_failures(
     assert doc["outcome"] == {0: "PASS", 1: "FAIL"}[proc.returncode]
     assert "verdict " in proc.stderr
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.is_symlink()]
+    # console lines are not wrapped in a pipe: the run's first line names its directory whole
+    assert any(line.endswith(f"; run directory {run_dir}") for line in proc.stderr.splitlines())
     results = json.loads((run_dir / "results.json").read_text())
     (verdict,) = [r for r in results["results"] if r["kind"] == "result.verdict" and not r["phase"]]
     assert doc["verdict"] == verdict
