@@ -311,9 +311,10 @@ class Executor:
                 body = self._toxic_body(fr)
                 info = await self.ctl.add_toxic(fr.proxy, body)
                 fr.apply_ms = round((time.perf_counter() - t0) * 1000, 3)
+                common = self._common(fr.span)
                 self.sink.emit(
                     ToxicAdded(
-                        **self._common(fr.span),
+                        **common,
                         proxy=fr.proxy,
                         source="injector",
                         fault_id=fr.fault_id,
@@ -327,9 +328,10 @@ class Executor:
                     body["ttl_ms"] = self._ttl_ms
                 await self.ctl.update_proxy(fr.proxy, body)
                 fr.apply_ms = round((time.perf_counter() - t0) * 1000, 3)
+                common = self._common(fr.span)
                 self.sink.emit(
                     ProxyDisabled(
-                        **self._common(fr.span),
+                        **common,
                         proxy=fr.proxy,
                         source="injector",
                         fault_id=fr.fault_id,
@@ -345,9 +347,11 @@ class Executor:
             self._save()
             raise
         fr.to(FaultState.ACTIVE)
+        # The window starts when the event says (what the analyzers and reports use); the
+        # generators hear of it first, the journal and phase follow.
+        await self._announce(fr, active=True, at_ns=common["ts_ns"])
         self._save()
         self._phase(f"fault:{fr.fault_id}")
-        await self._announce(fr, active=True)
 
     async def revert(self, fr: FaultRun, reason: Literal["api", "rollback"] = "api") -> None:
         async with fr.lock:
@@ -367,9 +371,10 @@ class Executor:
             if fr.kind == "toxic":
                 with contextlib.suppress(ToxicNotFound, ProxyNotFound):
                     await self.ctl.remove_toxic(fr.proxy, fr.fault_id)
+                common = self._common(fr.span)
                 self.sink.emit(
                     ToxicRemoved(
-                        **self._common(fr.span),
+                        **common,
                         proxy=fr.proxy,
                         source="injector",
                         fault_id=fr.fault_id,
@@ -380,9 +385,10 @@ class Executor:
             else:
                 with contextlib.suppress(ProxyNotFound):
                     await self.ctl.update_proxy(fr.proxy, {"enabled": True})
+                common = self._common(fr.span)
                 self.sink.emit(
                     ProxyEnabled(
-                        **self._common(fr.span),
+                        **common,
                         proxy=fr.proxy,
                         source="injector",
                         fault_id=fr.fault_id,
@@ -396,10 +402,11 @@ class Executor:
         fr.revert_ms = round((time.perf_counter() - t0) * 1000, 3)
         fr.reverted_at_s = round(self.timeline.offset_s(), 6)
         fr.to(FaultState.REVERTED)
+        reverted_ns = common["ts_ns"]  # the event's instant: the fault span's end, the window's
         if fr.span is not None:
-            fr.span.end()
+            fr.span.end(end_time=reverted_ns)
+        await self._announce(fr, active=False, at_ns=reverted_ns)
         self._save()
-        await self._announce(fr, active=False)
         if not any(f.state == FaultState.ACTIVE for f in self.faults):
             self._phase("recovery")
 
@@ -442,10 +449,11 @@ class Executor:
         except ControllerError as exc:
             fr.error = f"lease renewal: {exc}"
 
-    async def _announce(self, fr: FaultRun, *, active: bool) -> None:
-        """Tell generators the fault is now in force (or over), with its span, so the spans
-        that run under it name it and link to it (see :mod:`spine.activefaults`)."""
-        now = time.time_ns()
+    async def _announce(self, fr: FaultRun, *, active: bool, at_ns: int) -> None:
+        """Tell generators the fault is in force since ``at_ns`` (or over at ``at_ns``), with
+        its span, so the spans that run under it name it and link to it (see
+        :mod:`spine.activefaults`)."""
+        now = at_ns
         if active:
             ids = self._common(fr.span)
             mark = FaultMark(
