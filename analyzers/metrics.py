@@ -17,7 +17,7 @@ SKIPPED = Counter(
 )
 DEADLETTER = Counter(
     "aftershock_analyzer_undecodable_records_total",
-    "Records that could not be decoded",
+    "Records that could not be decoded (events and spans)",
     registry=REGISTRY,
 )
 RESULTS = Counter(

@@ -1,7 +1,9 @@
 """Dependency edges from traces, and an OpenTelemetry span exporter that publishes to Kafka.
 
-The spans topic carries OTLP: each record is one ``ExportTraceServiceRequest`` in protobuf
-(what OTLP/HTTP posts), published by :class:`KafkaSpanExporter`. A span whose parent span
+The spans topic carries OTLP: each record is one ``ExportTraceServiceRequest``, in protobuf
+(what OTLP/HTTP posts, what :class:`KafkaSpanExporter` and the Collector's Kafka exporter with
+``encoding: otlp_proto`` publish) or in OTLP's JSON form (``encoding: otlp_json``: camelCase
+names, ids as hex strings); :func:`decode_spans` reads both. A span whose parent span
 belongs to another service (``service.name`` of the resource) is a call from the parent's
 service to the span's: the edge ``caller → callee`` that cascade analysis walks.
 """
@@ -10,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import orjson
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -26,6 +30,9 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
 
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
 @dataclass(frozen=True, slots=True)
 class SpanRef:
     trace_id: str
@@ -34,8 +41,70 @@ class SpanRef:
     service: str
 
 
+def _hex_id(raw: object, size: int, where: str) -> str:
+    if not isinstance(raw, str) or not _HEX.fullmatch(raw) or len(raw) != size:
+        raise ValueError(f"{where}: not a {size}-digit hex id: {raw!r}")
+    return raw.lower()
+
+
+def _list(raw: object, where: str) -> list[object]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError(f"{where}: not a list")
+    return raw
+
+
+def _obj(raw: object, where: str) -> dict[str, object]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: not an object")
+    return raw
+
+
+def _decode_json(value: bytes) -> list[SpanRef]:
+    """The spans of one OTLP/JSON record."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not an OTLP/JSON ExportTraceServiceRequest: {exc}") from exc
+    out: list[SpanRef] = []
+    top = _obj(doc, "not an OTLP/JSON ExportTraceServiceRequest")
+    for i, rs_raw in enumerate(_list(top.get("resourceSpans"), "resourceSpans")):
+        where = f"resourceSpans[{i}]"
+        rs = _obj(rs_raw, where)
+        service = "unknown"
+        resource = _obj(rs.get("resource") or {}, f"{where}.resource")
+        for n, attr_raw in enumerate(_list(resource.get("attributes"), f"{where}.resource")):
+            attr = _obj(attr_raw, f"{where}.resource.attributes[{n}]")
+            if attr.get("key") == "service.name":
+                value_ = attr.get("value")
+                name = value_.get("stringValue") if isinstance(value_, dict) else None
+                if isinstance(name, str) and name:
+                    service = name
+        for j, ss_raw in enumerate(_list(rs.get("scopeSpans"), f"{where}.scopeSpans")):
+            ss = _obj(ss_raw, f"{where}.scopeSpans[{j}]")
+            for k, span_raw in enumerate(_list(ss.get("spans"), f"{where}.scopeSpans[{j}].spans")):
+                at = f"{where}.scopeSpans[{j}].spans[{k}]"
+                span = _obj(span_raw, at)
+                parent = span.get("parentSpanId") or None
+                out.append(
+                    SpanRef(
+                        trace_id=_hex_id(span.get("traceId"), 32, f"{at}.traceId"),
+                        span_id=_hex_id(span.get("spanId"), 16, f"{at}.spanId"),
+                        parent_span_id=None
+                        if parent is None
+                        else _hex_id(parent, 16, f"{at}.parentSpanId"),
+                        service=service,
+                    )
+                )
+    return out
+
+
 def decode_spans(value: bytes) -> list[SpanRef]:
-    """The spans of one OTLP protobuf record; raises ``ValueError`` if it is not one."""
+    """The spans of one OTLP record, protobuf or JSON; raises ``ValueError`` if it is
+    neither. (A protobuf request never starts with ``{``: its first byte is field 1's tag.)"""
+    if value.lstrip()[:1] == b"{":
+        return _decode_json(value)
     req = ExportTraceServiceRequest()
     try:
         req.ParseFromString(value)

@@ -273,6 +273,7 @@ class AnalyzerWorker:
             try:
                 spans = decode_spans(value)
             except ValueError as exc:
+                metrics.DEADLETTER.inc()
                 log.warning("undecodable spans record: %s", exc)
                 continue
             edges = self.spans.add(spans)

@@ -28,6 +28,7 @@ from generators.runner import Generator, GeneratorOptions, default_generator_id
 from generators.sinks import CountingSink, JsonlSink
 from generators.stability import search_stability
 from schemas.base import new_run_id
+from spine.activefaults import ActiveFaults, follow
 from spine.settings import Settings
 from spine.telemetry import configure_tracing
 
@@ -113,9 +114,10 @@ async def _run_profiles(
     describe: Callable[[], str],
     on_tick: Callable[[Callable[[], list[GeneratorStats]]], Any] | None = None,
     stop_signal: asyncio.Future[Signal] | None = None,
+    faults: ActiveFaults | None = None,
 ) -> list[GeneratorStats]:
     """Run every load profile of the file at once; print a live summary."""
-    gens = [Generator(p, run.target(p.target), sink, options) for p in run.load]
+    gens = [Generator(p, run.target(p.target), sink, options, faults=faults) for p in run.load]
 
     def snapshot() -> list[GeneratorStats]:
         return [g.statistics() for g in gens]
@@ -178,6 +180,30 @@ def _options(
     )
 
 
+@contextlib.asynccontextmanager
+async def _following_faults(
+    redis_url: str | None, experiment_id: str
+) -> AsyncIterator[ActiveFaults | None]:
+    """The faults the experiment's injector announces in Redis, kept up to date while in use
+    (see :mod:`spine.activefaults`); None without Redis."""
+    if redis_url is None:
+        yield None
+        return
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    faults = ActiveFaults()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(follow(client, experiment_id, faults))
+            try:
+                yield faults
+            finally:
+                task.cancel()
+    finally:
+        await client.aclose()
+
+
 async def _local(
     run: RunFile,
     settings: Settings,
@@ -205,15 +231,17 @@ async def _local(
                 for line in report.lines():
                     typer.echo(f"[{prof.target}] {line}")
             return 0
-        results = await _run_profiles(
-            run,
-            sink,
-            options,
-            start_at=None,
-            summary_every_s=summary_every_s,
-            quiet=quiet,
-            describe=describe,
-        )
+        async with _following_faults(settings.redis_url, options.experiment_id) as faults:
+            results = await _run_profiles(
+                run,
+                sink,
+                options,
+                start_at=None,
+                summary_every_s=summary_every_s,
+                quiet=quiet,
+                describe=describe,
+                faults=faults,
+            )
     for prof, stats in zip(run.load, results, strict=True):
         typer.echo(f"[{prof.target}] final: {stats.line()}")
     typer.echo(describe())
@@ -335,17 +363,19 @@ async def _member(
                 if sig is not None and not stop.done():
                     stop.set_result(sig)
 
-            results = await _run_profiles(
-                run,
-                sink,
-                options,
-                start_at=wall_to_monotonic(start_ns),
-                summary_every_s=summary_every_s,
-                quiet=quiet,
-                describe=describe,
-                on_tick=beat,
-                stop_signal=stop,
-            )
+            async with _following_faults(settings.redis_url, experiment_id) as faults:
+                results = await _run_profiles(
+                    run,
+                    sink,
+                    options,
+                    start_at=wall_to_monotonic(start_ns),
+                    summary_every_s=summary_every_s,
+                    quiet=quiet,
+                    describe=describe,
+                    on_tick=beat,
+                    stop_signal=stop,
+                    faults=faults,
+                )
         await coord.done(generator_id, _merge(results))
     return 0
 

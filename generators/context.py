@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from generators.engines.base import Endpoint, Engine
     from generators.outbox import Outbox
     from generators.recorder import Recorder
+    from generators.spanattrs import SpanAttributes
     from generators.stats import Counters
     from generators.ticker import Ticker
     from schemas.load import Backoff, ScriptStep
+    from spine.activefaults import ActiveFaults
 
 
 @dataclass(eq=False)
@@ -33,6 +35,8 @@ class RunContext:
     outbox: Outbox
     """Where the ticker's sessions queue their sends; the ticker flushes it after each tick."""
     tracer: Tracer
+    span_attributes: SpanAttributes
+    """What the spans say about the target (OpenTelemetry semantic conventions)."""
     key: bytes
     script: tuple[ScriptStep, ...]
     backoff: Backoff
@@ -43,6 +47,8 @@ class RunContext:
     drain_s: float
     trace_every: int
     """Trace every n-th round trip (0: none); connects and reconnects are always traced."""
+    faults: ActiveFaults | None = None
+    """The faults in force, to mark the spans that run under them (None: not followed)."""
     stopped: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )

@@ -27,6 +27,7 @@ from generators.population import SessionPlan, build_population, shard
 from generators.recorder import Recorder
 from generators.session import Session
 from generators.shapes import start_offsets
+from generators.spanattrs import SpanAttributes
 from generators.stamp import experiment_key
 from generators.stats import FOLD_EVERY_S, Counters, GeneratorStats
 from generators.ticker import Ticker
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from generators.engines.base import Engine
     from schemas.load import LoadProfile
     from schemas.targets import Target
+    from spine.activefaults import ActiveFaults
     from spine.eventlog.sink import EventSink
 
 
@@ -99,6 +101,7 @@ class Generator:
         clock: Clock | None = None,
         engine: Engine | None = None,
         tracer_provider: TracerProvider | None = None,
+        faults: ActiveFaults | None = None,
     ) -> None:
         validate_plan(profile, target)
         self.profile = profile
@@ -126,6 +129,7 @@ class Generator:
             protocol=target.protocol,
         )
         self._tracer = trace.get_tracer("aftershock.generators", tracer_provider=tracer_provider)
+        self._faults = faults
         self._ctx: RunContext | None = None
         self._t0: float | None = None
         self._stop_requested = False
@@ -166,9 +170,10 @@ class Generator:
             else None
         )
         outbox = Outbox()
+        endpoint = Endpoint.parse(self.target.address, self.target.path)
         ctx = self._ctx = RunContext(
             target=self.target.name,
-            endpoint=Endpoint.parse(self.target.address, self.target.path),
+            endpoint=endpoint,
             engine=self._engine,
             codec=codec,
             recorder=self.recorder,
@@ -177,6 +182,10 @@ class Generator:
             ticker=Ticker(clock, opts.tick_s, flush=outbox.flush),
             outbox=outbox,
             tracer=self._tracer,
+            span_attributes=SpanAttributes.of(
+                self.target.name, self.target.protocol, endpoint, self.profile.http_mix
+            ),
+            faults=self._faults,
             key=opts.stamp_key or experiment_key(opts.experiment_id),
             script=tuple(self.profile.script),
             backoff=self.profile.reconnect,

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import time
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.propagate import inject
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from generators.clock import wait_any
 from generators.errors import AuthError, ConnectionLost, GeneratorError
@@ -55,6 +56,21 @@ def span_ids(span: trace.Span) -> Trace:
     if not ctx.is_valid:
         return NO_TRACE
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def end_span(
+    ctx: RunContext, span: trace.Span, error: str | None = None, error_type: str = ""
+) -> None:
+    """End ``span``: an error status when ``error`` is set (``error.type`` naming what kind),
+    and the faults that were in force while it ran (see :mod:`spine.activefaults`)."""
+    if error is not None:
+        span.set_status(Status(StatusCode.ERROR, error))
+        span.set_attribute("error.type", error_type or "_OTHER")
+    if ctx.faults is not None:
+        start_ns = getattr(span, "start_time", None)
+        if isinstance(start_ns, int):
+            ctx.faults.mark(span, start_ns, time.time_ns())
+    span.end()
 
 
 def backoff_delay_s(policy: Backoff, attempt: int, rng: random.Random) -> float:
@@ -108,6 +124,7 @@ class Session:
         "conn",
         "ctx",
         "due_tick",
+        "errors",
         "log",
         "pending",
         "plan",
@@ -128,6 +145,8 @@ class Session:
         self._rng: random.Random | None = None
         self.conn: Connection | None = None
         self.seq = 0
+        self.errors = 0
+        """Errors this session met (its root span ends as an error when there were any)."""
         self.pending: dict[int, tuple[float, trace.Span | None, Trace, str]] = {}
         """Unanswered sends by seq: (sent at, round-trip span, trace ids, frame if an echo is
         expected else "")."""
@@ -173,10 +192,10 @@ class Session:
         self.root = ctx.tracer.start_span(
             "session",
             attributes={
+                **ctx.span_attributes.session,
                 "aftershock.tenant": self.plan.tenant,
                 "aftershock.user": self.plan.user,
                 "aftershock.session": self.plan.session,
-                "aftershock.target": ctx.target,
             },
         )
         self.root_ctx = trace.set_span_in_context(self.root)
@@ -209,7 +228,9 @@ class Session:
         finally:
             self.ctx.ticker.cancel(self)
             await self._close()
-            self.root.end()
+            self.root.set_attribute("aftershock.errors", self.errors)
+            failed = f"{self.errors} errors" if self.errors else None
+            end_span(self.ctx, self.root, failed, "aftershock.session_errors")
 
     async def _ensure_connected(self) -> None:
         if self.conn is None or not self.conn.is_open:
@@ -218,7 +239,13 @@ class Session:
 
     async def _connect(self, *, reconnect: bool) -> None:
         ctx = self.ctx
-        span = ctx.tracer.start_span("reconnect", context=self.root_ctx) if reconnect else None
+        span = (
+            ctx.tracer.start_span(
+                "reconnect", context=self.root_ctx, attributes=ctx.span_attributes.session
+            )
+            if reconnect
+            else None
+        )
         attempt = 0
         try:
             while True:
@@ -237,7 +264,7 @@ class Session:
         finally:
             if span is not None:
                 span.set_attribute("aftershock.attempts", attempt)
-                span.end()
+                end_span(ctx, span)
 
     async def _connect_once(self, attempt: int, reconnect: bool) -> bool:
         ctx = self.ctx
@@ -247,12 +274,16 @@ class Session:
             try:
                 token = await ctx.auth.token(self.who, self._on_token)
             except AuthError:
+                self.errors += 1
                 ctx.counters.errors += 1
                 ctx.counters.connect_failures += 1
                 return False
             headers["Authorization"] = f"Bearer {token}"
         span = ctx.tracer.start_span(
-            "connect", context=self.root_ctx, attributes={"aftershock.attempt": attempt}
+            "connect",
+            context=self.root_ctx,
+            kind=SpanKind.CLIENT,
+            attributes={**ctx.span_attributes.connect, "aftershock.attempt": attempt},
         )
         inject(headers, context=trace.set_span_in_context(span))
         ids = span_ids(span) if span.get_span_context().is_valid else self.trace
@@ -261,17 +292,17 @@ class Session:
         try:
             async with ctx.connect_limit:
                 if ctx.stopping:
-                    span.end()
+                    end_span(ctx, span)
                     raise _Stop
                 conn = await ctx.engine.connect(ctx.endpoint, self, headers, ctx.connect_timeout_s)
         except GeneratorError as exc:
-            span.set_status(Status(StatusCode.ERROR, str(exc)))
-            span.end()
+            end_span(ctx, span, str(exc), type(exc).__name__)
+            self.errors += 1
             ctx.counters.connect_failures += 1
             ctx.counters.errors += 1
             log.error(type(exc).__name__, str(exc), "connect", ids)
             return False
-        span.end()
+        end_span(ctx, span)
         connect_ms = (ctx.clock.monotonic() - t0) * 1000
         self.conn = conn
         self._lost = asyncio.get_running_loop().create_future()
@@ -308,6 +339,7 @@ class Session:
         deadline = ctx.clock.monotonic() + SUBSCRIBE_TIMEOUT_S
         await wait_any(ctx.clock, [ack, self._lost, ctx.stopped], deadline)
         if not ack.done() and not self._lost.done() and not ctx.stopping:
+            self.errors += 1
             ctx.counters.errors += 1
             self.log.error(
                 "Timeout",
@@ -363,6 +395,7 @@ class Session:
         try:
             await conn.close()
         except (GeneratorError, OSError) as exc:
+            self.errors += 1
             self.log.error(type(exc).__name__, str(exc), "close", self.trace)
             return
         if was_open:
@@ -384,8 +417,18 @@ class Session:
         ids = self.trace
         traceparent = None
         if ctx.trace_every and seq % ctx.trace_every == 0:
+            attrs = ctx.span_attributes
             span = ctx.tracer.start_span(
-                "round_trip", context=self.root_ctx, attributes={"aftershock.seq": seq}
+                "round_trip",
+                context=self.root_ctx,
+                kind=SpanKind.CLIENT,
+                attributes={**attrs.round_trip, "aftershock.seq": seq}
+                if channel is None
+                else {
+                    **attrs.broadcast,
+                    "messaging.destination.name": channel,
+                    "aftershock.seq": seq,
+                },
             )
             ids = span_ids(span)
             if ids[0] is not None:
@@ -400,7 +443,7 @@ class Session:
                 self._sent[frame] = seq
             ctx.ticker.expect(now, self._send_timeout_s, self, seq)
         elif span is not None:
-            span.end()
+            end_span(ctx, span)
         ctx.counters.sends += 1
         self.log.send(seq, len(frame), channel, self._send_expect, ids)
         if self._remaining is not None:
@@ -424,6 +467,7 @@ class Session:
         ids = self._give_up(seq, "not sent")
         if ids is None:
             ids = self.trace
+        self.errors += 1
         ctx.counters.errors += 1
         self.log.error(
             "ConnectionLost", f"seq {seq} was not sent: the connection closed", "send", ids, seq
@@ -435,6 +479,7 @@ class Session:
         if ids is None:
             return
         ctx = self.ctx
+        self.errors += 1
         ctx.counters.timeouts += 1
         ctx.counters.errors += 1
         expect = self._step.expect if self._step is not None else "echo"
@@ -457,8 +502,7 @@ class Session:
         _, span, ids, frame = entry
         self._sent.pop(frame, None)
         if span is not None:
-            span.set_status(Status(StatusCode.ERROR, why))
-            span.end()
+            end_span(self.ctx, span, why, why.replace(" ", "_"))
         return ids
 
     def _maybe_drained(self) -> None:
@@ -483,7 +527,7 @@ class Session:
                 counters.receives += 1
                 counters.latencies_ms.append(rtt_ms)
                 if span is not None:
-                    span.end()
+                    end_span(ctx, span)
                 if self._drain is not None:
                     self._maybe_drained()
                 self.log.receive_own(sent_seq, len(data), rtt_ms, ids)
@@ -495,6 +539,7 @@ class Session:
                 self._sub_ack.set_result(None)
             return
         if op == "error":
+            self.errors += 1
             ctx.counters.errors += 1
             self.log.error("ServerError", msg.data, "receive", self.trace)
             return
@@ -524,7 +569,10 @@ class Session:
                 latency_ms = (now - sent_at) * 1000
                 counters.latencies_ms.append(latency_ms)
                 if span is not None:
-                    span.end()
+                    if status is not None:
+                        span.set_attribute("http.response.status_code", status)
+                    failed = status is not None and status >= 400
+                    end_span(ctx, span, f"HTTP {status}" if failed else None, str(status))
                 self._maybe_drained()
         if latency_ms is None and origin is not None and checksum_ok:
             latency_ms = max(0.0, (ctx.clock.wall_ns() - origin.send_ns) / 1e6)
@@ -547,6 +595,7 @@ class Session:
             trace=ids,
         )
         if status is not None and status >= 400:
+            self.errors += 1
             counters.errors += 1
             self.log.error(f"HTTP{status}", data[:200], "receive", ids, own_seq)
 
@@ -558,6 +607,7 @@ class Session:
         if closed.by == "client":
             return
         self.conn = None
+        self.errors += 1
         ctx.counters.errors += 1
         what = "ServerClosed" if closed.by == "server" else "ConnectionLost"
         self.log.error(

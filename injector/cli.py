@@ -27,7 +27,7 @@ from injector.validate import check_file
 from spine.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from injector.control import Command
     from injector.journal import Journal
@@ -202,13 +202,24 @@ def _url_from_configuration(config: dict[str, Any]) -> str | None:
     return None
 
 
-def _tracing() -> None:
-    """Give spans real ids (so events carry trace context) unless a provider is configured."""
+def _tracing(settings: Settings, journal: Path) -> Callable[[], None]:
+    """Export the injector's spans (the experiment and one per fault, which the sessions'
+    spans link to) as every entry point does: ``spans.jsonl`` beside the journal, and OTLP when
+    configured (:func:`spine.telemetry.configure_tracing`). With tracing off, spans still get
+    real ids, so events carry trace context. Returns the flush-and-shutdown function."""
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+    from spine.telemetry import configure_tracing
+
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return lambda: None  # already set up by whoever runs this in process
+    provider, shutdown = configure_tracing(
+        settings, "aftershock-injector", run_dir=journal.resolve().parent
+    )
+    if provider is None:
         trace.set_tracer_provider(TracerProvider())
+    return shutdown
 
 
 def _settings() -> Settings:
@@ -267,7 +278,7 @@ def run_cmd(
     Exit status: 0 completed, 1 failed or deviated, 2 invalid file, 3 aborted, 130/143
     interrupted by SIGINT/SIGTERM (every fault reverted before exiting)."""
     settings = _settings()
-    _tracing()
+    shutdown_tracing = _tracing(settings, journal)
     try:
         journal_obj, code = asyncio.run(
             _run(
@@ -288,6 +299,8 @@ def run_cmd(
     except InjectorError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    finally:
+        shutdown_tracing()
     if journal_obj is not None:
         ax = journal_obj.aftershock
         t = ax.timings

@@ -62,6 +62,7 @@ from schemas.events import (
     ToxicRemoved,
 )
 from schemas.experiment import Action, ActivityRef, Probe, ToxicFault
+from spine.activefaults import FaultMark, announce
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -111,6 +112,8 @@ class RunOptions:
     generator_id: str = field(
         default_factory=lambda: f"injector-{socket.gethostname()}-{os.getpid()}"
     )
+    tracer_provider: trace.TracerProvider | None = None
+    """Where the experiment's and faults' spans go; None: the global provider."""
 
 
 class Executor:
@@ -158,12 +161,19 @@ class Executor:
         self._start_wall = time.time()
         self._mono0 = time.monotonic_ns()
         self._span: trace.Span | None = None
+        self._marks: dict[str, FaultMark] = {}
+        """Announced fault windows by fault id (see :meth:`_announce`)."""
         self._body_task: asyncio.Task[Any] | None = None
         self._final: Journal | None = None
         self._stopping = asyncio.Event()
         self._writer: JournalWriter | None = None
         self.unsupported: UnsupportedByServer | None = None
         """Set when the server cannot run the plan (nothing was injected)."""
+
+    @property
+    def _tracer(self) -> trace.Tracer:
+        provider = self.opts.tracer_provider
+        return _tracer if provider is None else provider.get_tracer("aftershock.injector")
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -286,10 +296,14 @@ class Executor:
         self._save()
         if self._writer is not None:  # the intent is on disk before the server is touched
             await self._writer.flush()
-        fr.span = _tracer.start_span(
+        fr.span = self._tracer.start_span(
             f"fault {fr.fault_id}",
             context=trace.set_span_in_context(self._span) if self._span else None,
-            attributes={"aftershock.fault_id": fr.fault_id, "aftershock.proxy": fr.proxy},
+            attributes={
+                "aftershock.fault_id": fr.fault_id,
+                "aftershock.proxy": fr.proxy,
+                "aftershock.fault.type": fr.toxic_type or fr.kind,
+            },
         )
         t0 = time.perf_counter()
         try:
@@ -297,9 +311,10 @@ class Executor:
                 body = self._toxic_body(fr)
                 info = await self.ctl.add_toxic(fr.proxy, body)
                 fr.apply_ms = round((time.perf_counter() - t0) * 1000, 3)
+                common = self._common(fr.span)
                 self.sink.emit(
                     ToxicAdded(
-                        **self._common(fr.span),
+                        **common,
                         proxy=fr.proxy,
                         source="injector",
                         fault_id=fr.fault_id,
@@ -313,9 +328,10 @@ class Executor:
                     body["ttl_ms"] = self._ttl_ms
                 await self.ctl.update_proxy(fr.proxy, body)
                 fr.apply_ms = round((time.perf_counter() - t0) * 1000, 3)
+                common = self._common(fr.span)
                 self.sink.emit(
                     ProxyDisabled(
-                        **self._common(fr.span),
+                        **common,
                         proxy=fr.proxy,
                         source="injector",
                         fault_id=fr.fault_id,
@@ -331,6 +347,9 @@ class Executor:
             self._save()
             raise
         fr.to(FaultState.ACTIVE)
+        # The window starts when the event says (what the analyzers and reports use); the
+        # generators hear of it first, the journal and phase follow.
+        await self._announce(fr, active=True, at_ns=common["ts_ns"])
         self._save()
         self._phase(f"fault:{fr.fault_id}")
 
@@ -352,9 +371,10 @@ class Executor:
             if fr.kind == "toxic":
                 with contextlib.suppress(ToxicNotFound, ProxyNotFound):
                     await self.ctl.remove_toxic(fr.proxy, fr.fault_id)
+                common = self._common(fr.span)
                 self.sink.emit(
                     ToxicRemoved(
-                        **self._common(fr.span),
+                        **common,
                         proxy=fr.proxy,
                         source="injector",
                         fault_id=fr.fault_id,
@@ -365,9 +385,10 @@ class Executor:
             else:
                 with contextlib.suppress(ProxyNotFound):
                     await self.ctl.update_proxy(fr.proxy, {"enabled": True})
+                common = self._common(fr.span)
                 self.sink.emit(
                     ProxyEnabled(
-                        **self._common(fr.span),
+                        **common,
                         proxy=fr.proxy,
                         source="injector",
                         fault_id=fr.fault_id,
@@ -381,8 +402,10 @@ class Executor:
         fr.revert_ms = round((time.perf_counter() - t0) * 1000, 3)
         fr.reverted_at_s = round(self.timeline.offset_s(), 6)
         fr.to(FaultState.REVERTED)
+        reverted_ns = common["ts_ns"]  # the event's instant: the fault span's end, the window's
         if fr.span is not None:
-            fr.span.end()
+            fr.span.end(end_time=reverted_ns)
+        await self._announce(fr, active=False, at_ns=reverted_ns)
         self._save()
         if not any(f.state == FaultState.ACTIVE for f in self.faults):
             self._phase("recovery")
@@ -425,6 +448,31 @@ class Executor:
                 await self.ctl.add_toxic(fr.proxy, self._toxic_body(fr))
         except ControllerError as exc:
             fr.error = f"lease renewal: {exc}"
+
+    async def _announce(self, fr: FaultRun, *, active: bool, at_ns: int) -> None:
+        """Tell generators the fault is in force since ``at_ns`` (or over at ``at_ns``), with
+        its span, so the spans that run under it name it and link to it (see
+        :mod:`spine.activefaults`)."""
+        now = at_ns
+        if active:
+            ids = self._common(fr.span)
+            mark = FaultMark(
+                fault_id=fr.fault_id,
+                start_ns=now,
+                trace_id=ids.get("trace_id"),
+                span_id=ids.get("span_id"),
+            )
+        elif (started := self._marks.get(fr.fault_id)) is not None:
+            mark = started.model_copy(update={"end_ns": max(now, started.start_ns)})
+        else:
+            return
+        self._marks[fr.fault_id] = mark
+        redis = self.opts.redis
+        if redis is None:
+            return
+        with contextlib.suppress(RedisError, OSError, TimeoutError):  # advisory, like the state
+            async with asyncio.timeout(1.0):
+                await announce(redis, self.experiment_id, mark)
 
     async def _publish_state(self) -> None:
         redis = self.opts.redis
@@ -670,7 +718,7 @@ class Executor:
         the cancellation is then re-raised."""
         if self.opts.journal_path is not None:
             self._writer = JournalWriter(self.opts.journal_path)
-        self._span = _tracer.start_span(
+        self._span = self._tracer.start_span(
             f"experiment {self.experiment_id}",
             attributes={
                 "aftershock.experiment_id": self.experiment_id,

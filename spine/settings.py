@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,10 +28,18 @@ class Settings(BaseSettings):
         default=None, description="Toxiproxy API URL; unset starts the embedded fault proxy."
     )
     otel_exporter: Literal["none", "file", "otlp"] = Field(
-        default="file", description="Where spans go: a local JSONL file, OTLP, or nowhere."
+        default="file",
+        description="Spans: 'file' writes spans.jsonl and also exports OTLP when an endpoint "
+        "is set; 'otlp' does the same but requires an endpoint; 'none' turns tracing off.",
     )
     otel_endpoint: str | None = Field(
-        default=None, description="OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318."
+        default=None,
+        description="OTLP/HTTP base endpoint when OTEL_EXPORTER_OTLP_ENDPOINT is not set.",
+    )
+    trace_url_template: str | None = Field(
+        default=None,
+        description="Link to a trace viewer, '{trace_id}' replaced, e.g. "
+        "http://127.0.0.1:16686/trace/{trace_id} (Jaeger).",
     )
     topic_events: str = "aftershock.events"
     topic_results: str = "aftershock.results"
@@ -60,6 +68,13 @@ class Settings(BaseSettings):
     stack_start_timeout_s: float = Field(
         default=20.0, gt=0, description="How long the embedded stack may take to become healthy."
     )
+
+    @field_validator("trace_url_template")
+    @classmethod
+    def _has_trace_id(cls, v: str | None) -> str | None:
+        if v is not None and "{trace_id}" not in v:
+            raise ValueError("must contain '{trace_id}' where the trace id goes")
+        return v
 
     @property
     def topics(self) -> tuple[str, ...]:

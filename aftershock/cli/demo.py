@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from schemas.base import new_run_id
@@ -40,6 +39,8 @@ from spine.settings import Settings
 from spine.stack import EmbeddedStack
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from schemas.events import Event
 
 TENANTS = ("acme", "globex", "initech")
@@ -167,7 +168,9 @@ def demo(
 
 
 async def _demo(settings: Settings, users_per_tenant: int, messages: int) -> None:
-    console = Console()
+    from aftershock.gameday.dashboard import unwrapped_console
+
+    console = unwrapped_console(stderr=False)
     experiment_id = f"demo-{new_run_id()}"
     events = burst(experiment_id, users_per_tenant, messages)
     async with EmbeddedStack(settings) as stack:

@@ -157,14 +157,35 @@ def run(
         int, typer.Option(help="--continuous: run directories and results kept.", min=1)
     ] = 5,
     metrics_port: Annotated[
-        int | None, typer.Option(help="--continuous: serve Prometheus metrics on this port.")
+        int | None,
+        typer.Option(help="--continuous: serve Prometheus metrics on this port (bind host)."),
     ] = None,
+    metrics_linger_s: Annotated[
+        float,
+        typer.Option(
+            help="--continuous with --rounds: after the last round, serve its metrics until "
+            "they are scraped once more, for at most this many seconds.",
+            min=0,
+        ),
+    ] = 15.0,
     ignore_safeguard: Annotated[
         list[str] | None,
         typer.Option(
             help="Leave the experiment's safeguards on this metric out (repeatable), e.g. "
             "isolation_violations to let a game day play out; SLOs still judge it."
         ),
+    ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the verdict and the figures as one JSON document on stdout (console "
+            "lines stay on stderr).",
+        ),
+    ] = False,
+    summary_export: Annotated[
+        Path | None,
+        typer.Option(help="Also write that JSON document to this file.", dir_okay=False),
     ] = None,
 ) -> None:
     """Run a game day: load, faults, live analysis and dashboard, then the verdict and the
@@ -204,6 +225,11 @@ def run(
         workers=workers,
     )
     if continuous:
+        if json_out or summary_export is not None:
+            raise typer.BadParameter(
+                "a summary is for one game day; continuous rounds are on --metrics-port",
+                param_hint="--json/--summary-export",
+            )
         from aftershock.gameday.continuous import Continuous, ContinuousOptions
         from aftershock.gameday.run import load_plan
 
@@ -213,6 +239,7 @@ def run(
             rounds=rounds,
             keep_runs=keep_runs,
             metrics_port=metrics_port,
+            linger_s=metrics_linger_s,
         )
         try:
             plan = load_plan(experiment, options)
@@ -223,6 +250,14 @@ def run(
     try:
         outcome = asyncio.run(run_gameday(experiment, Settings(), options))
     except GamedayError as exc:
+        if json_out or summary_export is not None:
+            from aftershock.cli.summary import error_document, render, write_summary
+
+            doc = error_document(str(exc))
+            if summary_export is not None:
+                write_summary(doc, summary_export)
+            if json_out:
+                typer.echo(render(doc))
         _fail(exc)
     verdict = {0: "PASS", 1: "FAIL", 2: "ERROR"}[outcome.exit_code]
     typer.echo(
@@ -234,6 +269,17 @@ def run(
         typer.echo(f"failing SLOs: {', '.join(outcome.failing)}", err=True)
     for reason in outcome.reasons:
         typer.echo(f"  - {reason}", err=True)
+    if json_out or summary_export is not None:
+        from aftershock.cli.summary import render, summary_document, write_summary
+
+        try:
+            doc = summary_document(outcome)
+        except GamedayError as exc:
+            _fail(exc)
+        if summary_export is not None:
+            write_summary(doc, summary_export)
+        if json_out:
+            typer.echo(render(doc))
     raise typer.Exit(outcome.exit_code)
 
 
@@ -253,9 +299,7 @@ def dashboard(
     snapshot, else the analyzers' live results). Exits 1 when Redis knows nothing of it."""
     import asyncio
 
-    from rich.console import Console
-
-    from aftershock.gameday.dashboard import Dashboard, summary_line
+    from aftershock.gameday.dashboard import Dashboard, summary_line, unwrapped_console
     from aftershock.gameday.remote import fetch_snapshot
 
     url = redis_url or Settings().redis_url
@@ -283,7 +327,7 @@ def dashboard(
                     if snap is not None:
                         latest[0] = snap
 
-            console = Console()
+            console = unwrapped_console(stderr=False)
             async with asyncio.TaskGroup() as tg:
                 poller = tg.create_task(poll())
                 try:

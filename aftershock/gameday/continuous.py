@@ -3,8 +3,18 @@
 Rounds of ``round_s`` seconds follow each other: low-rate load (every send rate scaled by
 ``rate_scale``) and one fault per round, rotating through the experiment's faults. Each round is
 an ordinary run (its own run directory, experiment id ``<id>-r<n>``) judged by the experiment's
-SLOs; its verdict goes to a rolling list in Redis, to Prometheus gauges, and to a state file in
-the runs directory, from which a restarted process continues with the next round.
+SLOs; its verdict goes to one line on the console, to a rolling list in Redis, to Prometheus
+metrics, and to a state file in the runs directory, from which a restarted process continues
+with the next round.
+
+Metrics (``--metrics-port``, served on the bind host): ``aftershock_continuous_rounds_total``
+(counter by ``outcome``: pass, fail, error; rounds judged by this process), and for the last
+round ``..._verdict_passed``, ``..._pass_ratio`` (over the kept history),
+``..._availability_pct`` and ``..._mttr_seconds`` by target, ``..._isolation_violations``. A
+figure with no data has no sample (a round without failure episodes has no MTTR; an errored
+round has no verdict), rather than a made-up 0. With ``--rounds N`` the server stays up after
+the last round until it has been scraped once more, or for ``linger_s`` (default 15 s), so the
+last round is not lost to the scrape interval.
 
 Memory stays bounded: the embedded broker's topics are dropped after every round, the Redis
 results of rounds older than ``keep_runs`` are deleted, and so are their run directories.
@@ -12,14 +22,23 @@ results of rounds older than ``keep_runs`` are deleted, and so are their run dir
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
+import threading
 import time
 from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 
@@ -48,6 +67,59 @@ class ContinuousOptions:
     """Stop after this many rounds in this process (0: until interrupted)."""
     keep_runs: int = 5
     metrics_port: int | None = None
+    linger_s: float = 15.0
+    """After the last round: how long the metrics stay served if nobody scrapes them."""
+
+
+class MetricsServer:
+    """Serves a registry at ``/metrics`` (HTTP, a thread) and notes each scrape."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        self.registry = registry
+        self._scraped = threading.Condition()
+        self.scrapes = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] not in ("/metrics", "/"):
+                    self.send_error(404)
+                    return
+                body = generate_latest(server.registry)
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                with server._scraped:
+                    server.scrapes += 1
+                    server._scraped.notify_all()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+    def _wait_scrape_after(self, seen: int, timeout_s: float) -> bool:
+        with self._scraped:
+            return self._scraped.wait_for(lambda: self.scrapes > seen, timeout_s)
+
+    async def wait_scraped(self, seen: int, timeout_s: float) -> bool:
+        """Wait until there has been a scrape after ``seen`` scrapes (or ``timeout_s``)."""
+        return await asyncio.to_thread(self._wait_scrape_after, seen, timeout_s)
 
 
 class RoundVerdict(BaseModel):
@@ -106,6 +178,18 @@ def round_experiment(exp: Experiment, n: int, opts: ContinuousOptions) -> Experi
     return exp.model_copy(update={"extensions": [section, *others], "method": []})
 
 
+def round_line(v: RoundVerdict, outcome: RunOutcome) -> str:
+    """The console line of a finished round."""
+    word = {True: "PASS", False: "FAIL", None: "ERROR"}[v.passed]
+    parts = [f"round {v.round}: {word} ({v.status})", f"fault {v.fault or '-'}"]
+    if v.failing:
+        parts.append(f"failing {', '.join(v.failing)}")
+    elif v.passed is None and outcome.reasons:
+        parts.append(outcome.reasons[0])
+    parts.append(f"run {v.run_id or '-'}")
+    return "; ".join(parts)
+
+
 class Continuous:
     def __init__(
         self,
@@ -129,9 +213,10 @@ class Continuous:
             "aftershock_continuous_verdict_passed", "1 if the last round passed, else 0",
             labels, registry=self.registry,
         )  # fmt: skip
-        self.g_rounds = Gauge(
-            "aftershock_continuous_rounds", "Rounds judged so far", labels, registry=self.registry
-        )
+        self.c_rounds = Counter(
+            "aftershock_continuous_rounds", "Rounds judged by this process, by outcome",
+            ["experiment", "outcome"], registry=self.registry,
+        )  # fmt: skip
         self.g_pass_ratio = Gauge(
             "aftershock_continuous_pass_ratio", "Share of the kept rounds that passed",
             labels, registry=self.registry,
@@ -160,8 +245,25 @@ class Continuous:
     async def run(self) -> int:
         """Rounds until interrupted (or ``rounds`` of them); 0 when stopped by the operator or
         after the last round, 2 on error."""
+        self.metrics: MetricsServer | None = None
         if self.copts.metrics_port is not None:
-            start_http_server(self.copts.metrics_port, registry=self.registry)
+            try:
+                self.metrics = MetricsServer(
+                    self.registry, self.settings.bind_host, self.copts.metrics_port
+                )
+            except OSError as exc:
+                raise RunSetupError(
+                    f"cannot serve metrics on {self.settings.bind_host}:"
+                    f"{self.copts.metrics_port}: {exc.strerror}"
+                ) from exc
+            self.metrics.start()
+        try:
+            return await self._rounds()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+
+    async def _rounds(self) -> int:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         state = self.load_state()
         async with contextlib.AsyncExitStack() as stack:
@@ -194,9 +296,13 @@ class Continuous:
                 )
                 outcome = await self._round(gameday)
                 verdict = self._verdict(n, exp, fault, outcome)
+                self.opts.console.print(
+                    round_line(verdict, outcome), highlight=False, markup=False, soft_wrap=True
+                )
                 state.history = [*state.history, verdict][-HISTORY:]
                 state.next_round = n + 1
                 atomic_write(self.state_path, state.model_dump_json(indent=1) + "\n")
+                seen = self.metrics.scrapes if self.metrics is not None else 0
                 await self._publish(redis, state, outcome)
                 await self._trim(redis, n)
                 if embedded is not None:
@@ -204,6 +310,12 @@ class Continuous:
                 done += 1
                 if gameday.interrupted is not None:
                     return 0
+            if self.metrics is not None and self.copts.linger_s > 0:
+                self.opts.console.print(
+                    f"serving the last round's metrics on port {self.metrics.port} until "
+                    f"scraped (at most {self.copts.linger_s:g} s)"
+                )
+                await self.metrics.wait_scraped(seen, self.copts.linger_s)
         return 0
 
     async def _round(self, gameday: Gameday) -> RunOutcome:
@@ -235,8 +347,16 @@ class Continuous:
         last = state.history[-1]
         judged = [v for v in state.history if v.passed is not None]
         exp = self.base_id
-        self.g_passed.labels(exp).set(1 if last.passed else 0)
-        self.g_rounds.labels(exp).set(len(state.history))
+        outcome_label = {True: "pass", False: "fail", None: "error"}[last.passed]
+        self.c_rounds.labels(exp, outcome_label).inc()
+        # Last round's figures: a series is removed where the round has no such figure.
+        for g in (self.g_passed, self.g_pass_ratio, self.g_violations):
+            with contextlib.suppress(KeyError):
+                g.remove(exp)
+        for g in (self.g_availability, self.g_mttr):
+            g.clear()
+        if last.passed is not None:
+            self.g_passed.labels(exp).set(1 if last.passed else 0)
         if judged:
             self.g_pass_ratio.labels(exp).set(sum(bool(v.passed) for v in judged) / len(judged))
         if outcome.run_dir is not None:
@@ -245,8 +365,10 @@ class Continuous:
                 for a in f.availability:
                     if a.scope == "target":
                         self.g_availability.labels(exp, a.scope_key).set(a.availability_pct)
-                        self.g_mttr.labels(exp, a.scope_key).set(a.mttr_s or 0.0)
-                self.g_violations.labels(exp).set(len(f.violations))
+                        if a.mttr_s is not None:
+                            self.g_mttr.labels(exp, a.scope_key).set(a.mttr_s)
+                if f.verdict is not None:
+                    self.g_violations.labels(exp).set(len(f.violations))
         key = f"aftershock:{exp}:continuous"
         try:
             pipe = redis.pipeline(transaction=False)

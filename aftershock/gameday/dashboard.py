@@ -81,6 +81,14 @@ def render(s: LiveSnapshot) -> Panel:
     return Panel(Group(head, bar, Text(""), grid), title="aftershock", border_style="blue")
 
 
+def unwrapped_console(*, stderr: bool = True) -> Console:
+    """A console that wraps long lines only on a terminal: piped or redirected, each line
+    stays one line (for grep), however long."""
+    out = Console(stderr=stderr)
+    out.soft_wrap = not out.is_terminal
+    return out
+
+
 class Dashboard:
     """Draws ``snapshot()`` every ``refresh_s`` on a terminal, or prints a summary line every
     ``line_every_s`` when the console is not a terminal."""
@@ -95,7 +103,7 @@ class Dashboard:
         enabled: bool = True,
     ) -> None:
         self.snapshot = snapshot
-        self.console = console or Console(stderr=True)
+        self.console = console or unwrapped_console()
         self.refresh_s = refresh_s
         self.line_every_s = line_every_s
         self.enabled = enabled

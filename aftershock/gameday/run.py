@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
-from rich.console import Console
 
 from aftershock.gameday.analysis import LiveAnalysis, analyzer_config
-from aftershock.gameday.dashboard import Dashboard
+from aftershock.gameday.dashboard import Dashboard, unwrapped_console
 from aftershock.gameday.live import LiveTap
 from aftershock.gameday.remote import publish_snapshot
 from aftershock.gameday.sample import SampleProcess, is_sample_experiment, plan_sample
@@ -49,13 +48,16 @@ from injector.errors import InjectorError
 from injector.executor import Executor, experiment_id_of
 from injector.executor import RunOptions as InjectorOptions
 from injector.sinks import JsonlSink
+from spine.activefaults import ActiveFaults, follow
 from spine.eventlog.publisher import Publisher
 from spine.stack import EmbeddedStack
-from spine.telemetry import configure_tracing
+from spine.telemetry import configure_tracing, otlp_endpoint
 
 if TYPE_CHECKING:
     from contextlib import AsyncExitStack
     from pathlib import Path
+
+    from rich.console import Console
 
     from aftershock.report.model import RunStatus
     from schemas.events import Event
@@ -86,7 +88,7 @@ class GamedayOptions:
     ignore_safeguards: tuple[str, ...] = ()
     """Safeguard metrics left out of the plan (e.g. ``isolation_violations`` in the demo, so
     the game day plays out instead of stopping at the first leak; the SLO still judges it)."""
-    console: Console = field(default_factory=lambda: Console(stderr=True))
+    console: Console = field(default_factory=unwrapped_console)
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,7 @@ class Gameday:
             self.settings, "aftershock-run", run_dir=run_dir, set_global=self.opts.global_tracing
         )
         stack.callback(shutdown_tracing)
+        executor.opts.tracer_provider = provider  # also when not global (continuous rounds)
         await self._create_proxies(stack, ctl)
         sut: SampleProcess | None = None
         if sample:
@@ -298,14 +301,19 @@ class Gameday:
                     bugs=self.opts.bugs,
                     log_path=run_dir / SAMPLE_LOG,
                     spans_path=run_dir / SAMPLE_SPANS
-                    if self.settings.otel_exporter == "file"
+                    if self.settings.otel_exporter != "none"
                     else None,
-                    otlp_endpoint=self.settings.otel_endpoint
-                    if self.settings.otel_exporter == "otlp"
+                    otlp_endpoint=(
+                        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or self.settings.otel_endpoint
+                    )
+                    if self.settings.otel_exporter != "none" and otlp_endpoint(self.settings)
                     else None,
                 )
             )
         targets = {t.name: t for t in ax.targets}
+        # The injector announces its faults in Redis; the sessions' spans name the ones they
+        # ran under and link to them (the same way as generators on other hosts).
+        faults = ActiveFaults()
         for profile in ax.load:
             if profile.target not in targets:
                 raise RunSetupError(f"load profile names unknown target {profile.target!r}")
@@ -320,6 +328,7 @@ class Gameday:
                         trace_every=self.opts.trace_every,
                     ),
                     tracer_provider=provider,
+                    faults=faults,
                 )
             )
         self.console.print(
@@ -342,6 +351,7 @@ class Gameday:
                     tg.create_task(analysis.run()),
                     tg.create_task(dashboard.run()),
                     tg.create_task(self._publish_live(redis, tap)),
+                    tg.create_task(follow(redis, self.experiment_id, faults)),
                 ]
                 if sut is not None:
                     helpers.append(tg.create_task(sut.watch(self._sut_exited)))

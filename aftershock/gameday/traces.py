@@ -340,9 +340,13 @@ def load_run(
 ) -> tuple[list[SessionTrace], list[FaultWindow], int, int]:
     """The matching session traces (at most ``limit``) with their events, the run's fault
     windows, how many traces matched, and how many session traces the run has in all."""
+    if not run_dir.is_dir():
+        raise RunDirError(f"no such run: {run_dir}")
     spans_path = run_dir / SPANS_FILE
     if not spans_path.exists():
-        raise RunDirError(f"{run_dir} has no {SPANS_FILE} (spans went to OTLP, or tracing was off)")
+        raise RunDirError(
+            f"{run_dir} has no {SPANS_FILE}: tracing was off (AFTERSHOCK_OTEL_EXPORTER=none)"
+        )
     events_path = run_dir / EVENTS_FILE
     faults: list[Event] = []
     errors: dict[str, int] = {}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from aftershock.report.model import Findings
 from aftershock.report.svg import Line, cascade_graph, fault_colour, line_chart
+from spine.telemetry import trace_link
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -43,6 +44,15 @@ max-width:100%;height:auto}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px}
 .empty{color:#5b6673;font-style:italic}
 """
+
+
+def _trace_td(trace_id: str | None) -> str:
+    """A trace id cell, linked to the trace viewer when ``trace_url_template`` is set."""
+    if not trace_id:
+        return "<td><code>–</code></td>"
+    link = trace_link(trace_id)
+    code = f"<code>{escape(trace_id)}</code>"
+    return f'<td><a href="{escape(link)}">{code}</a></td>' if link else f"<td>{code}</td>"
 
 
 def _num(v: float | int | None, digits: int = 2, unit: str = "") -> str:
@@ -264,10 +274,10 @@ def _violations(f: Findings) -> str:
                     _td(_when(v.seen_ns)),
                     _td(v.victim_tenant),
                     _td(v.victim_session),
-                    f"<td><code>{escape(v.victim_trace_id or '–')}</code></td>",
+                    _trace_td(v.victim_trace_id),
                     _td(v.origin_tenant),
                     _td(v.origin_session or "–"),
-                    f"<td><code>{escape(v.origin_trace_id or '–')}</code></td>",
+                    _trace_td(v.origin_trace_id),
                     _td(", ".join(v.faults_active) or "–"),
                 ]
                 for v in shown

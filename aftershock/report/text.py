@@ -10,10 +10,19 @@ from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
 from aftershock.report.model import Findings
+from spine.telemetry import trace_link
 
 if TYPE_CHECKING:
     from aftershock.report.compare import Comparison
     from aftershock.report.model import RunData
+
+
+def _trace(trace_id: str | None) -> str:
+    """A trace id, linked to the trace viewer when ``trace_url_template`` is set."""
+    if not trace_id:
+        return "`–`"
+    link = trace_link(trace_id)
+    return f"[`{trace_id}`]({link})" if link else f"`{trace_id}`"
 
 
 def _n(v: float | None, digits: int = 2, unit: str = "") -> str:
@@ -84,8 +93,8 @@ def render_markdown(data: RunData, comparison: Comparison | None = None) -> str:
         for x in f.violations[:50]:
             lines.append(
                 f"| {_cell(x.victim_tenant)} | {_cell(x.victim_session)} "
-                f"| `{x.victim_trace_id or '–'}` | {_cell(x.origin_tenant)} "
-                f"| `{x.origin_trace_id or '–'}` |"
+                f"| {_trace(x.victim_trace_id)} | {_cell(x.origin_tenant)} "
+                f"| {_trace(x.origin_trace_id)} |"
             )
         if len(f.violations) > 50:
             lines.append(f"\n({len(f.violations) - 50} more in results.json)")

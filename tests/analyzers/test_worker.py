@@ -69,7 +69,9 @@ async def produce(bootstrap: str, topic: str, events: list[Event]) -> None:
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], app_id: str, log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], app_id: str, log: Path, extra: list[str] | None = None
+    ) -> None:
         self.log = log
         self._fh = log.open("ab")
         self.proc = subprocess.Popen(
@@ -82,6 +84,7 @@ class Worker:
                 app_id,
                 "--checkpoint-interval-s",
                 "0.5",
+                *(extra or []),
             ],
             env=env,
             stdout=self._fh,

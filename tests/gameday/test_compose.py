@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 import yaml
 from typer.testing import CliRunner
 
-from aftershock.cli.main import app
+from aftershock.cli.commands import COMMANDS
+from aftershock.cli.main import app, load
 from spine.settings import Settings
 
 COMPOSE = Path(__file__).parents[2] / "compose"
@@ -40,8 +41,43 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
 
 
 def _command(service: dict[str, Any]) -> list[str]:
+    """The command's words; ``sh -c "exec CMD"`` counts as CMD."""
     cmd = service.get("command") or []
-    return cmd.split() if isinstance(cmd, str) else [str(c) for c in cmd]
+    words = cmd.split() if isinstance(cmd, str) else [str(c) for c in cmd]
+    if words[:2] == ["sh", "-c"] and len(words) == 3 and words[2].startswith("exec "):
+        return shlex.split(words[2].replace("$$", "$"))[1:]  # compose's $$ is a literal $
+    return words
+
+
+def test_generators_expected_follow_the_members() -> None:
+    """The coordinator waits for itself and every member replica, from one variable."""
+    services = _services()
+    replicas = services["generator-member"]["deploy"]["replicas"]
+    assert replicas == "${GENERATOR_MEMBERS:-2}"
+    gen = services["generator"]
+    assert _env(gen)["GENERATOR_MEMBERS"] == replicas
+    words = _command(gen)
+    assert words[words.index("--expect") + 1] == "$((GENERATOR_MEMBERS + 1))"
+    for members in (1, 2, 5):
+        out = subprocess.run(
+            ["sh", "-c", f"echo {words[words.index('--expect') + 1]}"],
+            env={"GENERATOR_MEMBERS": str(members)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert out.stdout.strip() == str(members + 1)
+
+
+def test_unauthenticated_apis_are_published_on_loopback_only() -> None:
+    for name, service in _services().items():
+        for port in service.get("ports") or []:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_spans_reach_kafka_in_a_format_the_analyzers_read() -> None:
+    collector = yaml.safe_load((COMPOSE / "otel-collector.yaml").read_text())
+    assert collector["exporters"]["kafka"]["encoding"] in ("otlp_proto", "otlp_json")
 
 
 def test_the_stack_has_every_part() -> None:
@@ -54,7 +90,11 @@ def test_the_stack_has_every_part() -> None:
     assert images["jaeger"].startswith("jaegertracing/")
     assert "broker,controller" in _env(services["kafka"])["KAFKA_PROCESS_ROLES"]  # KRaft
     assert services["analyzer"]["deploy"]["replicas"] >= 2
-    assert services["generator-member"]["deploy"]["replicas"] >= 1
+    members = re.fullmatch(
+        r"\$\{GENERATOR_MEMBERS:-(\d+)\}", services["generator-member"]["deploy"]["replicas"]
+    )
+    assert members is not None
+    assert int(members.group(1)) >= 1
     assert (COMPOSE / "otel-collector.yaml").exists()
 
 
@@ -95,9 +135,9 @@ AFTERSHOCK_SERVICES = sorted(n for n, s in _services().items() if _command(s)[:1
 @pytest.mark.parametrize("name", AFTERSHOCK_SERVICES)
 def test_aftershock_commands_exist(name: str) -> None:
     words = _command(_services()[name])[1:]
-    root = typer.main.get_command(app)
-    command, path, rest = _walk(root, words)
-    assert path, f"{name}: 'aftershock {words[0]}' is not a command"
+    assert words[0] in COMMANDS, f"{name}: 'aftershock {words[0]}' is not a command"
+    command, path, rest = _walk(load(words[0]), words[1:])
+    path = [words[0], *path]
     result = CliRunner().invoke(app, [*path, "--help"])
     assert result.exit_code == 0, f"{name}: aftershock {' '.join(path)} --help: {result.output}"
     known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}

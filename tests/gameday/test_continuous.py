@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
+import time
+import urllib.request
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,10 +22,14 @@ from aftershock.gameday.continuous import (
     round_experiment,
 )
 from aftershock.gameday.run import GamedayOptions, RunOutcome
+from aftershock.report.files import write_reports
+from aftershock.report.model import RunData, RunMeta, TimeSeries
 from injector.validate import load_experiment
 from schemas.load import SendStep
+from schemas.results import Availability, Verdict
 from spine.settings import Settings
 from tests.gameday.test_run import SHORT, _cli, _env
+from tests.promtool import check_metrics
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -78,7 +85,11 @@ async def test_verdicts_go_to_prometheus_and_redis(stack: EmbeddedStack, tmp_pat
         await c._publish(r, state, RunOutcome(0, None, "completed", [], [], 1.0))
         text = generate_latest(c.registry).decode()
         assert 'aftershock_continuous_verdict_passed{experiment="short-gameday-t"} 1.0' in text
-        assert 'aftershock_continuous_rounds{experiment="short-gameday-t"} 2.0' in text
+        assert (
+            'aftershock_continuous_rounds_total{experiment="short-gameday-t",outcome="pass"} 1.0'
+            in text
+        )
+        check_metrics(text)
         assert 'aftershock_continuous_pass_ratio{experiment="short-gameday-t"} 0.5' in text
         last = json.loads(await r.lindex("aftershock:short-gameday-t:continuous:verdicts", 0))
         assert last["round"] == 1
@@ -89,16 +100,134 @@ async def test_verdicts_go_to_prometheus_and_redis(stack: EmbeddedStack, tmp_pat
         await r.aclose()
 
 
+def _samples(text: str, name: str) -> dict[str, float]:
+    """The samples of metric ``name`` in a metrics page, by label set."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels, _, value = line[len(name) :].rpartition(" ")
+            out[labels] = float(value)
+    return out
+
+
+async def test_a_figure_without_data_has_no_sample(stack: EmbeddedStack, tmp_path: Path) -> None:
+    from redis.asyncio import Redis
+
+    c = Continuous(
+        load_experiment(SHORT),
+        Settings(state_dir=tmp_path),
+        GamedayOptions(runs_dir=tmp_path / "runs"),
+        ContinuousOptions(round_s=10),
+    )
+    c.base_id = exp = f"nodata-{tmp_path.name[-8:]}"
+    ids = {"experiment_id": exp, "run_id": "r1", "generator_id": "analyzer", "ts_ns": 1}
+    run_dir = tmp_path / "r1"
+    records = [
+        Availability(**ids, scope="target", scope_key="gateway", availability_pct=80.0,
+                     episodes=1, mttr_s=2.5, observed_s=10.0),
+        Availability(**ids, scope="target", scope_key="redis", availability_pct=100.0,
+                     episodes=0, mttr_s=None, observed_s=10.0),
+        Verdict(**ids, passed=False, reasons=["gateway: availability"]),
+    ]  # fmt: skip
+    write_reports(
+        run_dir, RunData.of(RunMeta(experiment_id=exp, run_id="r1"), records, TimeSeries())
+    )
+    judged = RoundVerdict(round=0, experiment_id=exp, run_id="r1", fault="x", passed=False,
+                          status="completed", ended_ns=1)  # fmt: skip
+    errored = RoundVerdict(round=1, experiment_id=exp, run_id="", fault="y", passed=None,
+                           status="error", ended_ns=2)  # fmt: skip
+    r = Redis.from_url(stack.redis_url)
+    try:
+        state = ContinuousState(experiment_id=exp, next_round=1, history=[judged])
+        await c._publish(r, state, RunOutcome(1, run_dir, "completed", [], [], 1.0))
+        text = generate_latest(c.registry).decode()
+        check_metrics(text)
+        e = f'experiment="{exp}"'
+        assert _samples(text, "aftershock_continuous_mttr_seconds") == {
+            f'{{{e},target="gateway"}}': 2.5
+        }  # no episode at redis: no MTTR, not 0
+        assert _samples(text, "aftershock_continuous_availability_pct") == {
+            f'{{{e},target="gateway"}}': 80.0,
+            f'{{{e},target="redis"}}': 100.0,
+        }
+        assert _samples(text, "aftershock_continuous_verdict_passed") == {f"{{{e}}}": 0.0}
+        assert _samples(text, "aftershock_continuous_isolation_violations") == {f"{{{e}}}": 0.0}
+
+        # an errored round: no verdict, no figures; counted as an error
+        state = ContinuousState(experiment_id=exp, next_round=2, history=[judged, errored])
+        await c._publish(r, state, RunOutcome(2, None, "error", [], ["boom"], 0.0))
+        text = generate_latest(c.registry).decode()
+        check_metrics(text)
+        for name in ("mttr_seconds", "availability_pct", "verdict_passed", "isolation_violations"):
+            assert _samples(text, f"aftershock_continuous_{name}") == {}, name
+        assert _samples(text, "aftershock_continuous_pass_ratio") == {f"{{{e}}}": 0.0}
+        assert _samples(text, "aftershock_continuous_rounds_total") == {
+            f'{{{e},outcome="fail"}}': 1.0,
+            f'{{{e},outcome="error"}}': 1.0,
+        }
+    finally:
+        await r.delete(f"aftershock:{exp}:continuous:verdicts", f"aftershock:{exp}:continuous")
+        await r.aclose()
+
+
 @pytest.mark.timeout(180)
 def test_rounds_go_on_after_a_restart(stack: EmbeddedStack, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     args = ["run", str(SHORT), "--continuous", "--round-s", "5", "--rounds", "1",
             "--runs-dir", str(runs), "--keep-runs", "1", "--no-dashboard"]  # fmt: skip
     env = _env(stack, tmp_path)
-    for n in (0, 1):  # two processes, one round each
-        proc = subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=90)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f"continuous round {n}:" in proc.stderr
+    port = _free_port()
+    scraped: list[str] = []
+    # the first process serves its metrics and, after its last round, waits to be scraped
+    first = subprocess.Popen(
+        _cli(*args, "--metrics-port", str(port), "--metrics-linger-s", "300"),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while first.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                    text = resp.read().decode()
+            except OSError:
+                text = ""
+            if "aftershock_continuous_rounds_total{" in text:
+                scraped.append(text)
+                break
+            time.sleep(0.2)
+        _, err = first.communicate(timeout=60)  # it exits once scraped, not after 300 s
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err[-3000:]
+    assert "continuous round 0:" in err
+    (v0,) = json.loads((runs / "continuous-short-gameday.json").read_text())["history"]
+    word = {True: "PASS", False: "FAIL", None: "ERROR"}[v0["passed"]]
+    failing = f"; failing {', '.join(v0['failing'])}" if v0["failing"] else ""
+    line = f"round 0: {word} ({v0['status']}); fault redis-outage{failing}; run {v0['run_id']}"
+    assert line in err.splitlines(), err
+    # the round's fault span is in its span file, and the sessions that ran under it link to it
+    spans = [
+        json.loads(line) for line in (runs / v0["run_id"] / "spans.jsonl").read_text().splitlines()
+    ]
+    (fault,) = [x for x in spans if x["name"] == "fault redis-outage"]
+    linked = [
+        x
+        for x in spans
+        if x["name"] == "session"
+        and any(lk["context"]["span_id"] == fault["context"]["span_id"] for lk in x["links"])
+    ]
+    assert linked
+    assert all(x["attributes"]["aftershock.fault.ids"] == ["redis-outage"] for x in linked)
+    (text,) = scraped
+    check_metrics(text)
+    assert len(_samples(text, "aftershock_continuous_rounds_total")) == 1
+    assert sum(_samples(text, "aftershock_continuous_rounds_total").values()) == 1.0
+    proc = subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "continuous round 1:" in proc.stderr
+    assert re.search(r"^round 1: [A-Z]+ \(\w+\); fault reconnect-storm;", proc.stderr, re.M)
     state = json.loads((runs / "continuous-short-gameday.json").read_text())
     assert state["next_round"] == 2
     assert [(v["round"], v["fault"]) for v in state["history"]] == [

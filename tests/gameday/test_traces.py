@@ -98,4 +98,9 @@ def test_cli_filters_and_errors(tmp_path: Path) -> None:
     assert "no session trace matches" in none.output
     missing = runner.invoke(app, ["traces", str(tmp_path / "nope")])
     assert missing.exit_code == 2
-    assert "has no spans.jsonl" in missing.output
+    assert f"no such run: {tmp_path / 'nope'}" in missing.output
+    untraced = tmp_path / "untraced"
+    untraced.mkdir()
+    off = runner.invoke(app, ["traces", str(untraced)])
+    assert off.exit_code == 2
+    assert "has no spans.jsonl: tracing was off" in off.output

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from injector.proxy import ProxyServer
+from tests.promtool import check_metrics
 from tests.proxy.conftest import closed_port, raw_http
 
 TEXT = "text/plain; charset=utf-8"
@@ -283,6 +284,7 @@ async def test_metrics_prometheus_text(server: ProxyServer) -> None:
     response = await raw_http(server.api_url, "GET", "/metrics")
     assert response.status == 200
     text = response.body.decode()
+    check_metrics(text)
     assert "# TYPE toxiproxy_proxy_received_bytes_total counter" in text
     assert re.search(
         r'toxiproxy_proxy_sent_bytes_total\{direction="downstream",listener="127.0.0.1:\d+",'

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from injector.proxy import ProxyServer
 from schemas.events import ConnectionClosed, ProxyDisabled, ToxicAdded, ToxicRemoved
+from tests.promtool import check_metrics
 from tests.proxy.conftest import raw_http
 from tests.proxy.helpers import Api, echo_rtt, read_exactly
 
@@ -195,6 +196,7 @@ async def test_connections_listing(server: ProxyServer, echo_port: int) -> None:
         assert (conn["bytes_up"], conn["bytes_down"]) == (5, 5)
         assert conn["toxics"] == {"upstream": ["noop_upstream"], "downstream": []}
         metrics = (await api.client.get("/metrics")).text
+        check_metrics(metrics)
         for family in ("received", "sent"):
             for direction in ("upstream", "downstream"):
                 line = next(
