@@ -41,6 +41,7 @@ def analyzer_config(exp: Experiment) -> AnalyzerConfig:
             p99_max_ms=s.p99_latency_ms,
             mttr_max_s=s.mttr,
             max_isolation_violations=s.isolation_violations,
+            no_data_fails=s.no_data_fails,
         )
         for s in ax.slos
     ]
