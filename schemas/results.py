@@ -281,7 +281,8 @@ class LiveFigures(ResultBase):
     kind: Literal["result.live"] = "result.live"
     at_s: float = Field(ge=0)
     window_s: float = Field(gt=0)
-    phase: str = ""
+    current_phase: str = ""
+    """(Not ``phase``: results with a phase are per-phase records, one per phase.)"""
     active_faults: list[str] = Field(default_factory=list)
     sessions: int = Field(ge=0)
     throughput_per_s: float = Field(ge=0)

@@ -61,7 +61,7 @@ class LiveSnapshot:
             run_id=run_id,
             elapsed_s=elapsed_s,
             planned_s=planned_s,
-            phase=(f.phase or phase) if f else phase,
+            phase=(f.current_phase or phase) if f else phase,
             active_faults=tuple(f.active_faults) if f else (),
             sessions=f.sessions if f else None,
             throughput_per_s=f.throughput_per_s if f else 0.0,

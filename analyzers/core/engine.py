@@ -681,7 +681,7 @@ class _Report:
                 dim = ("target", slo.target) if slo.target else _OVERALL
                 _, found = judge(slo, self._figures(dim, phase))
                 if slo.target:
-                    found = [c.model_copy(update={"name": f"{slo.target}:{c.name}"}) for c in found]
+                    found = [_of_target(slo.target, c) for c in found]
                 checks += found
             if not phase:
                 ids = self._ids("verdict", phase)
@@ -737,6 +737,12 @@ class _Report:
             error_ratio=_ratio_or_none(acc),
             loss_ratio=None,
         )
+
+
+def _of_target(target: str, c: SloCheck) -> SloCheck:
+    """A check of a target's SLO, named (and explained) after the target."""
+    reason = f"{target}:{c.reason}" if c.reason else ""
+    return c.model_copy(update={"name": f"{target}:{c.name}", "reason": reason})
 
 
 def _ratio_or_none(acc: LoadAcc) -> float | None:

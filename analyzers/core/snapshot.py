@@ -50,7 +50,7 @@ def series_results(
                 **live_ids,
                 "at_s": max(0.0, (a.last_ns - origin) / 1e9) if a.first_ns is not None else 0.0,
                 "window_s": LIVE_WINDOW_S,
-                "phase": a.load.phases.current,
+                "current_phase": a.load.phases.current,
                 "active_faults": sorted(
                     {w.fault_id for w in a.faults.windows if w.ended_ns is None}
                 ),

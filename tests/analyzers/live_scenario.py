@@ -8,7 +8,8 @@ with latencies 1..10 ms, except in seconds 6 and 7, where every send fails
 closed by the server with 1011 at 9.5 s (a failure). Its generator's clock runs 3 s behind
 (``clock_offsets_ns`` puts it right). Faults: ``redis-outage`` (proxy disabled at 1 s,
 reported by injector and proxy, never re-enabled) and ``message-latency``, seen only as a
-``fault.toxic_updated`` at 2 s and removed at 4 s.
+``fault.toxic_updated`` at 2 s and removed at 4 s. The steady-state probe ``gateway-up``
+runs before the method (met) and after it (``deviated`` says whether it was met then).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from schemas.events import (
     ExperimentEnded,
     ExperimentPhase,
     ExperimentStarted,
+    HypothesisProbeRan,
     ProxyDisabled,
     Receive,
     Send,
@@ -43,12 +45,20 @@ def _ids(generator: str = "g1") -> dict[str, str]:
     return {"experiment_id": EXP, "run_id": "run-1", "generator_id": generator}
 
 
-def scenario(*, ended: bool = True) -> list[Event]:
+def scenario(*, ended: bool = True, deviated: bool = False) -> list[Event]:
     inj = _ids("injector")
     sess = {"tenant": "acme", "user": "u1", "session": "acme-1", "target": "gateway",
             "protocol": "ws"}  # fmt: skip
     evs: list[Event] = [
         ExperimentStarted(**inj, ts_ns=T0, title="Live scenario"),
+        HypothesisProbeRan(
+            **inj,
+            ts_ns=T0 + 150 * MS,
+            probe="gateway-up",
+            when="before",
+            duration_s=0.1,
+            tolerance_met=True,
+        ),
         ExperimentPhase(**inj, ts_ns=T0 + 200 * MS, phase="fault:redis-outage"),
         Connected(**_ids(), **sess, ts_ns=T0 + 100 * MS, connect_ms=2.0),
     ]
@@ -94,5 +104,13 @@ def scenario(*, ended: bool = True) -> list[Event]:
                          message="503", phase="receive")
         )  # fmt: skip
     if ended:
-        evs.append(ExperimentEnded(**inj, ts_ns=T0 + 9990 * MS, status="completed"))
+        evs.append(
+            HypothesisProbeRan(**inj, ts_ns=T0 + 9980 * MS, probe="gateway-up", when="after",
+                               duration_s=0.25, tolerance_met=not deviated,
+                               detail="status 503 not in [200]" if deviated else "")
+        )  # fmt: skip
+        evs.append(
+            ExperimentEnded(**inj, ts_ns=T0 + 9990 * MS, status="failed" if deviated else
+                            "completed", deviated=deviated)
+        )  # fmt: skip
     return sorted(evs, key=lambda e: e.ts_ns + (LATE_BY_NS if e.generator_id == LATE else 0))

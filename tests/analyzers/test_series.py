@@ -68,7 +68,7 @@ def test_windows_are_the_cores_own() -> None:
 def test_live_figures_at_the_end() -> None:
     _, live, results = _fold(scenario())
     assert live.at_s == pytest.approx(9.99)
-    assert live.phase == "fault:redis-outage"
+    assert live.current_phase == "fault:redis-outage"
     assert live.active_faults == ["redis-outage"]
     assert live.sessions == 2
     # complete buckets 4..8: 35 receives, 25 failures, no connects

@@ -60,7 +60,7 @@ def _tap(clock: FakeClock) -> LiveTap:
 def test_snapshot_is_the_analyzers_live_record() -> None:
     live = next(r for r in _results() if isinstance(r, LiveFigures))
     s = _tap(FakeClock()).snapshot()
-    assert s.phase == live.phase == "fault:redis-outage"
+    assert s.phase == live.current_phase == "fault:redis-outage"
     assert s.active_faults == ("redis-outage",)
     assert s.sessions == live.sessions == 2
     assert s.throughput_per_s == live.throughput_per_s
