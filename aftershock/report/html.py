@@ -52,6 +52,10 @@ def _num(v: float | int | None, digits: int = 2, unit: str = "") -> str:
     return f"{v:,.{digits}f}{unit}"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def trace_ref(trace_id: str | None, link: str | None = None) -> str:
     """A trace id as the report shows it; ``link``, a template with ``{trace_id}`` (e.g. a
     tracing UI's URL), makes it a link."""
@@ -265,9 +269,9 @@ def _violations(f: Findings, tb: TimeBase, trace_link: str | None) -> str:
     summary = ""
     if f.violations:
         summary = (
-            f'<p class="meta">{len(f.violations):,} messages reached a session they must '
-            f"never reach, in {len(groups)} groups (origin tenant, victim tenant, faults "
-            "active); every one is in results.json.</p>"
+            f'<p class="meta">{_count(len(f.violations), "message")} reached a session they '
+            f"must never reach, in {_count(len(groups), 'group')} (origin tenant, victim "
+            "tenant, faults active); every one is in results.json.</p>"
         )
     return (
         '<h2 id="isolation">Isolation violations</h2>'
