@@ -27,7 +27,8 @@ padding-bottom:4px}
 .verdict ul{margin:4px 0 0 18px;padding:0}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
 th,td{border:1px solid #dde1e6;padding:4px 7px;text-align:left;vertical-align:top}
-th{background:#eef1f4;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef1f4;font-weight:600}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.failed td{background:#fdecea}tr.passed td.status{color:#2e8b57}tr.failed td.status{color:#c0392b}
 td.worse{color:#c0392b;font-weight:600}td.better{color:#2e8b57}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}

@@ -177,6 +177,55 @@ def test_ctrl_c_reverts_faults_and_writes_a_partial_report(
     assert _run_checks(json.loads((run_dir / "results.json").read_text()))
 
 
+def test_a_hypothesis_deviating_after_the_method_fails_every_output(
+    stack: EmbeddedStack, tmp_path: Path
+) -> None:
+    """The SLOs may pass; the steady-state probe that deviates after the method fails the run
+    in the exit code, the console, summary.md, report.html, results.json and junit.xml."""
+    import yaml
+
+    marker = tmp_path / "method-ran"
+    doc = yaml.safe_load(SHORT.read_text())
+    probe = {"type": "python", "module": "tests.injector.probes", "func": "absent",
+             "arguments": {"path": str(marker)}}  # fmt: skip
+    doc["steady-state-hypothesis"]["probes"] = [
+        {"type": "probe", "name": "marker-absent", "tolerance": True, "provider": probe}
+    ]
+    doc["method"] = [
+        {"type": "action", "name": "leave-marker",
+         "provider": {"type": "python", "module": "tests.injector.probes", "func": "touch",
+                      "arguments": {"path": str(marker)}}}
+    ]  # fmt: skip
+    exp = tmp_path / "deviates.yaml"
+    exp.write_text(yaml.safe_dump(doc))
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        _cli("run", str(exp), "--runs-dir", str(runs), "--line-every-s", "5"),
+        env=_env(stack, tmp_path), capture_output=True, text=True, timeout=150,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "verdict FAIL (failed)" in proc.stderr
+    reason = "steady-state probe marker-absent (after the method"
+    assert reason in proc.stderr
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.is_symlink()]
+    results = json.loads((run_dir / "results.json").read_text())["results"]
+    (v,) = [r for r in results if r["kind"] == "result.verdict" and not r["phase"]]
+    assert v["passed"] is False
+    assert [(p["when"], p["met"]) for p in v["hypothesis"]] == [("before", True), ("after", False)]
+    assert any(r.startswith(reason) for r in v["reasons"])
+    assert "## Verdict: FAIL" in (run_dir / "summary.md").read_text()
+    assert reason in (run_dir / "summary.md").read_text()
+    assert "<h2>Verdict: FAIL</h2>" in (run_dir / "report.html").read_text()
+    root = ET.parse(run_dir / "junit.xml").getroot()
+    assert int(root.get("failures", "0")) >= 1
+    hyp = root.find("testsuite[@name='hypothesis.short-gameday']")
+    assert hyp is not None
+    cases = hyp.findall("testcase")
+    assert [c.find("failure") is not None for c in cases] == [False, True]
+    # each case took its probe's real duration
+    assert [c.get("time") for c in cases] == [f"{p['duration_s']:.3f}" for p in v["hypothesis"]]
+
+
 def _redis_get(stack: EmbeddedStack, key: str) -> bytes | None:
     import redis
 
