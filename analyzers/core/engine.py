@@ -271,21 +271,22 @@ class Analyzer:
         accs = self.load.accs_for(dims, pair)
         faults = self.faults.active_at(t)
         with_faults = (*dims, *[("fault", f) for f in faults]) if faults else dims
-        cls = failure_class(ev)
-        self.series.observe(t, ev, cls)
         if isinstance(ev, Send):
             for acc in accs:
                 acc.sent += 1
+            self.series.sent(t)
             integrity.send(t, ev, with_faults)
             self.isolation.send(t, ev)
             return
+        cls = failure_class(ev)
+        bucket = self.series.observe(t, ev, cls)
         if isinstance(ev, Receive):
             for acc in accs:
                 acc.received += 1
             lat = ev.latency_ms
             # The schema admits an infinite latency (JSON 1e999); it measures nothing.
             if lat is not None and lat != math.inf:
-                add_to_each([acc.latency for acc in accs], lat)
+                add_to_each([*[acc.latency for acc in accs], bucket.latency], lat)
             integrity.receive(ev, with_faults)
             if ev.origin_tenant is not None and ev.checksum_ok is not False:
                 self.isolation.receive(t, ev, faults)

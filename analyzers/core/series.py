@@ -10,11 +10,10 @@ same sketch as the latency summaries.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from analyzers.core.events import Connected, Disconnect, Receive, Send
+from analyzers.core.events import Connected, Disconnect, Receive
 from schemas.results import SeriesBucket, SeriesWindow
 from spine.sketch import LogHistogram
 
@@ -36,32 +35,38 @@ class _Bucket:
 
 
 class SeriesFold:
-    """Per-bucket client figures and the sessions connected now."""
+    """Per-bucket client figures and the sessions connected now. The analyzer adds each
+    receive's latency to :attr:`_Bucket.latency` of the bucket :meth:`observe` returns, with
+    the latency summaries' own sketches (one bucket index for all)."""
 
     def __init__(self, bucket_s: float) -> None:
         self.bucket_s = bucket_s
         self._bucket_ns = max(1, int(bucket_s * 1e9))
         self._buckets: dict[int, _Bucket] = {}
         self._sessions: set[tuple[str, str, str]] = set()
+        self._last: tuple[int, _Bucket] | None = None
 
-    def observe(
-        self,
-        t: int,
-        ev: Send | Receive | Connected | SessionError | Disconnect,
-        cls: str | bool | None,
-    ) -> None:
+    def _bucket(self, t: int) -> _Bucket:
         idx = t // self._bucket_ns
+        last = self._last
+        if last is not None and last[0] == idx:
+            return last[1]
         b = self._buckets.get(idx)
         if b is None:
             self._buckets[idx] = b = _Bucket()
-        if isinstance(ev, Send):
-            b.sent += 1
-            return
+        self._last = (idx, b)
+        return b
+
+    def sent(self, t: int) -> None:
+        self._bucket(t).sent += 1
+
+    def observe(
+        self, t: int, ev: Receive | Connected | SessionError | Disconnect, cls: str | bool | None
+    ) -> _Bucket:
+        """Fold a session event other than a send; ``cls``: its failure class."""
+        b = self._bucket(t)
         if isinstance(ev, Receive):
             b.received += 1
-            lat = ev.latency_ms
-            if lat is not None and lat != math.inf:
-                b.latency.add(lat)
         elif isinstance(ev, Connected):
             b.connects += 1
             self._sessions.add((ev.target, ev.tenant, ev.session))
@@ -69,6 +74,7 @@ class SeriesFold:
             self._sessions.discard((ev.target, ev.tenant, ev.session))
         if isinstance(cls, str):
             b.errors += 1
+        return b
 
     @property
     def sessions(self) -> int:
