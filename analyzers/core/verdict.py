@@ -171,13 +171,12 @@ def settle(v: Verdict, status: str, note: str) -> Verdict:
     caught up). A note fails the verdict; so does any status but ``completed``."""
     if v.phase:
         return v
-    reasons = list(v.reasons)
-    if note:
-        line = f"run {status}: {note}"
-        if not any(line in r or note in r for r in reasons):
-            reasons.append(line)
-    elif status not in ("completed", "failed") and not any(r.startswith("run ") for r in reasons):
-        reasons.append(f"run {status}")
+    # The game day's own record of how the run ended wins over the one in the events (a
+    # first Ctrl-C aborts the experiment; the run was interrupted).
+    said = f"run {v.run_status}" if v.run_status else None
+    reasons = [r for r in v.reasons if said is None or not r.startswith(said)]
+    if note or status not in ("completed", "failed"):
+        reasons.append(f"run {status}" + (f": {note}" if note else ""))
     interrupted = v.interrupted
     if status in ("interrupted", "aborted") and interrupted is None:
         interrupted = note or status

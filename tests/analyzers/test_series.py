@@ -8,11 +8,14 @@ import random
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from analyzers.core import Analyzer
-from schemas.results import Availability, LiveFigures, TimeSeries
+from schemas.events import Connected, Disconnect, Receive, Send, SessionError
+from schemas.results import Availability, LiveFigures, LoadSummary, TimeSeries
 from spine.sketch import LogHistogram
-from tests.analyzers.live_scenario import CONFIG, EXP, scenario
+from tests.analyzers.live_scenario import CONFIG, EXP, T0, S, scenario
 
 if TYPE_CHECKING:
     from schemas.events import Event
@@ -101,3 +104,54 @@ def test_an_open_episode_shows_before_the_end() -> None:
     a.tick()
     live = next(r for r in a.results() if isinstance(r, LiveFigures))
     assert live.open_episodes == ["target:gateway"]
+
+
+_KINDS = st.sampled_from(["send", "receive", "receive_5xx", "error", "connect", "close", "drop"])
+
+
+@st.composite
+def _session_events(draw: st.DrawFn) -> list[Event]:
+    """Random session events of a few sessions over ~20 s, each kind as generators write it."""
+    out: list[Event] = []
+    ids = {"experiment_id": EXP, "run_id": "r", "generator_id": "g"}
+    for i in range(draw(st.integers(0, 120))):
+        who = draw(st.sampled_from(["a", "b", "c"]))
+        sess = {"tenant": f"t-{who}", "user": "u", "session": who, "target": "gw",
+                "protocol": "ws", "ts_ns": T0 + draw(st.integers(0, 20 * S))}  # fmt: skip
+        kind = draw(_KINDS)
+        if kind == "send":
+            out.append(Send(**ids, **sess, seq=i, bytes=1, expect="none"))
+        elif kind == "receive":
+            lat = draw(st.floats(0, 5000, allow_nan=False))
+            out.append(Receive(**ids, **sess, bytes=1, latency_ms=lat))
+        elif kind == "receive_5xx":
+            out.append(Receive(**ids, **sess, bytes=1, status=draw(st.integers(500, 599))))
+        elif kind == "error":
+            out.append(SessionError(**ids, **sess, error_class="x", message="m", phase="send"))
+        elif kind == "connect":
+            out.append(Connected(**ids, **sess, connect_ms=1.0))
+        else:
+            by = "server" if kind == "close" else "error"
+            code = draw(st.sampled_from([None, 1000, 1001, 1006, 1011]))
+            out.append(Disconnect(**ids, **sess, by=by, code=code, reason=""))
+    return sorted(out, key=lambda e: e.ts_ns)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_session_events())
+def test_the_series_adds_up_to_the_load_summary(events: list[Event]) -> None:
+    """Whatever the events, the buckets hold exactly what the whole run's load record counts:
+    one failure rule, one set of events."""
+    series, _, results = _fold(events)
+    (load,) = [r for r in results if isinstance(r, LoadSummary) and r.scope == "overall"
+               and not r.phase] or [None]  # fmt: skip
+    totals = (
+        sum(b.sent for b in series.buckets),
+        sum(b.received for b in series.buckets),
+        sum(b.connects for b in series.buckets),
+        sum(b.errors for b in series.buckets),
+    )
+    if load is None:
+        assert totals == (0, 0, 0, 0)
+        return
+    assert totals == (load.sent, load.received, load.connects, sum(load.errors.values()))

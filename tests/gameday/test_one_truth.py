@@ -215,7 +215,7 @@ CASES: dict[str, tuple[Any, AnalyzerConfig, str, str, int, str, list[str]]] = {
         _interrupted,
         CONFIG,
         "interrupted", "interrupted (SIGINT)", 2, "INTERRUPTED",
-        ["gateway had not recovered when the run ended", "run aborted: interrupted (SIGINT)"],
+        ["gateway had not recovered when the run ended", "run interrupted: interrupted (SIGINT)"],
     ),
 }  # fmt: skip
 

@@ -114,6 +114,8 @@ def test_isolation_bug_fails_the_run_naming_the_slo(stack: EmbeddedStack, tmp_pa
     assert f"Compared with baseline run {run_dir.name}" in (run_dir / "summary.md").read_text()
     again = json.loads((run_dir / "results.json").read_text())
     assert _run_checks(again) == _run_checks(live)
+    # every record, the time series, the dashboard's figures and the verdict: exactly
+    assert again["results"] == live["results"]
 
     # a failed session's trace, with the fault active when it failed
     traces = subprocess.run(
