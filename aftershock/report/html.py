@@ -6,7 +6,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from aftershock.report.model import Findings, check_status
-from aftershock.report.svg import Line, cascade_graph, fault_colour, line_chart
+from aftershock.report.svg import Line, Mark, cascade_graph, fault_colour, line_chart
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -165,8 +165,17 @@ def _verdict(f: Findings, tb: TimeBase) -> str:
     return head + recovery + hypothesis + checks + safeguards
 
 
-def _charts(f: Findings) -> str:
+def _charts(f: Findings, tb: TimeBase) -> str:
     s = f.series
+    probes = f.verdict.hypothesis if f.verdict is not None else []
+    marks = [
+        Mark(
+            tb.seconds(p.started_ns),
+            f"{p.probe} ({p.when} the method): {'met' if p.met else 'DEVIATED'}",
+            p.met,
+        )
+        for p in probes
+    ]
     per_s = 1.0 / s.bucket_s
     mid = [(b.start_s + s.bucket_s / 2, b) for b in s.buckets]
     x_max = max(s.span_s, s.bucket_s)
@@ -178,6 +187,7 @@ def _charts(f: Findings) -> str:
         ],
         s.windows,
         x_max=x_max,
+        marks=marks,
     )
     throughput = line_chart(
         "Messages per second: received (left axis), sent (right axis)",
@@ -213,7 +223,9 @@ def _charts(f: Findings) -> str:
     )
     return (
         '<h2 id="timeline">Timeline</h2>'
-        f'<p class="meta">Buckets of {s.bucket_s:g} s; shaded bands are the fault windows.</p>'
+        f'<p class="meta">Buckets of {s.bucket_s:g} s; shaded bands are the fault windows; '
+        "dashed lines on the latency chart are steady-state probe runs (green met, red "
+        "deviated).</p>"
         f"{latency}{throughput}{errors}<h3>Fault windows</h3>{windows}"
     )
 
@@ -406,7 +418,7 @@ def render_html(
         f"{escape(m.status)}</p>",
         f'<p class="meta">{escape(tb.statement())}</p>',
         _verdict(f, tb),
-        _charts(f),
+        _charts(f, tb),
         _availability(f, tb),
         '<h2 id="cascade">Cascade</h2>' + cascade_graph(f.cascades),
         _violations(f, tb, trace_link),

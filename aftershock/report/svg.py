@@ -47,6 +47,15 @@ class Line:
     another stays visible)."""
 
 
+@dataclass(frozen=True)
+class Mark:
+    """A moment drawn across a chart: a steady-state probe run, for instance."""
+
+    x: float
+    label: str
+    ok: bool
+
+
 def nice_step(span: float, ticks: int = 5) -> float:
     """A round tick step (1, 2 or 5 × 10^n) giving about ``ticks`` ticks over ``span``."""
     if span <= 0:
@@ -82,6 +91,7 @@ def line_chart(
     y_unit: str = "",
     width: int = 960,
     height: int = 240,
+    marks: Sequence[Mark] = (),
 ) -> str:
     """A time chart (x in seconds) with the fault windows shaded behind the lines; lines
     marked ``right`` get their own scale on the right-hand axis."""
@@ -153,6 +163,14 @@ def line_chart(
     if has_right:
         out.append(
             f'<line x1="{left + pw}" x2="{left + pw}" y1="{top}" y2="{top + ph}" class="axis"/>'
+        )
+    for m in marks:
+        px = sx(m.x)
+        colour = "#2e8b57" if m.ok else "#c0392b"
+        out.append(
+            f'<line class="mark" data-ok="{str(m.ok).lower()}" x1="{px:.1f}" x2="{px:.1f}" '
+            f'y1="{top}" y2="{top + ph}" stroke="{colour}" stroke-width="1.5" '
+            f'stroke-dasharray="4 3"><title>{escape(m.label)}</title></line>'
         )
     for ln in lines:
         segments: list[list[str]] = [[]]

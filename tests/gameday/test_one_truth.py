@@ -243,6 +243,10 @@ def test_every_output_says_the_same_verdict(case: str, tmp_path: Path) -> None:
     report = html.unescape((run_dir / "report.html").read_text())
     assert f"## Verdict: {verdict}\n" in summary
     assert f"<h2>Verdict: {verdict}</h2>" in report
+    # each probe run is marked on the latency chart, red when it deviated
+    marks = re.findall(r'class="mark" data-ok="(true|false)"', report)
+    assert marks == [str(p["met"]).lower() for p in v["hypothesis"]]
+    assert len(v["hypothesis"]) == (1 if case == "interrupted" else 2)
     failures, errors = _junit_counts((run_dir / "junit.xml").read_text())
     assert (failures + errors == 0) is (verdict == "PASS")
     assert (errors > 0) is (verdict == "INTERRUPTED")
