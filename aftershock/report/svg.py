@@ -96,7 +96,9 @@ def line_chart(
     """A time chart (x in seconds) with the fault windows shaded behind the lines; lines
     marked ``right`` get their own scale on the right-hand axis."""
     has_right = any(ln.right for ln in lines)
-    left, right, top, bottom = 56, 56 if has_right else 16, 30, 34
+    # The same margins whether or not there is a right-hand axis: the charts of a report
+    # stack, and their time axes line up.
+    left, right, top, bottom = 56, 56, 30, 34
     pw, ph = width - left - right, height - top - bottom
     x_max = max(x_max, 1e-9)
     y_step, y_max = _scale(
