@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from analyzers.core.events import Fed
     from schemas.results import ResultEvent
 
-SNAPSHOT_VERSION = 2
-"""2: buffered session events are held in their analysis form (:mod:`analyzers.core.events`)."""
+SNAPSHOT_VERSION = 3
+"""3: the analyzer also holds the time series and the run record (:mod:`analyzers.core.series`,
+:mod:`analyzers.core.verdict`); 2: buffered session events in their analysis form."""
 
 
 @dataclass

@@ -30,6 +30,8 @@ KIND_ORDER = (
     "result.cascade",
     "result.error_burst",
     "result.fingerprint",
+    "result.series",
+    "result.live",
     "result.verdict",
 )
 
@@ -109,6 +111,14 @@ def render(results: Sequence[ResultEvent]) -> str:
     section("fingerprints")
     for r in by.get("result.fingerprint", []):
         lines.append(f"{r.fault_type:<20} {r.errors} errors {dict(r.error_classes)}")
+    section("last figures")
+    for r in by.get("result.live", []):
+        lines.append(
+            f"at {r.at_s:.1f}s phase {r.current_phase or '-'} faults "
+            f"{','.join(r.active_faults) or '-'} sessions {r.sessions} "
+            f"{r.throughput_per_s:.1f} msg/s errors {r.error_rate_pct:.1f}% "
+            f"p99 {_f(r.p99_ms, 'ms', 1)} open episodes {len(r.open_episodes)}"
+        )
     section("verdict")
     for r in by.get("result.verdict", []):
         verdict = "PASS" if r.passed else "FAIL"

@@ -56,6 +56,7 @@ from schemas.events import (
     ExperimentEnded,
     ExperimentPhase,
     ExperimentStarted,
+    HypothesisProbeRan,
     ProxyDisabled,
     ProxyEnabled,
     ToxicAdded,
@@ -80,6 +81,8 @@ _tracer = trace.get_tracer("aftershock.injector")
 log = logging.getLogger(__name__)
 
 Status = Literal["completed", "failed", "aborted", "interrupted"]
+AbortCause = Literal["safeguard", "operator", "hypothesis", "signal", "other"]
+ProbeWhen = Literal["before", "during", "after"]
 
 
 def experiment_id_of(exp: Experiment) -> str:
@@ -157,6 +160,7 @@ class Executor:
         self.rollback_runs: list[ActivityRun] = []
         self.controls: list[ControlRecord] = []
         self.abort_reason: str | None = None
+        self.abort_cause: AbortCause = "other"
         self.error: str | None = None
         self._start_wall = time.time()
         self._mono0 = time.monotonic_ns()
@@ -518,9 +522,10 @@ class Executor:
 
     # -- controls and safeguards ---------------------------------------------------------------
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, cause: AbortCause = "other") -> None:
         if self.abort_reason is None:
             self.abort_reason = reason
+            self.abort_cause = cause
             if self._body_task is not None:
                 self._body_task.cancel()
 
@@ -544,7 +549,7 @@ class Executor:
         elif cmd.command == "skip":
             await self.skip()
         else:
-            self.abort(f"aborted by {cmd.issued_by or 'an operator'}")
+            self.abort(f"aborted by {cmd.issued_by or 'an operator'}", "operator")
         self._save()
 
     # The Redis helpers below stop on ``_stopping`` rather than on cancellation alone:
@@ -574,7 +579,7 @@ class Executor:
     def observe_result(self, monitor: SafeguardMonitor, result: ResultBase) -> None:
         reason = monitor.observe(result)
         if reason:
-            self.abort(f"safeguard: {reason}")
+            self.abort(f"safeguard: {reason}", "safeguard")
 
     async def _watch_safeguards(self) -> None:
         monitor = SafeguardMonitor(list(self.ax.safeguards))
@@ -618,7 +623,7 @@ class Executor:
             configuration=self.configuration, bridge=self.bridge, time_scale=self.opts.time_scale
         )
 
-    async def hypothesis(self) -> SteadyState | None:
+    async def hypothesis(self, when: ProbeWhen) -> SteadyState | None:
         ssh = self.exp.steady_state_hypothesis
         if ssh is None or self.opts.skip_hypothesis:
             return None
@@ -627,10 +632,28 @@ class Executor:
         for p in ssh.probes:
             run = await run_activity(self._resolve(p), self._ctx)
             runs.append(run)
+            self._probe_ran(run, when)
             if not run.tolerance_met:
                 met = False
                 break
         return SteadyState(steady_state_met=met, probes=runs)
+
+    def _probe_ran(self, run: ActivityRun, when: ProbeWhen) -> None:
+        """The probe's run as an event, so the analyzers' verdict holds the hypothesis."""
+        met = bool(run.tolerance_met)  # as hypothesis() judges it
+        detail = ""
+        if not met:
+            detail = "".join(run.exception or []).strip() or f"output {run.output!r}"
+        self.sink.emit(
+            HypothesisProbeRan(
+                **self._common(),
+                probe=run.activity.name,
+                when=when,
+                duration_s=max(0.0, run.duration),
+                tolerance_met=met,
+                detail=detail[:4000],
+            )
+        )
 
     async def run_activities(
         self, acts: list[Action | Probe | ActivityRef], into: list[ActivityRun]
@@ -651,14 +674,14 @@ class Executor:
         rt = self.exp.runtime.hypothesis
         while True:
             await asyncio.sleep(rt.frequency * self.opts.time_scale)
-            state = await self.hypothesis()
+            state = await self.hypothesis("during")
             if state is None:
                 return
             self.steady = self.steady.model_copy(update={"during": [*self.steady.during, state]})
             if not state.steady_state_met:
                 self.deviated = True
                 if rt.fail_fast:
-                    self.abort("steady state deviated during the method (fail_fast)")
+                    self.abort("steady state deviated during the method (fail_fast)", "hypothesis")
                     return
 
     # -- the run --------------------------------------------------------------------------------
@@ -684,7 +707,7 @@ class Executor:
         strategy = self.exp.runtime.hypothesis.strategy
         if strategy in ("default", "before-method-only", "continuously"):
             self._phase("hypothesis-before")
-            before = await self.hypothesis()
+            before = await self.hypothesis("before")
             self.steady = self.steady.model_copy(update={"before": before})
             if before is not None and not before.steady_state_met:
                 self.status = "failed"
@@ -692,7 +715,7 @@ class Executor:
         await self._method_phase()
         if strategy in ("default", "after-method-only", "continuously"):
             self._phase("hypothesis-after")
-            after = await self.hypothesis()
+            after = await self.hypothesis("after")
             self.steady = self.steady.model_copy(update={"after": after})
             if after is not None and not after.steady_state_met:
                 self.deviated = True
@@ -779,7 +802,11 @@ class Executor:
             if fr.state == FaultState.PENDING:
                 fr.to(FaultState.SKIPPED)
         if self.abort_reason:
-            self.sink.emit(ExperimentAborted(**self._common(), reason=self.abort_reason))
+            self.sink.emit(
+                ExperimentAborted(
+                    **self._common(), reason=self.abort_reason, cause=self.abort_cause
+                )
+            )
         self._phase("rollbacks")
         # Rollbacks and reverts must survive a second Ctrl-C; bound them in time.
         limit = self.ax.revert_timeout

@@ -196,6 +196,21 @@ class ExperimentControl(EventBase):
 class ExperimentAborted(EventBase):
     kind: Literal["experiment.aborted"] = "experiment.aborted"
     reason: str
+    cause: Literal["safeguard", "operator", "hypothesis", "signal", "other"] = "other"
+    """What stopped the run: a safeguard, an operator's abort, a deviation with fail_fast, a
+    signal (Ctrl-C, SIGTERM), anything else."""
+
+
+class HypothesisProbeRan(EventBase):
+    """One steady-state hypothesis probe ran; ``ts_ns`` is when it ended."""
+
+    kind: Literal["experiment.probe"] = "experiment.probe"
+    probe: Identifier
+    when: Literal["before", "during", "after"]
+    duration_s: float = Field(ge=0)
+    tolerance_met: bool
+    detail: str = Field(default="", max_length=4000)
+    """Why it was not met: the error, or the output the tolerance rejected."""
 
 
 class ExperimentEnded(EventBase):
@@ -217,7 +232,12 @@ FaultEvent = (
     | ConnectionClosed
 )
 LifecycleEvent = (
-    ExperimentStarted | ExperimentPhase | ExperimentControl | ExperimentAborted | ExperimentEnded
+    ExperimentStarted
+    | ExperimentPhase
+    | ExperimentControl
+    | ExperimentAborted
+    | HypothesisProbeRan
+    | ExperimentEnded
 )
 
 Event = Annotated[
@@ -247,6 +267,7 @@ EVENT_TYPES: tuple[type[EventBase], ...] = (
     ExperimentPhase,
     ExperimentControl,
     ExperimentAborted,
+    HypothesisProbeRan,
     ExperimentEnded,
     *RESULT_TYPES,
 )

@@ -589,6 +589,9 @@ class Slo(Frozen):
     """Maximum mean time to recover."""
     isolation_violations: int | None = Field(default=0, ge=0)
     """Maximum isolation violations (0 by default: none allowed)."""
+    no_data_fails: bool = False
+    """A check with nothing to judge (no latency sample, no finished failure episode for
+    ``mttr``, no traffic) is reported as "no data"; set this to make it fail the verdict."""
 
 
 class Leases(Frozen):

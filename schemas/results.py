@@ -116,19 +116,70 @@ class Cascade(ResultBase):
     contained: bool
 
 
+CheckStatus = Literal["pass", "fail", "no_data"]
+
+
 class SloCheck(Frozen):
+    """One SLO judged on its figure. ``status`` ``no_data`` when nothing was observed to judge
+    it on; such a check fails (``passed`` false) only when its SLO says no data fails."""
+
     name: Identifier
     passed: bool
+    status: CheckStatus = "pass"
     observed: float | None = None
     threshold: float | None = None
     reason: str = ""
 
 
+class ProbeCheck(Frozen):
+    """One run of one steady-state hypothesis probe: ``when`` it ran (before the method,
+    during it, after it), from ``started_ns`` for ``duration_s`` (clock-corrected event
+    time), and whether its tolerance was met."""
+
+    probe: Identifier
+    when: Literal["before", "during", "after"]
+    started_ns: int
+    duration_s: float = Field(ge=0)
+    met: bool
+    reason: str = ""
+
+
+class TargetRecovery(Frozen):
+    """Whether a target was healthy when the run ended: ``recovered_ns`` is the end of its
+    last failure episode (None: it never failed, or had not recovered)."""
+
+    target: Identifier
+    episodes: int = Field(ge=0)
+    recovered: bool
+    recovered_ns: int | None = None
+
+
 class Verdict(ResultBase):
+    """Whether a phase (``phase`` empty: the whole run) passed.
+
+    A phase verdict holds its SLO checks only. The run verdict also holds the steady-state
+    hypothesis (every probe, every time it ran), the safeguards that stopped the run, whether
+    every target had recovered when the run ended, and whether the run was interrupted;
+    ``reasons`` lists every failing part. Definitions in ``docs/analyzers.md``.
+    """
+
     kind: Literal["result.verdict"] = "result.verdict"
     phase: str = ""
     passed: bool
     checks: list[SloCheck] = Field(default_factory=list)
+    hypothesis: list[ProbeCheck] = Field(default_factory=list)
+    safeguards: list[str] = Field(default_factory=list)
+    """Why a safeguard stopped the run (at most one: the first stops it)."""
+    recovery: list[TargetRecovery] = Field(default_factory=list)
+    all_recovered: bool | None = None
+    """Every target that had a failure episode recovered before the run ended; None when no
+    target was observed."""
+    recovered_ns: int | None = None
+    """When the last target recovered (None when none failed or one had not recovered)."""
+    run_status: Literal["completed", "failed", "aborted", "interrupted", "error"] | None = None
+    """How the run ended, when known (``experiment.ended``, or the game day's own record)."""
+    interrupted: str | None = None
+    """Why the run was interrupted or aborted; None when it ran to its end."""
     reasons: list[str] = Field(default_factory=list)
 
 
@@ -179,6 +230,71 @@ class FaultFingerprint(ResultBase):
     error_classes: dict[str, int] = Field(default_factory=dict)
 
 
+class SeriesBucket(Frozen):
+    """Client-side figures of one time bucket (all targets together); ``start_s`` is seconds
+    from the run's origin. ``errors`` counts failures as the analyzers define them."""
+
+    start_s: float
+    sent: int = Field(default=0, ge=0)
+    received: int = Field(default=0, ge=0)
+    errors: int = Field(default=0, ge=0)
+    connects: int = Field(default=0, ge=0)
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class SeriesWindow(Frozen):
+    """A fault window of the analyzers (:mod:`analyzers.core.faults`), in seconds from the
+    run's origin; ``end_s`` None when the log ends while it is still in force."""
+
+    fault_id: Identifier
+    proxy: str
+    fault_type: str
+    start_s: float = Field(ge=0)
+    end_s: float | None = None
+
+
+class TimeSeries(ResultBase):
+    """The run as a time series: buckets of ``bucket_s`` from ``origin_ns`` (the
+    ``experiment.started`` event, else the first event) and the fault windows."""
+
+    kind: Literal["result.series"] = "result.series"
+    origin_ns: int = 0
+    bucket_s: float = Field(default=1.0, gt=0)
+    buckets: list[SeriesBucket] = Field(default_factory=list)
+    windows: list[SeriesWindow] = Field(default_factory=list)
+
+    @property
+    def span_s(self) -> float:
+        ends = [b.start_s + self.bucket_s for b in self.buckets]
+        ends += [w.end_s if w.end_s is not None else w.start_s for w in self.windows]
+        return max(ends, default=0.0)
+
+
+class LiveFigures(ResultBase):
+    """What the dashboard shows, as of ``at_s`` (event time, seconds from the origin).
+
+    Rates and p99 are over the last ``window_s`` seconds of complete buckets; the rest is
+    the state at ``at_s``: the current phase, faults in force, connected sessions, open
+    episodes, the overall MTTR and episode count, and isolation violations so far."""
+
+    kind: Literal["result.live"] = "result.live"
+    at_s: float = Field(ge=0)
+    window_s: float = Field(gt=0)
+    current_phase: str = ""
+    """(Not ``phase``: results with a phase are per-phase records, one per phase.)"""
+    active_faults: list[str] = Field(default_factory=list)
+    sessions: int = Field(ge=0)
+    throughput_per_s: float = Field(ge=0)
+    error_rate_pct: float = Field(ge=0, le=100)
+    p99_ms: float | None = None
+    open_episodes: list[str] = Field(default_factory=list)
+    episodes: int = Field(ge=0)
+    mttr_s: float | None = None
+    isolation_violations: int = Field(ge=0)
+    events: int = Field(ge=0)
+
+
 ResultEvent = (
     FailureEpisode
     | Availability
@@ -190,6 +306,8 @@ ResultEvent = (
     | LoadSummary
     | ErrorBurst
     | FaultFingerprint
+    | TimeSeries
+    | LiveFigures
 )
 
 RESULT_TYPES: tuple[type[ResultBase], ...] = (
@@ -203,4 +321,6 @@ RESULT_TYPES: tuple[type[ResultBase], ...] = (
     LoadSummary,
     ErrorBurst,
     FaultFingerprint,
+    TimeSeries,
+    LiveFigures,
 )

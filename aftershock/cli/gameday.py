@@ -42,8 +42,12 @@ def report(
         typer.Option(help="Another run (directory or id) to compare this one with."),
     ] = None,
     bucket_s: Annotated[
-        float, typer.Option(help="Width of the time buckets of the charts, in seconds.", min=0.1)
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            help="Width of the time buckets of the charts, in seconds (default: as the run).",
+            min=0.1,
+        ),
+    ] = None,
 ) -> None:
     """Regenerate a run's report (report.html, results.json, summary.md, junit.xml) from its
     event log. Exits 0 when the run's verdict passed, 1 when it failed, 2 on error."""
@@ -61,13 +65,13 @@ def report(
     for p in paths:
         typer.echo(str(p))
     findings = Findings(data.records())
-    if findings.passed is False:
-        typer.echo(f"verdict FAIL: {', '.join(findings.failing_checks())}", err=True)
-        raise typer.Exit(1)
-    if findings.passed is None:
+    if findings.verdict is None:
         typer.echo("no verdict: the log holds no analysable client events", err=True)
-        raise typer.Exit(2)
-    typer.echo("verdict PASS", err=True)
+    else:
+        typer.echo(f"verdict {findings.state}", err=True)
+        for reason in findings.verdict.reasons:
+            typer.echo(f"  - {reason}", err=True)
+    raise typer.Exit(findings.exit_code)
 
 
 def traces(
@@ -259,9 +263,8 @@ def run(
             if json_out:
                 typer.echo(render(doc))
         _fail(exc)
-    verdict = {0: "PASS", 1: "FAIL", 2: "ERROR"}[outcome.exit_code]
     typer.echo(
-        f"verdict {verdict} ({outcome.status}) in {outcome.wall_s:.1f} s; report: "
+        f"verdict {outcome.verdict} ({outcome.status}) in {outcome.wall_s:.1f} s; report: "
         f"{outcome.run_dir}/report.html",
         err=True,
     )

@@ -41,6 +41,7 @@ def analyzer_config(exp: Experiment) -> AnalyzerConfig:
             p99_max_ms=s.p99_latency_ms,
             mttr_max_s=s.mttr,
             max_isolation_violations=s.isolation_violations,
+            no_data_fails=s.no_data_fails,
         )
         for s in ax.slos
     ]
@@ -53,7 +54,8 @@ def analyzer_config(exp: Experiment) -> AnalyzerConfig:
 
 class LiveAnalysis:
     """An :class:`~spine.eventlog.EventSink`: events are buffered on :meth:`emit` (never
-    blocking) and folded by :meth:`run` every ``interval_s``."""
+    blocking) and folded by :meth:`run` every ``interval_s``; ``on_results`` is handed the
+    results that changed."""
 
     def __init__(
         self,
@@ -105,7 +107,7 @@ class LiveAnalysis:
                 for r in changed:
                     q.put_nowait(r)
             if self._on_results is not None:
-                self._on_results(self.analyzer.results())
+                self._on_results(changed)  # the dashboard keeps what did not change
             if self._redis is not None:
                 try:
                     async with asyncio.timeout(2.0):

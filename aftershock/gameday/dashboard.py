@@ -1,7 +1,9 @@
 """The live terminal dashboard of a game day (rich), or one summary line at a time in a pipe.
 
 :class:`Dashboard` pulls a :class:`LiveSnapshot` from a callable; it never raises into the
-run: a failing snapshot or terminal is reported once and the dashboard stops drawing.
+run: a failing snapshot or terminal is reported once and the dashboard stops drawing. The run
+shows the last frame itself (:meth:`Dashboard.show_final`) once the analysis has drained, so
+the last line agrees with the report.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def summary_line(s: LiveSnapshot) -> str:
         f"faults={','.join(s.active_faults) or '-'} sessions={_f(s.sessions, '{:d}')} "
         f"thr={s.throughput_per_s:.0f}/s err={s.error_rate_pct:.1f}% "
         f"p99={_f(s.p99_ms, '{:.0f}', 'ms')} open_episodes={len(s.open_episodes)} "
-        f"mttr={_f(s.mttr_s, '{:.1f}', 's')} isolation={s.isolation_violations}"
+        f"episodes={s.episodes} mttr={_f(s.mttr_s, '{:.2f}', 's')} "
+        f"isolation={s.isolation_violations}"
     )
 
 
@@ -69,8 +72,8 @@ def render(s: LiveSnapshot) -> Panel:
     grid.add_row(
         "open episodes",
         Text(", ".join(s.open_episodes) or "none", style="red" if s.open_episodes else ""),
-        "MTTR so far",
-        _f(s.mttr_s, "{:.1f}", " s"),
+        "episodes · MTTR",
+        f"{s.episodes} · " + _f(s.mttr_s, "{:.2f}", " s"),
     )
     grid.add_row(
         "active faults",
@@ -110,7 +113,7 @@ class Dashboard:
         self.lines_printed = 0
 
     async def run(self) -> None:
-        """Until cancelled; prints a last frame or line on the way out."""
+        """Until cancelled."""
         if not self.enabled:
             await asyncio.Event().wait()
         try:
@@ -126,23 +129,27 @@ class Dashboard:
 
     async def _live(self) -> None:
         with Live(
-            render(self.snapshot()), console=self.console, auto_refresh=False, transient=False
+            render(self.snapshot()), console=self.console, auto_refresh=False, transient=True
         ) as live:
-            try:
-                while True:
-                    await asyncio.sleep(self.refresh_s)
-                    live.update(render(self.snapshot()), refresh=True)
-            finally:
+            while True:
+                await asyncio.sleep(self.refresh_s)
                 live.update(render(self.snapshot()), refresh=True)
 
     async def _lines(self) -> None:
-        try:
-            while True:
-                await asyncio.sleep(self.line_every_s)
-                self._line()
-        finally:
-            self._line()
+        while True:
+            await asyncio.sleep(self.line_every_s)
+            self._line(self.snapshot())
 
-    def _line(self) -> None:
-        self.console.print(summary_line(self.snapshot()), highlight=False, soft_wrap=True)
+    def _line(self, snap: LiveSnapshot) -> None:
+        self.console.print(summary_line(snap), highlight=False, soft_wrap=True)
         self.lines_printed += 1
+
+    def show_final(self, snap: LiveSnapshot) -> None:
+        """The last frame (terminal) or line (pipe): the snapshot of the drained analysis."""
+        if not self.enabled:
+            return
+        with contextlib.suppress(Exception):
+            if self.console.is_terminal:
+                self.console.print(render(snap))
+            else:
+                self._line(snap)

@@ -1,8 +1,8 @@
 """Recompute a run's report data from its event log, the way ``aftershock replay`` does.
 
-The result records come from the analyzers' pure core fed with ``events.jsonl`` under the
-analyzer configuration the run was judged with (``analysis.json``); the time series and fault
-windows from :class:`aftershock.report.series.SeriesBuilder` over the same events.
+Every result record, the time series and the verdict included, comes from the analyzers'
+pure core fed with ``events.jsonl`` under the analyzer configuration the run was judged with
+(``analysis.json``); the run verdict is settled with how the run ended (``run.json``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from aftershock.report.errors import RunDirError
 from aftershock.report.files import ANALYSIS_FILE, EVENTS_FILE, iter_events, read_meta
 from aftershock.report.model import RunData
-from aftershock.report.series import SeriesBuilder
 from analyzers.core import Analyzer, AnalyzerConfig
 
 if TYPE_CHECKING:
@@ -31,22 +30,24 @@ def read_analysis_config(run_dir: Path) -> AnalyzerConfig:
         raise RunDirError(f"{path}: not an analyzer configuration: {exc}") from exc
 
 
-def rebuild(run_dir: Path, *, bucket_s: float = 1.0) -> RunData:
+def rebuild(run_dir: Path, *, bucket_s: float | None = None) -> RunData:
+    """``bucket_s``: the time series' bucket width, when not the one the run was judged with."""
     meta = read_meta(run_dir)
     events_path = run_dir / EVENTS_FILE
     if not events_path.exists():
         raise RunDirError(f"{run_dir} has no {EVENTS_FILE}")
-    analyzer = Analyzer(meta.experiment_id, read_analysis_config(run_dir))
-    series = SeriesBuilder(bucket_s)
+    config = read_analysis_config(run_dir)
+    if bucket_s is not None:
+        config = config.model_copy(update={"series_bucket_s": bucket_s})
+    analyzer = Analyzer(meta.experiment_id, config)
     batch = []
     for ev in iter_events(events_path):
         if ev.experiment_id != meta.experiment_id or ev.kind.startswith("result."):
             continue
-        series.add(ev)
         batch.append(ev)
         if len(batch) >= 2000:
             analyzer.ingest(batch)
             batch = []
     analyzer.ingest(batch)
     analyzer.finish()
-    return RunData.of(meta, analyzer.results(), series.build())
+    return RunData.of(meta, analyzer.results())

@@ -41,13 +41,13 @@ from aftershock.report.files import (
     write_reports,
 )
 from aftershock.report.model import Findings, RunData, RunMeta
-from aftershock.report.series import SeriesBuilder
 from generators.runner import Generator, GeneratorOptions
 from injector.controller import ToxiproxyController
 from injector.errors import InjectorError
 from injector.executor import Executor, experiment_id_of
 from injector.executor import RunOptions as InjectorOptions
 from injector.sinks import JsonlSink
+from schemas.results import TimeSeries
 from spine.activefaults import ActiveFaults, follow
 from spine.eventlog.publisher import Publisher
 from spine.stack import EmbeddedStack
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from aftershock.report.model import RunStatus
     from schemas.events import Event
     from schemas.experiment import Experiment
+    from schemas.results import ResultEvent
     from spine.eventlog import EventSink
     from spine.settings import Settings
 
@@ -76,7 +77,6 @@ class GamedayOptions:
     """Defects to switch on in the sample system."""
     dashboard: bool = True
     line_every_s: float = 5.0
-    bucket_s: float = 1.0
     trace_every: int = 20
     """Trace every n-th round trip of each session (0: sessions and connects only)."""
     drain_timeout_s: float = 15.0
@@ -99,6 +99,8 @@ class RunOutcome:
     failing: list[str]
     reasons: list[str]
     wall_s: float
+    verdict: str = "NO VERDICT"
+    """PASS, FAIL, INTERRUPTED or NO VERDICT, as every output of the run says it."""
 
 
 class _Fanout:
@@ -110,17 +112,6 @@ class _Fanout:
     def emit(self, event: Event) -> None:
         for s in self.sinks:
             s.emit(event)
-
-
-class _Observers:
-    """The report's time series and the dashboard's tap, as one sink."""
-
-    def __init__(self, series: SeriesBuilder, tap: LiveTap) -> None:
-        self.series, self.tap = series, tap
-
-    def emit(self, event: Event) -> None:
-        self.series.add(event)
-        self.tap.observe(event)
 
 
 class Gameday:
@@ -149,7 +140,7 @@ class Gameday:
         self.interrupted = why
         self.console.print(f"[yellow]{why}: aborting, reverting faults …[/yellow]")
         if self.executor is not None:
-            self.executor.abort(why)
+            self.executor.abort(why, "signal")
         for g in self.generators:
             g.stop()
 
@@ -275,7 +266,6 @@ class Gameday:
         publisher = await stack.enter_async_context(
             Publisher(kafka, self.settings.topic_events, state_dir=self.settings.state_dir)
         )
-        series = SeriesBuilder(self.opts.bucket_s)
         planned_s = max([ax.planned_duration_s, *(p.duration_s for p in ax.load)], default=0.0)
         tap = LiveTap(
             title=self.exp.title,
@@ -285,7 +275,7 @@ class Gameday:
             now_s=time.monotonic,
         )
         tap_box.append(tap)
-        fanout.sinks.extend([events_file, publisher, analysis, _Observers(series, tap)])
+        fanout.sinks.extend([events_file, publisher, analysis])
 
         provider, shutdown_tracing = configure_tracing(
             self.settings, "aftershock-run", run_dir=run_dir, set_global=self.opts.global_tracing
@@ -388,6 +378,7 @@ class Gameday:
                 note = f"{note}; {crash}" if note else crash
             drain_s = self.opts.drain_timeout_s * (2 if self.opts.workers else 1)
             results = await asyncio.shield(analysis.drain(drain_s))
+            tap.update_results(results)
             if isinstance(analysis, WorkerAnalysis) and not analysis.drained:
                 late = f"the analyzer workers had not caught up after {drain_s:g} s"
                 note = f"{note}; {late}" if note else late
@@ -395,14 +386,15 @@ class Gameday:
                 experiment_id=self.experiment_id,
                 run_id=run_id,
                 title=self.exp.title,
-                started_ns=series.origin_ns or started_ns,
+                started_ns=_origin(results) or started_ns,
                 ended_ns=time.time_ns(),
                 status=status,
                 note=note,
             )
             write_meta(run_dir, meta)
-            data = RunData.of(meta, results, series.build())
+            data = RunData.of(meta, results)
             write_reports(run_dir, data)
+            dashboard.show_final(tap.snapshot())
         return self._outcome(data, run_dir, time.monotonic() - t_wall)
 
     async def _publish_live(self, redis: Redis, tap: LiveTap) -> None:
@@ -422,20 +414,20 @@ class Gameday:
 
     def _outcome(self, data: RunData, run_dir: Path, wall_s: float) -> RunOutcome:
         f = Findings(data.records())
-        status = data.meta.status
         reasons = list(f.verdict.reasons) if f.verdict is not None else []
-        if status == "interrupted":
-            code = 2
-        elif f.passed is None:
-            code = 2
+        if f.verdict is None:
             reasons.append("no verdict: no client events were analysed")
-        elif not f.passed or status in ("aborted", "failed"):
-            code = 1
-        else:
-            code = 0
-        if data.meta.note:
-            reasons.append(f"run {status}: {data.meta.note}")
-        return RunOutcome(code, run_dir, status, f.failing_checks(), reasons, wall_s)
+        return RunOutcome(
+            f.exit_code, run_dir, data.meta.status, f.failing_checks(), reasons, wall_s, f.state
+        )
+
+
+def _origin(results: list[ResultEvent]) -> int | None:
+    """The run's time zero as the analyzers saw it (``result.series``)."""
+    for r in results:
+        if isinstance(r, TimeSeries) and r.origin_ns:
+            return r.origin_ns
+    return None
 
 
 def without_safeguards(exp: Experiment, metrics: tuple[str, ...]) -> Experiment:

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 
 from aftershock.report.errors import RunDirError
 from aftershock.report.files import EVENTS_FILE, SAMPLE_SPANS, SPANS_FILE
-from aftershock.report.series import fault_windows
+from analyzers.core.faults import FaultChange, FaultWindows
+from analyzers.core.series import series_windows
 from schemas.events import (
     Disconnect,
     SessionError,
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-    from aftershock.report.model import FaultWindow
     from schemas.events import Event, SessionEvent
+    from schemas.results import SeriesWindow as FaultWindow
 
 
 @dataclass
@@ -216,7 +217,7 @@ def select(
 def active_at(windows: Iterable[FaultWindow], t_ns: int) -> list[str]:
     """Faults in force at ``t_ns``; windows computed with origin 0 (absolute seconds)."""
     t_s = t_ns / 1e9
-    return [w.label for w in windows if w.start_s <= t_s and (w.end_s is None or t_s < w.end_s)]
+    return [w.fault_id for w in windows if w.start_s <= t_s and (w.end_s is None or t_s < w.end_s)]
 
 
 def _describe(ev: SessionEvent) -> str:
@@ -352,7 +353,11 @@ def load_run(
     errors: dict[str, int] = {}
     if events_path.exists():
         faults, errors = scan_events(events_path)
-    windows = fault_windows(faults, 0)
+    folded = FaultWindows()
+    for ev in sorted(faults, key=lambda e: e.ts_ns):
+        if isinstance(ev, FaultChange):
+            folded.apply(ev.ts_ns, ev)
+    windows = series_windows(folded, 0)
     spans = read_spans(spans_path)
     sut = run_dir / SAMPLE_SPANS
     if sut.exists():  # the system under test continued the sessions' traces

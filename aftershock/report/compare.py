@@ -40,8 +40,8 @@ class Comparison:
     rows: list[Row]
 
 
-def _totals(data: RunData) -> tuple[int, int]:
-    b = data.series.buckets
+def _totals(f: Findings) -> tuple[int, int]:
+    b = f.series.buckets
     return sum(x.received for x in b), sum(x.errors for x in b)
 
 
@@ -98,7 +98,7 @@ def compare(current: RunData, baseline: RunData) -> Comparison:
                 None if bi is None else float(getattr(bi, name)),
             )
         )
-    (c_recv, c_err), (b_recv, b_err) = _totals(current), _totals(baseline)
+    (c_recv, c_err), (b_recv, b_err) = _totals(cur), _totals(base)
     rows.append(Row("messages received", float(c_recv), float(b_recv), higher_is_better=True))
     rows.append(Row("client errors", float(c_err), float(b_err)))
     return Comparison(baseline.meta.run_id, base.passed, rows)

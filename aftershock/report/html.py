@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from html import escape
 from typing import TYPE_CHECKING
 
-from aftershock.report.model import Findings
-from aftershock.report.svg import Line, cascade_graph, fault_colour, line_chart
+from aftershock.report.model import Findings, check_status
+from aftershock.report.svg import Line, Mark, cascade_graph, fault_colour, line_chart
 from spine.telemetry import trace_link
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from aftershock.report.compare import Comparison
-    from aftershock.report.model import RunData
+    from aftershock.report.model import RunData, TimeBase
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2733;
@@ -29,7 +28,8 @@ padding-bottom:4px}
 .verdict ul{margin:4px 0 0 18px;padding:0}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
 th,td{border:1px solid #dde1e6;padding:4px 7px;text-align:left;vertical-align:top}
-th{background:#eef1f4;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef1f4;font-weight:600}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.failed td{background:#fdecea}tr.passed td.status{color:#2e8b57}tr.failed td.status{color:#c0392b}
 td.worse{color:#c0392b;font-weight:600}td.better{color:#2e8b57}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
@@ -46,15 +46,6 @@ max-width:100%;height:auto}
 """
 
 
-def _trace_td(trace_id: str | None) -> str:
-    """A trace id cell, linked to the trace viewer when ``trace_url_template`` is set."""
-    if not trace_id:
-        return "<td><code>–</code></td>"
-    link = trace_link(trace_id)
-    code = f"<code>{escape(trace_id)}</code>"
-    return f'<td><a href="{escape(link)}">{code}</a></td>' if link else f"<td>{code}</td>"
-
-
 def _num(v: float | int | None, digits: int = 2, unit: str = "") -> str:
     if v is None:
         return "–"
@@ -63,10 +54,18 @@ def _num(v: float | int | None, digits: int = 2, unit: str = "") -> str:
     return f"{v:,.{digits}f}{unit}"
 
 
-def _when(ns: int | None) -> str:
-    if ns is None:
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def trace_ref(trace_id: str | None, template: str | None = None) -> str:
+    """A trace id as the report shows it, linked to the trace viewer when a URL template with
+    ``{trace_id}`` is given or set (the ``trace_url_template`` setting)."""
+    if not trace_id:
         return "–"
-    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    code = f"<code>{escape(trace_id)}</code>"
+    link = trace_link(trace_id, template)
+    return code if link is None else f'<a href="{escape(link)}">{code}</a>'
 
 
 def _table(
@@ -93,45 +92,90 @@ def _td(text: object, *, num: bool = False, cls: str = "") -> str:
     return f"<td{attr}>{escape(str(text))}</td>"
 
 
-def _verdict(f: Findings, data: RunData) -> str:
+def _verdict(f: Findings, tb: TimeBase) -> str:
     v = f.verdict
+    state = {"PASS": "pass", "FAIL": "fail"}.get(f.state, "unknown")
     if v is None:
-        state, title = "unknown", "NO VERDICT"
         reasons = ["the analyzers produced no run verdict (no client events were analysed)"]
     else:
-        state = "pass" if v.passed else "fail"
-        title = "PASS" if v.passed else "FAIL"
         reasons = list(v.reasons)
-    if data.meta.status != "completed" or data.meta.note:
-        note = f": {data.meta.note}" if data.meta.note else ""
-        reasons.append(f"run {data.meta.status}{note}")
     items = "".join(f"<li>{escape(r)}</li>" for r in reasons)
-    checks = ""
-    if v is not None:
-        checks = _table(
-            ["SLO check", "status", "observed", "threshold", "reason"],
-            (
-                [
-                    _td(c.name),
-                    _td("pass" if c.passed else "FAIL", cls="status"),
-                    _td(_num(c.observed, 3), num=True),
-                    _td(_num(c.threshold, 3), num=True),
-                    _td(c.reason),
-                ]
-                for c in v.checks
-            ),
-            cls=["passed" if c.passed else "failed" for c in v.checks],
-        )
-    return (
-        f'<section class="verdict {state}" id="verdict"><h2>Verdict: {title}</h2>'
+    head = (
+        f'<section class="verdict {state}" id="verdict"><h2>Verdict: {f.state}</h2>'
         + (f"<ul>{items}</ul>" if items else "")
         + "</section>"
-        + checks
     )
+    if v is None:
+        return head
+    failed = [t for t in v.recovery if t.episodes]
+    recovery = f'<h3 id="recovery">Recovery</h3><p>{escape(f.recovery_sentence(tb))}</p>'
+    if failed:
+        recovery += _table(
+            ["target", "episodes", "recovered", "at"],
+            (
+                [
+                    _td(t.target),
+                    _td(t.episodes, num=True),
+                    _td("yes" if t.recovered else "NO", cls="status"),
+                    _td(tb.at(t.recovered_ns), num=True),
+                ]
+                for t in failed
+            ),
+            cls=["passed" if t.recovered else "failed" for t in failed],
+        )
+    hypothesis = '<h3 id="hypothesis">Steady-state hypothesis</h3>' + (
+        _table(
+            ["probe", "when", "at", "duration", "result"],
+            (
+                [
+                    _td(p.probe),
+                    _td(f"{p.when} the method"),
+                    _td(tb.at(p.started_ns), num=True),
+                    _td(_num(p.duration_s, 2, " s"), num=True),
+                    _td("met" if p.met else f"DEVIATED: {p.reason}", cls="status"),
+                ]
+                for p in v.hypothesis
+            ),
+            cls=["passed" if p.met else "failed" for p in v.hypothesis],
+        )
+        if v.hypothesis
+        else '<p class="empty">No hypothesis probe ran.</p>'
+    )
+    checks = '<h3 id="slos">SLO checks</h3>' + _table(
+        ["SLO check", "status", "observed", "threshold", "reason"],
+        (
+            [
+                _td(c.name),
+                _td(check_status(c), cls="status"),
+                _td(_num(c.observed, 3), num=True),
+                _td(_num(c.threshold, 3), num=True),
+                _td(c.reason),
+            ]
+            for c in v.checks
+        ),
+        cls=["passed" if c.passed else "failed" for c in v.checks],
+    )
+    safeguards = ""
+    if v.safeguards:
+        safeguards = (
+            '<h3 id="safeguards">Safeguards</h3><ul>'
+            + "".join(f"<li>stopped the run: {escape(s)}</li>" for s in v.safeguards)
+            + "</ul>"
+        )
+    return head + recovery + hypothesis + checks + safeguards
 
 
-def _charts(data: RunData) -> str:
-    s = data.series
+def _charts(f: Findings, tb: TimeBase) -> str:
+    s = f.series
+    probes = f.verdict.hypothesis if f.verdict is not None else []
+    marks = [
+        Mark(
+            tb.seconds(p.started_ns),
+            f"{p.probe} ({p.when} the method): {'met' if p.met else 'DEVIATED'}",
+            p.met,
+        )
+        for p in probes
+    ]
     per_s = 1.0 / s.bucket_s
     mid = [(b.start_s + s.bucket_s / 2, b) for b in s.buckets]
     x_max = max(s.span_s, s.bucket_s)
@@ -143,48 +187,50 @@ def _charts(data: RunData) -> str:
         ],
         s.windows,
         x_max=x_max,
+        marks=marks,
     )
     throughput = line_chart(
-        "Throughput (messages/s)",
+        "Messages per second: received (left axis), sent (right axis)",
         [
-            Line("sent", "#8d99ae", [(x, b.sent * per_s) for x, b in mid]),
             Line("received", "#2e8b57", [(x, b.received * per_s) for x, b in mid]),
+            Line("sent", "#5b6673", [(x, b.sent * per_s) for x, b in mid], right=True),
         ],
         s.windows,
         x_max=x_max,
     )
     errors = line_chart(
-        "Client errors (per s) and connects (per s)",
+        "Client failures per second (left axis), connects per second (right axis)",
         [
-            Line("errors", "#c0392b", [(x, b.errors * per_s) for x, b in mid]),
-            Line("connects", "#7b5ea7", [(x, b.connects * per_s) for x, b in mid]),
+            Line("failures", "#c0392b", [(x, b.errors * per_s) for x, b in mid]),
+            Line("connects", "#7b5ea7", [(x, b.connects * per_s) for x, b in mid], right=True),
         ],
         s.windows,
         x_max=x_max,
     )
     windows = _table(
-        ["fault", "type", "proxy", "from (s)", "to (s)"],
+        ["fault", "type", "proxy", "from", "to"],
         (
             [
                 f'<td><span class="swatch" style="background:{fault_colour(w.fault_type)}">'
-                f"</span>{escape(w.label)}</td>",
+                f"</span>{escape(w.fault_id)}</td>",
                 _td(w.fault_type),
                 _td(w.proxy),
-                _td(_num(w.start_s, 1), num=True),
-                _td("still active" if w.end_s is None else _num(w.end_s, 1), num=True),
+                _td(_num(w.start_s, 1, " s"), num=True),
+                _td("still active" if w.end_s is None else _num(w.end_s, 1, " s"), num=True),
             ]
             for w in s.windows
         ),
     )
     return (
         '<h2 id="timeline">Timeline</h2>'
-        f'<p class="meta">Buckets of {s.bucket_s:g} s from the start of the run; shaded bands are '
-        "the fault windows.</p>"
+        f'<p class="meta">Buckets of {s.bucket_s:g} s; shaded bands are the fault windows; '
+        "dashed lines on the latency chart are steady-state probe runs (green met, red "
+        "deviated).</p>"
         f"{latency}{throughput}{errors}<h3>Fault windows</h3>{windows}"
     )
 
 
-def _availability(f: Findings) -> str:
+def _availability(f: Findings, tb: TimeBase) -> str:
     rows = [
         [
             _td(a.scope if not a.scope_key else f"{a.scope}: {a.scope_key}"),
@@ -198,7 +244,7 @@ def _availability(f: Findings) -> str:
     ]
     episodes = _table(
         [
-            "scope",
+            "target",
             "started",
             "duration",
             "faults active",
@@ -208,8 +254,8 @@ def _availability(f: Findings) -> str:
         ],
         (
             [
-                _td(e.scope if not e.scope_key else f"{e.scope}: {e.scope_key}"),
-                _td(_when(e.started_ns)),
+                _td(e.scope_key),
+                _td(tb.at(e.started_ns), num=True),
                 _td(
                     "open" if e.duration_ms is None else _num(e.duration_ms / 1000, 2, " s"),
                     num=True,
@@ -219,71 +265,53 @@ def _availability(f: Findings) -> str:
                 _td(_num(e.time_to_recover_ms, 0, " ms"), num=True),
                 _td(", ".join(f"{k}×{n}" for k, n in sorted(e.error_classes.items())) or "–"),
             ]
-            for e in f.episodes
+            for e in f.target_episodes()
         ),
     )
     return (
         '<h2 id="availability">Availability and MTTR</h2>'
         + _table(["scope", "availability", "episodes", "MTTR", "MTBF", "observed"], rows)
-        + "<h3>Failure episodes</h3>"
-        + episodes
+        + "<h3>Failure episodes of targets</h3>"
+        '<p class="meta">Tenants and the whole system go through the same outages; their '
+        "episode counts are in the table above.</p>" + episodes
     )
 
 
-MAX_VIOLATION_ROWS = 200
-
-
-def _violations(f: Findings) -> str:
-    pairs: dict[tuple[str, str], int] = {}
-    for v in f.violations:
-        pairs[(v.origin_tenant, v.victim_tenant)] = (
-            pairs.get((v.origin_tenant, v.victim_tenant), 0) + 1
-        )
+def _violations(f: Findings, tb: TimeBase, template: str | None) -> str:
+    groups = f.violation_groups()
     summary = ""
     if f.violations:
         summary = (
-            f'<p class="meta">{len(f.violations):,} messages reached another tenant: '
-            + "; ".join(
-                f"{escape(o)} → {escape(vt)}: {n:,}" for (o, vt), n in sorted(pairs.items())
-            )
-            + ".</p>"
-        )
-    shown = f.violations[:MAX_VIOLATION_ROWS]
-    more = ""
-    if len(f.violations) > len(shown):
-        more = (
-            f'<p class="meta">The first {len(shown)} are listed; all '
-            f"{len(f.violations):,} are in results.json.</p>"
+            f'<p class="meta">{_count(len(f.violations), "message")} reached a session they '
+            f"must never reach, in {_count(len(groups), 'group')} (origin tenant, victim "
+            "tenant, faults active); every one is in results.json.</p>"
         )
     return (
         '<h2 id="isolation">Isolation violations</h2>'
         + summary
         + _table(
             [
-                "seen",
-                "victim tenant",
-                "victim session",
-                "victim trace",
                 "origin tenant",
-                "origin session",
-                "origin trace",
+                "victim tenant",
                 "faults active",
+                "count",
+                "first",
+                "last",
+                "example victim traces",
             ],
             (
                 [
-                    _td(_when(v.seen_ns)),
-                    _td(v.victim_tenant),
-                    _td(v.victim_session),
-                    _trace_td(v.victim_trace_id),
-                    _td(v.origin_tenant),
-                    _td(v.origin_session or "–"),
-                    _trace_td(v.origin_trace_id),
-                    _td(", ".join(v.faults_active) or "–"),
+                    _td(g.origin_tenant),
+                    _td(g.victim_tenant),
+                    _td(", ".join(g.faults_active) or "none"),
+                    _td(g.count, num=True),
+                    _td(tb.at(g.first_ns), num=True),
+                    _td(tb.at(g.last_ns), num=True),
+                    "<td>" + " ".join(trace_ref(t, template) for t in g.example_traces) + "</td>",
                 ]
-                for v in shown
+                for g in groups
             ),
         )
-        + more
     )
 
 
@@ -304,7 +332,11 @@ def _integrity(f: Findings) -> str:
 
 
 def _latency(f: Findings) -> str:
-    return '<h2 id="latency">Latency by phase</h2>' + _table(
+    return (
+        '<h2 id="latency">Latency by phase</h2>'
+        '<p class="meta">The whole system and each target; phases without a round trip are '
+        "left out, per-tenant figures are in results.json.</p>"
+    ) + _table(
         ["scope", "phase", "count", "p50", "p95", "p99", "p99.9", "max"],
         (
             [
@@ -316,7 +348,7 @@ def _latency(f: Findings) -> str:
                     for k in ("p50_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms")
                 ),
             ]
-            for x in f.latency
+            for x in f.latency_rows()
         ),
     )
 
@@ -366,9 +398,13 @@ def _comparison(c: Comparison | None) -> str:
     )
 
 
-def render_html(data: RunData, comparison: Comparison | None = None) -> str:
+def render_html(
+    data: RunData, comparison: Comparison | None = None, *, trace_url_template: str | None = None
+) -> str:
+    """The report; trace ids link to the trace viewer (see :func:`trace_ref`)."""
     f = Findings(data.records())
     m = data.meta
+    tb = f.timebase(m)
     duration = (
         "–"
         if m.started_ns is None or m.ended_ns is None
@@ -378,13 +414,14 @@ def render_html(data: RunData, comparison: Comparison | None = None) -> str:
     body = [
         f"<h1>{escape(title)}</h1>",
         f'<p class="meta">experiment <code>{escape(m.experiment_id)}</code> · run '
-        f"<code>{escape(m.run_id)}</code> · started {_when(m.started_ns)} UTC · duration "
-        f"{duration} · status {escape(m.status)}</p>",
-        _verdict(f, data),
-        _charts(data),
-        _availability(f),
+        f"<code>{escape(m.run_id)}</code> · duration {duration} · status "
+        f"{escape(m.status)}</p>",
+        f'<p class="meta">{escape(tb.statement())}</p>',
+        _verdict(f, tb),
+        _charts(f, tb),
+        _availability(f, tb),
         '<h2 id="cascade">Cascade</h2>' + cascade_graph(f.cascades),
-        _violations(f),
+        _violations(f, tb, trace_url_template),
         _integrity(f),
         _latency(f),
         _phases(f),

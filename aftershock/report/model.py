@@ -1,16 +1,19 @@
-"""What a report is made of: the run's identity, its result records, and a time series.
+"""What a report is made of: the run's identity and its result records.
 
-:class:`RunData` is everything the HTML, Markdown, JSON and JUnit renderings read. It is built
-from a run's event log (:mod:`aftershock.report.series` derives the time series and fault
-windows; the analyzers derive the result records) and stored as ``results.json``.
+:class:`RunData` is everything the HTML, Markdown, JSON and JUnit renderings read, stored as
+``results.json``. Every figure in it, the time series and the verdict included, is a result
+record of the analyzers (:mod:`analyzers.core`); the renderings only format them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import Field
 
+from analyzers.core.verdict import exit_code, settle
 from schemas.base import Frozen
 from schemas.events import EventAdapter
 from schemas.results import (
@@ -20,7 +23,10 @@ from schemas.results import (
     Integrity,
     IsolationViolation,
     LatencySummary,
+    LiveFigures,
     ResultEvent,
+    SloCheck,
+    TimeSeries,
     Verdict,
 )
 
@@ -38,60 +44,22 @@ class RunMeta(Frozen):
     """Why a run ended early (abort reason, interruption), empty otherwise."""
 
 
-class FaultWindow(Frozen):
-    """When a fault was in force: from its first add/disable to its first remove/enable."""
-
-    label: str
-    proxy: str
-    fault_type: str
-    """The toxic type, or ``down`` for a disabled proxy."""
-    start_s: float = Field(ge=0)
-    """Seconds since the run's origin."""
-    end_s: float | None = None
-    """None when the log ends while the fault is still in force."""
-
-
-class Bucket(Frozen):
-    """Client-side figures of one time bucket (all targets together)."""
-
-    start_s: float
-    sent: int = 0
-    received: int = 0
-    errors: int = 0
-    connects: int = 0
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-
-
-class TimeSeries(Frozen):
-    origin_ns: int = 0
-    bucket_s: float = Field(default=1.0, gt=0)
-    buckets: list[Bucket] = Field(default_factory=list)
-    windows: list[FaultWindow] = Field(default_factory=list)
-
-    @property
-    def span_s(self) -> float:
-        ends = [b.start_s + self.bucket_s for b in self.buckets]
-        ends += [w.end_s if w.end_s is not None else w.start_s for w in self.windows]
-        return max(ends, default=0.0)
-
-
 class RunData(Frozen):
     """One run: the content of ``results.json``."""
 
-    format: Literal["aftershock.run/1"] = "aftershock.run/1"
+    format: Literal["aftershock.run/2"] = "aftershock.run/2"
     meta: RunMeta
     results: list[dict[str, object]] = Field(default_factory=list)
     """Result records (``result.*`` events) as JSON objects, see :meth:`records`."""
-    series: TimeSeries = Field(default_factory=TimeSeries)
 
     @classmethod
-    def of(cls, meta: RunMeta, results: list[ResultEvent], series: TimeSeries) -> RunData:
-        return cls(
-            meta=meta,
-            results=[r.model_dump(mode="json") for r in results],
-            series=series,
-        )
+    def of(cls, meta: RunMeta, results: list[ResultEvent]) -> RunData:
+        """The run's data; the run verdict is settled with how the run ended (``meta``)."""
+        settled = [
+            settle(r, meta.status, meta.note) if isinstance(r, Verdict) and not r.phase else r
+            for r in results
+        ]
+        return cls(meta=meta, results=[r.model_dump(mode="json") for r in settled])
 
     def records(self) -> list[ResultEvent]:
         out: list[ResultEvent] = []
@@ -132,10 +100,33 @@ class Findings:
         self.phase_verdicts = sorted((v for v in verdicts if v.phase), key=lambda v: v.phase)
         run = [v for v in verdicts if not v.phase]
         self.verdict: Verdict | None = run[0] if run else None
+        series = [r for r in records if isinstance(r, TimeSeries)]
+        self.series = (
+            series[0]
+            if series
+            else TimeSeries(experiment_id="-", run_id="-", generator_id="-", ts_ns=0)
+        )
+        live = [r for r in records if isinstance(r, LiveFigures)]
+        self.live: LiveFigures | None = live[0] if live else None
 
     @property
     def passed(self) -> bool | None:
         return None if self.verdict is None else self.verdict.passed
+
+    @property
+    def exit_code(self) -> int:
+        """The process exit status the verdict gives (:func:`analyzers.core.verdict.exit_code`)."""
+        return exit_code(self.verdict)
+
+    @property
+    def state(self) -> str:
+        """PASS, FAIL, INTERRUPTED or NO VERDICT: the verdict's one-word form in every output."""
+        v = self.verdict
+        if v is None:
+            return "NO VERDICT"
+        if v.run_status == "interrupted":
+            return "INTERRUPTED"
+        return "PASS" if v.passed else "FAIL"
 
     def failing_checks(self) -> list[str]:
         if self.verdict is None:
@@ -159,3 +150,93 @@ class Findings:
             if lat.scope == "overall" and not lat.phase:
                 return lat
         return None
+
+    def target_episodes(self) -> list[FailureEpisode]:
+        """Failure episodes of targets only: a tenant's and the overall episodes restate the
+        same outage (their counts are in the availability table)."""
+        return [e for e in self.episodes if e.scope == "target"]
+
+    def latency_rows(self) -> list[LatencySummary]:
+        """Latency summaries of the whole system and of each target, without empty ones."""
+        return [x for x in self.latency if x.count and x.scope in ("overall", "target")]
+
+    def violation_groups(self, examples: int = 3) -> list[ViolationGroup]:
+        """Isolation violations grouped by (origin tenant, victim tenant, faults active)."""
+        groups: dict[tuple[str, str, tuple[str, ...]], ViolationGroup] = {}
+        for v in self.violations:
+            key = (v.origin_tenant, v.victim_tenant, tuple(v.faults_active))
+            g = groups.get(key)
+            if g is None:
+                groups[key] = g = ViolationGroup(*key, 0, v.seen_ns, v.seen_ns)
+            g.count += 1
+            g.first_ns = min(g.first_ns, v.seen_ns)
+            g.last_ns = max(g.last_ns, v.seen_ns)
+            if v.victim_trace_id and len(g.example_traces) < examples:
+                g.example_traces.append(v.victim_trace_id)
+        return sorted(groups.values(), key=lambda g: (-g.count, g.first_ns))
+
+    def timebase(self, meta: RunMeta) -> TimeBase:
+        origin = self.series.origin_ns or meta.started_ns or 0
+        return TimeBase(origin)
+
+    def recovery_sentence(self, tb: TimeBase) -> str:
+        """Did every target recover before the run ended, and when: one sentence."""
+        v = self.verdict
+        if v is None or v.all_recovered is None:
+            return "No target was observed."
+        failed = [t for t in v.recovery if t.episodes]
+        if not failed:
+            return "No target failed."
+        if v.all_recovered:
+            return (
+                f"Every target that failed recovered before the run ended; the last "
+                f"({', '.join(t.target for t in failed if t.recovered_ns == v.recovered_ns)}) "
+                f"at {tb.at(v.recovered_ns)}."
+            )
+        stuck = ", ".join(t.target for t in failed if not t.recovered)
+        return f"Not every target recovered: {stuck} had not recovered when the run ended."
+
+
+@dataclass
+class ViolationGroup:
+    origin_tenant: str
+    victim_tenant: str
+    faults_active: tuple[str, ...]
+    count: int
+    first_ns: int
+    last_ns: int
+    example_traces: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TimeBase:
+    """Every time of a report is seconds from the run's start (``origin_ns``, the analyzers'
+    time zero); the start's wall-clock time is stated once."""
+
+    origin_ns: int
+
+    def seconds(self, ns: int) -> float:
+        return (ns - self.origin_ns) / 1e9
+
+    def at(self, ns: int | None) -> str:
+        return "–" if ns is None else f"{self.seconds(ns):.1f} s"
+
+    def wall_clock(self) -> str:
+        return dt.datetime.fromtimestamp(self.origin_ns / 1e9, tz=dt.UTC).strftime(
+            "%Y-%m-%d %H:%M:%S UTC"
+        )
+
+    def statement(self) -> str:
+        return f"Started {self.wall_clock()}; every time below is seconds from this start."
+
+    def duration_s(self, meta: RunMeta) -> float:
+        if meta.ended_ns is None:
+            return 0.0
+        return max(0.0, (meta.ended_ns - (meta.started_ns or self.origin_ns)) / 1e9)
+
+
+def check_status(c: SloCheck) -> str:
+    """An SLO check's status as the outputs print it: pass, FAIL, or no data."""
+    if c.status == "no_data":
+        return "no data" + ("" if c.passed else " (FAIL)")
+    return "pass" if c.passed else "FAIL"

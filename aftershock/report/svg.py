@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from aftershock.report.model import FaultWindow
     from schemas.results import Cascade
+    from schemas.results import SeriesWindow as FaultWindow
 
 FAULT_COLOURS = {
     "latency": "#f2c14e",
-    "down": "#e4572e",
+    "proxy_disabled": "#e4572e",
     "timeout": "#e4572e",
     "reset_peer": "#a23b72",
     "corrupt": "#7b5ea7",
@@ -42,6 +42,18 @@ class Line:
     colour: str
     points: Sequence[tuple[float, float | None]]
     """(x seconds, y) pairs; a None y breaks the line."""
+    right: bool = False
+    """Drawn against the right-hand axis, which has its own scale (a series far smaller than
+    another stays visible)."""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A moment drawn across a chart: a steady-state probe run, for instance."""
+
+    x: float
+    label: str
+    ok: bool
 
 
 def nice_step(span: float, ticks: int = 5) -> float:
@@ -62,6 +74,14 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
+def _scale(ys: Sequence[float]) -> tuple[float, float]:
+    """(step, top) of an axis showing every value of ``ys``."""
+    y_top = max(ys, default=0.0)
+    step = nice_step(y_top if y_top > 0 else 1.0, 4)
+    top = max(step, math.ceil(y_top / step) * step) if y_top > 0 else step * 4
+    return step, top
+
+
 def line_chart(
     title: str,
     lines: Sequence[Line],
@@ -71,21 +91,27 @@ def line_chart(
     y_unit: str = "",
     width: int = 960,
     height: int = 240,
+    marks: Sequence[Mark] = (),
 ) -> str:
-    """A time chart (x in seconds) with the fault windows shaded behind the lines."""
-    left, right, top, bottom = 56, 16, 30, 34
+    """A time chart (x in seconds) with the fault windows shaded behind the lines; lines
+    marked ``right`` get their own scale on the right-hand axis."""
+    has_right = any(ln.right for ln in lines)
+    # The same margins whether or not there is a right-hand axis: the charts of a report
+    # stack, and their time axes line up.
+    left, right, top, bottom = 56, 56, 30, 34
     pw, ph = width - left - right, height - top - bottom
     x_max = max(x_max, 1e-9)
-    ys = [y for ln in lines for _, y in ln.points if y is not None]
-    y_top = max(ys, default=0.0)
-    y_step = nice_step(y_top if y_top > 0 else 1.0, 4)
-    y_max = max(y_step, math.ceil(y_top / y_step) * y_step) if y_top > 0 else y_step * 4
+    y_step, y_max = _scale(
+        [y for ln in lines if not ln.right for _, y in ln.points if y is not None]
+    )
+    r_step, r_max = _scale([y for ln in lines if ln.right for _, y in ln.points if y is not None])
 
     def sx(x: float) -> float:
         return left + pw * min(max(x, 0.0), x_max) / x_max
 
-    def sy(y: float) -> float:
-        return top + ph - ph * min(max(y, 0.0), y_max) / y_max
+    def sy(y: float, on_right: bool = False) -> float:
+        m = r_max if on_right else y_max
+        return top + ph - ph * min(max(y, 0.0), m) / m
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
@@ -96,13 +122,14 @@ def line_chart(
         x0 = sx(w.start_s)
         x1 = sx(w.end_s if w.end_s is not None else x_max)
         out.append(
-            f'<rect class="fault-window" data-fault="{escape(w.label)}" x="{x0:.1f}" y="{top}" '
+            f'<rect class="fault-window" data-fault="{escape(w.fault_id)}" x="{x0:.1f}" y="{top}" '
             f'width="{max(x1 - x0, 1.0):.1f}" height="{ph}" fill="{fault_colour(w.fault_type)}" '
-            f'fill-opacity="0.22"><title>{escape(w.label)} ({escape(w.fault_type)}, '
+            f'fill-opacity="0.22"><title>{escape(w.fault_id)} ({escape(w.fault_type)}, '
             f"{w.start_s:.1f}–{'end' if w.end_s is None else f'{w.end_s:.1f}'} s)</title></rect>"
         )
         out.append(
-            f'<text x="{x0 + 3:.1f}" y="{top + 11}" class="window-label">{escape(w.label)}</text>'
+            f'<text x="{x0 + 3:.1f}" y="{top + 11}" class="window-label">'
+            f"{escape(w.fault_id)}</text>"
         )
     y = 0.0
     while y <= y_max + 1e-9:
@@ -113,6 +140,14 @@ def line_chart(
             f"{_fmt(y)}{escape(y_unit)}</text>"
         )
         y += y_step
+    if has_right:
+        y = 0.0
+        while y <= r_max + 1e-9:
+            out.append(
+                f'<text x="{left + pw + 6}" y="{sy(y, True) + 4:.1f}" class="tick" '
+                f'text-anchor="start">{_fmt(y)}{escape(y_unit)}</text>'
+            )
+            y += r_step
     x_step = nice_step(x_max, 8)
     x = 0.0
     while x <= x_max + 1e-9:
@@ -127,13 +162,25 @@ def line_chart(
         f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" class="axis"/>'
         f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + ph}" class="axis"/>'
     )
+    if has_right:
+        out.append(
+            f'<line x1="{left + pw}" x2="{left + pw}" y1="{top}" y2="{top + ph}" class="axis"/>'
+        )
+    for m in marks:
+        px = sx(m.x)
+        colour = "#2e8b57" if m.ok else "#c0392b"
+        out.append(
+            f'<line class="mark" data-ok="{str(m.ok).lower()}" x1="{px:.1f}" x2="{px:.1f}" '
+            f'y1="{top}" y2="{top + ph}" stroke="{colour}" stroke-width="1.5" '
+            f'stroke-dasharray="4 3"><title>{escape(m.label)}</title></line>'
+        )
     for ln in lines:
         segments: list[list[str]] = [[]]
         for vx, vy in ln.points:
             if vy is None:
                 segments.append([])
             else:
-                segments[-1].append(f"{sx(vx):.1f},{sy(vy):.1f}")
+                segments[-1].append(f"{sx(vx):.1f},{sy(vy, ln.right):.1f}")
         for seg in segments:
             if len(seg) == 1:
                 cx, cy = seg[0].split(",")
@@ -145,8 +192,9 @@ def line_chart(
                 )
     lx = left + pw
     for ln in reversed(lines):
-        label = escape(ln.name)
-        lx -= 14 + 7 * len(ln.name)
+        name = f"{ln.name} (right axis)" if ln.right else ln.name
+        label = escape(name)
+        lx -= 14 + 7 * len(name)
         out.append(
             f'<rect x="{lx}" y="10" width="10" height="10" fill="{ln.colour}"/>'
             f'<text x="{lx + 13}" y="19" class="legend">{label}</text>'

@@ -43,6 +43,9 @@ class SloSpec(Frozen):
     max_isolation_violations: int | None = Field(default=0, ge=0)
     max_error_ratio: float | None = Field(default=None, ge=0)
     max_loss_ratio: float | None = Field(default=None, ge=0, le=1)
+    no_data_fails: bool = False
+    """A check with nothing to judge (no latency sample, no finished episode, no traffic) is
+    reported as "no data"; it fails the verdict only when this is set."""
 
 
 class AnalyzerConfig(Frozen):
@@ -63,6 +66,8 @@ class AnalyzerConfig(Frozen):
     slos: list[SloSpec] = Field(default_factory=lambda: [SloSpec()])
     """Checked for every phase and for the whole run; by default: no isolation violation."""
     graph: TargetGraph | None = None
+    series_bucket_s: float = Field(default=1.0, gt=0)
+    """Width of the time series' buckets (``result.series``)."""
     clock_offsets_ns: dict[str, int] = Field(default_factory=dict)
     """Known constant wall-clock offset of a generator (added to its timestamps)."""
     max_clock_step_s: float = Field(default=600.0, gt=0)

@@ -33,11 +33,15 @@ from analyzers.core.isolation import IsolationTracker
 from analyzers.core.load import QUANTILES, LoadAcc, LoadTracker
 from analyzers.core.ordering import ReorderBuffer, TimeBase
 from analyzers.core.patterns import PatternTracker
-from analyzers.core.verdict import PhaseFigures, judge
+from analyzers.core.series import SeriesFold
+from analyzers.core.snapshot import origin_of, series_results
+from analyzers.core.verdict import PhaseFigures, RunRecord, judge, run_verdict
 from schemas.events import (
+    ExperimentAborted,
     ExperimentEnded,
     ExperimentPhase,
     ExperimentStarted,
+    HypothesisProbeRan,
     ProxyDeleted,
     ProxyDisabled,
     ProxyEnabled,
@@ -135,6 +139,8 @@ class Analyzer:
         self.load = LoadTracker()
         self.patterns = PatternTracker(int(cfg.burst_gap_s * 1e9), cfg.burst_min_errors)
         self._blast: dict[str, Blast] = {}
+        self.series = SeriesFold(cfg.series_bucket_s)
+        self.record = RunRecord()
         self._scope_cache: dict[str, set[str] | None] = {}
         self.run_id: str | None = None
         self.first_ns: int | None = None
@@ -244,6 +250,9 @@ class Analyzer:
             self.started_ns = t
         elif isinstance(ev, ExperimentEnded):
             self.ended_ns = t
+            self.record.apply(t, ev)
+        elif isinstance(ev, HypothesisProbeRan | ExperimentAborted):
+            self.record.apply(t, ev)
 
     def _session(self, t: int, ev: Send | Receive | Connected | SessionError | Disconnect) -> None:
         integrity = self.integrity
@@ -265,17 +274,19 @@ class Analyzer:
         if isinstance(ev, Send):
             for acc in accs:
                 acc.sent += 1
+            self.series.sent(t)
             integrity.send(t, ev, with_faults)
             self.isolation.send(t, ev)
             return
         cls = failure_class(ev)
+        bucket = self.series.observe(t, ev, cls)
         if isinstance(ev, Receive):
             for acc in accs:
                 acc.received += 1
             lat = ev.latency_ms
             # The schema admits an infinite latency (JSON 1e999); it measures nothing.
             if lat is not None and lat != math.inf:
-                add_to_each([acc.latency for acc in accs], lat)
+                add_to_each([*[acc.latency for acc in accs], bucket.latency], lat)
             integrity.receive(ev, with_faults)
             if ev.origin_tenant is not None and ev.checksum_ok is not False:
                 self.isolation.receive(t, ev, faults)
@@ -423,6 +434,7 @@ class _Report:
         out += load
         out += self.cascades()
         out += self.patterns()
+        out += series_results(self.a, self._ids("series"), self._ids("live"))
         out += self.verdicts()
         return out
 
@@ -670,8 +682,12 @@ class _Report:
                 dim = ("target", slo.target) if slo.target else _OVERALL
                 _, found = judge(slo, self._figures(dim, phase))
                 if slo.target:
-                    found = [c.model_copy(update={"name": f"{slo.target}:{c.name}"}) for c in found]
+                    found = [_of_target(slo.target, c) for c in found]
                 checks += found
+            if not phase:
+                ids = self._ids("verdict", phase)
+                out.append(run_verdict(ids, checks, a.record, a.health_keys(), origin_of(a)))
+                continue
             out.append(
                 Verdict(
                     **self._ids("verdict", phase),
@@ -695,11 +711,11 @@ class _Report:
             whole = self.whole_run().get(dim, LoadAcc())
             counts = a.integrity.counts.get(dim, Counts())
             return PhaseFigures(
-                availability_pct=f.availability_pct if f else 100.0,
+                availability_pct=f.availability_pct if f and f.observed_s > 0 else None,
                 p99_ms=whole.latency.quantile(0.99),
                 mttr_s=f.mttr_s if f else None,
                 isolation_violations=len(violations),
-                error_ratio=whole.error_ratio,
+                error_ratio=_ratio_or_none(whole),
                 loss_ratio=counts.lost / counts.sent if counts.sent else None,
             )
         intervals = a.load.phases.intervals(phase, self.end_ns)
@@ -713,15 +729,26 @@ class _Report:
         started = [ep for ep in eps if any(s <= ep.started_ns < e for s, e in intervals)]
         durations = [ep.ended_ns - ep.started_ns for ep in started if ep.ended_ns is not None]
         return PhaseFigures(
-            availability_pct=100.0 if total == 0 else 100.0 * (total - down) / total,
+            availability_pct=None if total == 0 or hk is None else 100.0 * (total - down) / total,
             p99_ms=acc.latency.quantile(0.99),
             mttr_s=sum(durations) / len(durations) / 1e9 if durations else None,
             isolation_violations=sum(
                 1 for v in violations if any(s <= v.t < e for s, e in intervals)
             ),
-            error_ratio=acc.error_ratio,
+            error_ratio=_ratio_or_none(acc),
             loss_ratio=None,
         )
+
+
+def _of_target(target: str, c: SloCheck) -> SloCheck:
+    """A check of a target's SLO, named (and explained) after the target."""
+    reason = f"{target}:{c.reason}" if c.reason else ""
+    return c.model_copy(update={"name": f"{target}:{c.name}", "reason": reason})
+
+
+def _ratio_or_none(acc: LoadAcc) -> float | None:
+    """An error ratio, None when nothing was observed to take it of."""
+    return acc.error_ratio if acc.error_count + acc.connects + acc.received else None
 
 
 def _overlap(a0: int, a1: int, b0: int, b1: int) -> int:

@@ -4,7 +4,7 @@ gives for it, written out by hand so the report tests know exactly what must app
 from __future__ import annotations
 
 from aftershock.report.model import RunData, RunMeta
-from aftershock.report.series import SeriesBuilder
+from analyzers.core import Analyzer
 from schemas.events import (
     Connected,
     Event,
@@ -27,8 +27,10 @@ from schemas.results import (
     Integrity,
     IsolationViolation,
     LatencySummary,
+    LiveFigures,
     ResultEvent,
     SloCheck,
+    TimeSeries,
     Verdict,
 )
 
@@ -254,6 +256,12 @@ def golden_run(run_id: str = "run-a", *, failing: bool = True) -> RunData:
         ended_ns=T0 + 60 * S,
         status="completed",
     )
-    return RunData.of(
-        meta, golden_results(run_id, failing=failing), SeriesBuilder(1.0).add_all(events).build()
-    )
+    return RunData.of(meta, [*golden_results(run_id, failing=failing), *series_of(events)])
+
+
+def series_of(events: list[Event]) -> list[ResultEvent]:
+    """The analyzers' time series and live figures of ``events`` (the rest is by hand)."""
+    a = Analyzer(EXP)
+    a.ingest(events)
+    a.finish()
+    return [r for r in a.results() if isinstance(r, TimeSeries | LiveFigures)]

@@ -12,10 +12,10 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from aftershock.report import read_results, write_reports
-from aftershock.report.html import render_html
-from aftershock.report.series import SeriesBuilder
+from aftershock.report.html import render_html, trace_ref
+from aftershock.report.model import Findings
 from aftershock.report.text import render_junit
-from tests.gameday.golden import ORIGIN_TRACE, VICTIM_TRACE, golden_events, golden_run
+from tests.gameday.golden import ORIGIN_TRACE, VICTIM_TRACE, golden_events, golden_run, series_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,15 +24,15 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def test_series_buckets_and_deduplicated_fault_windows() -> None:
-    series = SeriesBuilder(1.0).add_all(golden_events()).build()
-    assert [(w.label, w.fault_type, w.start_s, w.end_s) for w in series.windows] == [
+    series = Findings(series_of(golden_events())).series
+    assert [(w.fault_id, w.fault_type, w.start_s, w.end_s) for w in series.windows] == [
         ("message-latency", "latency", 10.0, 20.0),
-        ("redis-outage", "down", 30.0, 40.0),
+        ("redis-outage", "proxy_disabled", 30.0, 40.0),
     ]
     by_start = {b.start_s: b for b in series.buckets}
     assert by_start[5.0].sent == 2
     assert by_start[5.0].errors == 0
-    assert by_start[15.0].p99_ms == 250.0
+    assert by_start[15.0].p99_ms == pytest.approx(250.0, rel=0.01)  # the sketch's accuracy
     assert by_start[35.0].errors == 2
     assert by_start[35.0].received == 0
     assert sum(b.sent for b in series.buckets) == 120
@@ -44,7 +44,8 @@ def test_html_has_verdict_violations_and_shaded_windows() -> None:
     assert "availability 83.333% below 95%" in html
     assert "isolation_violations 1 exceeds 0" in html
     assert VICTIM_TRACE in html
-    assert ORIGIN_TRACE in html
+    # violations are grouped: origin → victim tenant, with counts and example victim traces
+    assert ORIGIN_TRACE not in html
     # three charts, each with both fault windows shaded
     assert len(re.findall(r'class="fault-window" data-fault="redis-outage"', html)) == 3
     assert len(re.findall(r'class="fault-window" data-fault="message-latency"', html)) == 3
@@ -71,6 +72,8 @@ def test_junit_has_one_case_per_slo_and_failures_for_failing_ones() -> None:
     assert failure.get("message") == "isolation_violations 1 exceeds 0"
     assert suite.get("tests") == "3"
     assert suite.get("failures") == "2"
+    # every SLO case took the run's real time, not 0
+    assert {c.get("time") for c in cases.values()} == {"60.000"}
 
 
 def test_junit_of_an_interrupted_run_has_an_error_case() -> None:
@@ -78,6 +81,11 @@ def test_junit_of_an_interrupted_run_has_an_error_case() -> None:
     data = data.model_copy(
         update={"meta": data.meta.model_copy(update={"status": "interrupted", "note": "Ctrl-C"})}
     )
+    data = data.model_copy(update={"results": [
+        r | {"run_status": "interrupted", "interrupted": "Ctrl-C"}
+        if r["kind"] == "result.verdict" and not r["phase"] else r
+        for r in data.results
+    ]})  # fmt: skip
     root = ET.fromstring(render_junit(data))
     err = root.find("testsuite/testcase[@name='run']/error")
     assert err is not None
@@ -125,6 +133,7 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert "Verdict: FAIL" in dom
     assert dom.count("<svg") == 4
     assert VICTIM_TRACE in dom
+    assert dom.index("Verdict: FAIL") < dom.index("Recovery") < dom.index("Timeline")
     shot = tmp_path / "report.png"
     subprocess.run(
         [*base, f"--screenshot={shot}", "--window-size=1100,2400", url],
@@ -135,3 +144,18 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(png) > 20_000
+
+
+def test_trace_ids_render_through_one_function() -> None:
+    assert trace_ref(VICTIM_TRACE) == f"<code>{VICTIM_TRACE}</code>"
+    assert trace_ref(None) == "–"
+    linked = trace_ref(VICTIM_TRACE, "http://127.0.0.1:16686/trace/{trace_id}")
+    assert linked == (
+        f'<a href="http://127.0.0.1:16686/trace/{VICTIM_TRACE}"><code>{VICTIM_TRACE}</code></a>'
+    )
+
+
+def test_sent_and_received_have_their_own_axes() -> None:
+    html = render_html(golden_run())
+    assert "received (left axis), sent (right axis)" in html
+    assert "sent (right axis)</text>" in html

@@ -15,6 +15,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from injector.control import RunState, state_key
+
 if TYPE_CHECKING:
     from spine.stack import EmbeddedStack
 
@@ -56,7 +58,9 @@ def test_isolation_bug_fails_the_run_naming_the_slo(stack: EmbeddedStack, tmp_pa
     wall = time.monotonic() - t0
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "failing SLOs: gateway:isolation_violations" in proc.stderr
-    assert "phase=fault:redis-outage" in proc.stderr  # pipe-mode dashboard lines
+    assert "verdict FAIL (completed)" in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "] phase=" in ln]  # pipe-mode dashboard
+    assert len(lines) >= 2, proc.stderr[-3000:]
     assert wall < 90
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.is_symlink()]
     for name in (
@@ -80,11 +84,20 @@ def test_isolation_bug_fails_the_run_naming_the_slo(stack: EmbeddedStack, tmp_pa
     assert suite is not None
     failed = [c.get("name") for c in suite.findall("testcase") if c.find("failure") is not None]
     assert failed == ["gateway:isolation_violations"]
+    # the dashboard's last line is the final results' live record, as the summary says
+    results = json.loads((run_dir / "results.json").read_text())["results"]
+    (live,) = [r for r in results if r["kind"] == "result.live"]
+    violations = sum(r["kind"] == "result.isolation_violation" for r in results)
+    assert live["isolation_violations"] == violations > 0
+    assert lines[-1].endswith(f"isolation={violations}"), lines[-1]
+    assert f"episodes={live['episodes']} " in lines[-1]
+    assert f"## Isolation violations: {violations}" in (run_dir / "summary.md").read_text()
     html = (run_dir / "report.html").read_text()
     assert "Verdict: FAIL" in html
     assert 'data-fault="redis-outage"' in html
     assert 'data-fault="reconnect-storm"' in html
-    assert "acme → globex" in html or "globex → acme" in html
+    # violations grouped by origin and victim tenant
+    assert "<td>acme</td><td>globex</td>" in html or "<td>globex</td><td>acme</td>" in html
 
     # the same report, regenerated from the run's event log
     live = json.loads((run_dir / "results.json").read_text())
@@ -96,10 +109,13 @@ def test_isolation_bug_fails_the_run_naming_the_slo(stack: EmbeddedStack, tmp_pa
         timeout=120,
     )
     assert regen.returncode == 1, regen.stderr
-    assert "verdict FAIL: gateway:isolation_violations" in regen.stderr
+    assert "verdict FAIL" in regen.stderr
+    assert f"  - gateway:isolation_violations {violations} exceeds 0" in regen.stderr
     assert f"Compared with baseline run {run_dir.name}" in (run_dir / "summary.md").read_text()
     again = json.loads((run_dir / "results.json").read_text())
     assert _run_checks(again) == _run_checks(live)
+    # every record, the time series, the dashboard's figures and the verdict: exactly
+    assert again["results"] == live["results"]
 
     # a failed session's trace, with the fault active when it failed
     traces = subprocess.run(
@@ -127,10 +143,13 @@ def test_ctrl_c_reverts_faults_and_writes_a_partial_report(
         text=True,
     )
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:  # wait until the Redis outage is in force
-            if "faults=redis-outage" in line:
+        # wait until the Redis outage (4 s to 8 s into the timeline) is in force
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            raw = _redis_get(stack, state_key("short-gameday"))
+            if raw and RunState.model_validate_json(raw).offset_s >= 5.0:
                 break
+            time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=90)
     finally:
@@ -150,12 +169,74 @@ def test_ctrl_c_reverts_faults_and_writes_a_partial_report(
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["status"] == "interrupted"
     assert "run interrupted" in (run_dir / "report.html").read_text()
+    assert "## Verdict: INTERRUPTED" in (run_dir / "summary.md").read_text()
+    assert "verdict INTERRUPTED (interrupted)" in err
     root = ET.parse(run_dir / "junit.xml").getroot()
     assert root.find("testsuite/testcase[@name='run']/error") is not None
     # the worker judged the partial run, and the run waited for it
     assert (run_dir / "analyzer-0.log").exists()
     assert "had not caught up" not in meta["note"]
     assert _run_checks(json.loads((run_dir / "results.json").read_text()))
+
+
+def test_a_hypothesis_deviating_after_the_method_fails_every_output(
+    stack: EmbeddedStack, tmp_path: Path
+) -> None:
+    """The SLOs may pass; the steady-state probe that deviates after the method fails the run
+    in the exit code, the console, summary.md, report.html, results.json and junit.xml."""
+    import yaml
+
+    marker = tmp_path / "method-ran"
+    doc = yaml.safe_load(SHORT.read_text())
+    probe = {"type": "python", "module": "tests.injector.probes", "func": "absent",
+             "arguments": {"path": str(marker)}}  # fmt: skip
+    doc["steady-state-hypothesis"]["probes"] = [
+        {"type": "probe", "name": "marker-absent", "tolerance": True, "provider": probe}
+    ]
+    doc["method"] = [
+        {"type": "action", "name": "leave-marker",
+         "provider": {"type": "python", "module": "tests.injector.probes", "func": "touch",
+                      "arguments": {"path": str(marker)}}}
+    ]  # fmt: skip
+    exp = tmp_path / "deviates.yaml"
+    exp.write_text(yaml.safe_dump(doc))
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        _cli("run", str(exp), "--runs-dir", str(runs), "--line-every-s", "5"),
+        env=_env(stack, tmp_path), capture_output=True, text=True, timeout=150,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "verdict FAIL (failed)" in proc.stderr
+    reason = "steady-state probe marker-absent (after the method"
+    assert reason in proc.stderr
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.is_symlink()]
+    results = json.loads((run_dir / "results.json").read_text())["results"]
+    (v,) = [r for r in results if r["kind"] == "result.verdict" and not r["phase"]]
+    assert v["passed"] is False
+    assert [(p["when"], p["met"]) for p in v["hypothesis"]] == [("before", True), ("after", False)]
+    assert any(r.startswith(reason) for r in v["reasons"])
+    assert "## Verdict: FAIL" in (run_dir / "summary.md").read_text()
+    assert reason in (run_dir / "summary.md").read_text()
+    assert "<h2>Verdict: FAIL</h2>" in (run_dir / "report.html").read_text()
+    root = ET.parse(run_dir / "junit.xml").getroot()
+    assert int(root.get("failures", "0")) >= 1
+    hyp = root.find("testsuite[@name='hypothesis.short-gameday']")
+    assert hyp is not None
+    cases = hyp.findall("testcase")
+    assert [c.find("failure") is not None for c in cases] == [False, True]
+    # each case took its probe's real duration
+    assert [c.get("time") for c in cases] == [f"{p['duration_s']:.3f}" for p in v["hypothesis"]]
+
+
+def _redis_get(stack: EmbeddedStack, key: str) -> bytes | None:
+    import redis
+
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        value = client.get(key)
+    finally:
+        client.close()
+    return value if isinstance(value, bytes) else None
 
 
 def _children_of_run(marker: str) -> list[int]:

@@ -24,3 +24,8 @@ def touch(path: str) -> str:
 
 async def fail(message: str) -> None:
     raise RuntimeError(message)
+
+
+def absent(path: str) -> bool:
+    """True while nothing is at ``path`` (a method's ``touch`` makes a later probe deviate)."""
+    return not Path(path).exists()

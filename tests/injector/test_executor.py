@@ -12,6 +12,7 @@ from injector.errors import UnsupportedByServer
 from injector.executor import Executor, RunOptions
 from injector.journal import FaultState, read_journal
 from injector.validate import load_experiment
+from schemas.events import ExperimentAborted, HypothesisProbeRan
 from schemas.results import IsolationViolation
 from spine.eventlog import MemorySink
 
@@ -299,12 +300,23 @@ async def test_hypothesis_deviates_during_outage_and_rollbacks_run(
             },
         },
     )
-    ex = Executor(load_experiment(write_experiment(tmp_path, doc)), controller, MemorySink())
+    sink = MemorySink()
+    ex = Executor(load_experiment(write_experiment(tmp_path, doc)), controller, sink)
     journal = await ex.run()
     ss = journal.steady_states
     assert ss.before is not None
     assert ss.before.steady_state_met
     assert any(not d.steady_state_met for d in ss.during)
+    # every probe run of the journal is an experiment.probe event too, in the same order
+    assert ss.after is not None
+    ran = [("before", r) for r in ss.before.probes]
+    ran += [("during", r) for d in ss.during for r in d.probes]
+    ran += [("after", r) for r in ss.after.probes]
+    events = [e for e in sink.events if isinstance(e, HypothesisProbeRan)]
+    assert [(e.when, e.probe, e.tolerance_met, e.duration_s) for e in events] == [
+        (when, r.activity.name, bool(r.tolerance_met), r.duration) for when, r in ran
+    ]
+    assert all(e.detail for e in events if not e.tolerance_met)
     assert ss.after is not None
     assert ss.after.steady_state_met
     assert journal.deviated
@@ -365,6 +377,8 @@ async def test_safeguard_trip_aborts_and_reverts(
     assert kinds.index("experiment.aborted") < kinds.index("fault.toxic_removed")
     assert kinds[-1] == "experiment.ended"
     assert sink.events[-1].status == "aborted"
+    aborted = next(e for e in sink.events if isinstance(e, ExperimentAborted))
+    assert aborted.cause == "safeguard"  # the analyzers' verdict lists it as a safeguard
 
 
 async def test_chaostoxi_experiment_runs_unchanged(
