@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from opentelemetry import trace
 from redis.exceptions import RedisError
 
-from injector.activities import ActivityContext, resolve_configuration, run_activity
+from injector.activities import (
+    ActivityContext,
+    Substitution,
+    resolve_configuration,
+    resolve_secrets,
+    run_activity,
+)
 from injector.chaostoxi import Bridge
 from injector.control import RunState, clear_state, drop_queued, next_command, publish_state
 from injector.errors import (
@@ -34,12 +40,14 @@ from injector.errors import (
     UnsupportedByServer,
 )
 from injector.faults import FaultRun, toxic_spec
+from injector.hooks import ControlInterrupted, Hooks
 from injector.journal import (
     LIVE_STATES,
     ActivityRun,
     AftershockRun,
     ControlRecord,
     FaultState,
+    HookRecord,
     Journal,
     JournalWriter,
     SteadyState,
@@ -144,6 +152,8 @@ class Executor:
             for f in sorted(self.ax.faults, key=lambda f: (f.at, f.id))
         ]
         self.configuration = resolve_configuration(dict(experiment.configuration))
+        self.secrets = resolve_secrets(experiment.secrets)
+        self.hooks = Hooks(experiment, Substitution(self.configuration, self.secrets))
         self.bridge = Bridge(controller, self.configuration, _BridgeRecorder(self))
         self.caps: Capabilities | None = None
         self.leases = False
@@ -195,7 +205,7 @@ class Executor:
         records = [f.record() for f in self.faults]
         end = time.time() if self.status != "running" else None
         return Journal(
-            experiment=self.exp,
+            experiment=self.exp.as_loaded(),
             start=_iso(self._start_wall),
             end=_iso(end) if end else None,
             duration=round(end - self._start_wall, 6) if end else None,
@@ -214,6 +224,10 @@ class Executor:
                 leases=self.leases,
                 faults=records,
                 controls=self.controls,
+                control_hooks=[
+                    HookRecord(control=h.control, hook=h.hook, context=h.context, error=h.error)
+                    for h in self.hooks.calls
+                ],
                 abort_reason=self.abort_reason,
                 error=self.error,
                 timings=timings_of(records),
@@ -567,22 +581,34 @@ class Executor:
     @property
     def _ctx(self) -> ActivityContext:
         return ActivityContext(
-            configuration=self.configuration, bridge=self.bridge, time_scale=self.opts.time_scale
+            configuration=self.configuration,
+            bridge=self.bridge,
+            time_scale=self.opts.time_scale,
+            secrets=self.secrets,
+            hooks=self.hooks,
         )
 
     async def hypothesis(self) -> SteadyState | None:
         ssh = self.exp.steady_state_hypothesis
         if ssh is None or self.opts.skip_hypothesis:
             return None
-        runs = []
+        runs: list[ActivityRun] = []
         met = True
-        for p in ssh.probes:
-            run = await run_activity(self._resolve(p), self._ctx)
-            runs.append(run)
-            if not run.tolerance_met:
-                met = False
-                break
-        return SteadyState(steady_state_met=met, probes=runs)
+        raw = self.exp.as_loaded().get("steady-state-hypothesis") or {}
+        await self.hooks.apply("hypothesis", "before", raw, context_controls=ssh.controls)
+        try:
+            for p in ssh.probes:
+                run = await run_activity(self._resolve(p), self._ctx)
+                runs.append(run)
+                if not run.tolerance_met:
+                    met = False
+                    break
+        finally:
+            state = SteadyState(steady_state_met=met, probes=runs)
+            await self.hooks.apply(
+                "hypothesis", "after", raw, state=state.ctk(), context_controls=ssh.controls
+            )
+        return state
 
     async def run_activities(
         self, acts: list[Action | Probe | ActivityRef], into: list[ActivityRun]
@@ -616,6 +642,14 @@ class Executor:
     # -- the run --------------------------------------------------------------------------------
 
     async def _method_phase(self) -> None:
+        raw = self.exp.as_loaded()
+        await self.hooks.apply("method", "before", raw)
+        try:
+            await self._method_phase_body()
+        finally:
+            await self.hooks.apply("method", "after", raw, state=[r.ctk() for r in self.runs])
+
+    async def _method_phase_body(self) -> None:
         self._phase("method")
         self.timeline.start()
         strategy = self.exp.runtime.hypothesis.strategy
@@ -633,6 +667,8 @@ class Executor:
                 during.cancel()
 
     async def _body(self) -> None:
+        await self.hooks.configure()
+        await self.hooks.apply("experiment", "before", self.exp.as_loaded())
         strategy = self.exp.runtime.hypothesis.strategy
         if strategy in ("default", "before-method-only", "continuously"):
             self._phase("hypothesis-before")
@@ -662,6 +698,24 @@ class Executor:
         return self.status not in ("aborted", "interrupted") and not (
             before is not None and not before.steady_state_met
         )
+
+    async def _rollbacks(self) -> None:
+        raw = self.exp.as_loaded()
+        await self.hooks.apply("rollback", "before", raw)
+        try:
+            await self.run_activities(list(self.exp.rollbacks), self.rollback_runs)
+        finally:
+            state = [r.ctk() for r in self.rollback_runs]
+            await self.hooks.apply("rollback", "after", raw, state=state)
+
+    async def _last_hooks(self) -> None:
+        """The experiment's after hooks (with the journal as it ends) and cleanups."""
+        try:
+            with contextlib.suppress(ControlInterrupted):
+                journal = self.journal().ctk()
+                await self.hooks.apply("experiment", "after", self.exp.as_loaded(), state=journal)
+        finally:
+            await self.hooks.cleanup()
 
     async def run(self) -> Journal:
         """Run the experiment; returns the journal (also written to ``journal_path``).
@@ -711,6 +765,9 @@ class Executor:
             else:
                 self.status = "interrupted"
                 cancelled = exc
+        except ControlInterrupted as exc:
+            self.status = "interrupted"
+            self.error = str(exc)
         except Exception as exc:
             self.status = "failed"
             self.error = "; ".join(_describe(exc))
@@ -736,10 +793,7 @@ class Executor:
         # Rollbacks and reverts must survive a second Ctrl-C; bound them in time.
         limit = self.ax.revert_timeout
         if self._rollbacks_wanted() and self.exp.rollbacks:
-            await shielded(
-                lambda: self.run_activities(list(self.exp.rollbacks), self.rollback_runs),
-                limit * 4,
-            )
+            await shielded(self._rollbacks, limit * 4)
         try:
             await shielded(self.revert_all, limit)
         except RevertFailed as exc:
@@ -751,6 +805,8 @@ class Executor:
         if redis is not None:
             with contextlib.suppress(Exception):
                 await shielded(lambda: clear_state(redis, self.experiment_id), 1.0)
+        if self.hooks.any:
+            await shielded(self._last_hooks, limit * 4)
         self.sink.emit(ExperimentEnded(**self._common(), status=status, deviated=self.deviated))
         if self._span is not None:
             self._span.set_attribute("aftershock.status", self.status)
