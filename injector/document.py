@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -97,12 +100,10 @@ class TooComplex(yaml.MarkedYAMLError):
     """The document breaks one of the loader's limits; it carries the place where."""
 
 
-class _Loader(yaml.SafeLoader):
-    """The safe loader with a bound on nesting while composing (the composer recurses)."""
+class _DepthLimit:
+    """Bounds nesting while composing (the composer recurses once per level)."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self._depth = 0
+    _depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         self._depth += 1
@@ -110,18 +111,34 @@ class _Loader(yaml.SafeLoader):
             if self._depth > MAX_DEPTH:
                 raise TooComplex(
                     problem=f"nested more than {MAX_DEPTH} levels deep",
-                    problem_mark=self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                    problem_mark=self.peek_event().start_mark,  # type: ignore[attr-defined]
                 )
-            return super().compose_node(parent, index)
+            return Composer.compose_node(self, parent, index)  # type: ignore[arg-type]
         finally:
             self._depth -= 1
+
+
+try:  # libyaml scans and parses ten times faster; composing stays in Python, bounded
+    from yaml._yaml import CParser
+
+    class _Loader(_DepthLimit, Composer, CParser, SafeConstructor, Resolver):
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            Composer.__init__(self)
+
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+
+    class _Loader(_DepthLimit, yaml.SafeLoader):  # type: ignore[no-redef]
+        pass
 
 
 class _Walker:
     """Builds plain data from the node graph, keeping positions, with limits on what aliases
     can expand to (a node met again on its own path is a self-reference)."""
 
-    def __init__(self, loader: yaml.SafeLoader, doc: Document) -> None:
+    def __init__(self, loader: _Loader, doc: Document) -> None:
         self.loader = loader
         self.doc = doc
         self.built = 0
@@ -248,8 +265,9 @@ def parse_text(text: str, *, json_first: bool = False) -> Document:
         doc.problems.append(Problem("", msg, line, col))
     except yaml.reader.ReaderError as exc:
         line, col = _line_col(text, exc.position)
+        char = chr(exc.character) if isinstance(exc.character, int) else exc.character
         doc.problems.append(
-            Problem("", f"not valid YAML: character {exc.character!r} is not allowed", line, col)
+            Problem("", f"not valid YAML: character {char!r} is not allowed", line, col)
         )
     except yaml.YAMLError as exc:
         doc.problems.append(Problem("", f"not valid YAML: {exc}", 1, 1))
