@@ -498,3 +498,33 @@ async def test_chaostoolkit_reporting_renders_our_journal(
     assert journal["experiment"]["title"] in report
     for name in ("api-answers", "proxy-the-api", "api-through-latency"):
         assert name in report
+
+
+@pytest.mark.slow
+async def test_aftershock_run_runs_a_plain_ctk_experiment(
+    tmp_path: Path, sut: Sut, proxy: Any
+) -> None:
+    """``aftershock run`` on a file with no load or faults runs it as ``injector run``."""
+    experiment = ROOT / "experiments" / "ctk-secrets-controls.yaml"
+    host, port = proxy.api_url.removeprefix("http://").rsplit(":", 1)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AFTERSHOCK_")},
+        "API_TOKEN": TOKEN,
+        "API_HOST": sut.host,
+        "API_PORT": str(sut.port),
+        "TOXIPROXY_HOST": host,
+        "TOXIPROXY_PORT": port,
+        "PROXY_PORT": str(_free_port()),
+    }
+    code, output = await _run([str(BIN / "aftershock"), "run", str(experiment)], tmp_path, env)
+    assert code == 0, output
+    assert "running it as `aftershock injector run` does" in output
+    journal = json.loads((tmp_path / "journal.json").read_text())
+    assert journal["status"] == "completed"
+    assert [r["activity"]["name"] for r in journal["run"]] == [
+        "proxy-the-api",
+        "slow-down-the-api",
+        "api-through-latency",
+    ]
+    assert {r.header("Authorization") for r in sut.take()} == {f"Bearer {TOKEN}"}
+    assert _lines(tmp_path / "ctk-audit.jsonl")
