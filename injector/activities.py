@@ -309,10 +309,14 @@ async def run_provider(
 # --- tolerances -----------------------------------------------------------------------------
 
 
+_NO_TARGET = object()
+"""A ``target`` was named but the output is no mapping to take it from: not met."""
+
+
 def _target(output: Any, target: str | None) -> Any:
-    if target and isinstance(output, dict):
-        return output.get(target, output)
-    return output
+    if not target:
+        return output
+    return output.get(target, output) if isinstance(output, dict) else _NO_TARGET
 
 
 async def within_tolerance(tolerance: Tolerance, output: Any, ctx: ActivityContext) -> bool:
@@ -349,7 +353,8 @@ async def within_tolerance(tolerance: Tolerance, output: Any, ctx: ActivityConte
         except re.error:
             return False
     if isinstance(tolerance, JsonPathTolerance):
-        return _jsonpath_met(tolerance, _target(output, tolerance.target), subst)
+        value = _target(output, tolerance.target)
+        return value is not _NO_TARGET and _jsonpath_met(tolerance, value, subst)
     if isinstance(tolerance, RangeTolerance):
         value = _target(output, tolerance.target)
         try:

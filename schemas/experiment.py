@@ -12,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping  # noqa: TC003 (a signature pydantic may inspect)
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -229,7 +230,15 @@ class _Sourced(Frozen):
             model._source = data
         return model
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        # A changed copy is no longer what the file says: it is dumped instead.
+        copied = super().model_copy(update=update, deep=deep)
+        if update:
+            copied._source = None
+        return copied
+
     def as_loaded(self) -> dict[str, Any]:
+        """The mapping as written in the file (for a changed copy: its fields as set)."""
         if self._source is not None:
             return self._source
         dumped: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
