@@ -402,8 +402,22 @@ async def run_activity(
     except on cancellation. ``judge``: evaluate a probe's tolerance."""
     hooks = ctx.hooks
     raw = act.as_loaded()
-    if hooks is not None:
-        await hooks.apply("activity", "before", raw, context_controls=act.controls)
+    run: ActivityRun | None = None
+    try:
+        if hooks is not None:
+            await hooks.apply("activity", "before", raw, context_controls=act.controls)
+        run = await _run_activity(act, raw, ctx, judge=judge)
+    finally:
+        # As in Chaos Toolkit, the after hooks run even when a before hook stopped the run.
+        if hooks is not None:
+            state = run.ctk() if run is not None else None
+            await hooks.apply("activity", "after", raw, state=state, context_controls=act.controls)
+    return run
+
+
+async def _run_activity(
+    act: Action | Probe, raw: dict[str, Any], ctx: ActivityContext, *, judge: bool
+) -> ActivityRun:
     start = time.time()
     output: Any = None
     exception: list[str] | None = None
@@ -436,8 +450,6 @@ async def run_activity(
             run = run.model_copy(
                 update={"status": "failed", "exception": traceback.format_exception_only(exc)}
             )
-    if hooks is not None:
-        await hooks.apply("activity", "after", raw, state=run.ctk(), context_controls=act.controls)
     return run
 
 

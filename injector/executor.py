@@ -595,8 +595,8 @@ class Executor:
         runs: list[ActivityRun] = []
         met = True
         raw = self.exp.as_loaded().get("steady-state-hypothesis") or {}
-        await self.hooks.apply("hypothesis", "before", raw, context_controls=ssh.controls)
         try:
+            await self.hooks.apply("hypothesis", "before", raw, context_controls=ssh.controls)
             for p in ssh.probes:
                 run = await run_activity(self._resolve(p), self._ctx)
                 runs.append(run)
@@ -643,8 +643,8 @@ class Executor:
 
     async def _method_phase(self) -> None:
         raw = self.exp.as_loaded()
-        await self.hooks.apply("method", "before", raw)
         try:
+            await self.hooks.apply("method", "before", raw)
             await self._method_phase_body()
         finally:
             await self.hooks.apply("method", "after", raw, state=[r.ctk() for r in self.runs])
@@ -701,8 +701,8 @@ class Executor:
 
     async def _rollbacks(self) -> None:
         raw = self.exp.as_loaded()
-        await self.hooks.apply("rollback", "before", raw)
         try:
+            await self.hooks.apply("rollback", "before", raw)
             await self.run_activities(list(self.exp.rollbacks), self.rollback_runs)
         finally:
             state = [r.ctk() for r in self.rollback_runs]
@@ -765,12 +765,10 @@ class Executor:
             else:
                 self.status = "interrupted"
                 cancelled = exc
-        except ControlInterrupted as exc:
-            self.status = "interrupted"
-            self.error = str(exc)
         except Exception as exc:
-            self.status = "failed"
-            self.error = "; ".join(_describe(exc))
+            interrupt = _control_interrupt(exc)
+            self.status = "failed" if interrupt is None else "interrupted"
+            self.error = str(interrupt) if interrupt else "; ".join(_describe(exc))
             if isinstance(exc, UnsupportedByServer):
                 self.unsupported = exc
         finally:
@@ -817,6 +815,17 @@ class Executor:
             self._writer.close()
             if self._writer.error is not None:
                 log.error("could not write the journal: %s", self._writer.error)
+
+
+def _control_interrupt(exc: BaseException) -> ControlInterrupted | None:
+    """The control hook's interruption inside ``exc`` (task groups wrap it), if any."""
+    if isinstance(exc, ControlInterrupted):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for e in exc.exceptions:
+            if (found := _control_interrupt(e)) is not None:
+                return found
+    return None
 
 
 def _describe(exc: BaseException) -> list[str]:

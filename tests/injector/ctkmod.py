@@ -38,3 +38,10 @@ def record(
     with Path(path).open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(line, sort_keys=True) + "\n")
     return {"label": label, "secrets": secrets}
+
+
+def before_method_control(context: Any, **kwargs: Any) -> None:
+    """A control hook that stops the run, as chaostoolkit-lib's InterruptExecution does."""
+    from chaoslib.exceptions import InterruptExecution
+
+    raise InterruptExecution("stop before the method")

@@ -528,3 +528,48 @@ async def test_aftershock_run_runs_a_plain_ctk_experiment(
     ]
     assert {r.header("Authorization") for r in sut.take()} == {f"Bearer {TOKEN}"}
     assert _lines(tmp_path / "ctk-audit.jsonl")
+
+
+@pytest.mark.slow
+async def test_a_control_interrupting_the_run_stops_it_as_chaos_toolkit_does(
+    tmp_path: Path, sut: Sut, proxy: Any
+) -> None:
+    """InterruptExecution from a hook: no method, no rollbacks (default strategy), status
+    interrupted, the after hooks and cleanups still called; the hook's error journalled."""
+    doc = {
+        "title": "interrupted",
+        "description": "a control stops the run before the method",
+        "controls": [
+            {
+                "name": "audit",
+                "provider": {
+                    "type": "python",
+                    "module": "injector.audit_control",
+                    "arguments": {"path": "ctk-audit.jsonl"},
+                },
+            },
+            {"name": "stop", "provider": {"type": "python", "module": "tests.injector.ctkmod"}},
+        ],
+        "method": [_action("never", _py("truthy"))],
+        "rollbacks": [_action("never-rolled-back", _py("truthy"))],
+    }
+    experiment = tmp_path / "interrupted.yaml"
+    experiment.write_text(yaml.safe_dump(doc, sort_keys=False))
+    got = await run_both(experiment, tmp_path, sut, proxy.api_url, {})
+    chaos, ours = got["chaos"], got["aftershock"]
+    assert ours.audit == chaos.audit
+    assert [a["hook"] for a in ours.audit] == [
+        "configure_control",
+        "before_experiment_control",
+        "before_method_control",
+        "after_method_control",
+        "after_experiment_control",
+        "cleanup_control",
+    ]
+    assert _summary(ours.journal) == _summary(chaos.journal)
+    assert ours.journal["status"] == "interrupted"
+    assert ours.journal["run"] == ours.journal["rollbacks"] == []
+    stop = [h for h in ours.journal["aftershock"]["control_hooks"] if h["control"] == "stop"]
+    assert [(h["hook"], h["error"]) for h in stop] == [
+        ("before_method_control", "InterruptExecution: stop before the method")
+    ]
