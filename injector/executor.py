@@ -694,10 +694,20 @@ class Executor:
             return False
         if strategy == "deviated":
             return self.deviated
-        before = self.steady.before
-        return self.status not in ("aborted", "interrupted") and not (
-            before is not None and not before.steady_state_met
-        )
+        # Chaos Toolkit's default: played unless its run status is "failed" or "interrupted";
+        # an Aftershock abort (safeguard, operator) stops without them too.
+        return self.status not in ("aborted", "interrupted") and not self._failed_as_ctk()
+
+    def _failed_as_ctk(self) -> bool:
+        """Whether chaostoolkit-lib would call this run "failed": an error, or a hypothesis
+        that was not met because one of its probes failed to run. A probe merely out of
+        tolerance leaves it "completed" there (``deviated`` says the rest)."""
+        if self.error is not None:
+            return True
+        for state in (self.steady.before, self.steady.after):
+            if state is not None and not state.steady_state_met:
+                return any(p.status == "failed" for p in state.probes)
+        return False
 
     async def _rollbacks(self) -> None:
         raw = self.exp.as_loaded()

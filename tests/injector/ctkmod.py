@@ -45,3 +45,12 @@ def before_method_control(context: Any, **kwargs: Any) -> None:
     from chaoslib.exceptions import InterruptExecution
 
     raise InterruptExecution("stop before the method")
+
+
+def exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+def create(path: str) -> str:
+    Path(path).write_text("created")
+    return path

@@ -84,7 +84,13 @@ async def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, st
 
 
 async def run_both(
-    experiment: Path, tmp_path: Path, sut: Sut, api_url: str, extra_env: dict[str, str]
+    experiment: Path,
+    tmp_path: Path,
+    sut: Sut,
+    api_url: str,
+    extra_env: dict[str, str],
+    *,
+    exist_ok: bool = False,
 ) -> dict[str, Outcome]:
     host, port = api_url.removeprefix("http://").rsplit(":", 1)
     env = {
@@ -100,7 +106,7 @@ async def run_both(
     out: dict[str, Outcome] = {}
     for tool in TOOLS:
         where = tmp_path / tool
-        where.mkdir()
+        where.mkdir(exist_ok=exist_ok)
         journal = where / "journal.json"
         env["PROXY_PORT"] = str(_free_port())
         if tool == "chaos":
@@ -573,3 +579,39 @@ async def test_a_control_interrupting_the_run_stops_it_as_chaos_toolkit_does(
     assert [(h["hook"], h["error"]) for h in stop] == [
         ("before_method_control", "InterruptExecution: stop before the method")
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["before", "after"])
+async def test_a_steady_state_not_met_rolls_back_as_chaos_toolkit(
+    tmp_path: Path, sut: Sut, proxy: Any, when: str
+) -> None:
+    """Not met before the method (no method) or after it (deviated): chaostoolkit-lib's
+    default still plays the rollbacks. The one difference: our status says ``failed``."""
+    doc = {
+        "title": "not met",
+        "description": "the hypothesis is not met",
+        "steady-state-hypothesis": {
+            "title": "no flag file",
+            "probes": [_probe("no-flag", _py("exists", path="flag"), False)],
+        },
+        "method": [_action("plant-flag", _py("create", path="flag"))],
+        "rollbacks": [_action("cleans-up", _py("truthy"))],
+    }
+    if when == "before":
+        for tool in TOOLS:
+            (tmp_path / tool).mkdir()
+            (tmp_path / tool / "flag").write_text("already there")
+    experiment = tmp_path / "not-met.yaml"
+    experiment.write_text(yaml.safe_dump(doc, sort_keys=False))
+    got = await run_both(experiment, tmp_path, sut, proxy.api_url, {}, exist_ok=True)
+    chaos, ours = got["chaos"], got["aftershock"]
+    assert chaos.journal["status"] == "completed"
+    assert ours.journal["status"] == "failed"
+    assert _summary(ours.journal) == _summary(chaos.journal) | {"status": "failed"}
+    assert ours.journal["deviated"] is (when == "after")
+    assert [r["activity"]["name"] for r in ours.journal["rollbacks"]] == ["cleans-up"]
+    # chaos run exits 0 when the hypothesis is not met before the method (its status is
+    # "completed" and nothing deviated); Aftershock exits 1 for both.
+    assert ours.code == 1
+    assert chaos.code == (1 if when == "after" else 0)
