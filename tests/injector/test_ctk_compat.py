@@ -615,3 +615,27 @@ async def test_a_steady_state_not_met_rolls_back_as_chaos_toolkit(
     # "completed" and nothing deviated); Aftershock exits 1 for both.
     assert ours.code == 1
     assert chaos.code == (1 if when == "after" else 0)
+
+
+SHIPPED = [
+    ROOT / "experiments" / "chaostoxi-latency.json",
+    ROOT / "experiments" / "chat-gameday.yaml",
+    ROOT / "experiments" / "ctk-secrets-controls.yaml",
+    ROOT / "compose" / "config" / "chat-gameday.yaml",
+]
+
+
+def test_every_shipped_experiment_is_listed() -> None:
+    found = {p for p in (ROOT / "experiments").iterdir() if p.name != "chat-proxies.json"}
+    assert found <= set(SHIPPED)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", SHIPPED, ids=lambda p: p.name)
+async def test_shipped_experiments_pass_chaos_validate(experiment: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "API_TOKEN": TOKEN}
+    code, output = await _run(
+        [str(BIN / "chaos"), "--no-log-file", "validate", str(experiment)], tmp_path, env
+    )
+    assert code == 0, output
+    assert "experiment syntax and semantic look valid" in output
