@@ -238,6 +238,7 @@ def every_feature() -> dict[str, Any]:
             "proxy_port": {"type": "env", "key": "PROXY_PORT", "env_var_type": "int"},
             "static": "static-value",
             "two": 2,
+            "pause": 0.05,
         },
         "secrets": {
             "api": {"token": {"type": "env", "key": "API_TOKEN"}, "client": "client-7"},
@@ -325,7 +326,11 @@ def every_feature() -> dict[str, Any]:
                     "/echo", method="POST", arguments={"client": "${client}", "s": "x ${static}"}
                 ),
             ),
-            _action("get-query", _http("/status", arguments={"q": "${client}"})),
+            _action(
+                "get-query",
+                _http("/status", arguments={"q": "${client}"}, timeout=[3, 5], max_retries=1),
+                pauses={"before": "${pause}", "after": 0.05},
+            ),
             _action(
                 "process-argv",
                 {
@@ -639,3 +644,40 @@ async def test_shipped_experiments_pass_chaos_validate(experiment: Path, tmp_pat
     )
     assert code == 0, output
     assert "experiment syntax and semantic look valid" in output
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            {"secrets": {"api": {"token": {"type": "env", "key": "AFTERSHOCK_TEST_UNSET"}}}},
+            "secret api.token reads the environment variable AFTERSHOCK_TEST_UNSET, which is "
+            "not set",
+        ),
+        (
+            {"configuration": {"port": {"type": "env", "key": "AFTERSHOCK_TEST_UNSET"}}},
+            "configuration 'port' reads the environment variable AFTERSHOCK_TEST_UNSET",
+        ),
+        (
+            {"controls": [{"name": "c", "provider": {"type": "python", "module": "no.such"}}]},
+            "control 'c': cannot import its module 'no.such'",
+        ),
+    ],
+)
+def test_what_a_run_cannot_start_without_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, section: dict[str, Any], expected: str
+) -> None:
+    """Chaos Toolkit fails these at start too (a control module it would only skip)."""
+    from typer.testing import CliRunner
+
+    from aftershock.cli.main import app
+
+    monkeypatch.delenv("AFTERSHOCK_TEST_UNSET", raising=False)
+    doc = {"title": "t", "description": "d", "method": [_action("a", _py("truthy"))], **section}
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = CliRunner().invoke(
+        app, ["injector", "run", str(path), "--journal", str(tmp_path / "j.json")]
+    )
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
