@@ -151,11 +151,6 @@ def _substitute(value: Any, mapping: Mapping[str, Any]) -> Any:
     return value
 
 
-def substitute(value: Any, config: dict[str, Any]) -> Any:
-    """``${name}`` replaced from the configuration only (no secrets)."""
-    return Substitution(config)(value)
-
-
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
