@@ -307,11 +307,21 @@ def read_document(path: Path) -> Document:
             raw = fh.read(MAX_BYTES + 1)
         if len(raw) > MAX_BYTES:
             return Document(
-                data=None, problems=[Problem("", f"the file is larger than {MAX_BYTES} bytes")]
+                data=None,
+                problems=[Problem("", f"the file is larger than {MAX_BYTES} bytes", 1, 1)],
             )
         text = raw.decode("utf-8")
     except OSError as exc:
         return Document(data=None, problems=[Problem("", f"cannot read file: {exc.strerror}")])
-    except UnicodeDecodeError:
-        return Document(data=None, problems=[Problem("", "the file is not UTF-8 text")])
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return Document(
+            data=None,
+            problems=[
+                Problem(
+                    "", f"the file is not UTF-8 text (byte {raw[exc.start]:#04x})", line, column
+                )
+            ],
+        )
     return parse_text(text, json_first=path.suffix.lower() == ".json")

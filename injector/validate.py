@@ -302,7 +302,15 @@ def check_document(doc: Document) -> tuple[Experiment | None, list[Problem]]:
         return None, list(doc.problems)
     problems = list(doc.problems)
     if not isinstance(doc.data, dict):
-        problems.append(Problem("", "an experiment file must be a mapping (title, method, ...)"))
+        pos = doc.position(())
+        problems.append(
+            Problem(
+                "",
+                "an experiment file must be a mapping (title, method, ...)",
+                pos.line if pos else None,
+                pos.column if pos else None,
+            )
+        )
         return None, problems
     exp: Experiment | None = None
     try:

@@ -197,3 +197,13 @@ def test_shipped_experiments_are_valid() -> None:
         exp, problems = check_file(path)
         assert exp is not None, [p.render(str(path)) for p in problems]
         assert json.dumps(exp.as_loaded())
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path: Path) -> None:
+    f = tmp_path / "latin1.yaml"
+    f.write_bytes('title: t\ndescription: "caf\xe9"\n'.encode("latin-1"))
+    exp, problems = check_file(f)
+    assert exp is None
+    assert [p.render() for p in problems] == [
+        ":2:18: <top>: the file is not UTF-8 text (byte 0xe9)"
+    ]

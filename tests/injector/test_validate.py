@@ -20,7 +20,7 @@ CASES: dict[str, list[tuple[int | None, str, str]]] = {
     "not-yaml.yaml": [(4, "", "expected ',' or '}'")],
     "not-json.json": [(3, "", "not valid JSON: Expecting value")],
     "empty.yaml": [(1, "", "the file is empty")],
-    "top-level-list.yaml": [(None, "", "must be a mapping")],
+    "top-level-list.yaml": [(1, "", "must be a mapping")],
     "unknown-key.yaml": [
         (1, "titel", "unknown key 'titel'; did you mean 'title'?"),
         (1, "title", "missing required key 'title'"),
