@@ -205,12 +205,14 @@ def _http_timeout(value: Any) -> httpx.Timeout:
     if value is None:
         return httpx.Timeout(None)
     if isinstance(value, list | tuple) and len(value) == 2:
-        return httpx.Timeout(float(value[1]), connect=float(value[0]))
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ActivityFailed(f"timeout {value!r} is not a number of seconds") from None
-    return httpx.Timeout(seconds)
+        return httpx.Timeout(_seconds(value[1]), connect=_seconds(value[0]))
+    return httpx.Timeout(_seconds(value))
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ActivityFailed(f"timeout {value!r} is not a number of seconds")
+    return float(value)
 
 
 async def _http(p: HttpProvider, ctx: ActivityContext, extra: dict[str, Any]) -> dict[str, Any]:

@@ -128,6 +128,7 @@ def _pause(value: object) -> float | str:
 
 
 PauseSeconds = Annotated[float | str, BeforeValidator(_pause)]
+"""Seconds where Chaos Toolkit substitutes: a number, or ``${name}`` resolved at run time."""
 
 
 class EnvValue(Frozen):
@@ -262,8 +263,11 @@ class HttpProvider(Frozen):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     arguments: dict[str, Any] | str | None = None
-    timeout: Seconds | Annotated[list[Seconds], Field(min_length=2, max_length=2)] | None = None
-    """Seconds, or ``[connect, read]`` seconds, as Chaos Toolkit takes it."""
+    timeout: (
+        PauseSeconds | Annotated[list[PauseSeconds], Field(min_length=2, max_length=2)] | None
+    ) = None
+    """Seconds, or ``[connect, read]`` seconds (numbers or ``${name}``), as Chaos Toolkit
+    takes it."""
     max_retries: int = Field(default=0, ge=0, le=10)
     """Retries of a failed connection (not of an HTTP error status)."""
     expected_status: int | None = None

@@ -237,6 +237,7 @@ def every_feature() -> dict[str, Any]:
             "static": "static-value",
             "two": 2,
             "pause": 0.05,
+            "read": 5,
         },
         "secrets": {
             "api": {"token": {"type": "env", "key": "API_TOKEN"}, "client": "client-7"},
@@ -326,7 +327,9 @@ def every_feature() -> dict[str, Any]:
             ),
             _action(
                 "get-query",
-                _http("/status", arguments={"q": "${client}"}, timeout=[3, 5], max_retries=1),
+                _http(
+                    "/status", arguments={"q": "${client}"}, timeout=[3, "${read}"], max_retries=1
+                ),
                 pauses={"before": "${pause}", "after": 0.05},
             ),
             _action(
