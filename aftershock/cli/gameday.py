@@ -214,6 +214,14 @@ def run(
         ignore_safeguards=tuple(ignore_safeguard or ()),
         workers=workers,
     )
+    plain = _plain_chaos_toolkit(experiment)
+    if continuous and plain:
+        _fail(
+            GamedayError(
+                f"{experiment}: a Chaos Toolkit experiment without load or faults has no "
+                "rounds to rotate; run it once with `aftershock run` or `aftershock injector run`"
+            )
+        )
     if continuous:
         from aftershock.gameday.continuous import Continuous, ContinuousOptions
         from aftershock.gameday.run import load_plan
@@ -231,7 +239,7 @@ def run(
         except GamedayError as exc:
             _fail(exc)
         raise typer.Exit(code)
-    if _plain_chaos_toolkit(experiment):
+    if plain:
         from injector.cli import run_cmd
 
         typer.echo(

@@ -691,3 +691,14 @@ def test_what_a_run_cannot_start_without_is_named(
     )
     assert result.exit_code == 2, result.output
     assert expected in result.output
+
+
+def test_aftershock_run_continuous_says_what_to_run_a_plain_ctk_experiment_with() -> None:
+    from typer.testing import CliRunner
+
+    from aftershock.cli.main import app
+
+    experiment = ROOT / "experiments" / "ctk-secrets-controls.yaml"
+    result = CliRunner().invoke(app, ["run", "--continuous", str(experiment)])
+    assert result.exit_code == 2, result.output
+    assert "run it once with `aftershock run` or `aftershock injector run`" in result.output
