@@ -58,8 +58,10 @@ def _resolve_env(value: Any) -> Any:
 
 
 class Bridge:
-    """Runs ``chaostoxi`` calls. ``configuration`` is the experiment's, and is updated the way
-    the original updates it (``<proxy>_PORT`` after creating or modifying a proxy)."""
+    """Runs ``chaostoxi`` calls. After creating or modifying a proxy, ``<proxy>_PORT`` is set
+    in the environment, as the original does; the original also sets it in the configuration
+    it is handed, but Chaos Toolkit hands it a copy, so ``${<proxy>_PORT}`` is never
+    substituted: the experiment's configuration is left alone here too."""
 
     def __init__(
         self, controller: Controller, configuration: dict[str, Any], recorder: Recorder
@@ -74,11 +76,9 @@ class Bridge:
             raise ChaostoxiCallError(f"{module} has no function {func!r}")
         return await fn.handler(self, **arguments)
 
-    def _port_to_configuration(self, proxy: ProxyInfo) -> None:
+    def _port_to_environment(self, proxy: ProxyInfo) -> None:
         port = proxy.listen.rsplit(":", 1)[-1]
-        key = f"{proxy.name}_PORT"
-        self.configuration[key] = port
-        os.environ[key] = port
+        os.environ[f"{proxy.name}_PORT"] = port
 
     # -- chaostoxi.proxy.actions --------------------------------------------------------------
 
@@ -97,7 +97,7 @@ class Bridge:
         )
         if not proxy.listen.rsplit(":", 1)[-1].isdigit():
             raise ChaostoxiCallError(f"cannot read the port of proxy {proxy_name!r}")
-        self._port_to_configuration(proxy)
+        self._port_to_environment(proxy)
         return True
 
     async def modify_proxy(
@@ -117,7 +117,7 @@ class Bridge:
         proxy = await self.ctl.update_proxy(proxy_name, body)
         if enabled is not None:
             self.recorder.proxy_enabled(proxy_name, enabled)
-        self._port_to_configuration(proxy)
+        self._port_to_environment(proxy)
         return True
 
     async def disable_proxy(self, proxy_name: str) -> bool:
@@ -126,12 +126,13 @@ class Bridge:
     async def enable_proxy(self, proxy_name: str) -> bool:
         return await self.modify_proxy(proxy_name, enabled=True)
 
-    async def delete_proxy(self, proxy_name: str) -> bool:
+    async def delete_proxy(self, proxy_name: str) -> None:
+        # The original returns nothing and only logs a refusal (an unknown proxy included).
         try:
             await self.ctl.delete_proxy(proxy_name)
-        except ProxyNotFound:
-            return False
-        return True
+        except ControllerError as exc:
+            if exc.status is None:
+                raise
 
     async def reset(self) -> bool:
         await self.ctl.reset()
@@ -186,7 +187,14 @@ class Bridge:
         return toxic.name == toxic_name
 
     async def delete_toxic(self, for_proxy: str, toxic_name: str) -> bool:
-        await self.ctl.remove_toxic(for_proxy, toxic_name)
+        """True once removed; False when the server refuses (an unknown toxic included), as
+        the original returns the response's ``ok``."""
+        try:
+            await self.ctl.remove_toxic(for_proxy, toxic_name)
+        except ControllerError as exc:
+            if exc.status is None:
+                raise
+            return False
         self.recorder.toxic_removed(for_proxy, toxic_name)
         return True
 

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from opentelemetry import trace
 from redis.exceptions import RedisError
 
-from injector.activities import ActivityContext, resolve_configuration, run_activity
+from injector.activities import (
+    ActivityContext,
+    Substitution,
+    resolve_configuration,
+    resolve_secrets,
+    run_activity,
+)
 from injector.chaostoxi import Bridge
 from injector.control import RunState, clear_state, drop_queued, next_command, publish_state
 from injector.errors import (
@@ -34,12 +40,14 @@ from injector.errors import (
     UnsupportedByServer,
 )
 from injector.faults import FaultRun, toxic_spec
+from injector.hooks import ControlInterrupted, Hooks
 from injector.journal import (
     LIVE_STATES,
     ActivityRun,
     AftershockRun,
     ControlRecord,
     FaultState,
+    HookRecord,
     Journal,
     JournalWriter,
     SteadyState,
@@ -150,6 +158,8 @@ class Executor:
             for f in sorted(self.ax.faults, key=lambda f: (f.at, f.id))
         ]
         self.configuration = resolve_configuration(dict(experiment.configuration))
+        self.secrets = resolve_secrets(experiment.secrets)
+        self.hooks = Hooks(experiment, Substitution(self.configuration, self.secrets))
         self.bridge = Bridge(controller, self.configuration, _BridgeRecorder(self))
         self.caps: Capabilities | None = None
         self.leases = False
@@ -209,7 +219,7 @@ class Executor:
         records = [f.record() for f in self.faults]
         end = time.time() if self.status != "running" else None
         return Journal(
-            experiment=self.exp,
+            experiment=self.exp.as_loaded(),
             start=_iso(self._start_wall),
             end=_iso(end) if end else None,
             duration=round(end - self._start_wall, 6) if end else None,
@@ -228,6 +238,10 @@ class Executor:
                 leases=self.leases,
                 faults=records,
                 controls=self.controls,
+                control_hooks=[
+                    HookRecord(control=h.control, hook=h.hook, context=h.context, error=h.error)
+                    for h in self.hooks.calls
+                ],
                 abort_reason=self.abort_reason,
                 error=self.error,
                 timings=timings_of(records),
@@ -620,23 +634,35 @@ class Executor:
     @property
     def _ctx(self) -> ActivityContext:
         return ActivityContext(
-            configuration=self.configuration, bridge=self.bridge, time_scale=self.opts.time_scale
+            configuration=self.configuration,
+            bridge=self.bridge,
+            time_scale=self.opts.time_scale,
+            secrets=self.secrets,
+            hooks=self.hooks,
         )
 
     async def hypothesis(self, when: ProbeWhen) -> SteadyState | None:
         ssh = self.exp.steady_state_hypothesis
         if ssh is None or self.opts.skip_hypothesis:
             return None
-        runs = []
+        runs: list[ActivityRun] = []
         met = True
-        for p in ssh.probes:
-            run = await run_activity(self._resolve(p), self._ctx)
-            runs.append(run)
-            self._probe_ran(run, when)
-            if not run.tolerance_met:
-                met = False
-                break
-        return SteadyState(steady_state_met=met, probes=runs)
+        raw = self.exp.as_loaded().get("steady-state-hypothesis") or {}
+        try:
+            await self.hooks.apply("hypothesis", "before", raw, context_controls=ssh.controls)
+            for p in ssh.probes:
+                run = await run_activity(self._resolve(p), self._ctx)
+                runs.append(run)
+                self._probe_ran(run, when)
+                if not run.tolerance_met:
+                    met = False
+                    break
+        finally:
+            state = SteadyState(steady_state_met=met, probes=runs)
+            await self.hooks.apply(
+                "hypothesis", "after", raw, state=state.ctk(), context_controls=ssh.controls
+            )
+        return state
 
     def _probe_ran(self, run: ActivityRun, when: ProbeWhen) -> None:
         """The probe's run as an event, so the analyzers' verdict holds the hypothesis."""
@@ -647,7 +673,7 @@ class Executor:
         self.sink.emit(
             HypothesisProbeRan(
                 **self._common(),
-                probe=run.activity.name,
+                probe=run.name,
                 when=when,
                 duration_s=max(0.0, run.duration),
                 tolerance_met=met,
@@ -687,6 +713,14 @@ class Executor:
     # -- the run --------------------------------------------------------------------------------
 
     async def _method_phase(self) -> None:
+        raw = self.exp.as_loaded()
+        try:
+            await self.hooks.apply("method", "before", raw)
+            await self._method_phase_body()
+        finally:
+            await self.hooks.apply("method", "after", raw, state=[r.ctk() for r in self.runs])
+
+    async def _method_phase_body(self) -> None:
         self._phase("method")
         self.timeline.start()
         strategy = self.exp.runtime.hypothesis.strategy
@@ -704,6 +738,8 @@ class Executor:
                 during.cancel()
 
     async def _body(self) -> None:
+        await self.hooks.configure()
+        await self.hooks.apply("experiment", "before", self.exp.as_loaded())
         strategy = self.exp.runtime.hypothesis.strategy
         if strategy in ("default", "before-method-only", "continuously"):
             self._phase("hypothesis-before")
@@ -729,10 +765,38 @@ class Executor:
             return False
         if strategy == "deviated":
             return self.deviated
-        before = self.steady.before
-        return self.status not in ("aborted", "interrupted") and not (
-            before is not None and not before.steady_state_met
-        )
+        # Chaos Toolkit's default: played unless its run status is "failed" or "interrupted";
+        # an Aftershock abort (safeguard, operator) stops without them too.
+        return self.status not in ("aborted", "interrupted") and not self._failed_as_ctk()
+
+    def _failed_as_ctk(self) -> bool:
+        """Whether chaostoolkit-lib would call this run "failed": an error, or a hypothesis
+        that was not met because one of its probes failed to run. A probe merely out of
+        tolerance leaves it "completed" there (``deviated`` says the rest)."""
+        if self.error is not None:
+            return True
+        for state in (self.steady.before, self.steady.after):
+            if state is not None and not state.steady_state_met:
+                return any(p.status == "failed" for p in state.probes)
+        return False
+
+    async def _rollbacks(self) -> None:
+        raw = self.exp.as_loaded()
+        try:
+            await self.hooks.apply("rollback", "before", raw)
+            await self.run_activities(list(self.exp.rollbacks), self.rollback_runs)
+        finally:
+            state = [r.ctk() for r in self.rollback_runs]
+            await self.hooks.apply("rollback", "after", raw, state=state)
+
+    async def _last_hooks(self) -> None:
+        """The experiment's after hooks (with the journal as it ends) and cleanups."""
+        try:
+            with contextlib.suppress(ControlInterrupted):
+                journal = self.journal().ctk()
+                await self.hooks.apply("experiment", "after", self.exp.as_loaded(), state=journal)
+        finally:
+            await self.hooks.cleanup()
 
     async def run(self) -> Journal:
         """Run the experiment; returns the journal (also written to ``journal_path``).
@@ -783,8 +847,9 @@ class Executor:
                 self.status = "interrupted"
                 cancelled = exc
         except Exception as exc:
-            self.status = "failed"
-            self.error = "; ".join(_describe(exc))
+            interrupt = _control_interrupt(exc)
+            self.status = "failed" if interrupt is None else "interrupted"
+            self.error = str(interrupt) if interrupt else "; ".join(_describe(exc))
             if isinstance(exc, UnsupportedByServer):
                 self.unsupported = exc
         finally:
@@ -811,10 +876,7 @@ class Executor:
         # Rollbacks and reverts must survive a second Ctrl-C; bound them in time.
         limit = self.ax.revert_timeout
         if self._rollbacks_wanted() and self.exp.rollbacks:
-            await shielded(
-                lambda: self.run_activities(list(self.exp.rollbacks), self.rollback_runs),
-                limit * 4,
-            )
+            await shielded(self._rollbacks, limit * 4)
         try:
             await shielded(self.revert_all, limit)
         except RevertFailed as exc:
@@ -826,6 +888,8 @@ class Executor:
         if redis is not None:
             with contextlib.suppress(Exception):
                 await shielded(lambda: clear_state(redis, self.experiment_id), 1.0)
+        if self.hooks.any:
+            await shielded(self._last_hooks, limit * 4)
         self.sink.emit(ExperimentEnded(**self._common(), status=status, deviated=self.deviated))
         if self._span is not None:
             self._span.set_attribute("aftershock.status", self.status)
@@ -836,6 +900,17 @@ class Executor:
             self._writer.close()
             if self._writer.error is not None:
                 log.error("could not write the journal: %s", self._writer.error)
+
+
+def _control_interrupt(exc: BaseException) -> ControlInterrupted | None:
+    """The control hook's interruption inside ``exc`` (task groups wrap it), if any."""
+    if isinstance(exc, ControlInterrupted):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for e in exc.exceptions:
+            if (found := _control_interrupt(e)) is not None:
+                return found
+    return None
 
 
 def _describe(exc: BaseException) -> list[str]:

@@ -1,7 +1,11 @@
 """The run journal (``journal.json``): Chaos Toolkit's shape plus Aftershock's measured timings.
 
-Chaos Toolkit keys: ``status``, ``deviated``, ``start``/``end``/``duration``, ``experiment``,
-``steady_states`` (``before``, ``during``, ``after``), ``run`` and ``rollbacks``. Aftershock adds
+Chaos Toolkit keys, written as chaostoolkit-lib writes them so its consumers (reporting,
+dashboards) read it: ``chaoslib-version`` (the chaostoolkit-lib release whose journal format
+this follows), ``platform``, ``node``, ``experiment`` (as loaded from the file), ``start``,
+``end``, ``duration``, ``status``, ``deviated``, ``steady_states`` (``before``, ``after``,
+``during``), ``run`` and ``rollbacks``; each run keeps its activity as written and has
+``exception`` only when it failed and ``tolerance_met`` only when judged. Aftershock adds
 the ``aftershock`` section: every fault with its planned and measured times, controls received,
 the safeguard that tripped, and summary timings. The journal is rewritten (atomically) after
 every fault step, so after a crash it still names every toxic the run created â€” which is what
@@ -11,6 +15,7 @@ every fault step, so after a crash it still names every toxic the run created â€
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import socket
@@ -21,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.experiment import Action, Experiment, Probe  # noqa: TC001 (pydantic fields)
 from spine import __version__
 
 if TYPE_CHECKING:
@@ -66,8 +70,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
+CHAOSLIB_JOURNAL_VERSION = "1.44.0"
+"""The chaostoolkit-lib release whose journal format Aftershock writes (consumers such as
+chaostoolkit-reporting pick their template by it)."""
+
+
 class ActivityRun(_Model):
-    activity: Action | Probe
+    activity: dict[str, Any]
+    """The activity as written in the file (a ``ref`` resolved to what it names)."""
     status: Literal["succeeded", "failed"]
     output: Any = None
     start: str
@@ -76,10 +86,25 @@ class ActivityRun(_Model):
     exception: list[str] | None = None
     tolerance_met: bool | None = None
 
+    @property
+    def name(self) -> str:
+        return str(self.activity.get("name", ""))
+
+    def ctk(self) -> dict[str, Any]:
+        """This run as chaostoolkit-lib writes one (no key for what did not happen)."""
+        out: dict[str, Any] = self.model_dump(mode="json")
+        for key in ("exception", "tolerance_met"):
+            if out[key] is None:
+                del out[key]
+        return out
+
 
 class SteadyState(_Model):
     steady_state_met: bool
     probes: list[ActivityRun] = Field(default_factory=list)
+
+    def ctk(self) -> dict[str, Any]:
+        return {"steady_state_met": self.steady_state_met, "probes": [p.ctk() for p in self.probes]}
 
 
 class SteadyStates(_Model):
@@ -115,6 +140,15 @@ class ControlRecord(_Model):
     command: Literal["pause", "resume", "abort", "skip"]
     issued_by: str = ""
     at_s: float
+
+
+class HookRecord(_Model):
+    """A Chaos Toolkit control hook that was called (``error``: how it failed)."""
+
+    control: str
+    hook: str
+    context: str = ""
+    error: str | None = None
 
 
 class Spread(_Model):
@@ -155,6 +189,7 @@ class AftershockRun(_Model):
     leases: bool
     faults: list[FaultRecord] = Field(default_factory=list)
     controls: list[ControlRecord] = Field(default_factory=list)
+    control_hooks: list[HookRecord] = Field(default_factory=list)
     abort_reason: str | None = None
     error: str | None = None
     timings: Timings | None = None
@@ -162,10 +197,12 @@ class AftershockRun(_Model):
 
 
 class Journal(_Model):
+    chaoslib_version: str = Field(default=CHAOSLIB_JOURNAL_VERSION, alias="chaoslib-version")
     aftershock_version: str = Field(default=__version__, alias="aftershock-version")
     platform: str = Field(default_factory=platform.platform)
     node: str = Field(default_factory=socket.gethostname)
-    experiment: Experiment
+    experiment: dict[str, Any]
+    """The experiment as loaded from the file."""
     start: str
     end: str | None = None
     duration: float | None = None
@@ -175,6 +212,33 @@ class Journal(_Model):
     run: list[ActivityRun] = Field(default_factory=list)
     rollbacks: list[ActivityRun] = Field(default_factory=list)
     aftershock: AftershockRun
+
+    def ctk(self) -> dict[str, Any]:
+        """The journal as written to disk: Chaos Toolkit's keys in its shape, then
+        ``aftershock``."""
+        out: dict[str, Any] = {
+            "chaoslib-version": self.chaoslib_version,
+            "aftershock-version": self.aftershock_version,
+            "platform": self.platform,
+            "node": self.node,
+            "experiment": self.experiment,
+            "start": self.start,
+            "status": self.status,
+            "deviated": self.deviated,
+            "steady_states": {
+                "before": self.steady_states.before.ctk() if self.steady_states.before else None,
+                "after": self.steady_states.after.ctk() if self.steady_states.after else None,
+                "during": [s.ctk() for s in self.steady_states.during],
+            },
+            "run": [r.ctk() for r in self.run],
+            "rollbacks": [r.ctk() for r in self.rollbacks],
+        }
+        if self.end is not None:
+            out["end"] = self.end
+        if self.duration is not None:
+            out["duration"] = self.duration
+        out["aftershock"] = self.aftershock.model_dump(mode="json")
+        return out
 
 
 def timings_of(faults: list[FaultRecord]) -> Timings:
@@ -193,7 +257,7 @@ def write_journal(path: Path, journal: Journal) -> None:
     """Atomically replace ``path``: a reader (or a reaper after a crash) never sees half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(journal.model_dump_json(by_alias=True, indent=2, exclude_none=False))
+    tmp.write_text(json.dumps(journal.ctk(), indent=2, ensure_ascii=False))
     os.replace(tmp, path)
 
 

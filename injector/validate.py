@@ -54,7 +54,9 @@ def _model_types(annotation: Any) -> Iterable[type[BaseModel]]:
         yield from _model_types(origin)
 
 
-def _data_path(loc: tuple[str | int, ...], data: Any) -> tuple[PathKey, bool]:
+def _data_path(
+    loc: tuple[str | int, ...], data: Any, *, missing_key: bool = True
+) -> tuple[PathKey, bool]:
     """Map a pydantic error location onto the document, dropping union-member tags.
 
     Returns the path and whether the last element is a key absent from the data (so the error
@@ -68,7 +70,7 @@ def _data_path(loc: tuple[str | int, ...], data: Any) -> tuple[PathKey, bool]:
         if in_list or in_dict:
             out.append(part)
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and n == len(loc) - 1:
+        elif missing_key and isinstance(node, dict) and isinstance(part, str) and n == len(loc) - 1:
             out.append(part)
             missing = True
         # else: a union tag or member name — not part of the file.
@@ -77,16 +79,53 @@ def _data_path(loc: tuple[str | int, ...], data: Any) -> tuple[PathKey, bool]:
 
 def _hint(word: str) -> str:
     close = difflib.get_close_matches(word, _vocabulary(), n=1, cutoff=0.75)
+    if close and close[0] == word:
+        return " here (it belongs elsewhere in the file; see docs/experiment-file.md)"
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _message(err: Any) -> str:
+_ACTIVITY_KEYS: dict[str, str] = {
+    "secrets": "'secrets' of an activity goes in its provider (provider.secrets: [scope, ...]); "
+    "Chaos Toolkit ignores it on the activity itself",
+    "timeout": "Chaos Toolkit accepts an activity-level 'timeout' but never enforces it: put "
+    "'timeout' in the provider (http or process)",
+    "dry": "Aftershock has no dry runs: remove 'dry' (rehearse with --time-scale instead)",
+    "tolerance": "only probes have a tolerance: make this activity a probe, or remove it",
+}
+"""Chaos Toolkit keys an activity may carry that Aftershock refuses, and what to do instead."""
+
+_PROVIDER_KEYS: dict[str, str] = {
+    "func": "a control calls its module's hook functions (before_activity_control ...), not "
+    "a 'func': remove 'func'",
+}
+
+
+def _unknown_key(last: str, parent: Any) -> str:
+    if isinstance(parent, dict):
+        if parent.get("type") in ("action", "probe") and last in _ACTIVITY_KEYS:
+            return _ACTIVITY_KEYS[last]
+        if last in _PROVIDER_KEYS and parent.get("type") == "python" and "func" in parent:
+            return _PROVIDER_KEYS[last]
+    return f"unknown key {last!r}{_hint(last)}"
+
+
+def _parent(data: Any, path: PathKey) -> Any:
+    node = data
+    for part in path[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _message(err: Any, parent: Any = None) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     loc = err["loc"]
     last = loc[-1] if loc else ""
     if kind == "extra_forbidden":
-        return f"unknown key {last!r}{_hint(str(last))}"
+        return _unknown_key(str(last), parent)
     if kind == "missing":
         return f"missing required key {last!r}"
     if kind == "union_tag_invalid":
@@ -110,7 +149,7 @@ def _schema_problems(doc: Document, exc: ValidationError) -> list[Problem]:
     problems: list[Problem] = []
     seen_paths: set[PathKey] = set()
     for err in exc.errors():
-        path, missing = _data_path(err["loc"], doc.data)
+        path, missing = _data_path(err["loc"], doc.data, missing_key=err["type"] == "missing")
         is_key = err["type"] == "extra_forbidden"
         # A value that fits none of an untagged union's members produces one error per
         # member; one message per place is enough.
@@ -121,7 +160,7 @@ def _schema_problems(doc: Document, exc: ValidationError) -> list[Problem]:
         problems.append(
             Problem(
                 render_path(path),
-                _message(err),
+                _message(err, _parent(doc.data, path)),
                 pos.line if pos else None,
                 pos.column if pos else None,
             )
@@ -263,7 +302,15 @@ def check_document(doc: Document) -> tuple[Experiment | None, list[Problem]]:
         return None, list(doc.problems)
     problems = list(doc.problems)
     if not isinstance(doc.data, dict):
-        problems.append(Problem("", "an experiment file must be a mapping (title, method, ...)"))
+        pos = doc.position(())
+        problems.append(
+            Problem(
+                "",
+                "an experiment file must be a mapping (title, method, ...)",
+                pos.line if pos else None,
+                pos.column if pos else None,
+            )
+        )
         return None, problems
     exp: Experiment | None = None
     try:

@@ -10,14 +10,18 @@ same file stays readable by Chaos Toolkit. The full reference is ``docs/experime
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping  # noqa: TC003 (a signature pydantic may inspect)
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     WithJsonSchema,
     field_validator,
@@ -32,6 +36,19 @@ from schemas.targets import Target  # noqa: TC001
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_SECONDS = 366 * 24 * 3600.0
+"""Longest duration, pause or offset accepted (a year): longer ones are mistakes, and
+infinite or NaN ones would hang or crash a run."""
+
+
+def _finite_s(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"a number of seconds must be finite (got {value!r})")
+    if value < 0:
+        raise ValueError("a duration cannot be negative")
+    if value > MAX_SECONDS:
+        raise ValueError(f"{value:g} seconds is more than a year")
+    return float(value)
 
 
 def parse_duration_s(value: object) -> float:
@@ -39,15 +56,15 @@ def parse_duration_s(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '1m30s'")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
+        return _finite_s(float(value))
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
         try:
-            return parse_duration_s(float(text))
+            number = float(text)
         except ValueError:
             pass
+        else:
+            return _finite_s(number)
         pos, total = 0, 0.0
         for m in _DURATION_PART.finditer(text):
             if m.start() != pos:
@@ -55,7 +72,7 @@ def parse_duration_s(value: object) -> float:
             total += float(m.group(1)) * _UNIT_S[m.group(2)]
             pos = m.end()
         if text and pos == len(text):
-            return total
+            return _finite_s(total)
     raise ValueError(
         f"invalid duration {value!r}: use seconds (30, 0.5) or a string like "
         "'250ms', '30s', '1m30s', '2h'"
@@ -81,6 +98,39 @@ Duration = Annotated[
 # --- Chaos Toolkit: configuration, secrets, providers, activities -----------------------------
 
 
+def _ctk_seconds(value: object) -> float:
+    """Chaos Toolkit's seconds: a plain number (``"40s"`` is refused, as ``chaos validate``
+    refuses it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(
+            f"Chaos Toolkit wants a number of seconds here (write 40, not {value!r})"
+            if isinstance(value, str)
+            else "a number of seconds"
+        )
+    return _finite_s(float(value))
+
+
+Seconds = Annotated[float, BeforeValidator(_ctk_seconds)]
+"""A number of seconds, finite, as Chaos Toolkit reads it (no ``"30s"`` strings)."""
+
+_PLACEHOLDER = re.compile(r"\$\{[^}]+\}")
+
+
+def _pause(value: object) -> float | str:
+    if isinstance(value, str) and _PLACEHOLDER.fullmatch(value.strip()):
+        return value.strip()
+    if isinstance(value, str):
+        raise ValueError(
+            f"a pause is a number of seconds (write 40, not {value!r}) or a '${{name}}' from "
+            "the configuration, as Chaos Toolkit reads it"
+        )
+    return _ctk_seconds(value)
+
+
+PauseSeconds = Annotated[float | str, BeforeValidator(_pause)]
+"""Seconds where Chaos Toolkit substitutes: a number, or ``${name}`` resolved at run time."""
+
+
 class EnvValue(Frozen):
     """A configuration value read from the environment at run time."""
 
@@ -90,7 +140,110 @@ class EnvValue(Frozen):
     env_var_type: Literal["str", "int", "float", "bool", "json"] | None = None
 
 
-ConfigValue = EnvValue | str | int | float | bool | list[str] | None
+class DynamicConfiguration(Frozen):
+    """``{"type": "probe", ...}`` in ``configuration``: refused with its reason."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    type: Literal["probe"]
+
+    @model_validator(mode="after")
+    def _refuse(self) -> DynamicConfiguration:
+        raise ValueError(
+            "dynamic configuration (a probe whose output becomes the value) is not supported "
+            "by Aftershock: compute the value before the run and pass it through the "
+            "environment ({type: env, key: NAME})"
+        )
+
+
+def _config_tag(v: Any) -> str:
+    if isinstance(v, dict) and v.get("type") == "env":
+        return "env"
+    if isinstance(v, dict) and v.get("type") == "probe":
+        return "dynamic"
+    if isinstance(v, EnvValue):
+        return "env"
+    return "value"
+
+
+ConfigValue = Annotated[
+    Annotated[EnvValue, Tag("env")]
+    | Annotated[DynamicConfiguration, Tag("dynamic")]
+    | Annotated[Any, Tag("value")],
+    Discriminator(_config_tag),
+]
+"""A configuration value: any JSON value, or ``{type: env, key, default, env_var_type}``."""
+
+
+class EnvSecret(Frozen):
+    """A secret read from an environment variable when the run starts (it must be set)."""
+
+    type: Literal["env"]
+    key: Identifier
+
+
+class UnsupportedSecretStore(Frozen):
+    """A secret from a store Aftershock cannot read (``vault`` ...): refused by name."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    type: str
+
+    @model_validator(mode="after")
+    def _refuse(self) -> UnsupportedSecretStore:
+        raise ValueError(
+            f"secrets from {self.type!r} are not supported by Aftershock: use "
+            "{type: env, key: NAME} and export the secret into the environment, or an inline "
+            "value"
+        )
+
+
+def _secret_tag(v: Any) -> str:
+    if isinstance(v, dict):
+        if "type" not in v:
+            return "nested"
+        return "env" if v.get("type") == "env" else "store"
+    if isinstance(v, EnvSecret):
+        return "env"
+    return "value"
+
+
+SecretScalar = str | int | float | bool
+SecretValue = Annotated[
+    Annotated[EnvSecret, Tag("env")]
+    | Annotated[UnsupportedSecretStore, Tag("store")]
+    | Annotated[dict[str, SecretScalar], Tag("nested")]
+    | Annotated[SecretScalar, Tag("value")],
+    Discriminator(_secret_tag),
+]
+"""One secret: an inline value, ``{type: env, key: NAME}`` or a mapping of inline values."""
+
+
+class _Sourced(Frozen):
+    """Keeps the mapping it was validated from, as written in the file: the journal records
+    activities and controls as loaded, as Chaos Toolkit does."""
+
+    _source: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_source(cls, data: Any, handler: Any) -> Any:
+        model = handler(data)
+        if isinstance(data, dict) and isinstance(model, _Sourced):
+            model._source = data
+        return model
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        # A changed copy is no longer what the file says: it is dumped instead.
+        copied = super().model_copy(update=update, deep=deep)
+        if update:
+            copied._source = None
+        return copied
+
+    def as_loaded(self) -> dict[str, Any]:
+        """The mapping as written in the file (for a changed copy: its fields as set)."""
+        if self._source is not None:
+            return self._source
+        dumped: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return dumped
 
 
 class PythonProvider(Frozen):
@@ -101,25 +254,40 @@ class PythonProvider(Frozen):
     func: Identifier
     arguments: dict[str, Any] = Field(default_factory=dict)
     secrets: list[str] | None = None
+    """Scopes of ``secrets`` passed (merged) as the function's ``secrets`` argument."""
 
 
 class HttpProvider(Frozen):
     type: Literal["http"]
     url: str = Field(min_length=1)
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     arguments: dict[str, Any] | str | None = None
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: (
+        PauseSeconds | Annotated[list[PauseSeconds], Field(min_length=2, max_length=2)] | None
+    ) = None
+    """Seconds, or ``[connect, read]`` seconds (numbers or ``${name}``), as Chaos Toolkit
+    takes it."""
+    max_retries: int = Field(default=0, ge=0, le=10)
+    """Retries of a failed connection (not of an HTTP error status)."""
     expected_status: int | None = None
+    """Aftershock only: the activity fails on another status (Chaos Toolkit ignores it)."""
     verify_tls: bool = True
     secrets: list[str] | None = None
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
 
 
 class ProcessProvider(Frozen):
     type: Literal["process"]
     path: str = Field(min_length=1)
-    arguments: str | list[str] = ""
-    timeout: float | None = Field(default=None, gt=0)
+    arguments: str | list[Any] | dict[str, Any] = ""
+    """A string runs through the shell (``path arguments``), as Chaos Toolkit does; a list
+    is argv; a mapping becomes ``key value`` pairs."""
+    timeout: Seconds | None = None
     secrets: list[str] | None = None
 
 
@@ -127,20 +295,24 @@ Provider = Annotated[PythonProvider | HttpProvider | ProcessProvider, Field(disc
 
 
 class Pauses(Frozen):
-    """Seconds to wait before and after an activity."""
+    """Seconds to wait before and after an activity (a number, or ``${name}``)."""
 
-    before: Duration = 0.0
-    after: Duration = 0.0
+    before: PauseSeconds = 0.0
+    after: PauseSeconds = 0.0
 
 
 class RegexTolerance(Frozen):
+    """Met when ``pattern`` is found (``re.search``) in the output, or in its ``target`` key."""
+
     type: Literal["regex"]
     pattern: str
-    target: Literal["stdout", "stderr", "body", "output"] | None = None
+    target: str | None = None
 
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, v: str) -> str:
+        if _PLACEHOLDER.search(v):
+            return v  # checked once substituted
         try:
             re.compile(v)
         except re.error as exc:
@@ -149,25 +321,106 @@ class RegexTolerance(Frozen):
 
 
 class RangeTolerance(Frozen):
+    """Met when the output (or its ``target`` key) is a number within ``[low, high]``."""
+
     type: Literal["range"]
     range: Annotated[list[float], Field(min_length=2, max_length=2)]
-    target: Literal["status", "output", "body"] | None = None
+    target: str | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> RangeTolerance:
+        if not all(math.isfinite(b) for b in self.range):
+            raise ValueError("range bounds must be finite numbers")
         if self.range[0] > self.range[1]:
             raise ValueError("range must be [low, high] with low <= high")
         return self
 
 
-ToleranceObject = Annotated[RegexTolerance | RangeTolerance, Field(discriminator="type")]
-Tolerance = bool | int | float | str | list[int | str] | ToleranceObject
-"""What a probe's output must be for the hypothesis to hold (Chaos Toolkit semantics):
-``true``/``false``, a number, a string, a list of accepted values, a ``regex`` or a
-``range``. An HTTP probe's output is compared by its status code."""
+class JsonPathTolerance(Frozen):
+    """Met when the JSONPath ``path`` finds values in the output (or its ``target`` key):
+    any (by default), exactly ``count`` of them, or exactly ``expect``."""
+
+    type: Literal["jsonpath"]
+    path: str = Field(min_length=1)
+    expect: Any = None
+    """Compared with the values found (a single value means ``[value]``); only when given."""
+    count: int | None = Field(default=None, ge=0)
+    target: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        if _PLACEHOLDER.search(v):
+            return v
+        from schemas.jsonpath import parse_jsonpath
+
+        parse_jsonpath(v)
+        return v
+
+    @property
+    def has_expect(self) -> bool:
+        return "expect" in self.model_fields_set
 
 
-class Action(Frozen):
+class ToleranceTypeUnknown(Frozen):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    @model_validator(mode="after")
+    def _refuse(self) -> ToleranceTypeUnknown:
+        extra = self.model_extra or {}
+        raise ValueError(
+            f"tolerance type {extra.get('type')!r} is not one of Chaos Toolkit's: probe, regex, "
+            "jsonpath, range (or use true/false, an integer, a string or a list)"
+        )
+
+
+def _refuse_float(v: float) -> float:
+    raise ValueError(
+        f"a decimal tolerance ({v!r}) never matches in Chaos Toolkit (it only compares "
+        "true/false, integers, strings and lists): use {type: range, range: [low, high]}"
+    )
+
+
+def _tolerance_tag(v: Any) -> str | None:
+    if isinstance(v, dict):
+        t = v.get("type")
+        return t if t in ("probe", "regex", "jsonpath", "range") else "unknown"
+    for tag, cls in (
+        ("bool", bool),
+        ("int", int),
+        ("str", str),
+        ("list", list),
+        ("float", float),
+        ("probe", Probe),
+        ("regex", RegexTolerance),
+        ("jsonpath", JsonPathTolerance),
+        ("range", RangeTolerance),
+    ):
+        if isinstance(v, cls):
+            return tag
+    return None
+
+
+class ControlProvider(Frozen):
+    """A control is a Python module whose hook functions (``before_activity_control`` ...)
+    are called; Chaos Toolkit takes no ``func`` here."""
+
+    type: Literal["python"]
+    module: Identifier
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Control(_Sourced):
+    """A Chaos Toolkit control: ``provider.module``'s hooks run around the experiment, the
+    hypothesis, the method, the rollbacks and each activity."""
+
+    name: Identifier
+    provider: ControlProvider
+    scope: Literal["before", "after"] | None = None
+    automatic: bool = True
+
+
+class Action(_Sourced):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     type: Literal["action"]
@@ -178,7 +431,7 @@ class Action(Frozen):
     controls: list[Control] | None = None
 
 
-class Probe(Frozen):
+class Probe(_Sourced):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     type: Literal["probe"]
@@ -188,6 +441,30 @@ class Probe(Frozen):
     pauses: Pauses | None = None
     background: bool = False
     controls: list[Control] | None = None
+
+
+Tolerance = Annotated[
+    Annotated[bool, Tag("bool")]
+    | Annotated[int, Tag("int")]
+    | Annotated[str, Tag("str")]
+    | Annotated[list[Any], Tag("list")]
+    | Annotated[float, AfterValidator(_refuse_float), Tag("float")]
+    | Annotated[Probe, Tag("probe")]
+    | Annotated[RegexTolerance, Tag("regex")]
+    | Annotated[JsonPathTolerance, Tag("jsonpath")]
+    | Annotated[RangeTolerance, Tag("range")]
+    | Annotated[ToleranceTypeUnknown, Tag("unknown")],
+    Discriminator(
+        _tolerance_tag,
+        custom_error_type="tolerance_kind",
+        custom_error_message="a tolerance is true/false, an integer, a string, a list or an "
+        "object with 'type': probe, regex, jsonpath or range",
+    ),
+]
+"""What a probe's output must be for the hypothesis to hold, with Chaos Toolkit's rules:
+a boolean or a string equals the output; an integer equals the output, or its ``status``
+(HTTP, process); a list contains the ``status``, or — two numbers — bounds the output; and
+the ``probe``, ``regex``, ``jsonpath`` and ``range`` objects."""
 
 
 class ActivityRef(Frozen):
@@ -223,16 +500,6 @@ Activity = Annotated[
 ]
 
 
-class Control(Frozen):
-    """A Chaos Toolkit control. Aftershock records controls in the journal; only the ones it
-    knows (none yet beyond its own game-day controls) are acted upon."""
-
-    name: Identifier
-    provider: PythonProvider
-    scope: Literal["before", "after"] | None = None
-    automatic: bool = True
-
-
 class HypothesisProbe(Probe):
     tolerance: Tolerance
 
@@ -251,6 +518,7 @@ class SteadyStateHypothesis(Frozen):
             Discriminator(_probe_tag),
         ]
     ] = Field(default_factory=list)
+    controls: list[Control] | None = None
 
 
 class HypothesisRuntime(Frozen):
@@ -653,8 +921,8 @@ Extension = Annotated[
 # --- the experiment ---------------------------------------------------------------------------
 
 
-class Experiment(Frozen):
-    """A whole experiment file."""
+class Experiment(_Sourced):
+    """A whole experiment file (``as_loaded()``: the mapping as written)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -664,7 +932,8 @@ class Experiment(Frozen):
     tags: list[str] = Field(default_factory=list)
     contributions: dict[str, Literal["high", "medium", "low", "none"]] | None = None
     configuration: dict[str, ConfigValue] = Field(default_factory=dict)
-    secrets: dict[str, dict[str, EnvValue | str]] = Field(default_factory=dict)
+    secrets: dict[str, dict[str, SecretValue]] = Field(default_factory=dict)
+    """Scopes of secrets: ``{scope: {name: value}}``."""
     extensions: list[Extension] = Field(default_factory=list)
     controls: list[Control] = Field(default_factory=list)
     steady_state_hypothesis: SteadyStateHypothesis | None = Field(
@@ -686,6 +955,7 @@ class Experiment(Frozen):
 Action.model_rebuild()
 Probe.model_rebuild()
 HypothesisProbe.model_rebuild()
+SteadyStateHypothesis.model_rebuild()
 
 __all__ = [
     "STANDARD_TOXIC_TYPES",
@@ -694,12 +964,18 @@ __all__ = [
     "ActivityRef",
     "AftershockSection",
     "ClientMatch",
+    "Control",
     "DownFault",
     "Duration",
+    "EnvSecret",
     "Experiment",
     "Fault",
+    "JsonPathTolerance",
     "Probe",
+    "RangeTolerance",
+    "RegexTolerance",
     "Safeguard",
+    "Seconds",
     "Slo",
     "Toxic",
     "ToxicFault",

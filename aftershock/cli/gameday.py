@@ -104,6 +104,17 @@ def traces(
         typer.echo(f"({matched - len(chosen)} more matching traces; use --limit)", err=True)
 
 
+def _plain_chaos_toolkit(path: Path) -> bool:
+    """A valid experiment with no Aftershock load or faults: nothing for a game day to drive,
+    but a Chaos Toolkit experiment the injector runs as such."""
+    from injector.validate import check_file
+
+    exp, problems = check_file(path)
+    return (
+        exp is not None and not problems and not exp.aftershock.load and not exp.aftershock.faults
+    )
+
+
 def run(
     experiment: Annotated[
         Path, typer.Argument(help="Experiment file (.yaml, .yml or .json).", show_default=False)
@@ -228,6 +239,14 @@ def run(
         ignore_safeguards=tuple(ignore_safeguard or ()),
         workers=workers,
     )
+    plain = _plain_chaos_toolkit(experiment)
+    if continuous and plain:
+        _fail(
+            GamedayError(
+                f"{experiment}: a Chaos Toolkit experiment without load or faults has no "
+                "rounds to rotate; run it once with `aftershock run` or `aftershock injector run`"
+            )
+        )
     if continuous:
         if json_out or summary_export is not None:
             raise typer.BadParameter(
@@ -251,6 +270,15 @@ def run(
         except GamedayError as exc:
             _fail(exc)
         raise typer.Exit(code)
+    if plain:
+        from injector.cli import run_cmd
+
+        typer.echo(
+            f"{experiment}: a Chaos Toolkit experiment without load or faults; running it as "
+            "`aftershock injector run` does (journal.json in the current directory)",
+            err=True,
+        )
+        run_cmd(experiment)
     try:
         outcome = asyncio.run(run_gameday(experiment, Settings(), options))
     except GamedayError as exc:

@@ -396,12 +396,12 @@ async def test_chaostoxi_experiment_runs_unchanged(
     journal = await run
     assert slow_ms >= 270  # 300 ms ± 20 ms jitter
     assert journal.status == "completed", journal.aftershock.error
-    assert [(r.activity.name, r.status) for r in journal.run] == [
+    assert [(r.name, r.status) for r in journal.run] == [
         ("add-db-latency", "succeeded"),
         ("db-proxy-still-enabled", "succeeded"),
     ]
     assert journal.run[0].output is True
-    assert [r.activity.name for r in journal.rollbacks] == ["remove-db-latency"]
+    assert [r.name for r in journal.rollbacks] == ["remove-db-latency"]
     assert await controller.list_toxics("db") == []
     added = [e for e in sink.events if e.kind == "fault.toxic_added"]
     assert [(e.proxy, e.fault_id, e.toxic.attributes["latency"]) for e in added] == [

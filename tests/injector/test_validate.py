@@ -17,10 +17,10 @@ ROOT = HERE.parent.parent
 
 # file -> [(line, path, fragment of the message)], all of them and nothing else.
 CASES: dict[str, list[tuple[int | None, str, str]]] = {
-    "not-yaml.yaml": [(4, "", "not valid YAML: expected ',' or '}'")],
+    "not-yaml.yaml": [(4, "", "expected ',' or '}'")],
     "not-json.json": [(3, "", "not valid JSON: Expecting value")],
     "empty.yaml": [(1, "", "the file is empty")],
-    "top-level-list.yaml": [(None, "", "must be a mapping")],
+    "top-level-list.yaml": [(1, "", "must be a mapping")],
     "unknown-key.yaml": [
         (1, "titel", "unknown key 'titel'; did you mean 'title'?"),
         (1, "title", "missing required key 'title'"),
@@ -63,6 +63,19 @@ CASES: dict[str, list[tuple[int | None, str, str]]] = {
         (12, "method[0].provider.arguments", "needs argument 'for_proxy'"),
         (12, "method[0].provider.arguments.proxy_name", "did you mean 'for_proxy'?"),
         (21, "method[1].provider.func", "has no function 'remove_toxic'"),
+    ],
+    "ctk-refused.yaml": [
+        (3, "secrets.a.x", "secrets from 'vault' are not supported by Aftershock: use {type: env"),
+        (5, "configuration.d", "dynamic configuration (a probe whose output becomes the value)"),
+        (8, "controls[0].provider.func", "hook functions (before_activity_control ...)"),
+        (14, "steady-state-hypothesis.probes[0].tolerance", "a decimal tolerance (1.5) never"),
+        (15, "steady-state-hypothesis.probes[0].provider.timeout", "must be finite (got inf)"),
+        (18, "steady-state-hypothesis.probes[1].tolerance.path", "invalid JSON path '$['"),
+        (22, "steady-state-hypothesis.probes[2].tolerance", "tolerance type 'foo' is not one"),
+        (27, "method[0].secrets", "goes in its provider (provider.secrets: [scope, ...])"),
+        (28, "method[0].timeout", "put 'timeout' in the provider (http or process)"),
+        (30, "method[0].pauses.before", "must be finite (got nan)"),
+        (30, "method[0].pauses.after", "a pause is a number of seconds (write 40, not '40s')"),
     ],
     "lease-lapses.yaml": [(4, "extensions[0].leases", "heartbeat must be at most half of ttl")],
 }

@@ -1,0 +1,33 @@
+"""JSONPath as Chaos Toolkit's ``jsonpath`` tolerance reads it (the ``jsonpath2`` dialect)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+MAX_PATH_CHARS = 1000
+
+
+def parse_jsonpath(path: str) -> Any:
+    """The compiled path; ``ValueError`` naming the problem when it is not one."""
+    text = path.strip()
+    if not text:
+        raise ValueError("a JSON path cannot be empty")
+    if len(text) > MAX_PATH_CHARS:
+        raise ValueError(f"a JSON path longer than {MAX_PATH_CHARS} characters")
+    from jsonpath2.path import Path
+
+    try:
+        # The parser also prints each syntax error to stderr; the error raised says it.
+        with contextlib.redirect_stderr(io.StringIO()):
+            return Path.parse_str(text)
+    except RecursionError:
+        raise ValueError(f"JSON path {text!r} is nested too deeply") from None
+    except Exception as exc:  # the parser raises assorted errors on bad input
+        raise ValueError(f"invalid JSON path {text!r}: {exc or type(exc).__name__}") from None
+
+
+def jsonpath_values(path: str, document: Any) -> list[Any]:
+    """Every value ``path`` finds in ``document``, in document order."""
+    return [m.current_value for m in parse_jsonpath(path).match(document)]
