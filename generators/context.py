@@ -43,6 +43,8 @@ class RunContext:
     drain_s: float
     trace_every: int
     """Trace every n-th round trip (0: none); connects and reconnects are always traced."""
+    late_s: float
+    """A send leaving more than this after its scheduled time is recorded as late."""
     stopped: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 Phase = Literal["connect", "auth", "send", "receive", "close"]
 Expect = Literal["echo", "broadcast", "response", "none"]
+SkipReason = Literal["behind", "busy"]
 Trace = tuple[str | None, str | None]
 Who = tuple[str, str, str]
 
@@ -109,7 +110,8 @@ class Recorder:
         self._fmt = {
             "connect_start": common + b'connect_start","attempt":%d}',
             "connected": common + b'connected","attempt":%d,"connect_ms":%b}',
-            "send": common + b'send","seq":%d,"bytes":%d,"channel":%b,"expect":%b}',
+            "send": common + b'send","seq":%d,"bytes":%d,"channel":%b,"expect":%b,"late_ms":%b}',
+            "skipped": common + b'skipped","count":%d,"late_ms":%b,"reason":%b}',
             "receive": common + b'receive","seq":%b,"bytes":%d,"latency_ms":%b,"origin_tenant":%b,'
             b'"origin_user":%b,"origin_session":%b,"origin_seq":%b,"checksum_ok":%b,'
             b'"status":%b,"channel":%b}',
@@ -203,7 +205,13 @@ class SessionLog:
         self._write("connected", trace, (attempt, _dumps(float(connect_ms))))
 
     def send(
-        self, seq: int, nbytes: int, channel: str | None, expect: Expect, trace: Trace
+        self,
+        seq: int,
+        nbytes: int,
+        channel: str | None,
+        expect: Expect,
+        trace: Trace,
+        late_ms: float | None = None,
     ) -> None:
         # The hot path: _write inlined.
         rec = self._rec
@@ -220,8 +228,12 @@ class SessionLog:
             nbytes,
             _NULL if channel is None else _dumps(channel),
             _EXPECT[expect],
+            _NULL if late_ms is None else _dumps(float(late_ms)),
         )
         self._emit(self.key, data)
+
+    def skipped(self, count: int, late_ms: float, reason: SkipReason, trace: Trace) -> None:
+        self._write("skipped", trace, (count, _dumps(float(late_ms)), _dumps(reason)))
 
     def receive(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import random
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from generators.context import RunContext
     from generators.engines.base import Closed, Connection
     from generators.population import SessionPlan
-    from generators.recorder import Expect
+    from generators.recorder import Expect, SkipReason
     from schemas.load import Backoff, SizeDist
 
 SUBSCRIBE_TIMEOUT_S = 5.0
@@ -376,6 +377,18 @@ class Session:
         conn = self.conn
         if conn is None or self._step is None or ctx.stopping or not conn.is_open:
             return None
+        late_s = now - self._due
+        if conn.busy:
+            # Still waiting for earlier answers: this send cannot leave on time. Skipped and
+            # said so, rather than queued to leave late and be timed as the system's delay.
+            self._skip(1, late_s, "busy")
+            return self._next_due(now)
+        late_ms: float | None = None
+        if late_s > ctx.late_s:
+            late_ms = late_s * 1000
+            ctx.counters.late_sends += 1
+            if late_ms > ctx.counters.max_late_ms:
+                ctx.counters.max_late_ms = late_ms
         seq = self.seq = self.seq + 1
         stamp = self.stamper.stamp(seq, ctx.clock.wall_ns(), self._size())
         channel = self._send_channel
@@ -402,18 +415,36 @@ class Session:
         elif span is not None:
             span.end()
         ctx.counters.sends += 1
-        self.log.send(seq, len(frame), channel, self._send_expect, ids)
+        self.log.send(seq, len(frame), channel, self._send_expect, ids, late_ms)
         if self._remaining is not None:
             self._remaining -= 1
             if self._remaining <= 0:
                 if self._send_done is not None and not self._send_done.done():
                     self._send_done.set_result(None)
                 return None
-        # Keep each session's phase: the next send is due one interval after this one was
-        # due, not after it happened, or sessions delayed by a slow tick would bunch up.
-        due = self._due + self._interval_s
-        self._due = due = due if due > now - 1.0 else now
+        return self._next_due(now)
+
+    def _next_due(self, now: float) -> float:
+        """When the next send is due. Each session keeps its phase: one interval after this
+        one was due, not after it happened, or sessions delayed by a slow tick would bunch
+        up. More than a second behind, the sends missed are skipped (recorded) rather than
+        burst out late."""
+        interval = self._interval_s
+        due = self._due + interval
+        if due <= now - 1.0:
+            # Every send due in [due, now) is missed; the next goes out now.
+            self._skip(math.ceil((now - due) / interval - 1e-9), now - due, "behind")
+            due = now
+        self._due = due
         return due
+
+    def _skip(self, count: int, late_s: float, reason: SkipReason) -> None:
+        counters = self.ctx.counters
+        if reason == "busy":
+            counters.skipped_busy += count
+        else:
+            counters.skipped_behind += count
+        self.log.skipped(count, max(0.0, late_s) * 1000, reason, self.trace)
 
     def unsent(self, seq: int) -> None:
         """The outbox could not write ``seq`` (its connection closed after :meth:`fire` queued
@@ -431,6 +462,18 @@ class Session:
         self._maybe_drained()
 
     def on_timeout(self, seq: int) -> None:
+        if seq not in self.pending:
+            return
+        conn = self.conn
+        unwritten = conn.expire(seq) if conn is not None else ()
+        for never in unwritten:
+            # Queued behind the overdue answer and never written: not a timeout of its own.
+            self._unwritten(never)
+        if conn is not None and not conn.is_open and self.conn is conn:
+            # The engine ended the connection over the overdue answer (HTTP/1.1): reconnect.
+            self._drop_connection(conn)
+        if seq in unwritten:
+            return
         ids = self._give_up(seq, "timeout")
         if ids is None:
             return
@@ -447,6 +490,28 @@ class Session:
             seq,
         )
         self._maybe_drained()
+
+    def _unwritten(self, seq: int) -> None:
+        ids = self._give_up(seq, "not sent")
+        if ids is None:
+            return
+        self.ctx.counters.errors += 1
+        self.log.error(
+            "NotSent",
+            f"seq {seq} was never written: it waited behind an answer that did not come",
+            "send",
+            ids,
+            seq,
+        )
+        self._maybe_drained()
+
+    def _drop_connection(self, conn: Connection) -> None:
+        """``conn`` was closed by its engine, not by the script: the session reconnects."""
+        self.conn = None
+        self.ctx.ticker.cancel(self)
+        self.log.disconnect("client", None, "closed after a timeout", self.trace)
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
 
     def _give_up(self, seq: int, why: str) -> Trace | None:
         """Stop waiting for an answer to ``seq``: its round-trip span ends as an error
@@ -558,6 +623,12 @@ class Session:
         if closed.by == "client":
             return
         self.conn = None
+        if closed.idle:
+            # A keep-alive connection the server ended between requests: reconnect, quietly.
+            self.log.disconnect(closed.by, closed.code, closed.reason, self.trace)
+            if self._lost is not None and not self._lost.done():
+                self._lost.set_result(None)
+            return
         ctx.counters.errors += 1
         what = "ServerClosed" if closed.by == "server" else "ConnectionLost"
         self.log.error(

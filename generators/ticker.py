@@ -71,6 +71,8 @@ class Ticker:
         self._timer: Cancellable | None = None
         self._armed = -1
         """The tick the timer is set for (-1: none)."""
+        self._last_tick_at = -math.inf
+        """When the previous timer tick ran (see :meth:`run`)."""
 
     def schedule(self, item: Tickable, at: float) -> None:
         """Fire ``item`` at ``at`` (or the next tick); an earlier schedule of it is dropped."""
@@ -102,10 +104,13 @@ class Ticker:
         if self._armed < 0:  # never within a tick (the timer is set then): not per message
             self._arm(self._tick_of(sent_at + timeout_s))
 
-    def run_due(self, now: float, through: float | None = None) -> None:
+    def run_due(
+        self, now: float, through: float | None = None, judged: float | None = None
+    ) -> None:
         """Fire everything due by ``now`` (or by ``through``, a tick time at most
-        :data:`EARLY_S` ahead); exposed for tests that drive time by hand. Items fire with
-        ``now``, the time it really is."""
+        :data:`EARLY_S` ahead), and time out the expectations whose deadline is at most
+        ``judged`` (default ``now``); exposed for tests that drive time by hand. Items fire
+        with ``now``, the time it really is."""
         # The epsilon keeps a tick whose deadline is exactly now from rounding down to the
         # previous one (which would re-arm the same deadline forever on a fake clock).
         upto = now if through is None or through < now else through
@@ -141,10 +146,11 @@ class Ticker:
         self._done_tick = max(self._done_tick, current)
         if fired and self._flush is not None:
             self._flush()
+        upto = now if judged is None else judged
         for fifo in self._expiries.values():
             deadlines = fifo.deadlines
             items, seqs = fifo.items, fifo.seqs
-            while deadlines and deadlines[0] <= now:
+            while deadlines and deadlines[0] <= upto:
                 deadlines.popleft()
                 item = items.popleft()
                 seq = seqs.popleft()
@@ -158,7 +164,14 @@ class Ticker:
         A tick is a timer callback that does the tick's work and sets the timer for the next
         tick with something in it (none if there is nothing: :meth:`schedule` sets it then).
         A coroutine sleeping between ticks cost a future, a timer and a task step per tick, and
-        one more pass of the event loop (an ``epoll_pwait`` and a ``getpid``) to run the step."""
+        one more pass of the event loop (an ``epoll_pwait`` and a ``getpid``) to run the step.
+
+        A tick times out only the expectations whose deadline had passed when the previous
+        tick ran: the loop has read its sockets since then, so an answer that arrived before
+        such a deadline has been seen. A loop running behind (the generator overloaded) runs
+        its timers with answers still unread in the kernel; judging up to ``now`` there
+        recorded the generator's own delay as the system's timeout. A deadline is judged
+        one tick later than it passed, at most (the ticker keeps ticking for it)."""
         failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         clock = self._clock
 
@@ -167,7 +180,9 @@ class Ticker:
                 now = clock.monotonic()
                 deadline = self._t0 + self._armed * self._tick_s
                 if deadline - now <= EARLY_S:
-                    self.run_due(now, deadline)  # _armed stays set: expect() arms nothing
+                    # _armed stays set: expect() arms nothing
+                    self.run_due(now, deadline, judged=self._last_tick_at)
+                self._last_tick_at = now
                 self._armed, self._timer = -1, None
                 nxt = self._next_tick()
                 if nxt >= 0:
