@@ -117,7 +117,7 @@ class Ticker:
         current = math.floor((upto - self._t0) / self._tick_s + 1e-9)
         wheel = self._wheel
         t0, tick_s, ceil = self._t0, self._tick_s, math.ceil
-        fired = False
+        flush = self._flush
         ticks = self._ticks
         while ticks and ticks[0] <= current:
             tick = heappop(ticks)
@@ -125,7 +125,6 @@ class Ticker:
             if not bucket:
                 continue
             self._done_tick = tick
-            fired = True
             for item in bucket:
                 if item.due_tick != tick:
                     continue
@@ -143,9 +142,12 @@ class Ticker:
                         heappush(ticks, at)
                     else:
                         later.append(item)
+            # Each tick's sends are written before the next tick fires (a loop running behind
+            # catches up several ticks here): an item firing again sees its connection as the
+            # previous send left it.
+            if flush is not None:
+                flush()
         self._done_tick = max(self._done_tick, current)
-        if fired and self._flush is not None:
-            self._flush()
         upto = now if judged is None else judged
         for fifo in self._expiries.values():
             deadlines = fifo.deadlines

@@ -23,7 +23,7 @@ import ssl
 from bisect import bisect
 from collections import deque
 from itertools import accumulate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
@@ -138,8 +138,8 @@ class _HttpConnection(asyncio.Protocol):
     # asyncio.Protocol -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses; both write and close.
+        self._transport = cast("asyncio.Transport", transport)
         self._open = True
 
     def data_received(self, data: bytes) -> None:
