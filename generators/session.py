@@ -451,8 +451,7 @@ class Session:
         it): the ``send`` event is already recorded, so record that it never left, and stop
         sending until the connection is back."""
         ctx = self.ctx
-        if self.conn is None or not self.conn.is_open:
-            ctx.ticker.cancel(self)
+        ctx.ticker.cancel(self)
         ids = self._give_up(seq, "not sent")
         if ids is None:
             ids = self.trace
