@@ -116,9 +116,9 @@ class Recorder:
             b'"origin_user":%b,"origin_session":%b,"origin_seq":%b,"checksum_ok":%b,'
             b'"status":%b,"channel":%b}',
             # A receipt of this session's own echo: origin is the session itself (pre-encoded),
-            # the stamp held, no status, no channel.
+            # the stamp held, no channel.
             "receive_own": common + b'receive","seq":%d,"bytes":%d,"latency_ms":%b,%b,'
-            b'"origin_seq":%d,"checksum_ok":true,"status":null,"channel":null}',
+            b'"origin_seq":%d,"checksum_ok":true,"status":%b,"channel":null}',
             "error": common + b'error","error_class":%b,"message":%b,"phase":%b,"seq":%b}',
             "disconnect": common + b'disconnect","by":%b,"code":%b,"reason":%b}',
         }
@@ -266,9 +266,12 @@ class SessionLog:
         )
         self._write("receive", trace, fields)
 
-    def receive_own(self, seq: int, nbytes: int, latency_ms: float, trace: Trace) -> None:
-        """``receive(seq=seq, origin=(*who, seq), checksum_ok=True, status=None, channel=None)``:
-        the session's own echo, matched to what it sent (the hot receive path)."""
+    def receive_own(
+        self, seq: int, nbytes: int, latency_ms: float, trace: Trace, status: int | None = None
+    ) -> None:
+        """``receive(seq=seq, origin=(*who, seq), checksum_ok=True, status=status,
+        channel=None)``: the session's own echo, matched to what it sent (the hot receive
+        path; ``status`` is an HTTP answer's)."""
         rec = self._rec
         ts = time.time_ns()
         rec._counter += 1
@@ -284,6 +287,7 @@ class SessionLog:
             _dumps(float(latency_ms)),
             self._origin_json,
             seq,
+            _NULL if status is None else b"%d" % status,
         )
         self._emit(self.key, data)
 

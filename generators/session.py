@@ -534,11 +534,13 @@ class Session:
 
     def on_message(self, data: str, status: int | None, seq: int | None) -> None:
         ctx = self.ctx
-        if status is None:
+        if status is None or (status < 400 and seq is not None):
             # An echo equal to a frame this session sent is that message, unaltered: matched
-            # by equality, without decoding the frame or checking its MAC.
-            sent_seq = self._sent.pop(data, None)
-            if sent_seq is not None:
+            # by equality, without decoding the frame or checking its MAC. (An HTTP answer
+            # is the echo of the very request it answers, or goes the general way.)
+            sent_seq = self._sent.get(data)
+            if sent_seq is not None and (status is None or sent_seq == seq):
+                del self._sent[data]
                 # This session's own echo: origin is the session itself, the MAC holds by
                 # construction. Same counters and event as the general path below records
                 # for it (the hot receive path, inlined).
@@ -551,7 +553,7 @@ class Session:
                     span.end()
                 if self._drain is not None:
                     self._maybe_drained()
-                self.log.receive_own(sent_seq, len(data), rtt_ms, ids)
+                self.log.receive_own(sent_seq, len(data), rtt_ms, ids, status)
                 return
         msg = ctx.codec.decode(data)
         op = msg.op

@@ -71,8 +71,10 @@ class Ticker:
         self._timer: Cancellable | None = None
         self._armed = -1
         """The tick the timer is set for (-1: none)."""
-        self._last_tick_at = -math.inf
-        """When the previous timer tick ran (see :meth:`run`)."""
+        self._read_at = -math.inf
+        """A time by which everything that had arrived on the sockets was read (see
+        :meth:`run`)."""
+        self._marking = False
 
     def schedule(self, item: Tickable, at: float) -> None:
         """Fire ``item`` at ``at`` (or the next tick); an earlier schedule of it is dropped."""
@@ -168,14 +170,21 @@ class Ticker:
         A coroutine sleeping between ticks cost a future, a timer and a task step per tick, and
         one more pass of the event loop (an ``epoll_pwait`` and a ``getpid``) to run the step.
 
-        A tick times out only the expectations whose deadline had passed when the previous
-        tick ran: the loop has read its sockets since then, so an answer that arrived before
-        such a deadline has been seen. A loop running behind (the generator overloaded) runs
-        its timers with answers still unread in the kernel; judging up to ``now`` there
-        recorded the generator's own delay as the system's timeout. A deadline is judged
-        one tick later than it passed, at most (the ticker keeps ticking for it)."""
-        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        A tick times out only the expectations whose deadline had passed by :attr:`_read_at`:
+        each tick leaves a ``call_soon`` behind that notes the time it runs, and a loop runs
+        such callbacks before it next waits on its sockets (uvloop) or just after (asyncio),
+        so by the next tick everything that had arrived by then has been read. A loop
+        running behind (the generator overloaded) runs due timers with answers still unread
+        in the kernel: judging up to ``now`` there recorded the generator's own delay as the
+        system's timeout. A deadline is judged a tick or so after it passed (the ticker keeps
+        ticking for it)."""
+        loop = asyncio.get_running_loop()
+        failed: asyncio.Future[None] = loop.create_future()
         clock = self._clock
+
+        def read() -> None:
+            self._marking = False
+            self._read_at = clock.monotonic()
 
         def tick() -> None:
             try:
@@ -183,8 +192,10 @@ class Ticker:
                 deadline = self._t0 + self._armed * self._tick_s
                 if deadline - now <= EARLY_S:
                     # _armed stays set: expect() arms nothing
-                    self.run_due(now, deadline, judged=self._last_tick_at)
-                self._last_tick_at = now
+                    self.run_due(now, deadline, judged=self._read_at)
+                if not self._marking:
+                    self._marking = True
+                    loop.call_soon(read)
                 self._armed, self._timer = -1, None
                 nxt = self._next_tick()
                 if nxt >= 0:

@@ -92,6 +92,7 @@ def _every_call(log: SessionLog) -> None:
     )
     log.receive_own(7, 130, 0.5, TRACE)
     log.receive_own(8, 0, 1e-7, SPAN)
+    log.receive_own(9, 12, 3.5, TRACE, 201)  # an HTTP echo
     log.error("Timeout", "no echo for seq 4 within 5000 ms", "receive", TRACE, 4)
     log.error("", "x" * 5000, "connect", NONE)  # empty class, message over the bound
     log.error("E" * 300, 'quotes " and \\ and \x00 and %', "auth", SPAN, None)
@@ -113,7 +114,7 @@ def test_bytes_equal_the_codec_encoding_of_the_validated_model(experiment_id: st
     log = _recorder(sink, experiment_id).session(("acme", "u-1", "s-1"))
     log.use_trace(TRACE)
     _every_call(log)
-    assert len(sink.records) == 27
+    assert len(sink.records) == 28
     kinds = set()
     ids = set()
     for key, data in sink.records:
@@ -207,19 +208,22 @@ def test_sessions_of_one_recorder_share_provenance_but_not_identity() -> None:
     assert rec.emitted == 3
 
 
+@pytest.mark.parametrize("status", [None, 200])
 @pytest.mark.parametrize("who", [("acme", "u-1", "s-1"), ('t "q" %d', "ü\n", "s%s")])
-def test_receive_own_is_receive_with_the_session_as_origin(who: tuple[str, str, str]) -> None:
+def test_receive_own_is_receive_with_the_session_as_origin(
+    who: tuple[str, str, str], status: int | None
+) -> None:
     sink = EncodedSink()
     log = _recorder(sink).session(who)
     log.use_trace(TRACE)
-    log.receive_own(9, 130, 2.25, TRACE)
+    log.receive_own(9, 130, 2.25, TRACE, status)
     log.receive(
         seq=9,
         nbytes=130,
         latency_ms=2.25,
         origin=(*who, 9),
         checksum_ok=True,
-        status=None,
+        status=status,
         channel=None,
         trace=TRACE,
     )
