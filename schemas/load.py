@@ -130,9 +130,9 @@ DEFAULT_SCRIPT: tuple[ScriptStep, ...] = (
 )
 
 
-RequestPath = Annotated[str, StringConstraints(pattern=r"^/[^\s\x00-\x1f\x7f]*$", max_length=2000)]
+RequestPath = Annotated[str, StringConstraints(pattern=r"^/[\x21-\x7e]*$", max_length=2000)]
 """An origin-form request target (``/path?query``): it goes into the request line as it is, so
-no whitespace or control characters."""
+printable ASCII without spaces (percent-encode anything else)."""
 
 
 class HttpRequestSpec(Frozen):

@@ -65,6 +65,10 @@ class _Mix:
         self._heads: list[bytes] = []
 
     def set_headers(self, host: str, headers: Mapping[str, str]) -> None:
+        """Raises ``ValueError`` for a header that would break the request's framing."""
+        for name, value in headers.items():
+            if any(c in name or c in value for c in "\r\n\x00") or ":" in name:
+                raise ValueError(f"header {name!r} cannot be sent: it has a line break or NUL")
         block = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self._heads = [
             f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{block}".encode()
@@ -229,7 +233,10 @@ class _HttpConnection(asyncio.Protocol):
         for key in [k for k in self._headers if k.lower() == name.lower()]:
             del self._headers[key]
         self._headers[name] = value
-        self._mix.set_headers(self._host, self._headers)
+        try:
+            self._mix.set_headers(self._host, self._headers)
+        except ValueError as exc:
+            self._fail(str(exc))
 
     def expire(self, seq: int) -> list[int]:
         waiting = self._waiting
@@ -338,7 +345,10 @@ class HttpEngine:
         if endpoint.secure and self._tls is None:
             self._tls = ssl.create_default_context()
         loop = asyncio.get_running_loop()
-        conn = _HttpConnection(_Mix(mix, rng), authority, own, opts.pipelining)
+        try:
+            conn = _HttpConnection(_Mix(mix, rng), authority, own, opts.pipelining)
+        except ValueError as exc:
+            raise ConnectError(f"connect to {url}: {exc}") from exc
         try:
             async with asyncio.timeout(timeout_s):
                 await loop.create_connection(
