@@ -19,9 +19,7 @@ from schemas.load import HttpRequestSpec, LoadProfile
 PATH_CHARS = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
 PATHS = st.builds(lambda rest: "/" + rest, st.text(PATH_CHARS, max_size=40))
 TOKENS = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz-"), min_size=1, max_size=12)
-VALUES = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30).map(
-    str.strip
-)
+VALUES = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30).map(str.strip)
 
 
 class Seen:
