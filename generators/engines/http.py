@@ -183,18 +183,21 @@ class _HttpConnection(asyncio.Protocol):
         parts = self._body
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         self._body = []
+        status = parser.get_status_code()
+        if status < 200:
+            return  # interim (100 Continue, 103 Early Hints): the answer is still to come
         if not parser.should_keep_alive():
             self._bye = True
         if not self._inflight:
             self._fail("an answer to no request")
             return
         seq = self._inflight.popleft()
-        status = parser.get_status_code()
         if seq == _CONNECT_SEQ:
             if self._answered is not None and not self._answered.done():
                 self._answered.set_result(status)
         else:
-            # The one place a request's answer is recorded (see Session.on_message).
+            # The one place an answer is handed over, matched to its request's seq; the session
+            # records it and ends the round trip's span (Session.on_message).
             self._handler.on_message(_text(body), status, seq)
         waiting = self._waiting
         if waiting is not None and self._open and not self._bye:
@@ -225,6 +228,8 @@ class _HttpConnection(asyncio.Protocol):
             raise ConnectionLost("HTTP connection is full")
 
     def _write(self, request: bytes, seq: int) -> None:
+        """The one place a request goes on the wire (its span was started by the session's
+        send; the method and path are those of the mix entry ``_Mix.request`` drew)."""
         assert self._transport is not None
         self._inflight.append(seq)
         self._transport.write(request)

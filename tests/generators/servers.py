@@ -283,6 +283,8 @@ class HttpEcho:
                     return
                 if echo.delay_s:
                     time.sleep(echo.delay_s)
+                if self.path == "/early":  # an interim answer first
+                    self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
                 status = 200
                 if self.path.startswith("/status/"):
                     status = int(self.path.removeprefix("/status/"))

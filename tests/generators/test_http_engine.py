@@ -157,6 +157,19 @@ async def test_without_pipelining_one_request_is_in_flight_and_one_waits(
     assert [(r.method, r.body) for r in http_echo.requests] == [("GET", b""), ("GET", b"")]
 
 
+async def test_an_interim_answer_is_not_taken_for_the_answer(http_echo: HttpEcho) -> None:
+    handler = Answers()
+    engine = HttpEngine([HttpRequestSpec(name="get", method="GET", path="/early")])
+    conn = await engine.connect(Endpoint.parse(http_echo.address), handler, {}, 10)
+    try:
+        conn.send("", 1)
+        conn.send("", 2)
+        await handler.wait_for(2)
+    finally:
+        await conn.close()
+    assert handler.messages == [("/early", 200, 1), ("/early", 200, 2)]
+
+
 async def test_an_unanswered_request_times_out_once_and_the_one_behind_it_is_not_sent(
     http_echo: HttpEcho,
 ) -> None:
