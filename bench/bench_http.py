@@ -63,8 +63,11 @@ class Figures:
 
 
 def start_server() -> tuple[subprocess.Popen[bytes], int]:
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("node (Node.js) is needed for the echo server and autocannon")
     port_file = Path(tempfile.mkdtemp()) / "port"
-    proc = subprocess.Popen(["node", str(ROOT / "bench" / "http_echo.js"), str(port_file)])
+    proc = subprocess.Popen([node, str(ROOT / "bench" / "http_echo.js"), str(port_file)])
     deadline = time.monotonic() + 20
     while not (port_file.exists() and port_file.read_text()):
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -327,10 +330,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> None:
     try:
         import uvloop
-
-        uvloop.run(main(args))
     except ImportError:
-        asyncio.run(main(args))
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        runner(main(args))
+    except RuntimeError as exc:
+        print(f"http benchmark not run: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
