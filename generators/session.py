@@ -34,7 +34,7 @@ from schemas.load import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from generators.context import RunContext
     from generators.engines.base import Closed, Connection
@@ -465,13 +465,16 @@ class Session:
         if seq not in self.pending:
             return
         conn = self.conn
-        unwritten = conn.expire(seq) if conn is not None else ()
+        unwritten: Sequence[int] = ()
+        if conn is not None:
+            was_open = conn.is_open
+            unwritten = conn.expire(seq)
+            if was_open and not conn.is_open:
+                # The engine ended the connection over the overdue answer (HTTP/1.1).
+                self._drop_connection(conn)
         for never in unwritten:
             # Queued behind the overdue answer and never written: not a timeout of its own.
             self._unwritten(never)
-        if conn is not None and not conn.is_open and self.conn is conn:
-            # The engine ended the connection over the overdue answer (HTTP/1.1): reconnect.
-            self._drop_connection(conn)
         if seq in unwritten:
             return
         ids = self._give_up(seq, "timeout")

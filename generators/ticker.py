@@ -16,7 +16,9 @@ collector's oldest generation growing, and its full collections were the latency
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import socket
 from collections import deque
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Protocol
@@ -170,23 +172,31 @@ class Ticker:
         A coroutine sleeping between ticks cost a future, a timer and a task step per tick, and
         one more pass of the event loop (an ``epoll_pwait`` and a ``getpid``) to run the step.
 
-        A tick times out only the expectations whose deadline had passed by :attr:`_read_at`:
-        each tick leaves a ``call_soon`` behind that notes the time it runs, and a loop runs
-        such callbacks before it next waits on its sockets (uvloop) or just after (asyncio),
-        so by the next tick everything that had arrived by then has been read. A loop
+        A tick times out only the expectations whose deadline had passed by :attr:`_read_at`,
+        a time by which the loop has read everything that had arrived on its sockets. A tick
+        writes a byte into a socket pair of its own and notes when; the loop reads it in a
+        pass over the sockets that were ready by then (the byte was written after anything
+        that had arrived before), and its reader sets :attr:`_read_at` to that time. A loop
         running behind (the generator overloaded) runs due timers with answers still unread
-        in the kernel: judging up to ``now`` there recorded the generator's own delay as the
-        system's timeout. A deadline is judged a tick or so after it passed (the ticker keeps
-        ticking for it)."""
+        in the kernel, and may run several overdue timers before it next polls: judging up to
+        ``now`` there recorded the generator's own delay as the system's timeout. A deadline
+        is judged a tick or so after it passed (the ticker keeps ticking for it)."""
         loop = asyncio.get_running_loop()
         failed: asyncio.Future[None] = loop.create_future()
         clock = self._clock
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        marked_at = -math.inf
 
         def read() -> None:
+            with contextlib.suppress(BlockingIOError):
+                reader.recv(64)
             self._marking = False
-            self._read_at = clock.monotonic()
+            self._read_at = marked_at
 
         def tick() -> None:
+            nonlocal marked_at
             try:
                 now = clock.monotonic()
                 deadline = self._t0 + self._armed * self._tick_s
@@ -195,7 +205,8 @@ class Ticker:
                     self.run_due(now, deadline, judged=self._read_at)
                 if not self._marking:
                     self._marking = True
-                    loop.call_soon(read)
+                    marked_at = now
+                    writer.send(b"\0")
                 self._armed, self._timer = -1, None
                 nxt = self._next_tick()
                 if nxt >= 0:
@@ -205,12 +216,17 @@ class Ticker:
                     failed.set_exception(exc)
 
         self._on_timer = tick
+        loop.add_reader(reader.fileno(), read)
         nxt = self._next_tick()
         if nxt >= 0:
             self._arm(nxt)
         try:
             await failed
         finally:
+            loop.remove_reader(reader.fileno())
+            reader.close()
+            writer.close()
+            self._marking = False
             self._on_timer = None
             if self._timer is not None:
                 self._timer.cancel()

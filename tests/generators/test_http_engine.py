@@ -269,7 +269,7 @@ async def _stalled(http_echo: HttpEcho) -> tuple[MemorySink, GeneratorStats]:
         duration_s=3.5,
         script=[
             {"do": "connect"},
-            {"do": "send", "rate_per_s": 5, "timeout_ms": 300, "expect": "response"},
+            {"do": "send", "rate_per_s": 5, "timeout_ms": 800, "expect": "response"},
         ],
     )
     sink = MemorySink()
@@ -303,7 +303,7 @@ def test_a_generator_that_falls_behind_records_it_and_blames_no_timeout_on_the_s
 ) -> None:
     """The event loop is stuck for 1.5 s (what an overloaded generator does to itself) while
     the server, in its own threads, answers (in 100 ms) on time. Answers wait unread in the
-    kernel; sends fall due and cannot be made. No timeout (300 ms) may be recorded; lateness
+    kernel; sends fall due and cannot be made. No timeout (800 ms) may be recorded; lateness
     and the sends missed must be.
 
     On uvloop, as ``aftershock generate`` runs, and stuck while handling a socket: the next
