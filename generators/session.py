@@ -501,7 +501,7 @@ class Session:
         self.ctx.counters.errors += 1
         self.log.error(
             "NotSent",
-            f"seq {seq} was never written: it waited behind an answer that did not come",
+            f"seq {seq} was never written: it waited behind an answer, and the connection ended",
             "send",
             ids,
             seq,
@@ -625,6 +625,8 @@ class Session:
         if self._active:
             self._active = False
             ctx.counters.active -= 1
+        for never in closed.unwritten:
+            self._unwritten(never)
         if closed.by == "client":
             return
         self.conn = None

@@ -28,6 +28,8 @@ class Closed(NamedTuple):
     idle: bool = False
     """The server ended it with nothing outstanding, as its protocol allows (an HTTP server
     closing an idle keep-alive connection): not a failure."""
+    unwritten: tuple[int, ...] = ()
+    """Seqs that were queued on the connection and never written."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,16 +161,19 @@ class _HttpConnection(asyncio.Protocol):
         answered = self._answered
         if answered is not None and not answered.done():
             answered.set_exception(ConnectionLost("closed before the connect request's answer"))
+        unwritten = () if self._waiting is None else (self._waiting[1],)
+        self._waiting = None
         if self._we_closed:
-            closed = Closed("client", None, "")
+            closed = Closed("client", None, "", unwritten=unwritten)
         elif exc is not None:
-            closed = Closed("error", None, f"{type(exc).__name__}: {exc}")
-        elif not self._inflight and self._waiting is None:
+            closed = Closed("error", None, f"{type(exc).__name__}: {exc}", unwritten=unwritten)
+        elif not self._inflight and not unwritten:
             # Ending a keep-alive connection between requests is the server's right (idle
             # timeout, Connection: close): nothing was lost.
             closed = Closed("server", None, "keep-alive connection closed by the server", True)
         else:
-            closed = Closed("server", None, "connection closed with answers outstanding")
+            why = "connection closed with answers outstanding"
+            closed = Closed("server", None, why, unwritten=unwritten)
         self._handler.on_closed(closed)
 
     # httptools callbacks ---------------------------------------------------------------------
@@ -203,8 +206,10 @@ class _HttpConnection(asyncio.Protocol):
         if waiting is not None and self._open and not self._bye:
             self._waiting = None
             self._write(waiting[0], waiting[1])
-        if self._bye and not self._inflight:
-            self._close_transport(abort=False)
+        if self._bye and not self._inflight and self._transport is not None:
+            # The server's wish (Connection: close), not the session's: reported as the
+            # server's ending of the connection.
+            self._transport.close()
 
     # Connection ------------------------------------------------------------------------------
 
@@ -276,8 +281,10 @@ class _HttpConnection(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.abort()
         if not self._lost.done():
-            # connection_lost reports it; say why in place of the transport's reason.
-            self._handler.on_closed(Closed("error", None, why))
+            # Reported here, with why; connection_lost (which follows) reports nothing.
+            unwritten = () if self._waiting is None else (self._waiting[1],)
+            self._waiting = None
+            self._handler.on_closed(Closed("error", None, why, unwritten=unwritten))
             self._handler = _Silent()
 
     # connect ---------------------------------------------------------------------------------

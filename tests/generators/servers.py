@@ -290,6 +290,8 @@ class HttpEcho:
                     status = int(self.path.removeprefix("/status/"))
                 out = body or self.path.encode()
                 self.send_response(status)
+                if self.path == "/close":
+                    self.send_header("connection", "close")
                 self.send_header("content-length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)

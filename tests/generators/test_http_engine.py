@@ -16,7 +16,7 @@ import uvloop
 from generators.engines.base import Endpoint
 from generators.engines.http import HttpEngine
 from generators.runner import Generator, GeneratorOptions
-from schemas.events import Receive, Send, SendSkipped, SessionError
+from schemas.events import Disconnect, Receive, Send, SendSkipped, SessionError
 from schemas.load import HttpOptions, HttpRequestSpec
 from schemas.targets import Target
 from spine.eventlog import MemorySink
@@ -155,6 +155,27 @@ async def test_without_pipelining_one_request_is_in_flight_and_one_waits(
         await conn.close()
     assert handler.messages == [("/status/404", 404, 7), ("/status/404", 404, 8)]
     assert [(r.method, r.body) for r in http_echo.requests] == [("GET", b""), ("GET", b"")]
+
+
+async def test_a_server_closing_after_each_answer_costs_a_reconnect_not_an_error(
+    http_echo: HttpEcho,
+) -> None:
+    sink, stats = await _run(
+        http_echo,
+        tenants=[{"name": "acme", "users": 1}],
+        reconnect={"initial_ms": 10, "jitter": 0},
+        http_mix=[{"name": "bye", "method": "GET", "path": "/close"}],
+        script=[
+            {"do": "connect"},
+            {"do": "send", "count": 3, "rate_per_s": 5, "expect": "response"},
+        ],
+    )
+    assert stats.round_trips == 3
+    assert stats.errors == 0
+    assert http_echo.connections == 3
+    by_server = [e for e in sink.events if isinstance(e, Disconnect) and e.by == "server"]
+    assert len(by_server) == 3  # each answer said Connection: close
+    assert all(e.code is None for e in by_server)
 
 
 async def test_an_interim_answer_is_not_taken_for_the_answer(http_echo: HttpEcho) -> None:
