@@ -387,7 +387,7 @@ def _merge(stats: list[GeneratorStats]) -> GeneratorStats:
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(first):
         values = [getattr(s, f.name) for s in stats]
-        if f.name in ("p50_ms", "p99_ms", "max_ms", "elapsed_s"):
+        if f.name in ("p50_ms", "p99_ms", "max_ms", "elapsed_s", "max_late_ms"):
             present = [v for v in values if v is not None]
             fields[f.name] = max(present) if present else None
         else:

@@ -47,6 +47,8 @@ class RunContext:
     drain_s: float
     trace_every: int
     """Trace every n-th round trip (0: none); connects and reconnects are always traced."""
+    late_s: float
+    """A send leaving more than this after its scheduled time is recorded as late."""
     faults: ActiveFaults | None = None
     """The faults in force, to mark the spans that run under them (None: not followed)."""
     stopped: asyncio.Future[None] = field(

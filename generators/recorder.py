@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 Phase = Literal["connect", "auth", "send", "receive", "close"]
 Expect = Literal["echo", "broadcast", "response", "none"]
+SkipReason = Literal["behind", "busy"]
 Trace = tuple[str | None, str | None]
 Who = tuple[str, str, str]
 
@@ -109,14 +110,15 @@ class Recorder:
         self._fmt = {
             "connect_start": common + b'connect_start","attempt":%d}',
             "connected": common + b'connected","attempt":%d,"connect_ms":%b}',
-            "send": common + b'send","seq":%d,"bytes":%d,"channel":%b,"expect":%b}',
+            "send": common + b'send","seq":%d,"bytes":%d,"channel":%b,"expect":%b,"late_ms":%b}',
+            "skipped": common + b'skipped","count":%d,"late_ms":%b,"reason":%b}',
             "receive": common + b'receive","seq":%b,"bytes":%d,"latency_ms":%b,"origin_tenant":%b,'
             b'"origin_user":%b,"origin_session":%b,"origin_seq":%b,"checksum_ok":%b,'
             b'"status":%b,"channel":%b}',
             # A receipt of this session's own echo: origin is the session itself (pre-encoded),
-            # the stamp held, no status, no channel.
+            # the stamp held, no channel.
             "receive_own": common + b'receive","seq":%d,"bytes":%d,"latency_ms":%b,%b,'
-            b'"origin_seq":%d,"checksum_ok":true,"status":null,"channel":null}',
+            b'"origin_seq":%d,"checksum_ok":true,"status":%b,"channel":null}',
             "error": common + b'error","error_class":%b,"message":%b,"phase":%b,"seq":%b}',
             "disconnect": common + b'disconnect","by":%b,"code":%b,"reason":%b}',
         }
@@ -203,7 +205,13 @@ class SessionLog:
         self._write("connected", trace, (attempt, _dumps(float(connect_ms))))
 
     def send(
-        self, seq: int, nbytes: int, channel: str | None, expect: Expect, trace: Trace
+        self,
+        seq: int,
+        nbytes: int,
+        channel: str | None,
+        expect: Expect,
+        trace: Trace,
+        late_ms: float | None = None,
     ) -> None:
         # The hot path: _write inlined.
         rec = self._rec
@@ -220,8 +228,12 @@ class SessionLog:
             nbytes,
             _NULL if channel is None else _dumps(channel),
             _EXPECT[expect],
+            _NULL if late_ms is None else _dumps(float(late_ms)),
         )
         self._emit(self.key, data)
+
+    def skipped(self, count: int, late_ms: float, reason: SkipReason, trace: Trace) -> None:
+        self._write("skipped", trace, (count, _dumps(float(late_ms)), _dumps(reason)))
 
     def receive(
         self,
@@ -254,9 +266,12 @@ class SessionLog:
         )
         self._write("receive", trace, fields)
 
-    def receive_own(self, seq: int, nbytes: int, latency_ms: float, trace: Trace) -> None:
-        """``receive(seq=seq, origin=(*who, seq), checksum_ok=True, status=None, channel=None)``:
-        the session's own echo, matched to what it sent (the hot receive path)."""
+    def receive_own(
+        self, seq: int, nbytes: int, latency_ms: float, trace: Trace, status: int | None = None
+    ) -> None:
+        """``receive(seq=seq, origin=(*who, seq), checksum_ok=True, status=status,
+        channel=None)``: the session's own echo, matched to what it sent (the hot receive
+        path; ``status`` is an HTTP answer's)."""
         rec = self._rec
         ts = time.time_ns()
         rec._counter += 1
@@ -272,6 +287,7 @@ class SessionLog:
             _dumps(float(latency_ms)),
             self._origin_json,
             seq,
+            _NULL if status is None else b"%d" % status,
         )
         self._emit(self.key, data)
 

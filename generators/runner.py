@@ -33,7 +33,7 @@ from generators.stats import FOLD_EVERY_S, Counters, GeneratorStats
 from generators.ticker import Ticker
 from schemas.base import new_run_id
 from schemas.events import Protocol as WireProtocol
-from schemas.load import SendStep, SubscribeStep
+from schemas.load import HttpOptions, SendStep, SubscribeStep
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -68,6 +68,9 @@ class GeneratorOptions:
     trace_every: int = 1
     connect_timeout_s: float = 10.0
     drain_s: float = 2.0
+    late_ms: float = 50.0
+    """A send leaving more than this after its scheduled time is recorded as late
+    (``session.send`` ``late_ms``; counted in the live line)."""
     auth_password: str = "aftershock"
     check_fds: bool = True
 
@@ -88,6 +91,8 @@ def validate_plan(profile: LoadProfile, target: Target) -> None:
                 raise PlanError(f"{where}: expect=response is for HTTP targets; use echo")
     if profile.http_mix and target.protocol is not WireProtocol.HTTP:
         raise PlanError("http_mix is set but the target is not HTTP")
+    if profile.http != HttpOptions() and target.protocol is not WireProtocol.HTTP:
+        raise PlanError("http (connect, pipelining) is set but the target is not HTTP")
 
 
 class Generator:
@@ -195,6 +200,7 @@ class Generator:
             connect_timeout_s=opts.connect_timeout_s,
             drain_s=opts.drain_s,
             trace_every=opts.trace_every,
+            late_s=opts.late_ms / 1000,
         )
         if self._stop_requested:
             self.stop(drain=not self._abort)

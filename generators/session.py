@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import random
 import time
 from typing import TYPE_CHECKING
@@ -34,12 +35,12 @@ from schemas.load import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from generators.context import RunContext
     from generators.engines.base import Closed, Connection
     from generators.population import SessionPlan
-    from generators.recorder import Expect
+    from generators.recorder import Expect, SkipReason
     from schemas.load import Backoff, SizeDist
 
 SUBSCRIBE_TIMEOUT_S = 5.0
@@ -409,6 +410,18 @@ class Session:
         conn = self.conn
         if conn is None or self._step is None or ctx.stopping or not conn.is_open:
             return None
+        late_s = now - self._due
+        if conn.busy:
+            # Still waiting for earlier answers: this send cannot leave on time. Skipped and
+            # said so, rather than queued to leave late and be timed as the system's delay.
+            self._skip(1, late_s, "busy")
+            return self._next_due(now)
+        late_ms: float | None = None
+        if late_s > ctx.late_s:
+            late_ms = late_s * 1000
+            ctx.counters.late_sends += 1
+            if late_ms > ctx.counters.max_late_ms:
+                ctx.counters.max_late_ms = late_ms
         seq = self.seq = self.seq + 1
         stamp = self.stamper.stamp(seq, ctx.clock.wall_ns(), self._size())
         channel = self._send_channel
@@ -445,18 +458,36 @@ class Session:
         elif span is not None:
             end_span(ctx, span)
         ctx.counters.sends += 1
-        self.log.send(seq, len(frame), channel, self._send_expect, ids)
+        self.log.send(seq, len(frame), channel, self._send_expect, ids, late_ms)
         if self._remaining is not None:
             self._remaining -= 1
             if self._remaining <= 0:
                 if self._send_done is not None and not self._send_done.done():
                     self._send_done.set_result(None)
                 return None
-        # Keep each session's phase: the next send is due one interval after this one was
-        # due, not after it happened, or sessions delayed by a slow tick would bunch up.
-        due = self._due + self._interval_s
-        self._due = due = due if due > now - 1.0 else now
+        return self._next_due(now)
+
+    def _next_due(self, now: float) -> float:
+        """When the next send is due. Each session keeps its phase: one interval after this
+        one was due, not after it happened, or sessions delayed by a slow tick would bunch
+        up. More than a second behind, the sends missed are skipped (recorded) rather than
+        burst out late."""
+        interval = self._interval_s
+        due = self._due + interval
+        if due <= now - 1.0:
+            # Every send due in [due, now) is missed; the next goes out now.
+            self._skip(math.ceil((now - due) / interval - 1e-9), now - due, "behind")
+            due = now
+        self._due = due
         return due
+
+    def _skip(self, count: int, late_s: float, reason: SkipReason) -> None:
+        counters = self.ctx.counters
+        if reason == "busy":
+            counters.skipped_busy += count
+        else:
+            counters.skipped_behind += count
+        self.log.skipped(count, max(0.0, late_s) * 1000, reason, self.trace)
 
     def unsent(self, seq: int) -> None:
         """The outbox could not write ``seq`` (its connection closed after :meth:`fire` queued
@@ -475,6 +506,21 @@ class Session:
         self._maybe_drained()
 
     def on_timeout(self, seq: int) -> None:
+        if seq not in self.pending:
+            return
+        conn = self.conn
+        unwritten: Sequence[int] = ()
+        if conn is not None:
+            was_open = conn.is_open
+            unwritten = conn.expire(seq)
+            if was_open and not conn.is_open:
+                # The engine ended the connection over the overdue answer (HTTP/1.1).
+                self._drop_connection(conn)
+        for never in unwritten:
+            # Queued behind the overdue answer and never written: not a timeout of its own.
+            self._unwritten(never)
+        if seq in unwritten:
+            return
         ids = self._give_up(seq, "timeout")
         if ids is None:
             return
@@ -492,6 +538,28 @@ class Session:
             seq,
         )
         self._maybe_drained()
+
+    def _unwritten(self, seq: int) -> None:
+        ids = self._give_up(seq, "not sent")
+        if ids is None:
+            return
+        self.ctx.counters.errors += 1
+        self.log.error(
+            "NotSent",
+            f"seq {seq} was never written: it waited behind an answer, and the connection ended",
+            "send",
+            ids,
+            seq,
+        )
+        self._maybe_drained()
+
+    def _drop_connection(self, conn: Connection) -> None:
+        """``conn`` was closed by its engine, not by the script: the session reconnects."""
+        self.conn = None
+        self.ctx.ticker.cancel(self)
+        self.log.disconnect("client", None, "closed after a timeout", self.trace)
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
 
     def _give_up(self, seq: int, why: str) -> Trace | None:
         """Stop waiting for an answer to ``seq``: its round-trip span ends as an error
@@ -513,11 +581,13 @@ class Session:
 
     def on_message(self, data: str, status: int | None, seq: int | None) -> None:
         ctx = self.ctx
-        if status is None:
+        if status is None or (status < 400 and seq is not None):
             # An echo equal to a frame this session sent is that message, unaltered: matched
-            # by equality, without decoding the frame or checking its MAC.
-            sent_seq = self._sent.pop(data, None)
-            if sent_seq is not None:
+            # by equality, without decoding the frame or checking its MAC. (An HTTP answer
+            # is the echo of the very request it answers, or goes the general way.)
+            sent_seq = self._sent.get(data)
+            if sent_seq is not None and (status is None or sent_seq == seq):
+                del self._sent[data]
                 # This session's own echo: origin is the session itself, the MAC holds by
                 # construction. Same counters and event as the general path below records
                 # for it (the hot receive path, inlined).
@@ -530,7 +600,7 @@ class Session:
                     end_span(ctx, span)
                 if self._drain is not None:
                     self._maybe_drained()
-                self.log.receive_own(sent_seq, len(data), rtt_ms, ids)
+                self.log.receive_own(sent_seq, len(data), rtt_ms, ids, status)
                 return
         msg = ctx.codec.decode(data)
         op = msg.op
@@ -604,9 +674,17 @@ class Session:
         if self._active:
             self._active = False
             ctx.counters.active -= 1
+        for never in closed.unwritten:
+            self._unwritten(never)
         if closed.by == "client":
             return
         self.conn = None
+        if closed.idle:
+            # A keep-alive connection the server ended between requests: reconnect, quietly.
+            self.log.disconnect(closed.by, closed.code, closed.reason, self.trace)
+            if self._lost is not None and not self._lost.done():
+                self._lost.set_result(None)
+            return
         self.errors += 1
         ctx.counters.errors += 1
         what = "ServerClosed" if closed.by == "server" else "ConnectionLost"

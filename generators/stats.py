@@ -20,11 +20,15 @@ class Counters:
         "connects",
         "cross_tenant",
         "errors",
+        "late_sends",
         "latencies_ms",
         "latency",
+        "max_late_ms",
         "receives",
         "reconnects",
         "sends",
+        "skipped_behind",
+        "skipped_busy",
         "started",
         "timeouts",
     )
@@ -41,6 +45,13 @@ class Counters:
         self.timeouts = 0
         self.cross_tenant = 0
         self.checksum_failures = 0
+        self.late_sends = 0
+        """Sends that left more than the lateness threshold after their scheduled time."""
+        self.max_late_ms = 0.0
+        self.skipped_behind = 0
+        """Sends the generator dropped, more than a second behind its schedule."""
+        self.skipped_busy = 0
+        """Sends skipped because the connection was still waiting for earlier answers."""
         self.latencies_ms: list[float] = []
         """Round trips (ms) not yet in :attr:`latency`. Sessions append here, one C call per
         receipt; :meth:`fold_latencies` empties it into the sketch."""
@@ -76,6 +87,10 @@ class Counters:
             timeouts=self.timeouts,
             cross_tenant=self.cross_tenant,
             checksum_failures=self.checksum_failures,
+            late_sends=self.late_sends,
+            max_late_ms=self.max_late_ms,
+            skipped_behind=self.skipped_behind,
+            skipped_busy=self.skipped_busy,
             round_trips=lat.count,
             p50_ms=p50,
             p99_ms=p99,
@@ -98,6 +113,10 @@ class GeneratorStats:
     timeouts: int
     cross_tenant: int
     checksum_failures: int
+    late_sends: int
+    max_late_ms: float
+    skipped_behind: int
+    skipped_busy: int
     round_trips: int
     p50_ms: float | None
     p99_ms: float | None
@@ -111,6 +130,11 @@ class GeneratorStats:
         attempts = self.sends + self.connects + self.connect_failures
         return min(1.0, self.errors / attempts) if attempts else 0.0
 
+    @property
+    def fell_behind(self) -> bool:
+        """The generator did not keep to its schedule: sends left late or were dropped."""
+        return bool(self.late_sends or self.skipped_behind)
+
     def line(self) -> str:
         p99 = f"{self.p99_ms:.1f}" if self.p99_ms is not None else "-"
         p50 = f"{self.p50_ms:.1f}" if self.p50_ms is not None else "-"
@@ -119,4 +143,11 @@ class GeneratorStats:
             f"fail={self.connect_failures} sends={self.sends} recv={self.receives} "
             f"err={self.errors} timeouts={self.timeouts} xtenant={self.cross_tenant} "
             f"corrupt={self.checksum_failures} p50={p50}ms p99={p99}ms events={self.events}"
+            + (f" busy-skipped={self.skipped_busy}" if self.skipped_busy else "")
+            + (
+                f" GENERATOR BEHIND: late={self.late_sends} (max {self.max_late_ms:.0f}ms) "
+                f"skipped={self.skipped_behind}"
+                if self.fell_behind
+                else ""
+            )
         )

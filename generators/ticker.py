@@ -16,7 +16,9 @@ collector's oldest generation growing, and its full collections were the latency
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import socket
 from collections import deque
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Protocol
@@ -71,6 +73,10 @@ class Ticker:
         self._timer: Cancellable | None = None
         self._armed = -1
         """The tick the timer is set for (-1: none)."""
+        self._read_at = -math.inf
+        """A time by which everything that had arrived on the sockets was read (see
+        :meth:`run`)."""
+        self._marking = False
 
     def schedule(self, item: Tickable, at: float) -> None:
         """Fire ``item`` at ``at`` (or the next tick); an earlier schedule of it is dropped."""
@@ -102,17 +108,20 @@ class Ticker:
         if self._armed < 0:  # never within a tick (the timer is set then): not per message
             self._arm(self._tick_of(sent_at + timeout_s))
 
-    def run_due(self, now: float, through: float | None = None) -> None:
+    def run_due(
+        self, now: float, through: float | None = None, judged: float | None = None
+    ) -> None:
         """Fire everything due by ``now`` (or by ``through``, a tick time at most
-        :data:`EARLY_S` ahead); exposed for tests that drive time by hand. Items fire with
-        ``now``, the time it really is."""
+        :data:`EARLY_S` ahead), and time out the expectations whose deadline is at most
+        ``judged`` (default ``now``); exposed for tests that drive time by hand. Items fire
+        with ``now``, the time it really is."""
         # The epsilon keeps a tick whose deadline is exactly now from rounding down to the
         # previous one (which would re-arm the same deadline forever on a fake clock).
         upto = now if through is None or through < now else through
         current = math.floor((upto - self._t0) / self._tick_s + 1e-9)
         wheel = self._wheel
         t0, tick_s, ceil = self._t0, self._tick_s, math.ceil
-        fired = False
+        flush = self._flush
         ticks = self._ticks
         while ticks and ticks[0] <= current:
             tick = heappop(ticks)
@@ -120,7 +129,6 @@ class Ticker:
             if not bucket:
                 continue
             self._done_tick = tick
-            fired = True
             for item in bucket:
                 if item.due_tick != tick:
                     continue
@@ -138,13 +146,17 @@ class Ticker:
                         heappush(ticks, at)
                     else:
                         later.append(item)
+            # Each tick's sends are written before the next tick fires (a loop running behind
+            # catches up several ticks here): an item firing again sees its connection as the
+            # previous send left it.
+            if flush is not None:
+                flush()
         self._done_tick = max(self._done_tick, current)
-        if fired and self._flush is not None:
-            self._flush()
+        upto = now if judged is None else judged
         for fifo in self._expiries.values():
             deadlines = fifo.deadlines
             items, seqs = fifo.items, fifo.seqs
-            while deadlines and deadlines[0] <= now:
+            while deadlines and deadlines[0] <= upto:
                 deadlines.popleft()
                 item = items.popleft()
                 seq = seqs.popleft()
@@ -158,16 +170,43 @@ class Ticker:
         A tick is a timer callback that does the tick's work and sets the timer for the next
         tick with something in it (none if there is nothing: :meth:`schedule` sets it then).
         A coroutine sleeping between ticks cost a future, a timer and a task step per tick, and
-        one more pass of the event loop (an ``epoll_pwait`` and a ``getpid``) to run the step."""
-        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        one more pass of the event loop (an ``epoll_pwait`` and a ``getpid``) to run the step.
+
+        A tick times out only the expectations whose deadline had passed by :attr:`_read_at`,
+        a time by which the loop has read everything that had arrived on its sockets. A tick
+        writes a byte into a socket pair of its own and notes when; the loop reads it in a
+        pass over the sockets that were ready by then (the byte was written after anything
+        that had arrived before), and its reader sets :attr:`_read_at` to that time. A loop
+        running behind (the generator overloaded) runs due timers with answers still unread
+        in the kernel, and may run several overdue timers before it next polls: judging up to
+        ``now`` there recorded the generator's own delay as the system's timeout. A deadline
+        is judged a tick or so after it passed (the ticker keeps ticking for it)."""
+        loop = asyncio.get_running_loop()
+        failed: asyncio.Future[None] = loop.create_future()
         clock = self._clock
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        marked_at = -math.inf
+
+        def read() -> None:
+            with contextlib.suppress(BlockingIOError):
+                reader.recv(64)
+            self._marking = False
+            self._read_at = marked_at
 
         def tick() -> None:
+            nonlocal marked_at
             try:
                 now = clock.monotonic()
                 deadline = self._t0 + self._armed * self._tick_s
                 if deadline - now <= EARLY_S:
-                    self.run_due(now, deadline)  # _armed stays set: expect() arms nothing
+                    # _armed stays set: expect() arms nothing
+                    self.run_due(now, deadline, judged=self._read_at)
+                if not self._marking:
+                    self._marking = True
+                    marked_at = now
+                    writer.send(b"\0")
                 self._armed, self._timer = -1, None
                 nxt = self._next_tick()
                 if nxt >= 0:
@@ -177,12 +216,17 @@ class Ticker:
                     failed.set_exception(exc)
 
         self._on_timer = tick
+        loop.add_reader(reader.fileno(), read)
         nxt = self._next_tick()
         if nxt >= 0:
             self._arm(nxt)
         try:
             await failed
         finally:
+            loop.remove_reader(reader.fileno())
+            reader.close()
+            writer.close()
+            self._marking = False
             self._on_timer = None
             if self._timer is not None:
                 self._timer.cancel()

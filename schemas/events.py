@@ -47,11 +47,30 @@ class Connected(SessionEventBase):
 
 
 class Send(SessionEventBase):
+    """A message left. ``late_ms`` is set when it left later than its schedule said by more
+    than the generator's lateness threshold (the generator itself was behind): it is how late,
+    and the round trip of such a send is timed from when it really left."""
+
     kind: Literal["session.send"] = "session.send"
     seq: int = Field(ge=0)
     bytes: int = Field(ge=0)
     channel: str | None = None
     expect: Literal["echo", "broadcast", "response", "none"] = "echo"
+    late_ms: float | None = Field(default=None, ge=0)
+
+
+class SendSkipped(SessionEventBase):
+    """Sends the schedule asked for that the generator did not make: ``count`` of them, the
+    first due ``late_ms`` before this event. ``reason``: ``behind`` (the generator fell more than
+    a second behind its schedule, and dropped the sends it missed rather than burst them),
+    ``busy`` (the connection was still waiting for an earlier answer: an HTTP/1.1 connection
+    carries one request at a time, or ``pipelining`` of them). Nothing was sent, so nothing
+    about the system under test can be read from them."""
+
+    kind: Literal["session.skipped"] = "session.skipped"
+    count: int = Field(ge=1)
+    late_ms: float = Field(ge=0)
+    reason: Literal["behind", "busy"]
 
 
 class Receive(SessionEventBase):
@@ -219,7 +238,7 @@ class ExperimentEnded(EventBase):
     deviated: bool = False
 
 
-SessionEvent = ConnectStart | Connected | Send | Receive | SessionError | Disconnect
+SessionEvent = ConnectStart | Connected | Send | SendSkipped | Receive | SessionError | Disconnect
 FaultEvent = (
     ProxyCreated
     | ProxyDeleted
@@ -251,6 +270,7 @@ EVENT_TYPES: tuple[type[EventBase], ...] = (
     ConnectStart,
     Connected,
     Send,
+    SendSkipped,
     Receive,
     SessionError,
     Disconnect,

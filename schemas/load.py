@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from schemas.base import Frozen, Identifier
 
@@ -130,12 +130,47 @@ DEFAULT_SCRIPT: tuple[ScriptStep, ...] = (
 )
 
 
+RequestPath = Annotated[str, StringConstraints(pattern=r"^/[\x21-\x7e]*$", max_length=2000)]
+"""An origin-form request target (``/path?query``): it goes into the request line as it is, so
+printable ASCII without spaces (percent-encode anything else)."""
+
+
 class HttpRequestSpec(Frozen):
     name: Identifier
     method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"] = "GET"
-    path: str = "/"
+    path: RequestPath = "/"
     weight: float = Field(default=1.0, gt=0)
     body_size: SizeDist | None = None
+
+
+class TcpConnect(Frozen):
+    """An HTTP session's connect step opens its keep-alive TCP connection and sends nothing."""
+
+    mode: Literal["tcp"] = "tcp"
+
+
+class RequestConnect(Frozen):
+    """An HTTP session's connect step opens its keep-alive connection and sends this request;
+    the session is connected once the answer arrives (with a status in ``expect_status``,
+    when that is given)."""
+
+    mode: Literal["request"] = "request"
+    method: Literal["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] = "GET"
+    path: RequestPath = "/"
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list)
+    """Statuses that count as connected; empty: any answer does."""
+
+
+HttpConnect = Annotated[TcpConnect | RequestConnect, Field(discriminator="mode")]
+
+
+class HttpOptions(Frozen):
+    """How the HTTP engine talks to an HTTP target (HTTP/1.1 only)."""
+
+    connect: HttpConnect = Field(default_factory=TcpConnect)
+    pipelining: int = Field(default=1, ge=1, le=64)
+    """Requests one connection may have in flight: 1 is plain keep-alive (the next request
+    waits for the answer); above 1 is HTTP/1.1 pipelining, which the server must support."""
 
 
 class StabilitySearch(Frozen):
@@ -174,6 +209,8 @@ class LoadProfile(Frozen):
     reconnect: Backoff = Field(default_factory=Backoff)
     auth: AuthFlow | None = None
     http_mix: list[HttpRequestSpec] = Field(default_factory=list)
+    http: HttpOptions = Field(default_factory=HttpOptions)
+    """Connect step and pipelining of the HTTP engine (HTTP targets only)."""
     framing: Literal["line", "length_prefixed"] = "line"
     """Raw TCP message framing."""
     seed: int | None = None

@@ -68,6 +68,13 @@ class Send(SessionEventBase, frozen=True, tag="session.send"):
     bytes: _NonNegInt
     channel: str | None
     expect: Literal["echo", "broadcast", "response", "none"]
+    late_ms: _NonNegFloat | None
+
+
+class SendSkipped(SessionEventBase, frozen=True, tag="session.skipped"):
+    count: Annotated[int, Meta(ge=1)]
+    late_ms: _NonNegFloat
+    reason: Literal["behind", "busy"]
 
 
 class Receive(SessionEventBase, frozen=True, tag="session.receive"):
@@ -96,7 +103,7 @@ class Disconnect(SessionEventBase, frozen=True, tag="session.disconnect"):
     reason: str
 
 
-SessionEvent = ConnectStart | Connected | Send | Receive | SessionError | Disconnect
+SessionEvent = ConnectStart | Connected | Send | SendSkipped | Receive | SessionError | Disconnect
 if TYPE_CHECKING:
     Fed = Event | SessionEvent
     """What the analyzer folds: session events in their analysis form, the rest as the
@@ -106,6 +113,7 @@ PAIRS: tuple[tuple[type[pyd.SessionEventBase], type[SessionEvent]], ...] = (
     (pyd.ConnectStart, ConnectStart),
     (pyd.Connected, Connected),
     (pyd.Send, Send),
+    (pyd.SendSkipped, SendSkipped),
     (pyd.Receive, Receive),
     (pyd.SessionError, SessionError),
     (pyd.Disconnect, Disconnect),

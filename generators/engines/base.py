@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from schemas.events import Protocol as WireProtocol
 
@@ -25,6 +25,11 @@ class Closed(NamedTuple):
     by: ClosedBy
     code: int | None
     reason: str
+    idle: bool = False
+    """The server ended it with nothing outstanding, as its protocol allows (an HTTP server
+    closing an idle keep-alive connection): not a failure."""
+    unwritten: tuple[int, ...] = ()
+    """Seqs that were queued on the connection and never written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,18 @@ class Connection(Protocol):
 
     def set_header(self, name: str, value: str) -> None:
         """Change a header used on later requests (HTTP); no-op for streaming protocols."""
+
+    @property
+    def busy(self) -> bool:
+        """True while a message sent now could not leave on time: an HTTP/1.1 connection with
+        its requests in flight and one more already waiting. Streaming connections never are."""
+
+    def expire(self, seq: int) -> Sequence[int]:
+        """The answer to ``seq`` is overdue and no longer awaited. Returns the seqs this gives
+        up that never left (``seq`` among them if it was still waiting to be written).
+
+        Streaming connections do nothing. An HTTP/1.1 connection closes (as HTTP clients do on
+        a timeout): the requests queued behind the lost answer are given up unwritten."""
 
     async def close(self, code: int = 1000) -> None:
         """Close politely within a bounded time, then hard. Idempotent."""

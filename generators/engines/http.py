@@ -1,107 +1,337 @@
-"""HTTP engine: one keep-alive connection per session, requests drawn from a weighted mix.
+"""HTTP/1.1 engine: keep-alive connections on an asyncio protocol, responses parsed in C.
 
-``send`` queues a request; one worker per connection sends them in order over the kept-alive
-connection (as a browser tab or API client would) and reports each response as a message with
-its status and the ``seq`` it answers.
+One connection per session, kept alive. A request is written as soon as the connection has room
+for it (the outbox calls :meth:`_HttpConnection.send` once per tick for all sessions): with
+``pipelining: 1``, when the previous answer is in; one more may wait, and leaves the moment that
+answer arrives. HTTP/1.1 answers in the order it was asked, so the seqs of the requests in flight
+sit in a FIFO and each complete response (parsed by ``httptools``, i.e. llhttp) is the oldest
+one's: no task, future or timer per request. Timeouts are the ticker's: the session calls
+:meth:`_HttpConnection.expire` for an overdue answer, and the connection closes, as HTTP clients
+do, since every answer behind the lost one would be late too.
+
+What a session's connect step does is the profile's choice (``http.connect``): open the TCP
+connection only, or also send one request and wait for its answer. Plain ``http`` targets only:
+HTTP/2 and TLS session resumption are not spoken; ``secure`` targets get TLS with the system's
+trust store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import ssl
+from bisect import bisect
 from collections import deque
-from typing import TYPE_CHECKING
+from itertools import accumulate
+from typing import TYPE_CHECKING, cast
 
-import httpx
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from generators.engines.base import Closed, Connection, Endpoint, MessageHandler
-from generators.errors import ConnectError, ConnectionLost
+from generators.errors import ConnectError, ConnectionLost, HandshakeError
 from schemas.events import Protocol as WireProtocol
-from schemas.load import HttpRequestSpec
+from schemas.load import HttpOptions, HttpRequestSpec, RequestConnect
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_CONNECT_SEQ = -1
+"""The seq of a connect request in the FIFO: its answer completes the connect, it is not a
+message of the session."""
+_HOP_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding"})
+"""Headers the engine writes itself."""
 
 
-class _HttpConnection:
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        handler: MessageHandler,
-        mix: Sequence[HttpRequestSpec],
-        rng: random.Random,
-    ) -> None:
-        self._client = client
-        self._handler = handler
-        self._mix = list(mix)
-        self._weights = [m.weight for m in mix]
+def _text(body: bytes) -> str:
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        return body.decode(errors="replace")
+
+
+class _Mix:
+    """The weighted request mix, each request line and header block pre-encoded."""
+
+    __slots__ = ("_cum", "_heads", "_rng", "_single", "_total", "_with_body", "methods")
+
+    def __init__(self, mix: Sequence[HttpRequestSpec], rng: random.Random) -> None:
+        self.methods = [(m.method, m.path) for m in mix]
+        self._with_body = [m.method in _BODY_METHODS for m in mix]
+        self._cum = list(accumulate(m.weight for m in mix))
+        self._total = self._cum[-1]
+        self._single = len(mix) == 1
         self._rng = rng
-        self._queue: deque[tuple[str, int, str | None]] = deque()
-        self._wake = asyncio.Event()
+        self._heads: list[bytes] = []
+
+    def set_headers(self, host: str, headers: Mapping[str, str]) -> None:
+        """Raises ``ValueError`` for a header that would break the request's framing."""
+        for name, value in headers.items():
+            if any(c in name or c in value for c in "\r\n\x00") or ":" in name:
+                raise ValueError(f"header {name!r} cannot be sent: it has a line break or NUL")
+        block = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self._heads = [
+            f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{block}".encode()
+            for method, path in self.methods
+        ]
+
+    def request(self, data: str, traceparent: str | None) -> bytes:
+        """One request of the mix; a method with a body carries ``data`` (the stamp)."""
+        i = 0 if self._single else bisect(self._cum, self._rng.random() * self._total)
+        head = self._heads[i]
+        tp = b"" if traceparent is None else b"traceparent: %s\r\n" % traceparent.encode()
+        if self._with_body[i]:
+            body = data.encode()
+            return (
+                b"%s%bcontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n%b"
+                % (
+                    head,
+                    tp,
+                    len(body),
+                    body,
+                )
+            )
+        return head + tp + b"\r\n"
+
+
+class _HttpConnection(asyncio.Protocol):
+    """One keep-alive connection: an asyncio protocol feeding llhttp, and the session's
+    :class:`~generators.engines.base.Connection`."""
+
+    __slots__ = (
+        "_answered",
+        "_body",
+        "_bye",
+        "_depth",
+        "_handler",
+        "_headers",
+        "_host",
+        "_inflight",
+        "_lost",
+        "_mix",
+        "_open",
+        "_parser",
+        "_transport",
+        "_waiting",
+        "_we_closed",
+    )
+
+    def __init__(self, mix: _Mix, host: str, headers: dict[str, str], depth: int) -> None:
+        self._handler: MessageHandler = _Silent()
+        """Silent until the connect completes (a failed connect raises instead)."""
+        self._mix = mix
+        self._host = host
+        self._headers = headers
+        mix.set_headers(host, headers)
+        self._depth = depth
+        self._parser = HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._inflight: deque[int] = deque()
+        """Seqs of the requests written and not yet answered, oldest first."""
+        self._waiting: tuple[bytes, int] | None = None
+        """A request queued while the connection was full; written when an answer frees room."""
+        self._body: list[bytes] = []
+        self._open = False
+        self._we_closed = False
+        self._bye = False
+        """The server said ``Connection: close`` (or spoke HTTP/1.0): it ends after this answer."""
+        self._answered: asyncio.Future[int] | None = None
+        """While a connect request is out: its answer's status."""
+        self._lost = asyncio.get_running_loop().create_future()
+
+    # asyncio.Protocol -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses; both write and close.
+        self._transport = cast("asyncio.Transport", transport)
         self._open = True
-        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade:
+            self._fail("the server switched protocols")
+        except HttpParserError as exc:
+            self._fail(f"malformed response: {exc}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._open = False
+        if not self._lost.done():
+            self._lost.set_result(None)
+        answered = self._answered
+        if answered is not None and not answered.done():
+            answered.set_exception(ConnectionLost("closed before the connect request's answer"))
+        unwritten = () if self._waiting is None else (self._waiting[1],)
+        self._waiting = None
+        if self._we_closed:
+            closed = Closed("client", None, "", unwritten=unwritten)
+        elif exc is not None:
+            closed = Closed("error", None, f"{type(exc).__name__}: {exc}", unwritten=unwritten)
+        elif not self._inflight and not unwritten:
+            # Ending a keep-alive connection between requests is the server's right (idle
+            # timeout, Connection: close): nothing was lost.
+            closed = Closed("server", None, "keep-alive connection closed by the server", True)
+        else:
+            why = "connection closed with answers outstanding"
+            closed = Closed("server", None, why, unwritten=unwritten)
+        self._handler.on_closed(closed)
+
+    # httptools callbacks ---------------------------------------------------------------------
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        parts = self._body
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._body = []
+        status = parser.get_status_code()
+        if status < 200:
+            return  # interim (100 Continue, 103 Early Hints): the answer is still to come
+        if not parser.should_keep_alive():
+            self._bye = True
+        if not self._inflight:
+            self._fail("an answer to no request")
+            return
+        seq = self._inflight.popleft()
+        if seq == _CONNECT_SEQ:
+            if self._answered is not None and not self._answered.done():
+                self._answered.set_result(status)
+        else:
+            # The one place an answer is handed over, matched to its request's seq; the session
+            # records it and ends the round trip's span (Session.on_message).
+            self._handler.on_message(_text(body), status, seq)
+        waiting = self._waiting
+        if waiting is not None and self._open and not self._bye:
+            self._waiting = None
+            self._write(waiting[0], waiting[1])
+        if self._bye and not self._inflight and self._transport is not None:
+            # The server's wish (Connection: close), not the session's: reported as the
+            # server's ending of the connection.
+            self._transport.close()
+
+    # Connection ------------------------------------------------------------------------------
 
     @property
     def is_open(self) -> bool:
-        return self._open
+        return self._open and not self._bye
+
+    @property
+    def busy(self) -> bool:
+        return len(self._inflight) >= self._depth and self._waiting is not None
 
     def send(self, data: str, seq: int, traceparent: str | None = None) -> None:
-        if not self._open:
-            raise ConnectionLost("HTTP client is closed")
-        self._queue.append((data, seq, traceparent))
-        self._wake.set()
+        if not self._open or self._bye:
+            raise ConnectionLost("HTTP connection is closed")
+        request = self._mix.request(data, traceparent)
+        if len(self._inflight) < self._depth:
+            self._write(request, seq)
+        elif self._waiting is None:
+            self._waiting = (request, seq)
+        else:
+            raise ConnectionLost("HTTP connection is full")
+
+    def _write(self, request: bytes, seq: int) -> None:
+        """The one place a request goes on the wire (its span was started by the session's
+        send; the method and path are those of the mix entry ``_Mix.request`` drew)."""
+        assert self._transport is not None
+        self._inflight.append(seq)
+        self._transport.write(request)
 
     def set_header(self, name: str, value: str) -> None:
-        self._client.headers[name] = value
-
-    async def _run(self) -> None:
-        closed = Closed("client", None, "")
+        for key in [k for k in self._headers if k.lower() == name.lower()]:
+            del self._headers[key]
+        self._headers[name] = value
         try:
-            while True:
-                while not self._queue:
-                    self._wake.clear()
-                    await self._wake.wait()
-                data, seq, traceparent = self._queue.popleft()
-                spec = self._rng.choices(self._mix, self._weights)[0]
-                body = data.encode() if spec.method in _BODY_METHODS else None
-                headers = {"traceparent": traceparent} if traceparent else None
-                try:
-                    resp = await self._client.request(
-                        spec.method, spec.path, content=body, headers=headers
-                    )
-                except httpx.HTTPError as exc:
-                    closed = Closed("error", None, f"{type(exc).__name__}: {exc}")
-                    return
-                self._handler.on_message(resp.text, resp.status_code, seq)
-        finally:
-            self._open = False
-            self._handler.on_closed(closed)
+            self._mix.set_headers(self._host, self._headers)
+        except ValueError as exc:
+            self._fail(str(exc))
+
+    def expire(self, seq: int) -> list[int]:
+        waiting = self._waiting
+        if waiting is not None and waiting[1] == seq:
+            self._waiting = None
+            return [seq]
+        if seq not in self._inflight:
+            return []
+        self._waiting = None
+        self._close_transport(abort=True)
+        return [] if waiting is None else [waiting[1]]
 
     async def close(self, code: int = 1000) -> None:
-        if self._worker.done():
-            await self._client.aclose()
+        if self._transport is None:
             return
+        self._close_transport(abort=False)
+        await self._lost
+
+    def _close_transport(self, *, abort: bool) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        self._we_closed = True
         self._open = False
-        self._worker.cancel()
+        if abort:
+            self._transport.abort()
+        else:
+            self._transport.close()
+
+    def _fail(self, why: str) -> None:
+        """The server broke the protocol: end the connection as an error."""
+        self._open = False
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.abort()
+        if not self._lost.done():
+            # Reported here, with why; connection_lost (which follows) reports nothing.
+            unwritten = () if self._waiting is None else (self._waiting[1],)
+            self._waiting = None
+            self._handler.on_closed(Closed("error", None, why, unwritten=unwritten))
+            self._handler = _Silent()
+
+    # connect ---------------------------------------------------------------------------------
+
+    async def request_connect(self, spec: RequestConnect, headers: Mapping[str, str]) -> int:
+        """Send the connect request (with ``headers``) and wait for its answer's status."""
+        assert self._transport is not None
+        self._answered = asyncio.get_running_loop().create_future()
+        block = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        length = "content-length: 0\r\n" if spec.method in _BODY_METHODS else ""
+        self._inflight.append(_CONNECT_SEQ)
+        line = f"{spec.method} {spec.path} HTTP/1.1\r\nHost: {self._host}\r\n"
+        self._transport.write(f"{line}{block}{length}\r\n".encode())
         try:
-            await self._worker
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+            return await self._answered
         finally:
-            await self._client.aclose()
+            self._answered = None
+
+    def attach(self, handler: MessageHandler) -> None:
+        """The connect is done: answers and the end of the connection go to ``handler``."""
+        self._handler = handler
+
+
+class _Silent:
+    """The handler of a connection already reported as ended."""
+
+    def on_message(self, data: str, status: int | None, seq: int | None) -> None:
+        return None
+
+    def on_closed(self, closed: Closed) -> None:
+        return None
 
 
 class HttpEngine:
     name = "http"
     protocol = WireProtocol.HTTP
 
-    def __init__(self, mix: Sequence[HttpRequestSpec] = (), seed: int | None = None) -> None:
+    def __init__(
+        self,
+        mix: Sequence[HttpRequestSpec] = (),
+        seed: int | None = None,
+        options: HttpOptions | None = None,
+    ) -> None:
         self._mix = list(mix)
         self._rng = random.Random(seed)
+        self._options = options or HttpOptions()
+        self._tls: ssl.SSLContext | None = None
 
     async def connect(
         self,
@@ -110,22 +340,50 @@ class HttpEngine:
         headers: Mapping[str, str],
         timeout_s: float,
     ) -> Connection:
-        base = Endpoint(endpoint.host, endpoint.port, "", endpoint.secure).url(
+        opts = self._options
+        host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+        authority = f"{host}:{endpoint.port}"
+        url = Endpoint(endpoint.host, endpoint.port, "", endpoint.secure).url(
             "https" if endpoint.secure else "http"
         )
         mix = self._mix or [HttpRequestSpec(name="echo", method="POST", path=endpoint.path)]
-        client = httpx.AsyncClient(
-            base_url=base,
-            headers=dict(headers),
-            timeout=timeout_s,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        )
-        try:
-            # Opening the keep-alive connection is the "connect" of an HTTP session; any
-            # response at all means the server is reachable.
-            await client.get("/")
-        except httpx.HTTPError as exc:
-            await client.aclose()
-            raise ConnectError(f"connect to {base} failed: {exc}") from exc
+        own = {k: v for k, v in headers.items() if k.lower() not in _HOP_HEADERS}
+        # The connect's trace context goes with the connect request only; each round trip
+        # carries its own traceparent.
+        connect_headers = dict(own)
+        for name in ("traceparent", "tracestate"):
+            own.pop(name, None)
         rng = random.Random(self._rng.random())
-        return _HttpConnection(client, handler, mix, rng)
+        if endpoint.secure and self._tls is None:
+            self._tls = ssl.create_default_context()
+        loop = asyncio.get_running_loop()
+        try:
+            conn = _HttpConnection(_Mix(mix, rng), authority, own, opts.pipelining)
+        except ValueError as exc:
+            raise ConnectError(f"connect to {url}: {exc}") from exc
+        try:
+            async with asyncio.timeout(timeout_s):
+                await loop.create_connection(
+                    lambda: conn,
+                    endpoint.host,
+                    endpoint.port,
+                    ssl=self._tls if endpoint.secure else None,
+                )
+                spec = opts.connect
+                if isinstance(spec, RequestConnect):
+                    status = await conn.request_connect(spec, connect_headers)
+                    if spec.expect_status and status not in spec.expect_status:
+                        await conn.close()
+                        raise HandshakeError(
+                            f"connect request {spec.method} {spec.path} to {url} was "
+                            f"answered {status}, not one of {spec.expect_status}",
+                            status,
+                        )
+        except TimeoutError as exc:
+            conn._close_transport(abort=True)
+            raise ConnectError(f"connect to {url} timed out") from exc
+        except (OSError, ConnectionLost) as exc:
+            conn._close_transport(abort=True)
+            raise ConnectError(f"connect to {url} failed: {exc}") from exc
+        conn.attach(handler)
+        return conn

@@ -118,6 +118,13 @@ class _PicowsConnection:
     def set_header(self, name: str, value: str) -> None:
         return None
 
+    @property
+    def busy(self) -> bool:
+        return False
+
+    def expire(self, seq: int) -> tuple[int, ...]:
+        return ()
+
     async def close(self, code: int = 1000) -> None:
         listener = self._listener
         if listener.we_closed or self._transport.is_disconnected:

@@ -39,7 +39,7 @@ def engine_for(
     if chosen == "http":
         if protocol is not WireProtocol.HTTP:
             raise PlanError(f"engine 'http' cannot reach a {protocol.value} target")
-        return HttpEngine(profile.http_mix, seed=profile.seed)
+        return HttpEngine(profile.http_mix, seed=profile.seed, options=profile.http)
     if protocol is not WireProtocol.TCP:
         raise PlanError(f"engine 'tcp' cannot reach a {protocol.value} target")
     return TcpEngine(framing=profile.framing)

@@ -90,6 +90,13 @@ class _TcpConnection(asyncio.Protocol):
     def set_header(self, name: str, value: str) -> None:
         return None
 
+    @property
+    def busy(self) -> bool:
+        return False
+
+    def expire(self, seq: int) -> tuple[int, ...]:
+        return ()
+
     async def close(self, code: int = 1000) -> None:
         if self._closed.done() or self._transport is None:
             return

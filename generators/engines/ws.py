@@ -162,6 +162,13 @@ class _WsConnection(asyncio.Protocol):
     def set_header(self, name: str, value: str) -> None:
         return None
 
+    @property
+    def busy(self) -> bool:
+        return False
+
+    def expire(self, seq: int) -> tuple[int, ...]:
+        return ()
+
     async def close(self, code: int = 1000) -> None:
         if self._closed.done():
             return

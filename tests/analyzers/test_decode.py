@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from analyzers.core.events import PAIRS, analysis_form
 from analyzers.decode import decode_record, fast_decode
 from analyzers.synth import synthetic_events
+from schemas.base import SCHEMA_VERSION
 from spine.errors import DecodeError
 from spine.eventlog import codec
 
@@ -45,6 +46,12 @@ OWN: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "bytes": NAT,
         "channel": _opt(st.text(max_size=8)),
         "expect": st.sampled_from(["echo", "broadcast", "response", "none"]),
+        "late_ms": _opt(POS_FLOAT | st.integers(min_value=0, max_value=10**6)),
+    },
+    "session.skipped": {
+        "count": st.integers(min_value=1, max_value=2**40),
+        "late_ms": POS_FLOAT | st.integers(min_value=0, max_value=10**6),
+        "reason": st.sampled_from(["behind", "busy"]),
     },
     "session.receive": {
         "seq": _opt(NAT),
@@ -211,7 +218,7 @@ def test_byte_level_edge_cases(payload: bytes) -> None:
 @pytest.mark.parametrize(
     ("name", "version"),
     [
-        (codec.HEADER_SCHEMA, b"2"),
+        (codec.HEADER_SCHEMA, b"%d" % (SCHEMA_VERSION + 1)),
         (codec.HEADER_SCHEMA, b"01"),
         (codec.HEADER_FORMAT, b"x"),
         (codec.HEADER_FORMAT, b"0"),

@@ -6,6 +6,7 @@ import orjson
 import pytest
 import zstandard
 
+from schemas.base import SCHEMA_VERSION
 from schemas.events import EVENT_TYPES, EventAdapter, Send
 from spine.errors import DecodeError
 from spine.eventlog import codec
@@ -36,7 +37,7 @@ def test_headers_name_codec_schema_and_count() -> None:
     env = codec.encode_envelope("exp/gw/acme", events)
     h = _headers(env)
     assert h[codec.HEADER_CODEC] == b"zstd"
-    assert h[codec.HEADER_SCHEMA] == b"1"
+    assert h[codec.HEADER_SCHEMA] == b"%d" % SCHEMA_VERSION
     assert h[codec.HEADER_COUNT] == str(len(EVENT_TYPES)).encode()
     assert env.value.startswith(b"\x28\xb5\x2f\xfd")
     # Without headers the codec is recognised from the payload.

@@ -20,12 +20,15 @@ SESSION_KINDS = frozenset(
         "session.connect_start",
         "session.connected",
         "session.send",
+        "session.skipped",
         "session.receive",
         "session.error",
         "session.disconnect",
     }
 )
 """Every kind of session event a generator records."""
+ON_SCHEDULE_KINDS = SESSION_KINDS - {"session.skipped"}
+"""The kinds of a run whose generator kept to its schedule (it skipped no send)."""
 
 
 @pytest.fixture

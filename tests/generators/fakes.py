@@ -57,6 +57,13 @@ class FakeConnection:
     def set_header(self, name: str, value: str) -> None:
         return None
 
+    @property
+    def busy(self) -> bool:
+        return False
+
+    def expire(self, seq: int) -> tuple[int, ...]:
+        return ()
+
     async def close(self, code: int = 1000) -> None:
         if self.open:
             self.open = False

@@ -3,7 +3,8 @@
 ``ChatLikeServer`` serves ``/auth/*``, ``/api/echo``, ``/healthz`` and a ``/ws`` endpoint with
 subscribe / echo / publish per tenant, plus switches that force faults the stamps must catch:
 ``leak_to`` (deliver every publish also to another tenant's sessions) and ``corrupt_echo``
-(flip one character of echoed data). ``TcpEcho`` is a line / length-prefixed echo server.
+(flip one character of echoed data). ``TcpEcho`` is a line / length-prefixed echo server;
+``HttpEcho`` an HTTP/1.1 echo server in threads, which logs what it was asked.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import asyncio
 import contextlib
 import itertools
 import struct
+import threading
+import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -217,3 +221,102 @@ class TcpEcho:
         finally:
             self._writers.discard(writer)
             writer.close()
+
+
+@dataclass
+class HttpRequestSeen:
+    connection: int
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class HttpEcho:
+    """An HTTP/1.1 keep-alive server in threads of its own (it keeps answering while the
+    test's event loop is blocked): a request with a body is answered with that body, one
+    without with its path; ``/status/NNN`` answers NNN. It logs every connection and request;
+    the requests numbered in ``hang`` (1-based, over the server's life) get no answer until
+    the server stops."""
+
+    def __init__(self) -> None:
+        self.requests: list[HttpRequestSeen] = []
+        self.connections = 0
+        self.hang: set[int] = set()
+        self.delay_s = 0.0
+        """How long each answer takes."""
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> HttpEcho:
+        echo = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with echo._lock:
+                    echo.connections += 1
+                    self.conn_no = echo.connections
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with echo._lock:
+                    echo.requests.append(
+                        HttpRequestSeen(
+                            self.conn_no, self.command, self.path, dict(self.headers), body
+                        )
+                    )
+                    number = len(echo.requests)
+                if number in echo.hang:
+                    echo._release.wait()
+                    self.close_connection = True
+                    return
+                if echo.delay_s:
+                    time.sleep(echo.delay_s)
+                if self.path == "/early":  # an interim answer first
+                    self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+                status = 200
+                if self.path.startswith("/status/"):
+                    status = int(self.path.removeprefix("/status/"))
+                out = body or self.path.encode()
+                self.send_response(status)
+                if self.path == "/close":
+                    self.send_header("connection", "close")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _answer
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                return None  # a client that went away mid-answer is no test failure
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release.set()
+        assert self._server is not None
+        assert self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)

@@ -12,7 +12,7 @@ from generators.runner import Generator, GeneratorOptions
 from schemas.events import Receive, parse_event
 from schemas.targets import Target
 from spine.eventlog import MemorySink
-from tests.generators.conftest import SESSION_KINDS, profile
+from tests.generators.conftest import ON_SCHEDULE_KINDS, profile
 
 if TYPE_CHECKING:
     from spine.stack import EmbeddedStack
@@ -55,7 +55,7 @@ async def test_every_session_event_kind_against_the_sample(
             GeneratorOptions(experiment_id=f"chat-{engine}", engine=engine),
         ).run()
     kinds = Counter(e.kind for e in sink.events)
-    assert set(kinds) == SESSION_KINDS
+    assert set(kinds) == ON_SCHEDULE_KINDS
     assert stats.errors == 0
     assert kinds["session.receive"] == 32
     assert [e.phase for e in sink.of_kind("session.error")] == ["connect"]

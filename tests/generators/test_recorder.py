@@ -92,11 +92,16 @@ def _every_call(log: SessionLog) -> None:
     )
     log.receive_own(7, 130, 0.5, TRACE)
     log.receive_own(8, 0, 1e-7, SPAN)
+    log.receive_own(9, 12, 3.5, TRACE, 201)  # an HTTP echo
     log.error("Timeout", "no echo for seq 4 within 5000 ms", "receive", TRACE, 4)
     log.error("", "x" * 5000, "connect", NONE)  # empty class, message over the bound
     log.error("E" * 300, 'quotes " and \\ and \x00 and %', "auth", SPAN, None)
     for phase in ("send", "close"):
         log.error("ServerClosed", "going away (code 1001)", phase, TRACE)  # type: ignore[arg-type]
+    log.send(4, 12, None, "response", TRACE, 250.5)  # late
+    log.send(5, 12, None, "response", NONE, 0)
+    log.skipped(3, 1500.25, "behind", TRACE)
+    log.skipped(1, 0, "busy", NONE)
     log.disconnect("client", 1000, "", TRACE)
     log.disconnect("server", 1011, "upstream down ü", NONE)
     log.disconnect("error", None, "connection reset", SPAN)
@@ -109,7 +114,7 @@ def test_bytes_equal_the_codec_encoding_of_the_validated_model(experiment_id: st
     log = _recorder(sink, experiment_id).session(("acme", "u-1", "s-1"))
     log.use_trace(TRACE)
     _every_call(log)
-    assert len(sink.records) == 23
+    assert len(sink.records) == 28
     kinds = set()
     ids = set()
     for key, data in sink.records:
@@ -171,6 +176,12 @@ def test_values_are_recorded_as_given_and_bounded_by_the_schema() -> None:
     assert len(errors[1].message) == 4000  # type: ignore[union-attr]
     assert len(errors[2].error_class) == 200  # type: ignore[union-attr]
     assert errors[2].message == 'quotes " and \\ and \x00 and %'  # type: ignore[union-attr]
+    kinds = ("session.send", "session.skipped")
+    late, on_time, behind, busy = [e for e in ev if e.kind in kinds][-4:]
+    assert (late.seq, late.late_ms) == (4, 250.5)  # type: ignore[union-attr]
+    assert on_time.late_ms == 0.0  # type: ignore[union-attr]
+    assert (behind.count, behind.late_ms, behind.reason) == (3, 1500.25, "behind")  # type: ignore[union-attr]
+    assert (busy.count, busy.late_ms, busy.reason) == (1, 0.0, "busy")  # type: ignore[union-attr]
     last = ev[-1]
     assert (last.by, last.code, last.reason) == ("error", None, "connection reset")  # type: ignore[union-attr]
     # Time and identity: ids unique, wall and monotonic clocks never go back.
@@ -197,19 +208,22 @@ def test_sessions_of_one_recorder_share_provenance_but_not_identity() -> None:
     assert rec.emitted == 3
 
 
+@pytest.mark.parametrize("status", [None, 200])
 @pytest.mark.parametrize("who", [("acme", "u-1", "s-1"), ('t "q" %d', "ü\n", "s%s")])
-def test_receive_own_is_receive_with_the_session_as_origin(who: tuple[str, str, str]) -> None:
+def test_receive_own_is_receive_with_the_session_as_origin(
+    who: tuple[str, str, str], status: int | None
+) -> None:
     sink = EncodedSink()
     log = _recorder(sink).session(who)
     log.use_trace(TRACE)
-    log.receive_own(9, 130, 2.25, TRACE)
+    log.receive_own(9, 130, 2.25, TRACE, status)
     log.receive(
         seq=9,
         nbytes=130,
         latency_ms=2.25,
         origin=(*who, 9),
         checksum_ok=True,
-        status=None,
+        status=status,
         channel=None,
         trace=TRACE,
     )
