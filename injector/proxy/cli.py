@@ -85,6 +85,21 @@ def serve(
             help="CIDR or host name upstreams may use (repeatable; default: loopback only).",
         ),
     ] = None,
+    allow_any_upstream: Annotated[
+        bool,
+        typer.Option(
+            "--allow-any-upstream",
+            help="Let proxies forward to any upstream (turns the upstream allowlist off).",
+        ),
+    ] = False,
+    allow_listen: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-listen",
+            help="CIDR proxies may also listen on (repeatable; default: loopback only; "
+            "0.0.0.0/0 allows every interface).",
+        ),
+    ] = None,
     events: Annotated[
         Path | None, typer.Option(help="Append fault events as JSON lines to this file.")
     ] = None,
@@ -103,6 +118,13 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the control API and the proxies it creates until interrupted."""
+    if token is not None and not token.strip():
+        typer.echo(
+            "error: the API token (--token or AFTERSHOCK_PROXY_TOKEN) is empty; "
+            "give a token, or unset it to run without one",
+            err=True,
+        )
+        raise typer.Exit(2)
     populate = None
     if config is not None:
         try:
@@ -137,9 +159,11 @@ def serve(
                 upstream_allowlist=allow_upstream,
                 token=token,
                 connection_events=connection_events,
+                allow_any_upstream=allow_any_upstream,
+                listen_allowlist=allow_listen,
             )
         except ValueError as exc:
-            typer.echo(f"error: --allow-upstream: {exc}", err=True)
+            typer.echo(f"error: --allow-upstream/--allow-listen: {exc}", err=True)
             raise typer.Exit(2) from None
         try:
             await server.start()
