@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from injector.proxy.errors import BadRequest, Forbidden, ListenError
@@ -23,6 +24,8 @@ RESOLVE_TIMEOUT_S = 5.0
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], Awaitable[list[IpAddress]]]
+"""``(host, port) -> addresses``; an empty list when the name does not resolve."""
 
 
 def split_host_port(text: str) -> tuple[str, int]:
@@ -69,7 +72,8 @@ def host_problem(host: str) -> str | None:
     try:
         encoded = host.encode("idna")
     except UnicodeError as exc:
-        return f"host name cannot be IDNA-encoded ({exc})"
+        reason = str(exc).rpartition("UnicodeError: ")[2].rstrip(")") or "invalid label"
+        return f"host name cannot be IDNA-encoded: {reason}"
     if len(encoded) > 253:
         return "host name longer than 253 characters"
     return None
@@ -113,6 +117,7 @@ class UpstreamAllowlist:
 
     entries: tuple[str, ...] = DEFAULT_ALLOWLIST
     allow_any: bool = False
+    resolver: Resolver = field(default=lambda host, port: resolve(host, port), repr=False)
     networks: tuple[IpNetwork, ...] = field(init=False, repr=False)
     names: frozenset[str] = field(init=False, repr=False)
 
@@ -158,7 +163,7 @@ class UpstreamAllowlist:
             if not self.allows(literal):
                 raise self._refuse(upstream, f"{literal} is outside the allowlist")
             return
-        for address in await resolve(host, port):
+        for address in await self.resolver(host, port):
             if not self.allows(address):
                 raise self._refuse(upstream, f"{address} is outside the allowlist")
 
@@ -173,7 +178,7 @@ class UpstreamAllowlist:
         """Per connection: the addresses to dial for ``host`` (none if nothing is allowed)."""
         if self.trusts_name(host) or ip_literal(host) is not None:
             return self.literal_targets(host, port)
-        return [(str(a), port) for a in await resolve(host, port) if self.allows(a)]
+        return [(str(a), port) for a in await self.resolver(host, port) if self.allows(a)]
 
 
 async def resolve(host: str, port: int) -> list[IpAddress]:
