@@ -80,6 +80,9 @@ class Api:
         self.token = token
         self.version = version
         self.metrics = metrics
+        self.instance = os.urandom(8).hex()
+        """Changes every time a server starts: a controller that sees another instance knows
+        the server lost every proxy and toxic it had (sent as ``X-Aftershock-Instance``)."""
         seg = r"(?P<{}>[^/]+)"
         p, t = seg.format("proxy"), seg.format("toxic")
         table: list[tuple[str, dict[str, Endpoint]]] = [
@@ -116,6 +119,7 @@ class Api:
                 return Response(405)
             response = await self._routed(request, endpoint, found.groupdict())
             response.headers.append(("X-Toxiproxy-Request-Id", request_id()))
+            response.headers.append(("X-Aftershock-Instance", self.instance))
             return response
         return Response(404, b"404 page not found\n", [("X-Content-Type-Options", "nosniff")], TEXT)
 
@@ -259,6 +263,7 @@ class Api:
             {
                 "server": "aftershock",
                 "version": self.version,
+                "instance": self.instance,
                 "toxics": REGISTRY.names(),
                 "features": list(FEATURES),
             },
