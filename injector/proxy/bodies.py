@@ -85,7 +85,7 @@ def _float32(obj: dict[str, object], key: str, struct: str) -> float | None:
     found, value = gojson.field(obj, key)
     if not found or value is None:
         return None
-    if not gojson.is_number(value) or not abs(float(value)) <= gojson.FLOAT32_MAX:  # type: ignore[arg-type]
+    if not gojson.is_number(value) or not abs(float(value)) < gojson.FLOAT32_LIMIT:  # type: ignore[arg-type]
         raise gojson.type_error(value, f"struct field {struct}.{key}", "float32")
     return float(value)  # type: ignore[arg-type]
 

@@ -215,7 +215,8 @@ def json_type(value: object) -> str:
     return "null"
 
 
-FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_LIMIT = 3.4028235677973366e38
+"""Magnitudes from here up overflow a float32 (smaller ones round to at most its maximum)."""
 
 
 def is_number(value: object) -> bool:
