@@ -951,8 +951,9 @@ async def compare(baseline_python: str, rounds: int, seconds: float) -> None:
         ports = {k: int(str(v)) for k, v in backend.info.items()}
         builds: dict[str, tuple[dict[int, int], CpuProbe]] = {}
         for label, python in (("baseline", baseline_python), ("this", sys.executable)):
+            # -P: import the build that interpreter has installed, not this directory's.
             proc = _spawn(
-                [python, "-m", "aftershock.cli.main", "proxy", "serve", "--port", "0"],
+                [python, "-P", "-m", "aftershock.cli.main", "proxy", "serve", "--port", "0"],
                 "fault proxy API on",
             )
             procs.append(proc)

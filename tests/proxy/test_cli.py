@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -75,3 +76,21 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2
     assert "cannot read --config" in missing.stderr
+
+
+def test_empty_token_is_a_start_up_error() -> None:
+    """``AFTERSHOCK_PROXY_TOKEN=`` must not mean "no authentication"."""
+    for args, env in (
+        ([], {"AFTERSHOCK_PROXY_TOKEN": ""}),
+        (["--token", " "], {}),
+    ):
+        result = subprocess.run(
+            [*SERVE, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env},
+        )
+        assert result.returncode == 2, result.stderr
+        assert "the API token (--token or AFTERSHOCK_PROXY_TOKEN) is empty" in result.stderr
+        assert "fault proxy API on" not in result.stdout
