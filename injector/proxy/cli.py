@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 from pathlib import Path  # noqa: TC003 - typer reads annotations at run time
 from typing import TYPE_CHECKING, Annotated
@@ -19,6 +20,8 @@ from injector.proxy.errors import ApiError
 from injector.proxy.server import ProxyServer
 from spine.eventlog.publisher import Publisher
 from spine.settings import Settings
+
+TOKEN_ENV = "AFTERSHOCK_PROXY_TOKEN"
 
 app = typer.Typer(help="The Toxiproxy-compatible fault proxy.", no_args_is_help=True)
 
@@ -74,7 +77,7 @@ def serve(
     token: Annotated[
         str | None,
         typer.Option(
-            envvar="AFTERSHOCK_PROXY_TOKEN",
+            envvar=TOKEN_ENV,
             help="Require 'Authorization: Bearer TOKEN' on every API request.",
         ),
     ] = None,
@@ -118,6 +121,10 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the control API and the proxies it creates until interrupted."""
+    if token is None:
+        # Click reads an empty variable as unset; here a variable set empty is a mistake to
+        # report, not a request to turn authentication off.
+        token = os.environ.get(TOKEN_ENV)
     if token is not None and not token.strip():
         typer.echo(
             "error: the API token (--token or AFTERSHOCK_PROXY_TOKEN) is empty; "
