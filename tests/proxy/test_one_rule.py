@@ -13,10 +13,18 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from injector.proxy import ProxyServer
-from injector.proxy.allowlist import ListenAllowlist
-from injector.proxy.errors import Forbidden, ListenError
+from injector.proxy.allowlist import (
+    ListenAllowlist,
+    host_problem,
+    ip_literal,
+    parse_upstream,
+    split_host_port,
+)
+from injector.proxy.errors import BadRequest, Forbidden, ListenError
 from tests.proxy.conftest import raw_http
 from tests.proxy.helpers import read_exactly
 
@@ -352,3 +360,41 @@ def test_listen_allowlist_rules() -> None:
 def test_empty_token_is_refused() -> None:
     with pytest.raises(ValueError, match="token is empty"):
         ProxyServer(token="")
+
+
+# -- the address parsers, on any text ------------------------------------------------------------
+
+ADDRESS_TEXT = st.text(
+    alphabet=st.sampled_from("0123456789abcdefxyz.:[]%- _/\x00é") | st.characters(), max_size=80
+)
+
+
+@given(ADDRESS_TEXT)
+def test_address_parsers_answer_any_text_with_a_value_or_their_error(text: str) -> None:
+    """``split_host_port``: a port in range or ValueError; ``parse_upstream``: a dialable
+    host or a 400; ``bind_address``: loopback unless allowed, or a 403/500 — never another
+    exception."""
+    try:
+        host, port = split_host_port(text)
+    except ValueError:
+        pass
+    else:
+        assert 0 <= port <= 65535
+    refusal = None
+    try:
+        host, port = parse_upstream(text)
+    except BadRequest as exc:
+        refusal = exc.message
+    if refusal is not None:
+        assert refusal.startswith("bad request body: upstream: ")
+    else:
+        assert host_problem(host) is None
+        if ip_literal(host) is None:
+            host.encode("idna")  # what the resolver will do with it
+    try:
+        host, port = ListenAllowlist().bind_address(text)
+    except (Forbidden, ListenError):
+        pass
+    else:
+        address = ipaddress.ip_address(host)
+        assert address.is_loopback, (text, host)
