@@ -480,7 +480,9 @@ class Executor:
                 if target is None:
                     raise FaultLost(f"proxy {fr.proxy!r} is gone and no target says how to make it")
                 listen = target.listen or "127.0.0.1:0"
-                await self.ctl.create_proxy(fr.proxy, target.upstream, listen)
+                # An outage's proxy comes back disabled: it never serves in between.
+                enabled = fr.kind != "down"
+                await self.ctl.create_proxy(fr.proxy, target.upstream, listen, enabled=enabled)
                 recreated.add(fr.proxy)
                 created = True
             if fr.kind == "toxic":
