@@ -34,6 +34,10 @@ class ProxyHost(Protocol):
     async def dial_targets(self, host: str, port: int) -> list[tuple[str, int]]: ...
 
 
+_BIND_ERRNOS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+"""Failures Go reports from the bind step (``listen tcp A: bind: ...``)."""
+
+
 def _strerror(exc: OSError) -> str:
     text = os.strerror(exc.errno) if exc.errno else str(exc)
     return text[:1].lower() + text[1:]
@@ -150,7 +154,7 @@ class Proxy:
             )
         except OSError as exc:
             sock.close()
-            op = "listen" if exc.errno not in (errno.EADDRINUSE, errno.EACCES) else "bind"
+            op = "bind" if exc.errno in _BIND_ERRNOS else "listen"
             raise ListenError(f"listen tcp {shown}: {op}: {_strerror(exc)}") from None
         bound = sock.getsockname()
         self.listen = join_host_port(str(bound[0]), int(bound[1]))
