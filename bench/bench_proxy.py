@@ -8,7 +8,8 @@ picows). Only one of proxy and pump carries traffic at a time, so each measureme
 busy processes on the machine's cores. Every measurement is bounded in time and sends only to
 loopback. Run: ``python -m bench proxy``, or ``python -m bench.bench_proxy`` with
 ``--quick`` for a shorter run and ``--splice`` to add a zero-copy splice(2) pump to the bulk
-comparison.
+comparison. ``--baseline OTHER/.venv/bin/python`` instead compares the rate rows of this
+checkout's proxy with another checkout's, round by round (``BENCH_ROUNDS``, default 10).
 """
 
 from __future__ import annotations
@@ -938,6 +939,73 @@ async def run(quick: bool, splice: bool) -> None:
                 proc.popen.wait(10)
 
 
+async def compare(baseline_python: str, rounds: int, seconds: float) -> None:
+    """The rate rows for two builds of the proxy side by side: this checkout's and the one
+    ``baseline_python`` runs (another checkout's virtualenv). Each round measures direct,
+    baseline and this build in turn, alternating which build goes first, so machine load
+    drifts over both alike; the verdict is the median of the per-round ratios this/baseline,
+    for the rate and for the proxy's CPU per unit."""
+    backend = _spawn([sys.executable, "-m", "bench.bench_proxy", "--backend"], "{")
+    procs = [backend]
+    try:
+        ports = {k: int(str(v)) for k, v in backend.info.items()}
+        builds: dict[str, tuple[dict[int, int], CpuProbe]] = {}
+        for label, python in (("baseline", baseline_python), ("this", sys.executable)):
+            # -P: import the build that interpreter has installed, not this directory's.
+            proc = _spawn(
+                [python, "-P", "-m", "aftershock.cli.main", "proxy", "serve", "--port", "0"],
+                "fault proxy API on",
+            )
+            procs.append(proc)
+            api = str(proc.info["url"])
+            via = {}
+            for name, port in ports.items():
+                body = {"name": name, "upstream": f"{HOST}:{port}", "listen": f"{HOST}:0"}
+                via[port] = _listen_port(_api(api, "POST", "/proxies", body))
+            builds[label] = (via, CpuProbe(psutil.Process(proc.popen.pid)))
+        echo, discard, ws = ports["echo"], ports["discard"], ports["ws"]
+        rows: list[tuple[str, Callable[[int, CpuProbe | None], Awaitable[float]]]] = [
+            ("bulk 64 KiB stream, 1 conn", lambda p, c: bulk_throughput(p, seconds, c)),
+            ("32 B WS echo (picows), 100 conns",
+             lambda p, c: ws_echo_rate(p, SMALL, 100, seconds, c)),
+            ("64 KiB WS echo (picows), 100 conns",
+             lambda p, c: ws_echo_rate(p, BIG, 100, seconds, c)),
+            ("32 B raw TCP echo (uvloop), 100 conns",
+             lambda p, c: echo_rate(p, SMALL, 100, seconds, c)),
+        ]  # fmt: skip
+        upstream_of = {rows[0][0]: discard, rows[1][0]: ws, rows[2][0]: ws, rows[3][0]: echo}
+        print(f"| measurement ({rounds} rounds) | this / baseline rate, median (by round) | "
+              "this / baseline CPU per unit | baseline /direct | this /direct |")  # fmt: skip
+        print("|---|---|---|---|---|")
+        for name, measure in rows:
+            upstream = upstream_of[name]
+            rate_ratios, cpu_ratios, base_direct, this_direct = [], [], [], []
+            for i in range(rounds):
+                direct = await measure(upstream, None)
+                order = ("baseline", "this") if i % 2 == 0 else ("this", "baseline")
+                rates, cpus = {}, {}
+                for label in order:
+                    via, cpu = builds[label]
+                    rates[label] = await measure(via[upstream], cpu)
+                    cpus[label] = cpu.per_unit.pop()
+                rate_ratios.append(rates["this"] / rates["baseline"])
+                cpu_ratios.append(cpus["this"] / cpus["baseline"])
+                base_direct.append(rates["baseline"] / direct)
+                this_direct.append(rates["this"] / direct)
+            print(
+                f"| {name} | {statistics.median(rate_ratios):.3f} "
+                f"({', '.join(f'{r:.2f}' for r in rate_ratios)}) | "
+                f"{statistics.median(cpu_ratios):.3f} | "
+                f"{statistics.median(base_direct):.2f}x | {statistics.median(this_direct):.2f}x |",
+                flush=True,
+            )
+    finally:
+        for proc in reversed(procs):
+            with contextlib.suppress(Exception):
+                proc.popen.terminate()
+                proc.popen.wait(10)
+
+
 def main() -> None:
     if "--backend" in sys.argv or "--pump" in sys.argv:
         resource.setrlimit(
@@ -953,6 +1021,14 @@ def main() -> None:
         _stage_probe(sys.argv[sys.argv.index("--stage-probe") + 1])
         return
     quick = "--quick" in sys.argv or os.environ.get("BENCH_QUICK") == "1"
+    if "--baseline" in sys.argv:
+        baseline = sys.argv[sys.argv.index("--baseline") + 1]
+        rounds = int(os.environ.get("BENCH_ROUNDS", "10"))
+        print(f"fault proxy A/B against {baseline}: {rounds} rounds, load average "
+              f"{os.getloadavg()[0]:.2f}, {time.strftime('%H:%M UTC', time.gmtime())}",
+              flush=True)  # fmt: skip
+        uvloop.run(compare(baseline, rounds, 1.0 if quick else 1.5))
+        return
     print(f"fault proxy benchmark ({'quick' if quick else 'full'}); uvloop and picows, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, "
           f"{time.strftime('%H:%M UTC', time.gmtime())}", flush=True)  # fmt: skip

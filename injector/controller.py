@@ -120,6 +120,11 @@ class Controller(Protocol):
     @property
     def api_url(self) -> str: ...
 
+    @property
+    def server_instance(self) -> str | None:
+        """The server instance that answered last (None: the server does not say). Another
+        value than before means the server restarted and lost what it had."""
+
     async def capabilities(self) -> Capabilities: ...
 
     async def list_proxies(self) -> dict[str, ProxyInfo]: ...
@@ -161,6 +166,7 @@ class ToxiproxyController:
         self._timeout_s = timeout_s
         self._assume_standard = assume_standard
         self._caps: Capabilities | None = None
+        self._instance: str | None = None
         # toxiproxy-python keeps host/port on the class: a subclass per controller keeps two
         # controllers in one process from talking to each other's server.
         self._api: type[APIConsumer] = type(
@@ -170,6 +176,10 @@ class ToxiproxyController:
     @property
     def api_url(self) -> str:
         return self._api_url
+
+    @property
+    def server_instance(self) -> str | None:
+        return self._instance
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -195,6 +205,9 @@ class ToxiproxyController:
             raise ServerUnreachable(f"{what}: cannot reach {self._api_url}") from exc
         except requests.RequestException as exc:
             raise ControllerError(f"{what}: {exc}") from exc
+        instance = resp.headers.get("X-Aftershock-Instance")
+        if instance:
+            self._instance = instance
         if resp.status_code >= 500:
             raise ServerError(f"{what}: {_body_error(resp)}", status=resp.status_code)
         if resp.status_code >= 400:

@@ -15,6 +15,7 @@
     │   └── ToxicExists            409 on a toxic
     ├── UnsupportedByServer        the plan needs a capability the server lacks
     ├── RevertFailed               some faults could not be reverted (names them)
+    ├── FaultLost                  the server lost an active fault and it could not be put back
     ├── ControlChannelError        the Redis game-day control channel failed
     └── JournalError               a journal or event file cannot be read for reaping
 
@@ -106,6 +107,11 @@ class RevertFailed(InjectorError):
             + "; ".join(self.failures)
             + " — run `aftershock injector reap` with this run's journal"
         )
+
+
+class FaultLost(InjectorError):
+    """The fault proxy lost a fault that should be active (it restarted, or lost the proxy or
+    the lease) and the fault could not be applied again: the run cannot say what it tested."""
 
 
 class ControlChannelError(InjectorError):

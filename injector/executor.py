@@ -33,9 +33,11 @@ from injector.chaostoxi import Bridge
 from injector.control import RunState, clear_state, drop_queued, next_command, publish_state
 from injector.errors import (
     ControllerError,
+    FaultLost,
     InjectorError,
     ProxyNotFound,
     RevertFailed,
+    ToxicExists,
     ToxicNotFound,
     UnsupportedByServer,
 )
@@ -50,6 +52,7 @@ from injector.journal import (
     HookRecord,
     Journal,
     JournalWriter,
+    StateLoss,
     SteadyState,
     SteadyStates,
     timings_of,
@@ -80,7 +83,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from injector.control import ControlCommand
-    from injector.controller import Capabilities, Controller, ToxicInfo
+    from injector.controller import Capabilities, Controller, ProxyInfo, ToxicInfo
     from schemas.experiment import Experiment
     from schemas.results import ResultBase
     from spine.eventlog import EventSink
@@ -169,6 +172,9 @@ class Executor:
         self.runs: list[ActivityRun] = []
         self.rollback_runs: list[ActivityRun] = []
         self.controls: list[ControlRecord] = []
+        self.state_losses: list[StateLoss] = []
+        self._instance: str | None = None
+        """The server instance the faults were put on (see ``Controller.server_instance``)."""
         self.abort_reason: str | None = None
         self.abort_cause: AbortCause = "other"
         self.error: str | None = None
@@ -242,6 +248,7 @@ class Executor:
                     HookRecord(control=h.control, hook=h.hook, context=h.context, error=h.error)
                     for h in self.hooks.calls
                 ],
+                state_losses=self.state_losses,
                 abort_reason=self.abort_reason,
                 error=self.error,
                 timings=timings_of(records),
@@ -261,6 +268,7 @@ class Executor:
     async def preflight(self) -> None:
         """Check the server can run the plan, and create the targets' proxies if asked."""
         self.caps = caps = await self.ctl.capabilities()
+        self._instance = self.ctl.server_instance
         missing: list[str] = []
         for f in self.ax.faults:
             for need in caps.lacks(f.needs):
@@ -443,13 +451,15 @@ class Executor:
             raise RevertFailed(failures)
 
     async def _heartbeat(self) -> None:
-        """Renew the lease of every active fault; re-inject one whose lease lapsed."""
+        """Every ``heartbeat``: renew the lease of every active fault, then put back any fault
+        the server lost (see :meth:`restore_lost_faults`)."""
         period = self.ax.leases.heartbeat
         while True:
             await asyncio.sleep(period)
             for fr in [f for f in self.faults if f.lease_ttl_ms is not None]:
                 async with fr.lock:
                     await self._renew_locked(fr)
+            await self.restore_lost_faults()
 
     async def _renew_locked(self, fr: FaultRun) -> None:
         if fr.state != FaultState.ACTIVE:
@@ -460,12 +470,101 @@ class Executor:
             else:
                 await self.ctl.renew_proxy(fr.proxy, self._ttl_ms)
             fr.lease_renewals += 1
-        except ToxicNotFound:
-            # The lease lapsed (the injector was starved for a whole TTL): put it back.
-            with contextlib.suppress(ControllerError):
-                await self.ctl.add_toxic(fr.proxy, self._toxic_body(fr))
         except ControllerError as exc:
-            fr.error = f"lease renewal: {exc}"
+            # A server that no longer knows the toxic, the proxy or the lease lost the fault:
+            # restore_lost_faults puts it back. Anything else (unreachable, 5xx) is noted.
+            if exc.status is None or exc.status >= 500:
+                fr.error = f"lease renewal: {exc}"
+
+    # -- a server that lost its state --------------------------------------------------------
+
+    async def restore_lost_faults(self) -> None:
+        """Compare what the server holds with the faults that should be active, and apply
+        each missing one again (re-creating its proxy from the plan's targets if the proxy is
+        gone). A server that restarted, lost a proxy or forgot a lease is noticed here. Each
+        loss goes in the journal; one that cannot be undone fails the run (:class:`FaultLost`).
+        """
+        watched = [f for f in self.faults if f.state == FaultState.ACTIVE and f.fault is not None]
+        if not watched:
+            return
+        try:
+            proxies = await self.ctl.list_proxies()
+        except ControllerError:
+            return  # unreachable, perhaps restarting: the next beat looks again
+        instance = self.ctl.server_instance
+        restarted = self._instance is not None and instance not in (None, self._instance)
+        recreated: set[str] = set()
+        for fr in watched:
+            found = _lost(fr, proxies)
+            if found is None:
+                continue
+            async with fr.lock:
+                if fr.state != FaultState.ACTIVE:
+                    continue  # reverted meanwhile
+                await self._put_back(fr, found, restarted, proxies, recreated)
+        if instance is not None:
+            self._instance = instance
+
+    async def _put_back(
+        self,
+        fr: FaultRun,
+        found: Literal["proxy_missing", "toxic_missing", "proxy_enabled"],
+        restarted: bool,
+        proxies: dict[str, ProxyInfo],
+        recreated: set[str],
+    ) -> None:
+        at_s = round(self.timeline.offset_s(), 6)
+        created = False
+        try:
+            if fr.proxy not in proxies and fr.proxy not in recreated:
+                target = next((t for t in self.ax.targets if t.proxy == fr.proxy), None)
+                if target is None:
+                    raise FaultLost(f"proxy {fr.proxy!r} is gone and no target says how to make it")
+                listen = target.listen or "127.0.0.1:0"
+                # An outage's proxy comes back disabled: it never serves in between.
+                enabled = fr.kind != "down"
+                await self.ctl.create_proxy(fr.proxy, target.upstream, listen, enabled=enabled)
+                recreated.add(fr.proxy)
+                created = True
+            if fr.kind == "toxic":
+                with contextlib.suppress(ToxicExists):
+                    await self.ctl.add_toxic(fr.proxy, self._toxic_body(fr))
+            else:
+                body: dict[str, Any] = {"enabled": False}
+                if self.leases:
+                    body["ttl_ms"] = self._ttl_ms
+                await self.ctl.update_proxy(fr.proxy, body)
+        except (ControllerError, FaultLost) as exc:
+            what = f"the fault proxy lost fault {fr.fault_id!r} on {fr.proxy!r} ({found})"
+            fr.error = f"{what}; putting it back failed: {exc}"
+            self.state_losses.append(
+                StateLoss(
+                    at_s=at_s,
+                    fault_id=fr.fault_id,
+                    proxy=fr.proxy,
+                    found=found,
+                    server_restarted=restarted,
+                    action="failed",
+                    proxy_recreated=created,
+                    error=str(exc),
+                )
+            )
+            self._save()
+            raise FaultLost(fr.error) from exc
+        fr.reapplied += 1
+        self.state_losses.append(
+            StateLoss(
+                at_s=at_s,
+                fault_id=fr.fault_id,
+                proxy=fr.proxy,
+                found=found,
+                server_restarted=restarted,
+                action="reapplied",
+                proxy_recreated=created,
+            )
+        )
+        log.warning("fault %s on %s was lost (%s); applied again", fr.fault_id, fr.proxy, found)
+        self._save()
 
     async def _announce(self, fr: FaultRun, *, active: bool, at_ns: int) -> None:
         """Tell generators the fault is in force since ``at_ns`` (or over at ``at_ns``), with
@@ -826,7 +925,7 @@ class Executor:
             self._body_task = asyncio.current_task()
             async with asyncio.TaskGroup() as side:
                 helpers = []
-                if self.leases and self.faults:
+                if self.faults:
                     helpers.append(side.create_task(self._heartbeat()))
                 if self.opts.redis is not None:
                     helpers.append(side.create_task(self._listen_controls()))
@@ -911,6 +1010,18 @@ def _control_interrupt(exc: BaseException) -> ControlInterrupted | None:
             if (found := _control_interrupt(e)) is not None:
                 return found
     return None
+
+
+def _lost(
+    fr: FaultRun, proxies: dict[str, ProxyInfo]
+) -> Literal["proxy_missing", "toxic_missing", "proxy_enabled"] | None:
+    """What the server lacks of an active fault, if anything."""
+    proxy = proxies.get(fr.proxy)
+    if proxy is None:
+        return "proxy_missing"
+    if fr.kind == "toxic":
+        return None if any(t.name == fr.fault_id for t in proxy.toxics) else "toxic_missing"
+    return "proxy_enabled" if proxy.enabled else None
 
 
 def _describe(exc: BaseException) -> list[str]:

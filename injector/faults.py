@@ -37,6 +37,7 @@ class FaultRun:
     revert_ms: float | None = None
     lease_ttl_ms: int | None = None
     lease_renewals: int = 0
+    reapplied: int = 0
     error: str | None = None
     toxic_type: str | None = None
     span: trace.Span | None = field(default=None, repr=False)
@@ -67,6 +68,7 @@ class FaultRun:
             revert_ms=self.revert_ms,
             lease_ttl_ms=self.lease_ttl_ms,
             lease_renewals=self.lease_renewals,
+            reapplied=self.reapplied,
             error=self.error,
         )
 

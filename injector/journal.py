@@ -133,6 +133,26 @@ class FaultRecord(_Model):
     revert_ms: float | None = None
     lease_ttl_ms: int | None = None
     lease_renewals: int = 0
+    reapplied: int = 0
+    """Times the server lost this fault while it should have been active and it was put back
+    (see :class:`StateLoss`)."""
+    error: str | None = None
+
+
+class StateLoss(_Model):
+    """The fault proxy no longer had a fault that should be active, and what was done.
+
+    ``found`` is what the injector saw: the proxy gone, the toxic gone, or a downed proxy
+    enabled again. ``server_restarted``: the server answered as another instance than
+    before (it restarted and lost everything it held)."""
+
+    at_s: float
+    fault_id: str
+    proxy: str
+    found: Literal["proxy_missing", "toxic_missing", "proxy_enabled"]
+    server_restarted: bool
+    action: Literal["reapplied", "failed"]
+    proxy_recreated: bool = False
     error: str | None = None
 
 
@@ -190,6 +210,8 @@ class AftershockRun(_Model):
     faults: list[FaultRecord] = Field(default_factory=list)
     controls: list[ControlRecord] = Field(default_factory=list)
     control_hooks: list[HookRecord] = Field(default_factory=list)
+    state_losses: list[StateLoss] = Field(default_factory=list)
+    """Every time the server lost an active fault (after a restart, say), in order."""
     abort_reason: str | None = None
     error: str | None = None
     timings: Timings | None = None

@@ -80,6 +80,9 @@ class Api:
         self.token = token
         self.version = version
         self.metrics = metrics
+        self.instance = os.urandom(8).hex()
+        """Changes every time a server starts: a controller that sees another instance knows
+        the server lost every proxy and toxic it had (sent as ``X-Aftershock-Instance``)."""
         seg = r"(?P<{}>[^/]+)"
         p, t = seg.format("proxy"), seg.format("toxic")
         table: list[tuple[str, dict[str, Endpoint]]] = [
@@ -116,6 +119,7 @@ class Api:
                 return Response(405)
             response = await self._routed(request, endpoint, found.groupdict())
             response.headers.append(("X-Toxiproxy-Request-Id", request_id()))
+            response.headers.append(("X-Aftershock-Instance", self.instance))
             return response
         return Response(404, b"404 page not found\n", [("X-Content-Type-Options", "nosniff")], TEXT)
 
@@ -138,8 +142,7 @@ class Api:
         )
         params = {k: unquote(v) for k, v in params.items()}
         try:
-            async with self.collection.lock:
-                return await endpoint(request, params, ctx)
+            return await endpoint(request, params, ctx)
         except ApiError as exc:
             return error_response(exc)
 
@@ -164,20 +167,29 @@ class Api:
         c = self.collection
         return json_response(200, {name: c.proxy_json(p) for name, p in c.proxies.items()})
 
+    # Changes run under the collection's lock (they may await a bind); upstreams are checked
+    # before it is taken, since checking may resolve a name.
+
     async def create_proxy(self, request: Request, params: Params, ctx: EventContext) -> Response:
-        proxy = await self.collection.create(bodies.proxy_input(request.body), ctx)
-        return json_response(201, self.collection.proxy_json(proxy))
+        body = bodies.proxy_input(request.body)
+        self.collection.check_required(body)
+        await self.collection.check_upstreams([body.upstream])
+        async with self.collection.lock:
+            proxy = await self.collection.create(body, ctx)
+            return json_response(201, self.collection.proxy_json(proxy))
 
     async def populate(self, request: Request, params: Params, ctx: EventContext) -> Response:
         # Populate answers errors as JSON carrying the proxies done so far.
         try:
             entries = bodies.populate_input(request.body)
-            done = await self.collection.populate(entries, ctx)
+            await self.collection.check_upstreams(e.upstream for e in entries)
+            async with self.collection.lock:
+                done = await self.collection.populate(entries, ctx)
+                return self._populate_response(201, done, None)
         except PopulateError as exc:
             return self._populate_response(exc.status, exc.done, exc)
         except ApiError as exc:
             return self._populate_response(exc.status, [], exc)
-        return self._populate_response(201, done, None)
 
     def _populate_response(
         self, status: int, done: list[Proxy], error: ApiError | None
@@ -193,11 +205,15 @@ class Api:
 
     async def update_proxy(self, request: Request, params: Params, ctx: EventContext) -> Response:
         self.collection.get(params["proxy"])
-        proxy = await self.collection.update(params["proxy"], bodies.proxy_input(request.body), ctx)
-        return json_response(200, self.collection.proxy_json(proxy))
+        body = bodies.proxy_input(request.body)
+        await self.collection.check_upstreams([body.upstream])
+        async with self.collection.lock:
+            proxy = await self.collection.update(params["proxy"], body, ctx)
+            return json_response(200, self.collection.proxy_json(proxy))
 
     async def delete_proxy(self, request: Request, params: Params, ctx: EventContext) -> Response:
-        self.collection.delete(params["proxy"], ctx)
+        async with self.collection.lock:
+            self.collection.delete(params["proxy"], ctx)
         return Response(204)
 
     async def list_toxics(self, request: Request, params: Params, ctx: EventContext) -> Response:
@@ -206,8 +222,10 @@ class Api:
 
     async def add_toxic(self, request: Request, params: Params, ctx: EventContext) -> Response:
         self.collection.get(params["proxy"])
-        toxic = self.collection.add_toxic(params["proxy"], bodies.toxic_input(request.body), ctx)
-        return json_response(200, toxic.as_json())
+        body = bodies.toxic_input(request.body)
+        async with self.collection.lock:
+            toxic = self.collection.add_toxic(params["proxy"], body, ctx)
+            return json_response(200, toxic.as_json())
 
     async def get_toxic(self, request: Request, params: Params, ctx: EventContext) -> Response:
         _, toxic = self.collection.get_toxic(params["proxy"], params["toxic"])
@@ -215,17 +233,19 @@ class Api:
 
     async def update_toxic(self, request: Request, params: Params, ctx: EventContext) -> Response:
         self.collection.get_toxic(params["proxy"], params["toxic"])
-        toxic = self.collection.update_toxic(
-            params["proxy"], params["toxic"], bodies.toxic_update(request.body), ctx
-        )
-        return json_response(200, toxic.as_json())
+        body = bodies.toxic_update(request.body)
+        async with self.collection.lock:
+            toxic = self.collection.update_toxic(params["proxy"], params["toxic"], body, ctx)
+            return json_response(200, toxic.as_json())
 
     async def delete_toxic(self, request: Request, params: Params, ctx: EventContext) -> Response:
-        self.collection.remove_toxic(params["proxy"], params["toxic"], ctx)
+        async with self.collection.lock:
+            self.collection.remove_toxic(params["proxy"], params["toxic"], ctx)
         return Response(204)
 
     async def reset(self, request: Request, params: Params, ctx: EventContext) -> Response:
-        await self.collection.reset(ctx)
+        async with self.collection.lock:
+            await self.collection.reset(ctx)
         return Response(204)
 
     async def get_version(self, request: Request, params: Params, ctx: EventContext) -> Response:
@@ -243,6 +263,7 @@ class Api:
             {
                 "server": "aftershock",
                 "version": self.version,
+                "instance": self.instance,
                 "toxics": REGISTRY.names(),
                 "features": list(FEATURES),
             },
@@ -251,14 +272,16 @@ class Api:
     async def renew_proxy(self, request: Request, params: Params, ctx: EventContext) -> Response:
         self.collection.get(params["proxy"])
         ttl_ms = bodies.renew_input(request.body)
-        proxy = self.collection.renew_proxy(params["proxy"], ttl_ms, ctx)
-        return json_response(200, self.collection.proxy_json(proxy))
+        async with self.collection.lock:
+            proxy = self.collection.renew_proxy(params["proxy"], ttl_ms, ctx)
+            return json_response(200, self.collection.proxy_json(proxy))
 
     async def renew_toxic(self, request: Request, params: Params, ctx: EventContext) -> Response:
         self.collection.get_toxic(params["proxy"], params["toxic"])
         ttl_ms = bodies.renew_input(request.body)
-        toxic = self.collection.renew_toxic(params["proxy"], params["toxic"], ttl_ms, ctx)
-        return json_response(200, toxic.as_json())
+        async with self.collection.lock:
+            toxic = self.collection.renew_toxic(params["proxy"], params["toxic"], ttl_ms, ctx)
+            return json_response(200, toxic.as_json())
 
     async def connections(self, request: Request, params: Params, ctx: EventContext) -> Response:
         proxy = self.collection.get(params["proxy"])

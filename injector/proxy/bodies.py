@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -84,9 +85,29 @@ def _float32(obj: dict[str, object], key: str, struct: str) -> float | None:
     found, value = gojson.field(obj, key)
     if not found or value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not gojson.is_number(value) or not abs(float(value)) < gojson.FLOAT32_LIMIT:  # type: ignore[arg-type]
         raise gojson.type_error(value, f"struct field {struct}.{key}", "float32")
-    return float(value)
+    return float(value)  # type: ignore[arg-type]
+
+
+def _toxicity(value: float | None) -> float | None:
+    """Toxicity is a probability. (Toxiproxy stores any float32; outside 0..1 it acts as 0 or 1,
+    which hides a typo, so this server refuses it.)"""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise BadRequest.body(f"toxicity must be between 0 and 1, got {gojson.format_float(value)}")
+    return value
+
+
+MAX_NAME_CHARS = 200
+"""Longest proxy or toxic name: names travel in every fault event, whose identifiers stop here."""
+
+
+def _name(value: str | None, what: str) -> str | None:
+    if value is not None and len(value) > MAX_NAME_CHARS:
+        raise BadRequest.body(
+            f"{what} must be at most {MAX_NAME_CHARS} characters, got {len(value)}"
+        )
+    return value
 
 
 def _ttl(obj: dict[str, object], struct: str) -> tuple[bool, int | None]:
@@ -94,10 +115,12 @@ def _ttl(obj: dict[str, object], struct: str) -> tuple[bool, int | None]:
     found, value = gojson.field(obj, "ttl_ms")
     if not found:
         return False, None
-    if value is None or value == 0:
+    if value is None:
         return True, None
     if isinstance(value, bool) or not isinstance(value, int):
         raise gojson.type_error(value, f"struct field {struct}.ttl_ms", "int64")
+    if value == 0:
+        return True, None
     if not 0 < value <= MAX_TTL_MS:
         raise BadRequest.body(f"ttl_ms must be between 1 and {MAX_TTL_MS}, got {value}")
     return True, value
@@ -132,7 +155,7 @@ def proxy_fields(value: object, struct: str) -> ProxyInput:
     obj = _object(value, "proxy.Proxy")
     ttl_given, ttl_ms = _ttl(obj, struct)
     return ProxyInput(
-        name=_string(obj, "name", struct),
+        name=_name(_string(obj, "name", struct), "name"),
         listen=_string(obj, "listen", struct),
         upstream=_string(obj, "upstream", struct),
         enabled=_bool(obj, "enabled", struct),
@@ -162,6 +185,13 @@ _GO_TYPES = {"int": "int64", "float": "float64", "str": "string"}
 
 
 def parse_attributes(kind: ToxicType, attributes: dict[str, object]) -> ToxicConfig:
+    for key, declared in kind.config.model_fields.items():
+        value = attributes.get(key)
+        if isinstance(value, gojson.Number) and not math.isfinite(value):
+            go_type = _GO_TYPES.get(getattr(declared.annotation, "__name__", ""), "float64")
+            raise gojson.type_error(
+                value, f"struct field {_go_struct(kind.name)}.attributes.{key}", go_type
+            )
     try:
         return kind.parse(attributes)
     except ValidationError as exc:
@@ -188,7 +218,7 @@ def toxic_input(body: bytes) -> ToxicInput:
     """A new toxic. Checks in upstream's order: JSON, stream, type, (duplicate), attributes."""
     obj = _object(gojson.decode(body), "toxics.ToxicWrapper")
     struct = "ToxicWrapper"
-    name = _string(obj, "name", struct) or ""
+    name = _name(_string(obj, "name", struct), "name") or ""
     type_as_sent = _string(obj, "type", struct) or ""
     stream_found, _ = gojson.field(obj, "stream")
     stream_as_sent = _string(obj, "stream", struct)
@@ -207,8 +237,11 @@ def toxic_input(body: bytes) -> ToxicInput:
     kind = REGISTRY.get(type_as_sent)
     if kind is None:
         raise BadRequest(INVALID_TOXIC_TYPE)
+    _toxicity(toxicity)
+    if not name:
+        name = _name(f"{type_as_sent}_{stream_as_sent}", "name") or ""
     return ToxicInput(
-        name=name or f"{type_as_sent}_{stream_as_sent}",
+        name=name,
         kind=kind,
         type_as_sent=type_as_sent,
         stream_as_sent=stream_as_sent,
@@ -229,7 +262,7 @@ def toxic_update(body: bytes) -> ToxicUpdate:
     ttl_given, ttl_ms = _ttl(obj, "ToxicWrapper")
     return ToxicUpdate(
         attributes=attributes if isinstance(attributes, dict) else None,
-        toxicity=_float32(obj, "toxicity", ""),
+        toxicity=_toxicity(_float32(obj, "toxicity", "")),
         match=match,
         match_given=match_given,
         ttl_ms=ttl_ms,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 from pathlib import Path  # noqa: TC003 - typer reads annotations at run time
 from typing import TYPE_CHECKING, Annotated
@@ -19,6 +20,8 @@ from injector.proxy.errors import ApiError
 from injector.proxy.server import ProxyServer
 from spine.eventlog.publisher import Publisher
 from spine.settings import Settings
+
+TOKEN_ENV = "AFTERSHOCK_PROXY_TOKEN"
 
 app = typer.Typer(help="The Toxiproxy-compatible fault proxy.", no_args_is_help=True)
 
@@ -74,7 +77,7 @@ def serve(
     token: Annotated[
         str | None,
         typer.Option(
-            envvar="AFTERSHOCK_PROXY_TOKEN",
+            envvar=TOKEN_ENV,
             help="Require 'Authorization: Bearer TOKEN' on every API request.",
         ),
     ] = None,
@@ -83,6 +86,21 @@ def serve(
         typer.Option(
             "--allow-upstream",
             help="CIDR or host name upstreams may use (repeatable; default: loopback only).",
+        ),
+    ] = None,
+    allow_any_upstream: Annotated[
+        bool,
+        typer.Option(
+            "--allow-any-upstream",
+            help="Let proxies forward to any upstream (turns the upstream allowlist off).",
+        ),
+    ] = False,
+    allow_listen: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-listen",
+            help="CIDR proxies may also listen on (repeatable; default: loopback only; "
+            "0.0.0.0/0 allows every interface).",
         ),
     ] = None,
     events: Annotated[
@@ -103,6 +121,17 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the control API and the proxies it creates until interrupted."""
+    if token is None:
+        # Click reads an empty variable as unset; here a variable set empty is a mistake to
+        # report, not a request to turn authentication off.
+        token = os.environ.get(TOKEN_ENV)
+    if token is not None and not token.strip():
+        typer.echo(
+            "error: the API token (--token or AFTERSHOCK_PROXY_TOKEN) is empty; "
+            "give a token, or unset it to run without one",
+            err=True,
+        )
+        raise typer.Exit(2)
     populate = None
     if config is not None:
         try:
@@ -137,9 +166,11 @@ def serve(
                 upstream_allowlist=allow_upstream,
                 token=token,
                 connection_events=connection_events,
+                allow_any_upstream=allow_any_upstream,
+                listen_allowlist=allow_listen,
             )
         except ValueError as exc:
-            typer.echo(f"error: --allow-upstream: {exc}", err=True)
+            typer.echo(f"error: --allow-upstream/--allow-listen: {exc}", err=True)
             raise typer.Exit(2) from None
         try:
             await server.start()

@@ -7,8 +7,10 @@ dead-man's switch) revert changes on their own when a controller stops renewing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
+from injector.proxy.allowlist import ListenAllowlist, join_host_port
 from injector.proxy.errors import (
     PROXY_EXISTS,
     PROXY_NOT_FOUND,
@@ -17,12 +19,13 @@ from injector.proxy.errors import (
     ApiError,
     BadRequest,
     Conflict,
+    ListenError,
     NotFound,
     PopulateError,
 )
 from injector.proxy.events import EventContext, EventEmitter, toxic_spec
 from injector.proxy.model import Toxic
-from injector.proxy.proxy import Proxy, _bind_host, join_host_port, split_host_port
+from injector.proxy.proxy import Proxy
 from schemas.events import (
     ConnectionClosed,
     ConnectionOpened,
@@ -36,7 +39,7 @@ from schemas.events import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Iterable
     from typing import Literal
 
     from injector.proxy.allowlist import UpstreamAllowlist
@@ -52,10 +55,12 @@ class ProxyCollection:
         emitter: EventEmitter,
         allowlist: UpstreamAllowlist,
         spawn: Callable[[Coroutine[object, object, None]], None],
+        listen_allowlist: ListenAllowlist | None = None,
     ) -> None:
         self.proxies: dict[str, Proxy] = {}
         self.emitter = emitter
         self.allowlist = allowlist
+        self.listen_allowlist = listen_allowlist or ListenAllowlist()
         self._spawn = spawn
         self.lock = asyncio.Lock()
         self._proxy_leases: dict[str, tuple[int, asyncio.TimerHandle]] = {}
@@ -64,6 +69,15 @@ class ProxyCollection:
 
     def spawn(self, coro: Coroutine[object, object, None]) -> None:
         self._spawn(coro)
+
+    def bind_address(self, listen: str) -> tuple[str, int]:
+        return self.listen_allowlist.bind_address(listen)
+
+    def dial_targets_now(self, host: str, port: int) -> list[tuple[str, int]]:
+        return self.allowlist.literal_targets(host, port)
+
+    async def dial_targets(self, host: str, port: int) -> list[tuple[str, int]]:
+        return await self.allowlist.dial_targets(host, port)
 
     def connection_opened(self, proxy: Proxy, conn: Connection) -> None:
         if self.emitter.connection_events:
@@ -111,15 +125,30 @@ class ProxyCollection:
         return out
 
     # -- proxies ------------------------------------------------------------------------------
+    #
+    # Each change is checked in full before anything is touched, and a change that fails half
+    # way (a bind failure) is undone, so a request either changes state completely or not at
+    # all. Upstreams are checked before the API lock is taken (checking may resolve a name).
 
-    async def create(self, body: ProxyInput, ctx: EventContext) -> Proxy:
+    async def check_upstreams(self, upstreams: Iterable[str | None]) -> None:
+        """Refuse (400/403) any upstream that is not allowed; call without holding the lock."""
+        for upstream in upstreams:
+            if upstream is not None:
+                await self.allowlist.check(upstream)
+
+    @staticmethod
+    def check_required(body: ProxyInput) -> None:
         if not body.name:
             raise BadRequest.missing_field("name")
         if not body.upstream:
             raise BadRequest.missing_field("upstream")
-        await self.allowlist.check(body.upstream)
+
+    async def create(self, body: ProxyInput, ctx: EventContext) -> Proxy:
+        """Create a proxy; its upstream must have passed :meth:`check_upstreams`."""
+        self.check_required(body)
         if body.name in self.proxies:
             raise Conflict(PROXY_EXISTS)
+        self.bind_address(body.listen or "")
         return await self._create(body, ctx)
 
     async def _create(self, body: ProxyInput, ctx: EventContext) -> Proxy:
@@ -137,19 +166,30 @@ class ProxyCollection:
         return proxy
 
     async def update(self, name: str, body: ProxyInput, ctx: EventContext) -> Proxy:
+        """Update a proxy; a new upstream must have passed :meth:`check_upstreams`."""
         proxy = self.get(name)
-        if body.upstream is not None and body.upstream != proxy.upstream:
-            await self.allowlist.check(body.upstream)
         listen = proxy.listen if body.listen is None else body.listen
         upstream = proxy.upstream if body.upstream is None else body.upstream
         enabled = proxy.enabled if body.enabled is None else body.enabled
         was_enabled = proxy.enabled
+        if listen != proxy.listen:
+            self.bind_address(listen)
+        before = (proxy.listen, proxy.upstream)
         if listen != proxy.listen or upstream != proxy.upstream:
             proxy.stop()
             proxy.listen = listen
             proxy.change_upstream(upstream)
         if enabled and not proxy.enabled:
-            await proxy.start()
+            try:
+                await proxy.start()
+            except ApiError:
+                # Put the proxy back as it was: the request changes nothing.
+                proxy.listen = before[0]
+                proxy.change_upstream(before[1])
+                if was_enabled:
+                    with contextlib.suppress(ApiError):
+                        await proxy.start()
+                raise
         elif not enabled and proxy.enabled:
             proxy.stop()
         if proxy.enabled:
@@ -212,16 +252,18 @@ class ProxyCollection:
         self.emitter.emit(ProxyDeleted, ctx, proxy=name)
 
     async def populate(self, entries: list[ProxyInput], ctx: EventContext) -> list[Proxy]:
+        """Create or replace proxies; their upstreams must have passed :meth:`check_upstreams`.
+        Every listen address is checked before the first change; a bind failure stops there,
+        keeping what was done (as Toxiproxy does), and is answered with it."""
         for entry in entries:
-            assert entry.upstream is not None
-            await self.allowlist.check(entry.upstream)
+            self.bind_address(entry.listen or "")
         done: list[Proxy] = []
         for entry in entries:
             assert entry.name is not None
             existing = self.proxies.get(entry.name)
             if existing is not None:
                 if (
-                    _resolved_listen(entry.listen or "") == existing.listen
+                    self._resolved_listen(entry.listen or "") == existing.listen
                     and entry.upstream == existing.upstream
                 ):
                     done.append(existing)
@@ -234,14 +276,27 @@ class ProxyCollection:
         return done
 
     async def reset(self, ctx: EventContext) -> None:
-        """Re-enable every proxy and remove every toxic; connections stay open."""
+        """Re-enable every proxy and remove every toxic; connections stay open.
+
+        Every proxy is attempted: one that cannot bind does not keep the others' toxics in
+        place. The failures are raised together at the end (a bind failure is a 500, as
+        Toxiproxy answers it), each naming its proxy."""
+        failures: list[str] = []
         for proxy in list(self.proxies.values()):
             for toxic in proxy.remove_all_toxics():
                 self._toxic_gone(proxy, toxic, "reset", ctx)
-            self._cancel_proxy_lease(proxy.name)
             if not proxy.enabled:
-                await proxy.start()
+                try:
+                    await proxy.start()
+                except ApiError as exc:
+                    failures.append(f"proxy {proxy.name}: {exc.message}")
+                    continue
+                self._cancel_proxy_lease(proxy.name)
                 self.emitter.emit(ProxyEnabled, ctx, proxy=proxy.name)
+            else:
+                self._cancel_proxy_lease(proxy.name)
+        if failures:
+            raise ListenError(f"reset could not enable {len(failures)}: {'; '.join(failures)}")
 
     # -- toxics -------------------------------------------------------------------------------
 
@@ -263,12 +318,11 @@ class ProxyCollection:
             ttl_ms=body.ttl_ms,
             networks=body.match.networks() if body.match else (),
         )
+        spec = toxic_spec(toxic)
         proxy.add_toxic(toxic)
         if toxic.ttl_ms is not None:
             self._arm_toxic_lease(proxy, toxic, ctx)
-        self.emitter.emit(
-            ToxicAdded, ctx, proxy=proxy.name, toxic=toxic_spec(toxic), ttl_ms=toxic.ttl_ms
-        )
+        self.emitter.emit(ToxicAdded, ctx, proxy=proxy.name, toxic=spec, ttl_ms=toxic.ttl_ms)
         return toxic
 
     def update_toxic(
@@ -277,9 +331,11 @@ class ProxyCollection:
         from injector.proxy.bodies import parse_attributes
 
         proxy, toxic = self.get_toxic(proxy_name, toxic_name)
+        config = toxic.config
         if body.attributes is not None:
-            merged = {**toxic.config.model_dump(), **body.attributes}
-            toxic.config = parse_attributes(toxic.kind, merged)
+            config = parse_attributes(toxic.kind, {**toxic.config.model_dump(), **body.attributes})
+        # Nothing is changed before everything has been checked.
+        toxic.config = config
         if body.toxicity is not None:
             toxic.toxicity = body.toxicity
         if body.match_given:
@@ -287,15 +343,14 @@ class ProxyCollection:
             toxic.networks = body.match.networks() if body.match else ()
         if body.ttl_given:
             toxic.ttl_ms = body.ttl_ms
+        spec = toxic_spec(toxic)
         proxy.toxic_changed(toxic)
         if toxic.ttl_ms is not None:
             self._arm_toxic_lease(proxy, toxic, ctx)  # any update renews the lease
         elif toxic.lease is not None:
             toxic.lease.cancel()
             toxic.lease = None
-        self.emitter.emit(
-            ToxicUpdated, ctx, proxy=proxy.name, toxic=toxic_spec(toxic), ttl_ms=toxic.ttl_ms
-        )
+        self.emitter.emit(ToxicUpdated, ctx, proxy=proxy.name, toxic=spec, ttl_ms=toxic.ttl_ms)
         return toxic
 
     def renew_toxic(
@@ -350,10 +405,9 @@ class ProxyCollection:
                     toxic.lease = None
             proxy.close_quietly()
 
-
-def _resolved_listen(listen: str) -> str:
-    try:
-        host, port = split_host_port(listen)
-    except ValueError:
-        return listen
-    return join_host_port(_bind_host(host), port)
+    def _resolved_listen(self, listen: str) -> str:
+        try:
+            host, port = self.bind_address(listen)
+        except ApiError:
+            return listen
+        return join_host_port(host, port)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -102,10 +103,62 @@ def encode(value: object) -> bytes:
     return "".join(out).encode()
 
 
+class Number(float):
+    """A JSON number that is not an int64: a fraction, an exponent, or an integer out of
+    range. It keeps its literal, as Go's errors quote it (``cannot unmarshal number 1e999``);
+    its value may be infinite, which every field check refuses."""
+
+    literal: str
+
+    def __new__(cls, literal: str) -> Number:
+        number = super().__new__(cls, float(literal))
+        number.literal = literal
+        return number
+
+
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _parse_int(literal: str) -> int | Number:
+    # Python refuses int() of more than 4300 digits; Go refuses anything past int64 anyway.
+    if len(literal) <= 20:
+        value = int(literal)
+        if _INT64[0] <= value <= _INT64[1]:
+            return value
+    return Number(literal)
+
+
+class _Constant(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity``, which Python's decoder accepts and Go's does not."""
+
+
+def _refuse_constant(name: str) -> object:
+    raise _Constant(name)
+
+
+_DECODER = json.JSONDecoder(
+    parse_float=Number, parse_int=_parse_int, parse_constant=_refuse_constant
+)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_surrogates(value: object) -> object:
+    """Go's decoder turns an escaped surrogate without its pair into U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
+
+
 def decode(body: bytes) -> object:
     """Decode the first JSON value of ``body`` like Go's ``json.Decoder`` (trailing data ignored).
 
-    Raises :class:`BadRequest` with a Go-style detail.
+    No ``NaN`` or ``Infinity``; an escaped lone surrogate becomes U+FFFD; integers outside int64
+    and every number with a fraction or exponent come back as :class:`Number`. Raises
+    :class:`BadRequest` with a Go-style detail.
     """
     try:
         text = body.decode()
@@ -115,11 +168,17 @@ def decode(body: bytes) -> object:
     if not stripped:
         raise BadRequest.body("EOF")
     try:
-        value, _ = json.JSONDecoder().raw_decode(stripped)
+        value, _ = _DECODER.raw_decode(stripped)
+    except _Constant as exc:
+        name = str(exc)
+        where = "in numeric literal" if name.startswith("-") else "looking for beginning of value"
+        raise BadRequest.body(f"invalid character {name.lstrip('-')[0]!r} {where}") from None
     except json.JSONDecodeError as exc:
         raise BadRequest.body(_go_syntax_detail(stripped, exc)) from exc
     except RecursionError as exc:
         raise BadRequest.body("exceeded max depth") from exc
+    if "\\u" in stripped:
+        value = _replace_surrogates(value)
     return value
 
 
@@ -143,8 +202,10 @@ def json_type(value: object) -> str:
     """The JSON type word Go's decoder uses in ``cannot unmarshal <type>`` messages."""
     if isinstance(value, bool):
         return "bool"
+    if isinstance(value, Number):
+        return f"number {value.literal}"
     if isinstance(value, int | float):
-        return f"number {format_float(float(value)) if isinstance(value, float) else value}"
+        return f"number {format_float(value) if isinstance(value, float) else value}"
     if isinstance(value, str):
         return "string"
     if isinstance(value, list):
@@ -152,6 +213,14 @@ def json_type(value: object) -> str:
     if isinstance(value, dict):
         return "object"
     return "null"
+
+
+FLOAT32_LIMIT = 3.4028235677973366e38
+"""Magnitudes from here up overflow a float32 (smaller ones round to at most its maximum)."""
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def type_error(value: object, where: str, go_type: str) -> BadRequest:

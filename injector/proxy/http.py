@@ -25,6 +25,7 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 IDLE_TIMEOUT_S = 120.0
 READ_TIMEOUT_S = 30.0
 _DISCARD_LIMIT = 64 * 1024 * 1024
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class HttpServer:
         if length_text is None:
             return b""
         length_text = length_text.strip()
-        if not length_text.isdigit():
+        if not (length_text.isascii() and length_text.isdigit()):
             raise BadHttp(400, f"bad Content-Length {length_text!r}")
         length = int(length_text)
         if length > self.max_body_bytes:
@@ -189,10 +190,10 @@ class HttpServer:
         while True:
             line = await reader.readuntil(b"\r\n")
             size_text = line[:-2].split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise BadHttp(400, "bad chunk size") from None
+            # Hex digits only: int() would also take a sign, underscores or a 0x prefix.
+            if not size_text or len(size_text) > 16 or not _HEX.issuperset(size_text):
+                raise BadHttp(400, "bad chunk size")
+            size = int(size_text, 16)
             if size == 0:
                 while (await reader.readuntil(b"\r\n")) != b"\r\n":
                     pass  # trailers are ignored

@@ -250,7 +250,10 @@ class ConnectionOwner(Protocol):
     """What a connection needs from its proxy (kept narrow so the data path stays testable)."""
 
     @property
-    def upstream_address(self) -> tuple[str, int]: ...
+    def direct_targets(self) -> list[tuple[str, int]] | None:
+        """Where to dial when that needs no resolving (None: ask :meth:`dial_targets`)."""
+
+    async def dial_targets(self) -> list[tuple[str, int]]: ...
 
     def toxics_for(self, direction: Direction) -> list[Toxic]: ...
 
@@ -310,16 +313,27 @@ class Connection:
         self.owner.connection_accepted(self)
 
     async def dial(self) -> None:
-        """Connect to the upstream; on failure close the client."""
-        host, port = self.owner.upstream_address
+        """Connect to the upstream, only ever to an allowed address; on failure close the
+        client."""
         try:
-            transport, _ = await self.loop.create_connection(lambda: self.upstream_side, host, port)
-        except OSError:
-            self.close()
-            return
+            targets = self.owner.direct_targets
+            if targets is None:
+                targets = await self.owner.dial_targets()
+            transport = None
+            for host, port in targets:
+                try:
+                    transport, _ = await self.loop.create_connection(
+                        lambda: self.upstream_side, host, port
+                    )
+                    break
+                except (OSError, UnicodeError, ValueError):
+                    continue
         except asyncio.CancelledError:
             self.close()
             raise
+        if transport is None:
+            self.close()
+            return
         if self.closed:
             transport.close()
             return

@@ -9,6 +9,7 @@ import os
 import socket
 from typing import TYPE_CHECKING, Protocol
 
+from injector.proxy.allowlist import ip_literal, join_host_port, split_host_port
 from injector.proxy.errors import ListenError
 from injector.proxy.link import Connection
 from injector.proxy.model import Direction, Toxic
@@ -26,38 +27,15 @@ class ProxyHost(Protocol):
 
     def connection_closed(self, proxy: Proxy, conn: Connection) -> None: ...
 
+    def bind_address(self, listen: str) -> tuple[str, int]: ...
 
-def split_host_port(text: str) -> tuple[str, int]:
-    """Split ``host:port`` / ``[v6]:port`` like Go's ``net.SplitHostPort``; raises ValueError."""
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"address {text}: missing port in address")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            raise ValueError(f"address {text}: missing port in address")
-        if ":" in host:
-            raise ValueError(f"address {text}: too many colons in address")
-    try:
-        port = int(port_text) if port_text else 0
-    except ValueError:
-        raise ValueError(f"address {text}: invalid port") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"address {text}: invalid port")
-    return host, port
+    def dial_targets_now(self, host: str, port: int) -> list[tuple[str, int]]: ...
+
+    async def dial_targets(self, host: str, port: int) -> list[tuple[str, int]]: ...
 
 
-def join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _bind_host(host: str) -> str:
-    # The project's proxies bind loopback unless told otherwise.
-    if host in ("", "localhost"):
-        return "127.0.0.1"
-    return host
+_BIND_ERRNOS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+"""Failures Go reports from the bind step (``listen tcp A: bind: ...``)."""
 
 
 def _strerror(exc: OSError) -> str:
@@ -79,6 +57,7 @@ class Proxy:
         self.closed_bytes = {Direction.UPSTREAM: [0, 0], Direction.DOWNSTREAM: [0, 0]}
         self._server: asyncio.AbstractServer | None = None
         self._upstream_address = ("127.0.0.1", 0)
+        self.direct_targets: list[tuple[str, int]] | None = None
         self._set_upstream(upstream)
 
     def _set_upstream(self, upstream: str) -> None:
@@ -86,13 +65,27 @@ class Proxy:
             self._upstream_address = split_host_port(upstream)
         except ValueError:
             # Dialling an unparseable upstream fails, which closes each client: as upstream does.
-            self._upstream_address = (upstream, 0)
+            self._upstream_address = ("", 0)
+        host, port = self._upstream_address
+        # An address needs no resolving: its check is done once, here, not on every dial.
+        self.direct_targets = None
+        if ip_literal(host) is not None:
+            self.direct_targets = self.host.dial_targets_now(host, port)
 
     # -- what connections ask of their proxy (ConnectionOwner) ---------------------------------
 
     @property
     def upstream_address(self) -> tuple[str, int]:
         return self._upstream_address
+
+    async def dial_targets(self) -> list[tuple[str, int]]:
+        """Addresses a new connection may dial now (none: the client is closed)."""
+        if self.direct_targets is not None:
+            return self.direct_targets
+        host, port = self._upstream_address
+        if not host:
+            return []
+        return await self.host.dial_targets(host, port)
 
     def toxics_for(self, direction: Direction) -> list[Toxic]:
         return [t for t in self.toxics if t.direction is direction]
@@ -137,16 +130,16 @@ class Proxy:
         if self.enabled:
             return
         loop = asyncio.get_running_loop()
+        host, port = self.host.bind_address(self.listen)
         try:
-            host, port = split_host_port(self.listen) if self.listen else ("", 0)
-        except ValueError as exc:
-            raise ListenError(f"listen tcp: {exc}") from None
-        host = _bind_host(host)
-        try:
-            infos = await loop.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            # An address, never a name (see ListenAllowlist): no resolver is involved.
+            infos = socket.getaddrinfo(
+                host,
+                port,
+                type=socket.SOCK_STREAM,
+                flags=socket.AI_PASSIVE | socket.AI_NUMERICHOST,
             )
-        except socket.gaierror:
+        except (OSError, UnicodeError, ValueError):
             raise ListenError(f"listen tcp: lookup {host}: no such host") from None
         family, _, _, _, address = infos[0]
         shown = join_host_port(str(address[0]), port)
@@ -161,7 +154,7 @@ class Proxy:
             )
         except OSError as exc:
             sock.close()
-            op = "listen" if exc.errno not in (errno.EADDRINUSE, errno.EACCES) else "bind"
+            op = "bind" if exc.errno in _BIND_ERRNOS else "listen"
             raise ListenError(f"listen tcp {shown}: {op}: {_strerror(exc)}") from None
         bound = sock.getsockname()
         self.listen = join_host_port(str(bound[0]), int(bound[1]))

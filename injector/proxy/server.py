@@ -7,7 +7,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Self
 
-from injector.proxy.allowlist import UpstreamAllowlist
+from injector.proxy.allowlist import ListenAllowlist, UpstreamAllowlist
 from injector.proxy.api import Api, prometheus_text
 from injector.proxy.bodies import populate_input
 from injector.proxy.collection import ProxyCollection
@@ -45,13 +45,20 @@ class ProxyServer:
         *,
         connection_events: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        allow_any_upstream: bool = False,
+        listen_allowlist: list[str] | tuple[str, ...] | None = None,
     ) -> None:
+        if token is not None and not token.strip():
+            raise ValueError("the API token is empty: give a token, or none to turn it off")
         self.host = host
         self.port = port
         self._tasks: set[asyncio.Task[None]] = set()
         self._emitter = EventEmitter(sink, connection_events=connection_events)
         self.collection = ProxyCollection(
-            self._emitter, UpstreamAllowlist.parse(upstream_allowlist), self._spawn
+            self._emitter,
+            UpstreamAllowlist.parse(upstream_allowlist, allow_any=allow_any_upstream),
+            self._spawn,
+            ListenAllowlist.parse(listen_allowlist),
         )
         self._api = Api(
             self.collection,
@@ -96,8 +103,10 @@ class ProxyServer:
 
     async def populate(self, body: bytes) -> list[Proxy]:
         """Create proxies from a ``/populate`` document (as ``--config`` does)."""
+        entries = populate_input(body)
+        await self.collection.check_upstreams(e.upstream for e in entries)
         async with self.collection.lock:
-            return await self.collection.populate(populate_input(body), EventContext())
+            return await self.collection.populate(entries, EventContext())
 
     async def aclose(self) -> None:
         """Stop the API, every proxy and every connection. Idempotent."""

@@ -107,6 +107,28 @@ async def test_timeout_swallows_data_then_closes(server: ProxyServer, echo_port:
         writer.close()
 
 
+async def test_timeout_is_an_idle_timeout(server: ProxyServer, echo_port: int) -> None:
+    """Every chunk in the toxic's direction restarts its clock (as Toxiproxy's does): a client
+    that keeps sending stays open well past the timeout, then closes one timeout after its
+    last chunk."""
+    async with Api(server) as api:
+        host, port = await api.proxy("p", echo_port)
+        await api.toxic("p", type="timeout", stream="upstream", attributes={"timeout": 1000})
+        reader, writer = await asyncio.open_connection(host, port)
+        started = time.perf_counter()
+        while True:
+            writer.write(b"x")
+            await writer.drain()
+            last = time.perf_counter()
+            if last - started > 2.5:
+                break
+            await asyncio.sleep(0.1)
+            assert not reader.at_eof(), "closed while data kept coming"
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        assert time.perf_counter() - last >= 0.95
+        writer.close()
+
+
 async def test_timeout_zero_holds_until_removed_then_closes(
     server: ProxyServer, echo_port: int
 ) -> None:

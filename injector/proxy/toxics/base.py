@@ -13,9 +13,9 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from injector.proxy.toxics.alarm import Alarm
 
@@ -23,6 +23,17 @@ if TYPE_CHECKING:
     import asyncio
     import random
     from collections.abc import Callable
+
+
+MAX_DURATION_MS = 24 * 3600 * 1000
+"""Longest time attribute (latency, jitter, delay, timeout): one day. Toxiproxy takes any
+int64 and overflows its clock past about 292 years; a bound keeps every timer in range."""
+MAX_CHUNK_BYTES = 1 << 30
+"""Largest byte size attribute of a chunk (slicer sizes)."""
+
+DurationMs = Annotated[int, Field(ge=0, le=MAX_DURATION_MS)]
+"""Milliseconds, 0 … one day."""
+ChunkBytes = Annotated[int, Field(ge=0, le=MAX_CHUNK_BYTES)]
 
 
 class ToxicConfig(BaseModel):

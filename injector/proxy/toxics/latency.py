@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import cast
 
-from injector.proxy.toxics.base import TimedStage, ToxicConfig, register
+from injector.proxy.toxics.base import DurationMs, TimedStage, ToxicConfig, register
 
 
 class LatencyConfig(ToxicConfig):
-    latency: int = 0
-    jitter: int = 0
+    latency: DurationMs = 0
+    jitter: DurationMs = 0
 
 
 @register("latency", config=LatencyConfig)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from injector.proxy.toxics.base import Stage, ToxicConfig, register
+from injector.proxy.toxics.base import DurationMs, Stage, ToxicConfig, register
 
 if TYPE_CHECKING:
     import asyncio
 
 
 class ResetPeerConfig(ToxicConfig):
-    timeout: int = 0
+    timeout: DurationMs = 0
 
 
 @register("reset_peer", config=ResetPeerConfig)

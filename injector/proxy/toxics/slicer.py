@@ -4,15 +4,24 @@
 from __future__ import annotations
 
 import time
-from typing import cast
+from typing import Annotated, cast
 
-from injector.proxy.toxics.base import TimedStage, ToxicConfig, register
+from pydantic import Field
+
+from injector.proxy.toxics.base import (
+    MAX_DURATION_MS,
+    ChunkBytes,
+    TimedStage,
+    ToxicConfig,
+    register,
+)
 
 
 class SlicerConfig(ToxicConfig):
-    average_size: int = 0
-    size_variation: int = 0
-    delay: int = 0
+    average_size: ChunkBytes = 0
+    size_variation: ChunkBytes = 0
+    delay: Annotated[int, Field(ge=0, le=MAX_DURATION_MS * 1000)] = 0
+    """Microseconds."""
 
 
 @register("slicer", config=SlicerConfig)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from injector.proxy.toxics.base import Stage, ToxicConfig, register
+from injector.proxy.toxics.base import DurationMs, Stage, ToxicConfig, register
 
 if TYPE_CHECKING:
     import asyncio
 
 
 class SlowCloseConfig(ToxicConfig):
-    delay: int = 0
+    delay: DurationMs = 0
 
 
 @register("slow_close", config=SlowCloseConfig)
