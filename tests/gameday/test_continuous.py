@@ -23,7 +23,7 @@ from aftershock.gameday.continuous import (
 )
 from aftershock.gameday.run import GamedayOptions, RunOutcome
 from aftershock.report.files import write_reports
-from aftershock.report.model import RunData, RunMeta, TimeSeries
+from aftershock.report.model import RunData, RunMeta
 from injector.validate import load_experiment
 from schemas.load import SendStep
 from schemas.results import Availability, Verdict
@@ -129,9 +129,7 @@ async def test_a_figure_without_data_has_no_sample(stack: EmbeddedStack, tmp_pat
                      episodes=0, mttr_s=None, observed_s=10.0),
         Verdict(**ids, passed=False, reasons=["gateway: availability"]),
     ]  # fmt: skip
-    write_reports(
-        run_dir, RunData.of(RunMeta(experiment_id=exp, run_id="r1"), records, TimeSeries())
-    )
+    write_reports(run_dir, RunData.of(RunMeta(experiment_id=exp, run_id="r1"), records))
     judged = RoundVerdict(round=0, experiment_id=exp, run_id="r1", fault="x", passed=False,
                           status="completed", ended_ns=1)  # fmt: skip
     errored = RoundVerdict(round=1, experiment_id=exp, run_id="", fault="y", passed=None,
