@@ -72,7 +72,8 @@ class DependencyGraph:
 class Blast:
     targets: set[str] = field(default_factory=set)
     tenants: set[str] = field(default_factory=set)
-    sessions: set[str] = field(default_factory=set)
+    sessions: set[tuple[str, ...]] = field(default_factory=set)
+    """Whole session identities (run, generator, target, session)."""
 
 
 @dataclass(frozen=True)

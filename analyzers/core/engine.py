@@ -28,7 +28,7 @@ from analyzers.core.events import (
 )
 from analyzers.core.faults import FaultWindows
 from analyzers.core.health import Episode, HealthKey
-from analyzers.core.integrity import Counts, Dims, IntegrityTracker
+from analyzers.core.integrity import Counts, Dims, IntegrityTracker, SessionKey
 from analyzers.core.isolation import IsolationTracker
 from analyzers.core.load import QUANTILES, LoadAcc, LoadTracker
 from analyzers.core.ordering import ReorderBuffer, TimeBase
@@ -289,10 +289,16 @@ class Analyzer:
                 self.patterns.error(t, ev.target, cls, self.faults.active_windows_at(t), faults)
         if cls is not False:
             self._observe(
-                t, ev.target, ev.tenant, ev.session, cls if isinstance(cls, str) else None
+                t,
+                ev.target,
+                ev.tenant,
+                (ev.run_id, ev.generator_id, ev.target, ev.session),
+                cls if isinstance(cls, str) else None,
             )
 
-    def _observe(self, t: int, target: str, tenant: str, session: str, cls: str | None) -> None:
+    def _observe(
+        self, t: int, target: str, tenant: str, session: SessionKey, cls: str | None
+    ) -> None:
         faults_at = self.faults.active_at
         th = self.config.health
         health = self._health

@@ -40,17 +40,18 @@ class Violation:
 class IsolationTracker:
     def __init__(self, remember_ns: int) -> None:
         self._remember_ns = remember_ns
-        self._send_traces: dict[tuple[str, int], str] = {}
-        self._order: deque[tuple[int, tuple[str, int]]] = deque()
-        self._session_trace: dict[str, str] = {}
+        # Keyed by (run, target, session): what a stamp's origin can be matched on.
+        self._send_traces: dict[tuple[str, str, str, int], str] = {}
+        self._order: deque[tuple[int, tuple[str, str, str, int]]] = deque()
+        self._session_trace: dict[tuple[str, str, str], str] = {}
         self.violations: list[Violation] = []
 
     def send(self, t: int, ev: Send) -> None:
         if ev.trace_id is None:
             return
-        key = (ev.session, ev.seq)
+        key = (ev.run_id, ev.target, ev.session, ev.seq)
         self._send_traces[key] = ev.trace_id
-        self._session_trace[ev.session] = ev.trace_id
+        self._session_trace[(ev.run_id, ev.target, ev.session)] = ev.trace_id
         self._order.append((t, key))
         horizon = t - self._remember_ns
         order = self._order
@@ -73,9 +74,11 @@ class IsolationTracker:
         origin_trace = None
         if ev.origin_session is not None:
             if ev.origin_seq is not None:
-                origin_trace = self._send_traces.get((ev.origin_session, ev.origin_seq))
+                origin_trace = self._send_traces.get(
+                    (ev.run_id, ev.target, ev.origin_session, ev.origin_seq)
+                )
             if origin_trace is None:
-                origin_trace = self._session_trace.get(ev.origin_session)
+                origin_trace = self._session_trace.get((ev.run_id, ev.target, ev.origin_session))
         v = Violation(
             violation=kind,
             t=t,
