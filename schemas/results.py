@@ -15,6 +15,9 @@ from pydantic import Field
 from schemas.base import EventBase, Frozen, Identifier
 
 Scope = Literal["target", "tenant", "fault", "overall"]
+Relation = Literal["during", "after"]
+"""How a finding relates to the fault it is attributed to: it began while the fault was in
+effect, or after the fault was lifted (an after-effect, within the configured window)."""
 
 
 class ResultBase(EventBase):
@@ -33,6 +36,11 @@ class FailureEpisode(ResultBase):
     ended_ns: int | None = None
     duration_ms: float | None = Field(default=None, ge=0)
     faults_active: list[str] = Field(default_factory=list)
+    faults_after: list[str] = Field(default_factory=list)
+    """Faults lifted shortly before the episode began (it is their after-effect)."""
+    fault_relation: Relation | None = None
+    """``during`` when it began while the fault it is measured against was in effect,
+    ``after`` when it began after that fault was lifted, null when no fault is attributed."""
     error_classes: dict[str, int] = Field(default_factory=dict)
     time_to_impact_ms: float | None = None
     time_to_recover_ms: float | None = None
@@ -70,6 +78,8 @@ class IsolationViolation(ResultBase):
     origin_seq: int | None = None
     seen_ns: int
     faults_active: list[str] = Field(default_factory=list)
+    faults_after: list[str] = Field(default_factory=list)
+    fault_relation: Relation | None = None
     source_event_id: str
 
 
@@ -103,6 +113,7 @@ class CascadeHop(Frozen):
     failed_after_ms: float = Field(ge=0)
     via: str | None = None
     hop_delay_ms: float | None = None
+    relation: Relation = "during"
 
 
 class Cascade(ResultBase):

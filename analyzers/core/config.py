@@ -57,6 +57,9 @@ class AnalyzerConfig(Frozen):
     reorder_window: int = Field(default=256, ge=16)
     """Per (receiver, origin) pair, how many sequence numbers below the highest are tracked
     for duplicate detection."""
+    after_effect_s: float = Field(default=5.0, ge=0)
+    """An episode or violation that begins within this long after a fault ended, with no
+    fault active, is attributed to that fault as its after-effect."""
     burst_gap_s: float = Field(default=0.5, gt=0)
     burst_min_errors: int = Field(default=5, ge=2)
     baseline_phase: str = "baseline"

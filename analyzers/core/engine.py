@@ -26,7 +26,7 @@ from analyzers.core.events import (
     SessionError,
     analysis_form,
 )
-from analyzers.core.faults import FaultWindows
+from analyzers.core.faults import FaultWindow, FaultWindows
 from analyzers.core.health import Episode, HealthKey
 from analyzers.core.integrity import Counts, Dims, IntegrityTracker, SessionKey
 from analyzers.core.isolation import IsolationTracker
@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from analyzers.core.events import Fed
-    from schemas.results import Scope
+    from schemas.results import Relation, Scope
 
 ANALYZER_ID = "analyzer"
 _OVERALL = ("overall", "")
@@ -278,7 +278,7 @@ class Analyzer:
                 add_to_each([acc.latency for acc in accs], lat)
             integrity.receive(ev, with_faults)
             if ev.origin_tenant is not None and ev.checksum_ok is not False:
-                self.isolation.receive(t, ev, faults)
+                self.isolation.receive(t, ev, faults, lambda: self._faults_after(t))
         elif isinstance(ev, Connected):
             for acc in accs:
                 acc.connects += 1
@@ -307,13 +307,15 @@ class Analyzer:
             hk = health.get((scope, key))
             if hk is None:
                 health[(scope, key)] = hk = HealthKey(scope, key, th)
-            hk.observe(t, cls, faults_at)
+            opened = hk.observe(t, cls, faults_at)
+            if opened is not None:
+                opened.faults_after = self._faults_after(opened.started_ns)
             if scope == "target":
                 target_key = hk
         if cls is not None:
             faults = set(faults_at(t))
             if target_key is not None and target_key.current is not None:
-                faults.update(target_key.current.faults_active)
+                faults.update(target_key.current.faults)
             for f in faults:
                 scope_targets = self._fault_scope(f)
                 if scope_targets is not None and target not in scope_targets:
@@ -324,6 +326,9 @@ class Analyzer:
                 blast.targets.add(target)
                 blast.tenants.add(tenant)
                 blast.sessions.add(session)
+
+    def _faults_after(self, t: int) -> list[str]:
+        return self.faults.after_effect_at(t, int(self.config.after_effect_s * 1e9))
 
     def _fault_scope(self, fault_id: str) -> set[str] | None:
         if fault_id in self._scope_cache:
@@ -438,17 +443,15 @@ class _Report:
         for (scope, key), hk in sorted(self.a.health_keys().items()):
             for ep in hk.episodes:
                 tti = ttr = None
-                active = faults.active_windows_at(ep.started_ns)
-                if active:
-                    w = max(active, key=lambda w: w.started_ns)
-                    tti = (ep.started_ns - w.started_ns) / 1e6
+                relation: Relation | None = None
+                w = _measured_against(faults, ep.started_ns, ep.faults_after)
+                if w is not None:
+                    start, end = w.effective_start_ns, w.effective_end_ns
+                    relation = "after" if end is not None and ep.started_ns >= end else "during"
+                    tti = (ep.started_ns - start) / 1e6
                     # Recovering before the revert is not recovery from the revert.
-                    if (
-                        ep.ended_ns is not None
-                        and w.ended_ns is not None
-                        and ep.ended_ns >= w.ended_ns
-                    ):
-                        ttr = (ep.ended_ns - w.ended_ns) / 1e6
+                    if ep.ended_ns is not None and end is not None and ep.ended_ns >= end:
+                        ttr = (ep.ended_ns - end) / 1e6
                 out.append(
                     FailureEpisode(
                         **self._ids("episode", ep.episode_id),
@@ -461,6 +464,8 @@ class _Report:
                         if ep.ended_ns is None
                         else (ep.ended_ns - ep.started_ns) / 1e6,
                         faults_active=list(ep.faults_active),
+                        faults_after=list(ep.faults_after),
+                        fault_relation=relation,
                         error_classes=dict(sorted(ep.error_classes.items())),
                         time_to_impact_ms=tti,
                         time_to_recover_ms=ttr,
@@ -490,6 +495,7 @@ class _Report:
         return out
 
     def violations(self) -> list[ResultEvent]:
+        faults = self.a.faults
         return [
             IsolationViolation(
                 **self._ids("violation", v.source_event_id),
@@ -508,6 +514,8 @@ class _Report:
                 origin_seq=v.origin_seq,
                 seen_ns=v.t,
                 faults_active=v.faults_active,
+                faults_after=v.faults_after,
+                fault_relation=_relation(_measured_against(faults, v.t, v.faults_after), v.t),
                 source_event_id=v.source_event_id,
             )
             for v in self.a.isolation.violations
@@ -608,7 +616,8 @@ class _Report:
                 continue
             seen.add(w.fault_id)
             origin = a.graph.origin_of(w.proxy)
-            hops = hops_for(w.fault_id, w.started_ns, origin, a.graph, target_eps)
+            start, end = w.effective_start_ns, w.effective_end_ns
+            hops = hops_for(w.fault_id, start, end, origin, a.graph, target_eps)
             blast = a._blast.get(w.fault_id, Blast())
             failed = {h.target for h in hops}
             out.append(
@@ -616,8 +625,8 @@ class _Report:
                     **self._ids("cascade", w.fault_id),
                     scope="fault",
                     scope_key=w.fault_id,
-                    window_start_ns=w.started_ns,
-                    window_end_ns=w.ended_ns,
+                    window_start_ns=start,
+                    window_end_ns=end,
                     fault_id=w.fault_id,
                     origin_target=origin,
                     hops=[
@@ -626,6 +635,7 @@ class _Report:
                             failed_after_ms=h.failed_after_ns / 1e6,
                             via=h.via,
                             hop_delay_ms=None if h.hop_delay_ns is None else h.hop_delay_ns / 1e6,
+                            relation=h.relation,
                         )
                         for h in hops
                     ],
@@ -728,6 +738,25 @@ class _Report:
             error_ratio=acc.error_ratio,
             loss_ratio=None,
         )
+
+
+def _measured_against(faults: FaultWindows, t: int, after: list[str]) -> FaultWindow | None:
+    """The fault a finding at ``t`` is measured against: the latest-started one active at
+    ``t``, else the latest-ended of its after-effect faults."""
+    active = faults.active_windows_at(t)
+    if active:
+        return max(active, key=lambda w: w.started_ns)
+    ended = [
+        w for f in after for w in faults.by_id(f) if w.ended_ns is not None and w.ended_ns <= t
+    ]
+    return max(ended, key=lambda w: w.ended_ns or 0) if ended else None
+
+
+def _relation(w: FaultWindow | None, t: int) -> Relation | None:
+    if w is None:
+        return None
+    end = w.effective_end_ns
+    return "after" if end is not None and t >= end else "during"
 
 
 def _overlap(a0: int, a1: int, b0: int, b1: int) -> int:

@@ -44,6 +44,13 @@ class Episode:
     ended_ns: int | None = None
     error_classes: dict[str, int] = field(default_factory=dict)
     relapses: int = 0
+    faults_after: list[str] = field(default_factory=list)
+    """Faults that had ended shortly before it began (its cause, as their after-effect)."""
+
+    @property
+    def faults(self) -> list[str]:
+        """Every fault it is attributed to: active when it began, then after-effects."""
+        return [*self.faults_active, *self.faults_after]
 
     @property
     def episode_id(self) -> str:

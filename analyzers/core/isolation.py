@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from analyzers.core.events import Receive, Send
 
 
@@ -35,6 +37,7 @@ class Violation:
     origin_seq: int | None
     faults_active: list[str]
     source_event_id: str
+    faults_after: list[str]
 
 
 class IsolationTracker:
@@ -58,7 +61,9 @@ class IsolationTracker:
         while order and order[0][0] < horizon:
             self._send_traces.pop(order.popleft()[1], None)
 
-    def receive(self, t: int, ev: Receive, faults: list[str]) -> Violation | None:
+    def receive(
+        self, t: int, ev: Receive, faults: list[str], faults_after: Callable[[], list[str]]
+    ) -> Violation | None:
         origin_tenant = ev.origin_tenant
         if origin_tenant is None or ev.checksum_ok is False:
             return None  # a corrupted stamp's origin cannot be trusted
@@ -94,6 +99,7 @@ class IsolationTracker:
             origin_seq=ev.origin_seq,
             faults_active=list(faults),
             source_event_id=ev.event_id,
+            faults_after=faults_after(),
         )
         self.violations.append(v)
         return v
