@@ -213,6 +213,8 @@ class Analyzer:
 
     def _advance(self, t: int) -> None:
         for lost in self.integrity.expire(t - 1):
+            if lost.reported:
+                continue
             target = tenant = ""
             for scope, key in lost.dims:
                 if scope == "target":
@@ -248,6 +250,8 @@ class Analyzer:
     def _session(self, t: int, ev: Send | Receive | Connected | SessionError | Disconnect) -> None:
         integrity = self.integrity
         for lost in integrity.expire(t - 1):
+            if lost.reported:
+                continue
             target = tenant = ""
             for scope, key in lost.dims:
                 if scope == "target":
@@ -286,6 +290,7 @@ class Analyzer:
             for acc in accs:
                 acc.errors[cls] = acc.errors.get(cls, 0) + 1
             if isinstance(ev, SessionError):
+                integrity.failed(ev)
                 self.patterns.error(t, ev.target, cls, self.faults.active_windows_at(t), faults)
         if cls is not False:
             self._observe(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from analyzers.core.events import Receive, Send
+    from analyzers.core.events import Receive, Send, SessionError
 
 Dim = tuple[str, str]
 Dims = tuple[Dim, ...]
@@ -31,7 +31,7 @@ SessionKey = tuple[str, str, str, str]
 """(run, generator, target, session): who a session is within one experiment."""
 
 
-def session_key(ev: Send | Receive) -> SessionKey:
+def session_key(ev: Send | Receive | SessionError) -> SessionKey:
     return (ev.run_id, ev.generator_id, ev.target, ev.session)
 
 
@@ -51,6 +51,7 @@ class _Pending:
     t: int
     dims: Dims
     trace_id: str | None
+    reported: bool = False
 
 
 @dataclass(slots=True)
@@ -65,6 +66,9 @@ class Lost:
     session: SessionKey
     seq: int
     dims: Dims
+    reported: bool
+    """The client already reported this message failed (a ``session.error`` naming its seq):
+    its health was observed then, not again at the deadline."""
 
 
 class IntegrityTracker:
@@ -119,12 +123,19 @@ class IntegrityTracker:
                 c.lost += 1
             self._expired[(session, seq)] = deadline
             self._expired_order.append((deadline, (session, seq)))
-            lost.append(Lost(deadline, session, seq, p.dims))
+            lost.append(Lost(deadline, session, seq, p.dims, p.reported))
         horizon = now - 4 * self._timeout_ns
         order = self._expired_order
         while order and order[0][0] < horizon:
             self._expired.pop(order.popleft()[1], None)
         return lost
+
+    def failed(self, ev: SessionError) -> None:
+        """The client reported the message ``ev.seq`` failed (e.g. its own reply timeout)."""
+        if ev.seq is not None:
+            p = self._pending.get((session_key(ev), ev.seq))
+            if p is not None:
+                p.reported = True
 
     def receive(self, ev: Receive, dims: Dims) -> None:
         counts = self._counts(dims)

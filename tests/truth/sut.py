@@ -8,6 +8,7 @@ The analyzers' figures are compared with this log, not with what the test planne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -73,3 +74,127 @@ class TruthEcho:
         finally:
             self._writers.discard(writer)
             writer.close()
+
+
+class Relay:
+    """A line service in front of a dependency (``upstream``), logging what it did.
+
+    ``sequential`` False (a *mid* tier): lines are forwarded as they come; while the dependency
+    is unreachable they are swallowed (clients time out) and it redials every 20 ms.
+    ``sequential`` True (a *front* tier): one line at a time per client, waiting up to
+    ``patience_s`` for the dependency's answer; past that it gives the client up and closes its
+    connection (logged in ``gave_up``), as a tier with a timeout longer than a fault does.
+    """
+
+    def __init__(self, upstream: str, *, sequential: bool, patience_s: float = 1.0) -> None:
+        self.upstream = upstream
+        self.sequential = sequential
+        self.patience_s = patience_s
+        self.gave_up: list[int] = []
+        """Wall-clock ns at which a client was given up."""
+        self.swallowed = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> Relay:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await close_accepted(self._writers)
+        await self._server.wait_closed()
+
+    async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        host, port = self.upstream.rsplit(":", 1)
+        try:
+            return await asyncio.open_connection(host, int(port))
+        except OSError:
+            return None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            if self.sequential:
+                await self._front(reader, writer)
+            else:
+                await self._mid(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _front(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up = await self._dial()
+        if up is None:
+            return
+        up_r, up_w = up
+        self._writers.add(up_w)
+        try:
+            while line := await reader.readline():
+                up_w.write(line)
+                await up_w.drain()
+                try:
+                    async with asyncio.timeout(self.patience_s):
+                        answer = await up_r.readline()
+                except TimeoutError:
+                    self.gave_up.append(time.time_ns())
+                    return
+                if not answer:
+                    return
+                writer.write(answer)
+                await writer.drain()
+        finally:
+            self._writers.discard(up_w)
+            up_w.close()
+
+    async def _mid(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state: dict[str, asyncio.StreamWriter | None] = {"up": None}
+        first = await self._dial()  # a client is served once its dependency is reachable
+        if first is None:
+            return
+
+        async def pump_back() -> None:
+            up = first
+            while True:
+                while up is None:
+                    await asyncio.sleep(0.02)
+                    up = await self._dial()
+                up_r, up_w = up
+                up = None
+                self._writers.add(up_w)
+                state["up"] = up_w
+                try:
+                    while answer := await up_r.readline():
+                        writer.write(answer)
+                        await writer.drain()
+                except ConnectionError:
+                    pass
+                finally:
+                    state["up"] = None
+                    self._writers.discard(up_w)
+                    up_w.close()
+
+        state["up"] = first[1]
+        back = asyncio.create_task(pump_back())
+        try:
+            while line := await reader.readline():
+                up_w = state["up"]
+                if up_w is None or up_w.is_closing():
+                    self.swallowed += 1
+                    continue
+                up_w.write(line)
+                with contextlib.suppress(ConnectionError):
+                    await up_w.drain()
+        finally:
+            back.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await back
