@@ -7,20 +7,13 @@ the injector and the fault proxy did), ``experiment.*`` (lifecycle and game-day 
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter, field_validator
 
-from schemas.base import SCHEMA_VERSION, EventBase, Frozen, Identifier
+from schemas.analysis import AnalyzerConfig  # noqa: TC001 - pydantic resolves it at runtime
+from schemas.base import SCHEMA_VERSION, EventBase, Frozen, Identifier, Protocol
 from schemas.results import RESULT_TYPES, ResultEvent
-
-
-class Protocol(StrEnum):
-    WS = "ws"
-    HTTP = "http"
-    TCP = "tcp"
-
 
 # --- session events -------------------------------------------------------------------------
 
@@ -177,6 +170,15 @@ class ExperimentStarted(EventBase):
     planned_duration_s: float | None = Field(default=None, ge=0)
 
 
+class ExperimentAnalysis(EventBase):
+    """How the run's figures are to be computed and judged: its analyzer configuration
+    (thresholds, SLOs, target graph, baseline phase), written once when the run starts so that
+    every later reading of the log judges it the same way."""
+
+    kind: Literal["experiment.analysis"] = "experiment.analysis"
+    config: AnalyzerConfig
+
+
 class ExperimentPhase(EventBase):
     """A named phase began (e.g. ``baseline``, ``fault:redis-outage``, ``recovery``)."""
 
@@ -217,7 +219,12 @@ FaultEvent = (
     | ConnectionClosed
 )
 LifecycleEvent = (
-    ExperimentStarted | ExperimentPhase | ExperimentControl | ExperimentAborted | ExperimentEnded
+    ExperimentStarted
+    | ExperimentAnalysis
+    | ExperimentPhase
+    | ExperimentControl
+    | ExperimentAborted
+    | ExperimentEnded
 )
 
 Event = Annotated[
@@ -244,6 +251,7 @@ EVENT_TYPES: tuple[type[EventBase], ...] = (
     ConnectionOpened,
     ConnectionClosed,
     ExperimentStarted,
+    ExperimentAnalysis,
     ExperimentPhase,
     ExperimentControl,
     ExperimentAborted,
@@ -259,4 +267,4 @@ def parse_event(data: bytes | str | dict[str, object]) -> Event:
     return EventAdapter.validate_json(data)
 
 
-__all__ = ["EVENT_TYPES", "SCHEMA_VERSION", "Event", "EventAdapter", "parse_event"]
+__all__ = ["EVENT_TYPES", "SCHEMA_VERSION", "Event", "EventAdapter", "Protocol", "parse_event"]

@@ -35,6 +35,7 @@ from analyzers.core.ordering import ReorderBuffer, TimeBase
 from analyzers.core.patterns import PatternTracker
 from analyzers.core.verdict import PhaseFigures, judge
 from schemas.events import (
+    ExperimentAnalysis,
     ExperimentEnded,
     ExperimentPhase,
     ExperimentStarted,
@@ -115,10 +116,15 @@ class Analyzer:
         experiment_id: str,
         config: AnalyzerConfig | None = None,
         clock: Clock | None = None,
+        *,
+        config_from_log: bool = True,
     ) -> None:
         cfg = config or AnalyzerConfig()
         self.experiment_id = experiment_id
         self.config = cfg
+        self.config_from_log = config_from_log
+        """Adopt the configuration a run recorded in its log (``experiment.analysis``); off
+        when a configuration was chosen explicitly (e.g. to judge a run again differently)."""
         self.clock: Clock = clock or SystemClock()
         self._timebase = TimeBase(cfg.clock_offsets_ns, int(cfg.max_clock_step_s * 1e9))
         self._buffer = ReorderBuffer(
@@ -127,13 +133,10 @@ class Analyzer:
             source_idle_ns=int(cfg.source_idle_s * 1e9),
         )
         self.faults = FaultWindows()
-        self.graph = DependencyGraph(cfg.graph)
         self._health: dict[tuple[str, str], HealthKey] = {}
         self._dims: dict[tuple[str, str], Dims] = {}
-        self.integrity = IntegrityTracker(int(cfg.reply_timeout_s * 1e9), cfg.reorder_window)
-        self.isolation = IsolationTracker(int(2 * cfg.reply_timeout_s * 1e9))
         self.load = LoadTracker()
-        self.patterns = PatternTracker(int(cfg.burst_gap_s * 1e9), cfg.burst_min_errors)
+        self._folds(cfg)
         self._blast: dict[str, Blast] = {}
         self._scope_cache: dict[str, set[str] | None] = {}
         self.run_id: str | None = None
@@ -144,6 +147,32 @@ class Analyzer:
         self.finished = False
         self._foreign = 0
         self._last_ingest_ns = self.clock.now_ns()
+
+    def _folds(self, cfg: AnalyzerConfig) -> None:
+        """The folds whose behaviour the configuration sets, empty."""
+        self.graph = DependencyGraph(cfg.graph)
+        self.integrity = IntegrityTracker(int(cfg.reply_timeout_s * 1e9), cfg.reorder_window)
+        self.isolation = IsolationTracker(int(2 * cfg.reply_timeout_s * 1e9))
+        self.patterns = PatternTracker(int(cfg.burst_gap_s * 1e9), cfg.burst_min_errors)
+
+    def _configure(self, logged: AnalyzerConfig) -> None:
+        """The run's own configuration, from its log. It is written before any load starts;
+        should session events have been folded already, their folds keep their thresholds
+        and only what the results are judged by (SLOs, graph, phases, windows) changes."""
+        if not self.config_from_log:
+            return
+        cfg = self.config.with_analysis_of(logged)
+        if cfg == self.config:
+            return
+        learnt = self.graph.edges()
+        self.config = cfg
+        if not self._health and not self.integrity.counts:
+            self._folds(cfg)
+        else:
+            self.graph = DependencyGraph(cfg.graph)
+        for caller, callee in learnt:
+            self.graph.add_edge(caller, callee)
+        self._scope_cache.clear()
 
     # --- feeding ------------------------------------------------------------------------
 
@@ -211,7 +240,9 @@ class Analyzer:
         if wm is not None:
             self._advance(wm)
 
-    def _advance(self, t: int) -> None:
+    def _expire(self, t: int) -> None:
+        """Sends whose reply deadline passed before ``t`` are lost: observed as failures at
+        their deadline (unless the client had reported them failed already)."""
         for lost in self.integrity.expire(t - 1):
             if lost.reported:
                 continue
@@ -222,6 +253,9 @@ class Analyzer:
                 elif scope == "tenant":
                     tenant = key
             self._observe(lost.t, target, tenant, lost.session, "lost_reply")
+
+    def _advance(self, t: int) -> None:
+        self._expire(t)
         for hk in self._health.values():
             hk.advance(t)
         self.patterns.advance(t)
@@ -237,9 +271,11 @@ class Analyzer:
         if isinstance(ev, Send | Receive | Connected | SessionError | Disconnect):
             self._session(t, ev)
         elif isinstance(ev, _FAULT_KINDS):
-            self.integrity.expire(t - 1)
+            self._expire(t)
             self.faults.apply(t, ev)
             self._scope_cache.clear()
+        elif isinstance(ev, ExperimentAnalysis):
+            self._configure(ev.config)
         elif isinstance(ev, ExperimentPhase):
             self.load.begin(t, ev.phase)
         elif isinstance(ev, ExperimentStarted):
@@ -249,16 +285,7 @@ class Analyzer:
 
     def _session(self, t: int, ev: Send | Receive | Connected | SessionError | Disconnect) -> None:
         integrity = self.integrity
-        for lost in integrity.expire(t - 1):
-            if lost.reported:
-                continue
-            target = tenant = ""
-            for scope, key in lost.dims:
-                if scope == "target":
-                    target = key
-                elif scope == "tenant":
-                    tenant = key
-            self._observe(lost.t, target, tenant, lost.session, "lost_reply")
+        self._expire(t)
         pair = (ev.target, ev.tenant)
         dims = self._dims.get(pair)
         if dims is None:
