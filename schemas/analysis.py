@@ -50,6 +50,9 @@ class SloSpec(Frozen):
     max_isolation_violations: int | None = Field(default=0, ge=0)
     max_error_ratio: float | None = Field(default=None, ge=0)
     max_loss_ratio: float | None = Field(default=None, ge=0, le=1)
+    recovery_p95_max_s: float | None = Field(default=None, ge=0)
+    """User-experienced recovery: the p95, over sessions, of first failure → first success
+    after it, at most this."""
 
 
 class AnalyzerConfig(Frozen):

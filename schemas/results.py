@@ -52,8 +52,25 @@ class Availability(ResultBase):
     episodes: int = Field(ge=0)
     mtbf_s: float | None = None
     mttr_s: float | None = None
+    episode_median_s: float | None = None
+    """Median duration of ended episodes (the spread beside ``mttr_s``, their mean)."""
+    episode_max_s: float | None = None
     observed_s: float = Field(ge=0)
     downtime_s: float = Field(default=0.0, ge=0)
+
+
+class UserRecovery(ResultBase):
+    """How long sessions were without service as they lived it: per session, its first failure
+    to its first success after it (``docs/analyzers.md``)."""
+
+    kind: Literal["result.recovery"] = "result.recovery"
+    recoveries: int = Field(ge=0)
+    unrecovered: int = Field(default=0, ge=0)
+    """Sessions still failing when the stream ended (not in the quantiles)."""
+    mean_ms: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    max_ms: float | None = None
 
 
 class IsolationViolation(ResultBase):
@@ -193,6 +210,7 @@ class FaultFingerprint(ResultBase):
 ResultEvent = (
     FailureEpisode
     | Availability
+    | UserRecovery
     | IsolationViolation
     | Integrity
     | LatencySummary
@@ -206,6 +224,7 @@ ResultEvent = (
 RESULT_TYPES: tuple[type[ResultBase], ...] = (
     FailureEpisode,
     Availability,
+    UserRecovery,
     IsolationViolation,
     Integrity,
     LatencySummary,

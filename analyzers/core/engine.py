@@ -33,6 +33,7 @@ from analyzers.core.isolation import IsolationTracker
 from analyzers.core.load import QUANTILES, LoadAcc, LoadTracker
 from analyzers.core.ordering import ReorderBuffer, TimeBase
 from analyzers.core.patterns import PatternTracker
+from analyzers.core.recovery import RecoveryTracker, nearest_rank
 from analyzers.core.verdict import PhaseFigures, judge
 from schemas.events import (
     ExperimentAnalysis,
@@ -60,6 +61,7 @@ from schemas.results import (
     ResultBase,
     ResultEvent,
     SloCheck,
+    UserRecovery,
     Verdict,
 )
 from spine.sketch import add_to_each
@@ -136,6 +138,7 @@ class Analyzer:
         self._health: dict[tuple[str, str], HealthKey] = {}
         self._dims: dict[tuple[str, str], Dims] = {}
         self.load = LoadTracker()
+        self.recovery = RecoveryTracker()
         self._folds(cfg)
         self._blast: dict[str, Blast] = {}
         self._scope_cache: dict[str, set[str] | None] = {}
@@ -166,7 +169,7 @@ class Analyzer:
             return
         learnt = self.graph.edges()
         self.config = cfg
-        if not self._health and not self.integrity.counts:
+        if not self._health and not self.integrity.counts and not self.recovery.by_dim:
             self._folds(cfg)
         else:
             self.graph = DependencyGraph(cfg.graph)
@@ -344,6 +347,21 @@ class Analyzer:
                 opened.faults_after = self._faults_after(opened.started_ns)
             if scope == "target":
                 target_key = hk
+        recovery = self.recovery
+        if cls is None:
+            recovery.succeeded(t, session)
+        elif not recovery.failing(session):
+            faults_then = (*faults_at(t), *self._faults_after(t))
+            recovery.failed(
+                t,
+                session,
+                (
+                    ("target", target),
+                    ("tenant", tenant),
+                    _OVERALL,
+                    *[("fault", f) for f in faults_then],
+                ),
+            )
         if cls is not None:
             faults = set(faults_at(t))
             if target_key is not None and target_key.current is not None:
@@ -459,6 +477,7 @@ class _Report:
         out: list[ResultEvent] = []
         out += self.episodes()
         out += self.availability()
+        out += self.recoveries()
         out += self.violations()
         out += self.integrity()
         latency, load = self.load()
@@ -520,11 +539,48 @@ class _Report:
                     episodes=f.episodes,
                     mtbf_s=f.mtbf_s,
                     mttr_s=f.mttr_s,
+                    episode_median_s=f.episode_median_s,
+                    episode_max_s=f.episode_max_s,
                     observed_s=f.observed_s,
                     downtime_s=f.downtime_s,
                 )
             )
         return out
+
+    def recoveries(self) -> list[ResultEvent]:
+        tracker = self.a.recovery
+        open_ = tracker.unrecovered()
+        out: list[ResultEvent] = []
+        for scope, key in sorted({*tracker.by_dim, *open_}):
+            r = tracker.by_dim.get((scope, key))
+            durations = sorted(r.durations_ns) if r is not None else []
+            out.append(
+                UserRecovery(
+                    **self._ids("recovery", scope, key),
+                    scope=_scope(scope),
+                    scope_key=key,
+                    recoveries=len(durations),
+                    unrecovered=open_.get((scope, key), 0),
+                    mean_ms=sum(durations) / len(durations) / 1e6 if durations else None,
+                    p50_ms=nearest_rank(durations, 0.5) / 1e6 if durations else None,
+                    p95_ms=nearest_rank(durations, 0.95) / 1e6 if durations else None,
+                    max_ms=durations[-1] / 1e6 if durations else None,
+                )
+            )
+        return out
+
+    def _recovery_p95_s(
+        self, dim: tuple[str, str], intervals: list[tuple[int, int]] | None
+    ) -> float | None:
+        r = self.a.recovery.by_dim.get(dim)
+        if r is None:
+            return None
+        durations = sorted(
+            d
+            for b, d in zip(r.began_ns, r.durations_ns, strict=True)
+            if intervals is None or any(s <= b < e for s, e in intervals)
+        )
+        return nearest_rank(durations, 0.95) / 1e9 if durations else None
 
     def violations(self) -> list[ResultEvent]:
         faults = self.a.faults
@@ -749,6 +805,7 @@ class _Report:
                 isolation_violations=len(violations),
                 error_ratio=whole.error_ratio,
                 loss_ratio=counts.lost / counts.sent if counts.sent else None,
+                recovery_p95_s=self._recovery_p95_s(dim, None),
             )
         intervals = a.load.phases.intervals(phase, self.end_ns)
         total = sum(e - s for s, e in intervals)
@@ -769,6 +826,7 @@ class _Report:
             ),
             error_ratio=acc.error_ratio,
             loss_ratio=None,
+            recovery_p95_s=self._recovery_p95_s(dim, intervals),
         )
 
 

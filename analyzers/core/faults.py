@@ -139,15 +139,16 @@ class FaultWindows:
         return out
 
     def after_effect_at(self, t: int, after_ns: int) -> list[str]:
-        """Fault ids not active at ``t`` that ended less than ``after_ns`` before it (their
-        after-effects), in the order they began."""
+        """With no fault active at ``t``, the fault ids that ended less than ``after_ns``
+        before it (what begins then is their after-effect), in the order they began."""
+        if self.active_at(t):
+            return []
         out: list[str] = []
         for w in self.windows:
             end = w.ended_ns
             if end is not None and end <= t < end + after_ns and w.fault_id not in out:
                 out.append(w.fault_id)
-        active = self.active_at(t)
-        return [f for f in out if f not in active]
+        return out
 
     def active_windows_at(self, t: int) -> list[FaultWindow]:
         return [w for w in self.windows if w.active_at(t)]

@@ -2,7 +2,8 @@
 
 The steady-state hypothesis of a phase is the same set of checks applied to that phase's own
 figures: availability over the phase, its p99 latency, its error ratio, isolation violations
-seen in it, and the MTTR of episodes that began in it. Loss is judged on the whole run.
+seen in it, the MTTR of episodes that began in it and the p95 user-experienced recovery of
+session outages that began in it. Loss is judged on the whole run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class PhaseFigures:
     isolation_violations: int
     error_ratio: float
     loss_ratio: float | None
+    recovery_p95_s: float | None = None
 
 
 def judge(slos: SloSpec, f: PhaseFigures) -> tuple[bool, list[SloCheck]]:
@@ -64,4 +66,5 @@ def judge(slos: SloSpec, f: PhaseFigures) -> tuple[bool, list[SloCheck]]:
     )
     at_most("error_ratio", f.error_ratio, slos.max_error_ratio, "")
     at_most("loss_ratio", f.loss_ratio, slos.max_loss_ratio, "")
+    at_most("recovery_p95", f.recovery_p95_s, slos.recovery_p95_max_s, " s")
     return all(c.passed for c in checks), checks

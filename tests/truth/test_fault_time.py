@@ -115,8 +115,15 @@ async def test_every_short_outage_is_attributed_from_the_proxy_cut(
     analyzer.ingest([*sink.events, *truth.events] if proxy_reports else sink.events)
     analyzer.finish()
     results = analyzer.results()
-    episodes = [e for e in by_kind(results, "result.episode") if e.scope == "target"]
-    assert [e.faults_active for e in episodes] == [[f"cut-{i}"] for i in range(len(durations))]
+    every = [e for e in by_kind(results, "result.episode") if e.scope == "target"]
+    summary = [(e.episode_id, e.faults_active, e.faults_after, e.started_ns) for e in every]
+    # Every episode is attributed; each cut has exactly one that began while it was in effect
+    # (its clients' late reply timeouts may add an after-effect).
+    assert all(e.faults_active or e.faults_after for e in every), summary
+    episodes = [e for e in every if e.faults_active]
+    assert [e.faults_active for e in episodes] == [[f"cut-{i}"] for i in range(len(durations))], (
+        summary
+    )
     asked = [e for e in sink.events if isinstance(e, ProxyDisabled)]
     for ep, cut, up, request in zip(episodes, cuts, back, asked, strict=True):
         assert ep.fault_relation == "during"
@@ -125,7 +132,7 @@ async def test_every_short_outage_is_attributed_from_the_proxy_cut(
         truth_ms = (first_failure - cut.ts_ns) / 1e6
         assert ep.time_to_impact_ms is not None
         if proxy_reports:
-            assert abs(ep.time_to_impact_ms - truth_ms) < 5, (ep.episode_id, truth_ms)
+            assert abs(ep.time_to_impact_ms - truth_ms) < 5, (ep.episode_id, truth_ms, summary)
         else:
             assert ep.time_to_impact_ms == (first_failure - request.ts_ns) / 1e6
         assert ep.started_ns < up.ts_ns
