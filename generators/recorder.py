@@ -109,6 +109,7 @@ class Recorder:
         self._fmt = {
             "connect_start": common + b'connect_start","attempt":%d}',
             "connected": common + b'connected","attempt":%d,"connect_ms":%b}',
+            "subscribed": common + b'subscribed","channels":%b}',
             "send": common + b'send","seq":%d,"bytes":%d,"channel":%b,"expect":%b}',
             "receive": common + b'receive","seq":%b,"bytes":%d,"latency_ms":%b,"origin_tenant":%b,'
             b'"origin_user":%b,"origin_session":%b,"origin_seq":%b,"checksum_ok":%b,'
@@ -202,6 +203,9 @@ class SessionLog:
 
     def connected(self, attempt: int, connect_ms: float, trace: Trace) -> None:
         self._write("connected", trace, (attempt, _dumps(float(connect_ms))))
+
+    def subscribed(self, channels: tuple[str, ...], trace: Trace) -> None:
+        self._write("subscribed", trace, (_dumps(list(channels)),))
 
     def send(
         self, seq: int, nbytes: int, channel: str | None, expect: Expect, trace: Trace

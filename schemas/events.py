@@ -39,6 +39,15 @@ class Connected(SessionEventBase):
     connect_ms: float = Field(ge=0)
 
 
+class Subscribed(SessionEventBase):
+    """The server acknowledged the session's subscription to ``channels`` (added to those it
+    had). A channel message reaching a session that never subscribed to its channel is an
+    isolation violation."""
+
+    kind: Literal["session.subscribed"] = "session.subscribed"
+    channels: list[Identifier] = Field(default_factory=list)
+
+
 class Send(SessionEventBase):
     kind: Literal["session.send"] = "session.send"
     seq: int = Field(ge=0)
@@ -206,7 +215,7 @@ class ExperimentEnded(EventBase):
     deviated: bool = False
 
 
-SessionEvent = ConnectStart | Connected | Send | Receive | SessionError | Disconnect
+SessionEvent = ConnectStart | Connected | Subscribed | Send | Receive | SessionError | Disconnect
 FaultEvent = (
     ProxyCreated
     | ProxyDeleted
@@ -237,6 +246,7 @@ EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)
 EVENT_TYPES: tuple[type[EventBase], ...] = (
     ConnectStart,
     Connected,
+    Subscribed,
     Send,
     Receive,
     SessionError,

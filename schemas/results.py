@@ -76,13 +76,15 @@ class UserRecovery(ResultBase):
 class IsolationViolation(ResultBase):
     """A message that reached a session it must never reach.
 
-    ``violation`` is ``tenant`` when the stamp's origin tenant differs from the receiver's, and
+    ``violation`` is ``tenant`` when the stamp's origin tenant differs from the receiver's,
     ``user`` when a private reply (echo/response, no channel) of one session reached another
-    session of the same tenant.
+    session of the same tenant, and ``subscription`` when a same-tenant message on ``channel``
+    reached a session that never subscribed to that channel.
     """
 
     kind: Literal["result.isolation_violation"] = "result.isolation_violation"
-    violation: Literal["tenant", "user"] = "tenant"
+    violation: Literal["tenant", "user", "subscription"] = "tenant"
+    channel: str | None = None
     target: str = ""
     victim_tenant: Identifier
     victim_user: str | None = None

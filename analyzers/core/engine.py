@@ -24,6 +24,7 @@ from analyzers.core.events import (
     Receive,
     Send,
     SessionError,
+    Subscribed,
     analysis_form,
 )
 from analyzers.core.faults import FaultWindow, FaultWindows
@@ -273,6 +274,8 @@ class Analyzer:
             self.last_ns = t
         if isinstance(ev, Send | Receive | Connected | SessionError | Disconnect):
             self._session(t, ev)
+        elif isinstance(ev, Subscribed):
+            self.isolation.subscribed(ev)
         elif isinstance(ev, _FAULT_KINDS):
             self._expire(t)
             self.faults.apply(t, ev)
@@ -604,6 +607,7 @@ class _Report:
                 faults_active=v.faults_active,
                 faults_after=v.faults_after,
                 fault_relation=_relation(_measured_against(faults, v.t, v.faults_after), v.t),
+                channel=v.channel,
                 source_event_id=v.source_event_id,
             )
             for v in self.a.isolation.violations

@@ -1,16 +1,21 @@
 """Systems under test that log their own ground truth, for checking the analyzers' figures.
 
-:class:`TruthEcho` is a line echo server over TCP that writes down every line it echoed, per
-connection, and the exact wall-clock times (ns) at which it stopped and resumed answering.
-The analyzers' figures are compared with this log, not with what the test planned.
+:class:`TruthEcho` is a line echo server over TCP that writes down every line it echoed.
+:class:`Relay` is a tier in front of a dependency (a mid tier that swallows while it is
+unreachable, a front tier that gives clients up after a patience). :class:`ChannelChat` is a
+WebSocket chat that counts its deliveries to sessions not subscribed to the channel. The
+analyzers' figures are compared with these logs, not with what the test planned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
 
 from tests.loopback import close_accepted
 
@@ -198,3 +203,71 @@ class Relay:
             back.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await back
+
+
+class ChannelChat:
+    """A WebSocket chat (the sample's protocol: subscribe, echo, publish → message) that logs
+    every delivery. ``deliver_to_all`` names channels whose messages it (wrongly) sends to every
+    connected session, subscribed or not; ``misdelivered`` counts deliveries to sessions not
+    subscribed to the message's channel."""
+
+    def __init__(self, deliver_to_all: frozenset[str] = frozenset()) -> None:
+        self.deliver_to_all = deliver_to_all
+        self.delivered = 0
+        self.misdelivered = 0
+        self.port = 0
+        self._subs: dict[web.WebSocketResponse, set[str]] = {}
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> ChannelChat:
+        app = web.Application()
+        app.router.add_get("/ws", self._ws)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for ws in list(self._subs):
+            await ws.close()
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._subs[ws] = set()
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                m = json.loads(msg.data)
+                if m.get("op") == "subscribe":
+                    self._subs[ws].update(m["channels"])
+                    await ws.send_str(json.dumps({"op": "subscribed", "channels": m["channels"]}))
+                elif m.get("op") == "echo":
+                    await ws.send_str(json.dumps({"op": "echo", "data": m["data"]}))
+                elif m.get("op") == "publish":
+                    await self._publish(m["channel"], m["data"])
+        finally:
+            self._subs.pop(ws, None)
+        return ws
+
+    async def _publish(self, channel: str, data: str) -> None:
+        out = json.dumps({"op": "message", "channel": channel, "data": data})
+        for peer, channels in list(self._subs.items()):
+            subscribed = channel in channels
+            if not subscribed and channel not in self.deliver_to_all:
+                continue
+            if peer.closed:
+                continue
+            with contextlib.suppress(ConnectionError):
+                await peer.send_str(out)
+                self.delivered += 1
+                self.misdelivered += not subscribed
