@@ -6,7 +6,7 @@ import datetime as dt
 from html import escape
 from typing import TYPE_CHECKING
 
-from aftershock.report.model import Findings
+from aftershock.report.model import Findings, fault_attribution
 from aftershock.report.svg import Line, cascade_graph, fault_colour, line_chart
 
 if TYPE_CHECKING:
@@ -181,17 +181,34 @@ def _availability(f: Findings) -> str:
             _td(_num(a.availability_pct, 3, " %"), num=True),
             _td(a.episodes, num=True),
             _td(_num(a.mttr_s, 2, " s"), num=True),
+            _td(_num(a.episode_median_s, 2, " s"), num=True),
+            _td(_num(a.episode_max_s, 2, " s"), num=True),
             _td(_num(a.mtbf_s, 2, " s"), num=True),
             _td(_num(a.observed_s, 1, " s"), num=True),
         ]
         for a in f.availability
     ]
+    recoveries = _table(
+        ["scope", "recoveries", "still failing", "p50", "p95", "max", "mean"],
+        (
+            [
+                _td(r.scope if not r.scope_key else f"{r.scope}: {r.scope_key}"),
+                _td(r.recoveries, num=True),
+                _td(r.unrecovered, num=True),
+                _td(_num(r.p50_ms, 0, " ms"), num=True),
+                _td(_num(r.p95_ms, 0, " ms"), num=True),
+                _td(_num(r.max_ms, 0, " ms"), num=True),
+                _td(_num(r.mean_ms, 0, " ms"), num=True),
+            ]
+            for r in f.recoveries
+        ),
+    )
     episodes = _table(
         [
             "scope",
             "started",
             "duration",
-            "faults active",
+            "faults",
             "time to impact",
             "time to recover",
             "error classes",
@@ -204,7 +221,7 @@ def _availability(f: Findings) -> str:
                     "open" if e.duration_ms is None else _num(e.duration_ms / 1000, 2, " s"),
                     num=True,
                 ),
-                _td(", ".join(e.faults_active) or "–"),
+                _td(fault_attribution(e.faults_active, e.faults_after)),
                 _td(_num(e.time_to_impact_ms, 0, " ms"), num=True),
                 _td(_num(e.time_to_recover_ms, 0, " ms"), num=True),
                 _td(", ".join(f"{k}×{n}" for k, n in sorted(e.error_classes.items())) or "–"),
@@ -214,7 +231,22 @@ def _availability(f: Findings) -> str:
     )
     return (
         '<h2 id="availability">Availability and MTTR</h2>'
-        + _table(["scope", "availability", "episodes", "MTTR", "MTBF", "observed"], rows)
+        + _table(
+            [
+                "scope",
+                "availability",
+                "episodes",
+                "MTTR (mean)",
+                "median",
+                "longest",
+                "MTBF",
+                "observed",
+            ],
+            rows,
+        )
+        + "<h3>User-experienced recovery</h3>"
+        + '<p class="meta">Per session: its first failure to its first success after it.</p>'
+        + recoveries
         + "<h3>Failure episodes</h3>"
         + episodes
     )
@@ -224,17 +256,19 @@ MAX_VIOLATION_ROWS = 200
 
 
 def _violations(f: Findings) -> str:
-    pairs: dict[tuple[str, str], int] = {}
+    pairs: dict[tuple[str, str, str], int] = {}
     for v in f.violations:
-        pairs[(v.origin_tenant, v.victim_tenant)] = (
-            pairs.get((v.origin_tenant, v.victim_tenant), 0) + 1
-        )
+        key = (v.violation, v.origin_tenant, v.victim_tenant)
+        pairs[key] = pairs.get(key, 0) + 1
     summary = ""
     if f.violations:
         summary = (
-            f'<p class="meta">{len(f.violations):,} messages reached another tenant: '
+            f'<p class="meta">{len(f.violations):,} messages reached a session they must not '
+            "reach (tenant: another tenant's; user: another session's private reply; "
+            "subscription: a channel it never subscribed to): "
             + "; ".join(
-                f"{escape(o)} → {escape(vt)}: {n:,}" for (o, vt), n in sorted(pairs.items())
+                f"{kind} {escape(o)} → {escape(vt)}: {n:,}"
+                for (kind, o, vt), n in sorted(pairs.items())
             )
             + ".</p>"
         )
@@ -257,7 +291,7 @@ def _violations(f: Findings) -> str:
                 "origin tenant",
                 "origin session",
                 "origin trace",
-                "faults active",
+                "faults",
             ],
             (
                 [
@@ -268,7 +302,7 @@ def _violations(f: Findings) -> str:
                     _td(v.origin_tenant),
                     _td(v.origin_session or "–"),
                     f"<td><code>{escape(v.origin_trace_id or '–')}</code></td>",
-                    _td(", ".join(v.faults_active) or "–"),
+                    _td(fault_attribution(v.faults_active, v.faults_after)),
                 ]
                 for v in shown
             ),

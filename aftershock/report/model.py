@@ -21,6 +21,7 @@ from schemas.results import (
     IsolationViolation,
     LatencySummary,
     ResultEvent,
+    UserRecovery,
     Verdict,
 )
 
@@ -115,6 +116,10 @@ class Findings:
             (r for r in records if isinstance(r, FailureEpisode)),
             key=lambda r: (r.started_ns, r.scope, r.scope_key),
         )
+        self.recoveries = sorted(
+            (r for r in records if isinstance(r, UserRecovery)),
+            key=lambda r: (r.scope != "target", r.scope, r.scope_key),
+        )
         self.violations = sorted(
             (r for r in records if isinstance(r, IsolationViolation)), key=lambda r: r.seen_ns
         )
@@ -159,3 +164,9 @@ class Findings:
             if lat.scope == "overall" and not lat.phase:
                 return lat
         return None
+
+
+def fault_attribution(faults_active: list[str], faults_after: list[str]) -> str:
+    """How a finding is attributed, for the report: ``f1 (during), f0 (after)``; ``–`` none."""
+    parts = [f"{f} (during)" for f in faults_active] + [f"{f} (after)" for f in faults_after]
+    return ", ".join(parts) or "–"
