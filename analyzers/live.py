@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from analyzers.core.events import Fed
     from schemas.results import ResultEvent
 
-SNAPSHOT_VERSION = 2
-"""2: buffered session events are held in their analysis form (:mod:`analyzers.core.events`)."""
+SNAPSHOT_VERSION = 3
+"""2: buffered session events are held in their analysis form (:mod:`analyzers.core.events`).
+3: sessions are known by their whole identity; user recoveries, after-effects, the run's
+configuration from its log."""
 
 
 @dataclass
