@@ -119,6 +119,7 @@ class AnalyzerWorker:
         self._stored: dict[str, Span | None] = {}
         """Per experiment, what its stored results covered when this worker took it up."""
         self._frozen: set[str] = set()
+        self._marked_final: set[str] = set()
         self._analyze_stream: Any = None
         self._last_checkpoint = time.monotonic()
         self._checkpoint_gap_s = opts.checkpoint_interval_s
@@ -317,7 +318,8 @@ class AnalyzerWorker:
                 buffered += stats.buffered
                 metrics.DUPLICATES.labels(exp).set(stats.duplicates)
                 metrics.LATE.labels(exp).set(stats.late)
-                if not changed and stats == self._published_stats.get(exp):
+                marking = a.finished and exp not in self._marked_final
+                if not changed and stats == self._published_stats.get(exp) and not marking:
                     continue
                 if self._is_frozen(exp):
                     continue
@@ -335,6 +337,8 @@ class AnalyzerWorker:
                         end = max(a.last_ns, a.ended_ns or 0)
                         span = Span(a.run_id or "-", a.first_ns, end, a.finished)
                         await write_span(self.redis, exp, span)
+                        if a.finished:
+                            self._marked_final.add(exp)
                 except Exception as exc:  # Redis trouble must not stop the analysis
                     log.warning("cannot write results to Redis: %r", exc)
                     self._published_stats.pop(exp, None)

@@ -94,13 +94,14 @@ class LiveAnalysis:
 
         return feed()
 
-    async def step(self) -> list[ResultEvent]:
-        """Fold what arrived, then publish the results that changed."""
+    async def step(self, *, final: bool = False) -> list[ResultEvent]:
+        """Fold what arrived, then publish the results that changed (and, ``final``, mark the
+        stored results as the run's record even if nothing changed)."""
         batch, self._pending = self._pending, []
         if batch:
             self._live.feed(self.experiment_id, None, batch)
         changed = self._live.changed_results(self.experiment_id)
-        if changed:
+        if changed or final:
             for q in self._subscribers:
                 for r in changed:
                     q.put_nowait(r)
@@ -136,5 +137,5 @@ class LiveAnalysis:
         a = self.analyzer
         if not a.finished:
             a.finish()
-        await self.step()
+        await self.step(final=True)
         return a.results()
