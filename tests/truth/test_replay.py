@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING
+import signal
+import time
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from redis.asyncio import Redis
 
 from aftershock.gameday.analysis import LiveAnalysis
 from analyzers.core import AnalyzerConfig
 from analyzers.replay import replay_kafka
 from spine.eventlog.publisher import Publisher
+from spine.store import read_results
 from tests.analyzers.build import one
+from tests.analyzers.test_worker import Worker, comparable
 from tests.truth.scenario import Fanout, run_scenario
 
 if TYPE_CHECKING:
@@ -51,3 +56,45 @@ async def test_replay_without_flags_equals_live_bit_for_bit(
     assert "front:mttr" in [check.name for check in verdict.checks]
     judged_otherwise = await replay_kafka(stack.kafka_bootstrap, topic, exp, AnalyzerConfig())
     assert judged_otherwise != replayed
+
+
+@pytest.mark.slow
+async def test_a_worker_judges_the_run_by_its_logged_configuration(
+    stack: EmbeddedStack, tmp_path: Path
+) -> None:
+    """A Faust worker started with its defaults (nothing in Redis) stores what replay with no
+    flags computes: the configuration came with the log."""
+    tag = os.urandom(4).hex()
+    topics = {"events": f"ev-{tag}", "results": f"res-{tag}", "spans": f"sp-{tag}"}
+    await stack.create_topics(list(topics.values()))
+    exp = f"truth-worker-{tag}"
+    async with Publisher(stack.kafka_bootstrap, topics["events"], state_dir=tmp_path) as pub:
+        await run_scenario(exp, tmp_path, Fanout([pub]))
+    replayed = await replay_kafka(stack.kafka_bootstrap, topics["events"], exp)
+    assert [(h.target, h.via) for h in one(replayed, "result.cascade", fault_id="cut").hops] == [
+        ("store", None),
+        ("front", "store"),
+    ]
+    env = {
+        **os.environ,
+        "AFTERSHOCK_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "AFTERSHOCK_REDIS_URL": stack.redis_url,
+        "AFTERSHOCK_TOPIC_EVENTS": topics["events"],
+        "AFTERSHOCK_TOPIC_RESULTS": topics["results"],
+        "AFTERSHOCK_TOPIC_SPANS": topics["spans"],
+        "AFTERSHOCK_STATE_DIR": str(tmp_path / "state"),
+    }
+    log = tmp_path / "worker.log"
+    redis = Redis.from_url(stack.redis_url)
+    worker = Worker(env, f"analyzers-{tag}", log)
+    try:
+        expected = comparable(replayed)
+        got: list[Any] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and got != expected:
+            await asyncio.sleep(0.5)
+            got = comparable(await read_results(redis, exp))
+        assert got == expected, log.read_text(errors="replace")[-3000:]
+    finally:
+        worker.kill(signal.SIGTERM)
+        await redis.aclose()
