@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 import yaml
@@ -24,7 +24,8 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         help="Analyzer configuration (YAML or JSON, fields of AnalyzerConfig: thresholds, "
-        "SLOs, target graph).",
+        "SLOs, target graph). A run's own configuration, recorded in its log, is used "
+        "unless this is given.",
         exists=True,
         dir_okay=False,
     ),
@@ -45,6 +46,17 @@ def load_config(path: Path | None) -> AnalyzerConfig:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "<root>"
         raise InputError(f"{path}: {where}: {first['msg']}") from exc
+
+
+def parse_start(text: str) -> Literal["stored", "earliest"] | int:
+    """``--start-at``: ``stored``, ``earliest`` or a non-negative time in ms since the epoch."""
+    if text == "stored":
+        return "stored"
+    if text == "earliest":
+        return "earliest"
+    if text.isascii() and text.isdigit() and len(text) <= 16:
+        return int(text)
+    raise InputError(f"--start-at: expected stored, earliest or ms since the epoch, got {text!r}")
 
 
 def resolve(settings: Settings) -> tuple[str, str]:
@@ -100,12 +112,20 @@ def analyze(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port.")
     ] = None,
+    start_at: Annotated[
+        str,
+        typer.Option(
+            help="Where a new group starts reading the events topic: `stored` (where the "
+            "stored results say analysis stopped), `earliest`, or a time in ms since the epoch."
+        ),
+    ] = "stored",
 ) -> None:
     """Start an analyzer worker (Faust) on the events topic; runs until interrupted."""
     from analyzers.worker import AnalyzerWorker, WorkerOptions
 
     try:
         cfg = load_config(config)
+        start = parse_start(start_at)
     except AnalyzerError as exc:
         _fail(exc)
     settings = Settings()
@@ -119,6 +139,7 @@ def analyze(
             checkpoint_interval_s=checkpoint_interval_s,
             metrics_port=metrics_port,
             config=cfg,
+            start_at=start,
         ),
     )
     worker.run()
@@ -143,7 +164,7 @@ def replay(
     from analyzers.replay import analyze_batches, read_jsonl, replay_kafka
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config) if config is not None else None
         if from_file is not None:
             results = analyze_batches(experiment_id, read_jsonl(from_file), cfg)
         else:

@@ -5,6 +5,11 @@ unchanged, to ``<app_id>-by-experiment`` keyed by its experiment id with an
 ``aftershock-src: <partition>:<offset>`` header, and offsets are committed only after the
 producer has flushed (at-least-once). Records without an ``<experiment>/...`` key are split
 by experiment (decoded and re-encoded).
+
+Where a new group starts. A partition for which the group has no committed offset is read
+from ``start_ms`` (record time, ms since the epoch) on: the forwarder seeks there by bisecting
+the partition's offsets on record timestamps (the broker may not look times up) and forwards no
+record older than it. ``start_ms`` None reads such partitions from their beginning.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from spine.eventlog import codec
 from spine.eventlog.reader import FETCH_MAX_WAIT_MS
 
 if TYPE_CHECKING:
-    from aiokafka.structs import ConsumerRecord
+    from aiokafka.structs import ConsumerRecord, TopicPartition
 
     from schemas.events import Event
 
@@ -74,11 +79,15 @@ class Forwarder:
         session_timeout_ms: int = 10_000,
         heartbeat_ms: int = 3_000,
         max_record_bytes: int = 32 * 1024 * 1024,
+        start_ms: int | None = None,
     ) -> None:
         self.source_topic = source_topic
+        self.start_ms = start_ms
+        self._fresh: set[int] = set()
+        """Partitions this group had no committed offset for: read from ``start_ms``."""
+        self._checked: set[int] = set()
         self.target_topic = target_topic
         self._consumer = AIOKafkaConsumer(
-            source_topic,
             bootstrap_servers=bootstrap,
             group_id=group_id,
             enable_auto_commit=False,
@@ -103,13 +112,21 @@ class Forwarder:
         await self._producer.start()
         try:
             await self._consumer.start()
+            self._consumer.subscribe([self.source_topic])
             try:
                 while True:
                     batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                    # Every assigned partition is placed before anything is committed: a
+                    # commit would otherwise record a start for partitions not yet placed.
+                    moved = await self._place(self._consumer.assignment())
                     if not batch:
                         continue
-                    for records in batch.values():
+                    for tp, records in batch.items():
+                        if tp.partition in moved:
+                            continue
                         for record in records:
+                            if self._before_start(tp.partition, record.timestamp):
+                                continue
                             metrics.RECORDS.labels("forward").inc()
                             for key, value, headers in rekey(record):
                                 await self._producer.send(
@@ -123,3 +140,45 @@ class Forwarder:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._producer.stop())
+
+    def _before_start(self, partition: int, timestamp_ms: int) -> bool:
+        return (
+            self.start_ms is not None and partition in self._fresh and timestamp_ms < self.start_ms
+        )
+
+    async def _place(self, assigned: set[TopicPartition]) -> set[int]:
+        """Partitions newly assigned for which the group has no committed offset start at
+        ``start_ms``; returns those moved there (what they delivered is dropped: fetched again
+        from there)."""
+        moved: set[int] = set()
+        consumer = self._consumer
+        for tp in sorted(assigned):
+            if tp.partition in self._checked:
+                continue
+            self._checked.add(tp.partition)
+            if await consumer.committed(tp) is not None:
+                continue
+            self._fresh.add(tp.partition)
+            if self.start_ms is not None:
+                consumer.seek(tp, await self._first_at(tp, self.start_ms))
+                moved.add(tp.partition)
+        return moved
+
+    async def _first_at(self, tp: TopicPartition, start_ms: int) -> int:
+        """The first offset of ``tp`` whose record is at or after ``start_ms`` (bisection;
+        record times of a partition are close to ordered, and older records are skipped)."""
+        consumer = self._consumer
+        lo: int = (await consumer.beginning_offsets([tp]))[tp]
+        hi: int = (await consumer.end_offsets([tp]))[tp]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            consumer.seek(tp, mid)
+            batch = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
+            records = batch.get(tp, [])
+            if not records:
+                hi = mid
+            elif records[0].timestamp < start_ms:
+                lo = records[0].offset + 1
+            else:
+                hi = mid
+        return lo

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from schemas.results import ResultEvent
 
 SNAPSHOT_VERSION = 3
-"""3: the analyzer also holds the time series and the run record (:mod:`analyzers.core.series`,
-:mod:`analyzers.core.verdict`); 2: buffered session events in their analysis form."""
+"""2: buffered session events are held in their analysis form (:mod:`analyzers.core.events`).
+3: the analyzer also holds the time series and the run record (:mod:`analyzers.core.series`,
+:mod:`analyzers.core.verdict`); sessions are known by their whole identity; user recoveries,
+after-effects, the run's configuration from its log."""
 
 
 @dataclass

@@ -133,7 +133,8 @@ def read_jsonl(path: Path) -> Iterator[list[Event]]:
 def analyze_batches(
     experiment_id: str, batches: Iterator[list[Event]], config: AnalyzerConfig | None = None
 ) -> list[ResultEvent]:
-    a = Analyzer(experiment_id, config)
+    """``config`` None: as the run was configured (its log's ``experiment.analysis``)."""
+    a = Analyzer(experiment_id, config, config_from_log=config is None)
     for batch in batches:
         a.ingest(batch)
     a.finish()
@@ -144,9 +145,10 @@ async def replay_kafka(
     bootstrap: str, topic: str, experiment_id: str, config: AnalyzerConfig | None = None
 ) -> list[ResultEvent]:
     """As the live worker does: each partition is a source, so a partition read ahead of
-    another does not make the other's events late. The clock stands still: deterministic."""
+    another does not make the other's events late. The clock stands still: deterministic.
+    ``config`` None: as the run was configured (its log's ``experiment.analysis``)."""
     log = await read_log(bootstrap, topic, experiment_id)
-    a = Analyzer(experiment_id, config, clock=ManualClock())
+    a = Analyzer(experiment_id, config, clock=ManualClock(), config_from_log=config is None)
     a.expect_sources(log.sources)
     for source, batch in log.batches():
         if batch is None:

@@ -15,6 +15,12 @@ Two stages, both at-least-once:
 
 A timer publishes changed results to the results topic and to Redis, and checkpoints.
 Several workers with the same ``app_id`` share the partitions.
+
+Stored results are the record of a run. A new group starts reading the events topic where the
+stored results say analysis stopped (``start_at="stored"``: the start of the earliest
+experiment whose analysis is not final, else the end of the latest final one), at a chosen
+time, or at the beginning; and an experiment whose stored results are final and cover the
+events this worker has (its first event is not after their end) is never written again.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import gc
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -41,7 +47,7 @@ from analyzers.spans import SpanGraphBuilder, decode_spans
 from spine.errors import DecodeError
 from spine.eventlog import codec
 from spine.eventlog.reader import FETCH_MAX_WAIT_MS
-from spine.store import write_results
+from spine.store import Span, read_span, resume_point_ns, write_results, write_span
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -71,6 +77,9 @@ class WorkerOptions:
     metrics_port: int | None = None
     config: AnalyzerConfig = field(default_factory=AnalyzerConfig)
     datadir: Path | None = None
+    start_at: Literal["stored", "earliest"] | int = "stored"
+    """Where a new group starts reading the events topic: where the stored results say
+    analysis stopped, the beginning, or a time (ms since the epoch)."""
 
 
 def _headers(message: Any) -> dict[str, bytes]:
@@ -107,6 +116,10 @@ class AnalyzerWorker:
         self._pending_acks: list[Any] = []
         self._published_stats: dict[str, AnalyzerStats] = {}
         self._parked: dict[str, Any] = {}
+        self._stored: dict[str, Span | None] = {}
+        """Per experiment, what its stored results covered when this worker took it up."""
+        self._frozen: set[str] = set()
+        self._marked_final: set[str] = set()
         self._analyze_stream: Any = None
         self._last_checkpoint = time.monotonic()
         self._checkpoint_gap_s = opts.checkpoint_interval_s
@@ -171,8 +184,19 @@ class AnalyzerWorker:
 
     # --- stage 1 ----------------------------------------------------------------------------
 
+    async def _start_ms(self) -> int | None:
+        start = self.options.start_at
+        if start == "earliest":
+            return None
+        if start == "stored":
+            ns = await resume_point_ns(self.redis)
+            return None if ns is None else ns // 1_000_000
+        return start
+
     async def _forward(self) -> None:
         assert self.settings.kafka_bootstrap is not None
+        start_ms = await self._start_ms()
+        log.info("new groups read the events topic from %s", start_ms or "the beginning")
         forwarder = Forwarder(
             self.settings.kafka_bootstrap,
             self.settings.topic_events,
@@ -181,6 +205,7 @@ class AnalyzerWorker:
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_ms=self.settings.kafka_heartbeat_ms,
             max_record_bytes=MAX_RECORD_BYTES,
+            start_ms=start_ms,
         )
         await forwarder.run()
 
@@ -218,6 +243,8 @@ class AnalyzerWorker:
 
     async def _open(self, exp: str, partition: int) -> None:
         self._configs[exp] = await self._load_config(exp)
+        if exp not in self._stored:
+            self._stored[exp] = await read_span(self.redis, exp)
         blob = self.state.get(exp.encode())
         parked = self._parked.pop(exp, None)
         try:
@@ -292,7 +319,10 @@ class AnalyzerWorker:
                 buffered += stats.buffered
                 metrics.DUPLICATES.labels(exp).set(stats.duplicates)
                 metrics.LATE.labels(exp).set(stats.late)
-                if not changed and stats == self._published_stats.get(exp):
+                marking = a.finished and exp not in self._marked_final
+                if not changed and stats == self._published_stats.get(exp) and not marking:
+                    continue
+                if self._is_frozen(exp):
                     continue
                 self._published_stats[exp] = stats
                 for r in changed:
@@ -304,6 +334,12 @@ class AnalyzerWorker:
                     )
                 try:
                     await write_results(self.redis, exp, changed, asdict(stats))
+                    if a.first_ns is not None:
+                        end = max(a.last_ns, a.ended_ns or 0)
+                        span = Span(a.run_id or "-", a.first_ns, end, a.finished)
+                        await write_span(self.redis, exp, span)
+                        if a.finished:
+                            self._marked_final.add(exp)
                 except Exception as exc:  # Redis trouble must not stop the analysis
                     log.warning("cannot write results to Redis: %r", exc)
                     self._published_stats.pop(exp, None)
@@ -312,6 +348,27 @@ class AnalyzerWorker:
             metrics.BUFFERED.set(buffered)
         if self._pending_acks and self._checkpoint_due():
             await self._checkpoint()
+
+    def _is_frozen(self, exp: str) -> bool:
+        """The experiment's stored results are final and cover what this worker analysed:
+        they are the run's record, not to be rewritten."""
+        if exp in self._frozen:
+            return True
+        stored = self._stored.get(exp)
+        first = self.live.slots[exp].analyzer.first_ns
+        if stored is None or not stored.final:
+            return False
+        if first is None:
+            return True  # nothing folded yet: nothing to say over the stored record
+        if first > stored.end_ns:
+            return False  # a later run of the experiment
+        log.warning(
+            "experiment %s: stored results of run %s are final; not rewriting them",
+            exp,
+            stored.run_id,
+        )
+        self._frozen.add(exp)
+        return True
 
     async def _on_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
         """Park the experiments of revoked partitions and forget their un-acked records:

@@ -7,7 +7,8 @@ each event is then one ``bytes % values`` format, the exact bytes
 field order, same number formatting). A sink that takes encoded events
 (:class:`~spine.eventlog.EncodedEventSink`, e.g. the Kafka publisher) gets those bytes, so
 no per-event object is built or kept; any other sink gets the model pydantic validates from them.
-``tests/generators/test_recorder.py`` proves the equivalence for every kind.
+``tests/generators/test_recorder.py`` proves the equivalence for every kind. Times come from
+the process's one clock origin (:mod:`spine.clock`), shared by every recorder of the process.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 
 from schemas.base import SCHEMA_VERSION
 from schemas.events import EventAdapter
+from spine.clock import MONO0_NS, WALL0_NS
 from spine.eventlog.sink import EncodedEventSink
 
 if TYPE_CHECKING:
@@ -67,7 +69,6 @@ class Recorder:
         "_fmt",
         "_id_tail",
         "_key_prefix",
-        "_mono0",
         "_protocol",
         "_target",
         "sink",
@@ -86,7 +87,6 @@ class Recorder:
         self.sink = sink
         self._counter = 0
         """Events written so far (its low 32 bits are in each event id)."""
-        self._mono0 = time.monotonic_ns()
         self._id_tail = os.urandom(4).hex()
         self._target = target
         self._protocol = protocol
@@ -110,6 +110,7 @@ class Recorder:
         self._fmt = {
             "connect_start": common + b'connect_start","attempt":%d}',
             "connected": common + b'connected","attempt":%d,"connect_ms":%b}',
+            "subscribed": common + b'subscribed","channels":%b}',
             "send": common + b'send","seq":%d,"bytes":%d,"channel":%b,"expect":%b,"late_ms":%b}',
             "skipped": common + b'skipped","count":%d,"late_ms":%b,"reason":%b}',
             "receive": common + b'receive","seq":%b,"bytes":%d,"latency_ms":%b,"origin_tenant":%b,'
@@ -185,13 +186,14 @@ class SessionLog:
 
     def _write(self, kind: str, trace: Trace, fields: tuple[object, ...]) -> None:
         rec = self._rec
-        ts = time.time_ns()
+        mono = time.monotonic_ns() - MONO0_NS
+        ts = WALL0_NS + mono
         rec._counter += 1
         data = self._fmt[kind] % (
             ts,
             rec._counter & 0xFFFFFFFF,
             ts,
-            time.monotonic_ns() - rec._mono0,
+            mono,
             self._trace_json if trace is self._trace else _trace_json(trace),
             self._who_json,
             *fields,
@@ -204,6 +206,9 @@ class SessionLog:
     def connected(self, attempt: int, connect_ms: float, trace: Trace) -> None:
         self._write("connected", trace, (attempt, _dumps(float(connect_ms))))
 
+    def subscribed(self, channels: tuple[str, ...], trace: Trace) -> None:
+        self._write("subscribed", trace, (_dumps(list(channels)),))
+
     def send(
         self,
         seq: int,
@@ -215,13 +220,14 @@ class SessionLog:
     ) -> None:
         # The hot path: _write inlined.
         rec = self._rec
-        ts = time.time_ns()
+        mono = time.monotonic_ns() - MONO0_NS
+        ts = WALL0_NS + mono
         rec._counter += 1
         data = self._fmt["send"] % (
             ts,
             rec._counter & 0xFFFFFFFF,
             ts,
-            time.monotonic_ns() - rec._mono0,
+            mono,
             self._trace_json if trace is self._trace else _trace_json(trace),
             self._who_json,
             seq,
@@ -273,13 +279,14 @@ class SessionLog:
         channel=None)``: the session's own echo, matched to what it sent (the hot receive
         path; ``status`` is an HTTP answer's)."""
         rec = self._rec
-        ts = time.time_ns()
+        mono = time.monotonic_ns() - MONO0_NS
+        ts = WALL0_NS + mono
         rec._counter += 1
         data = self._fmt["receive_own"] % (
             ts,
             rec._counter & 0xFFFFFFFF,
             ts,
-            time.monotonic_ns() - rec._mono0,
+            mono,
             self._trace_json if trace is self._trace else _trace_json(trace),
             self._who_json,
             seq,

@@ -607,6 +607,9 @@ class Session:
         if op == "subscribed":
             if self._sub_ack is not None and not self._sub_ack.done():
                 self._sub_ack.set_result(None)
+                # Recorded before any message that follows the acknowledgement: what the
+                # session subscribed to is what isolation judges channel messages by.
+                self.log.subscribed(self.channels, self.trace)
             return
         if op == "error":
             self.errors += 1

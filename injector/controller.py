@@ -4,15 +4,19 @@ Built on ``toxiproxy-python``'s transport (``APIConsumer``). Its quirks are wrap
 host and port are class attributes shared by the whole process (each controller gets its own
 subclass instead), requests carry no timeout (every call here has one), 5xx answers are not
 raised (they are, here), every 409 is ``ProxyExists`` even for toxics (mapped by path), and calls
-block (they run in a worker thread). The Aftershock extensions — ``/capabilities``, leases,
-``match`` — ride on the same transport; a server that answers 404 to ``/capabilities`` is a
-standard Toxiproxy and gets standard requests only.
+block (they run in a worker thread). Requests made under :func:`attributed` carry the
+experiment, run and fault they act for (``X-Aftershock-*`` headers): the embedded proxy stamps
+its own fault events with them, a stock Toxiproxy ignores them. The Aftershock extensions —
+``/capabilities``, leases, ``match`` — ride on the same transport; a server that answers 404
+to ``/capabilities`` is a standard Toxiproxy and gets standard requests only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -35,7 +39,44 @@ from injector.errors import (
 from schemas.experiment import STANDARD_TOXIC_TYPES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """The experiment, run and (optionally) fault a request acts for."""
+
+    experiment_id: str
+    run_id: str
+    fault_id: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        values = {
+            "X-Aftershock-Experiment": self.experiment_id,
+            "X-Aftershock-Run": self.run_id,
+            "X-Aftershock-Fault": self.fault_id,
+        }
+        # A header carries printable ASCII only; a name that is not is left out (the proxy's
+        # events then go unattributed, the injector's own events still name it).
+        return {k: v for k, v in values.items() if v and v.isascii() and v.isprintable()}
+
+
+_attribution: ContextVar[Attribution | None] = ContextVar("aftershock_attribution", default=None)
+
+
+@contextlib.contextmanager
+def attributed(attribution: Attribution) -> Iterator[None]:
+    """Requests made inside (by any controller, in this task) carry ``attribution``."""
+    token = _attribution.set(attribution)
+    try:
+        yield
+    finally:
+        _attribution.reset(token)
+
+
+def _headers() -> dict[str, str]:
+    a = _attribution.get()
+    return {} if a is None else a.headers()
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,14 +255,18 @@ class ToxiproxyController:
             raise ControllerError(f"{what}: {_body_error(resp)}", status=resp.status_code)
         return resp
 
+    # Headers are read here, in the caller's task: the worker thread does not see its context.
     def _get(self, path: str) -> Callable[[], requests.Response]:
-        return lambda: self._api.get(path, timeout=self._timeout_s)
+        headers = _headers()
+        return lambda: self._api.get(path, timeout=self._timeout_s, headers=headers)
 
     def _post(self, path: str, body: Any = None) -> Callable[[], requests.Response]:
-        return lambda: self._api.post(path, json=body, timeout=self._timeout_s)
+        headers = _headers()
+        return lambda: self._api.post(path, json=body, timeout=self._timeout_s, headers=headers)
 
     def _delete(self, path: str) -> Callable[[], requests.Response]:
-        return lambda: self._api.delete(path, timeout=self._timeout_s)
+        headers = _headers()
+        return lambda: self._api.delete(path, timeout=self._timeout_s, headers=headers)
 
     # -- operations ---------------------------------------------------------------------------
 

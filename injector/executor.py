@@ -31,6 +31,7 @@ from injector.activities import (
 )
 from injector.chaostoxi import Bridge
 from injector.control import RunState, clear_state, drop_queued, next_command, publish_state
+from injector.controller import Attribution, attributed
 from injector.errors import (
     ControllerError,
     FaultLost,
@@ -74,10 +75,11 @@ from schemas.events import (
     ToxicRemoved,
 )
 from schemas.experiment import Action, ActivityRef, Probe, ToxicFault
+from spine import clock
 from spine.activefaults import FaultMark, announce
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     import redis.asyncio as aioredis
@@ -179,7 +181,6 @@ class Executor:
         self.abort_cause: AbortCause = "other"
         self.error: str | None = None
         self._start_wall = time.time()
-        self._mono0 = time.monotonic_ns()
         self._span: trace.Span | None = None
         self._marks: dict[str, FaultMark] = {}
         """Announced fault windows by fault id (see :meth:`_announce`)."""
@@ -202,14 +203,21 @@ class Executor:
         ids: dict[str, Any] = {}
         if ctx.is_valid:
             ids = {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
+        ts_ns, mono_ns = clock.stamp()
         return {
             "experiment_id": self.experiment_id,
             "run_id": self.run_id,
             "generator_id": self.opts.generator_id,
-            "ts_ns": time.time_ns(),
-            "mono_ns": time.monotonic_ns() - self._mono0,
+            "ts_ns": ts_ns,
+            "mono_ns": mono_ns,
             **ids,
         }
+
+    @contextlib.contextmanager
+    def _attributed(self, fr: FaultRun) -> Iterator[None]:
+        """The server's own events about this change name the experiment, run and fault."""
+        with attributed(Attribution(self.experiment_id, self.run_id, fr.fault_id)):
+            yield
 
     def _phase(self, phase: str) -> None:
         active = [f.fault_id for f in self.faults if f.state == FaultState.ACTIVE]
@@ -331,11 +339,15 @@ class Executor:
                 "aftershock.fault.type": fr.toxic_type or fr.kind,
             },
         )
+        # The event carries the time taken before the call: a stock Toxiproxy reports nothing
+        # itself, and the fault may take effect any time after the request leaves.
+        common = self._common(fr.span)
         t0 = time.perf_counter()
         try:
             if fr.kind == "toxic":
                 body = self._toxic_body(fr)
-                info = await self.ctl.add_toxic(fr.proxy, body)
+                with self._attributed(fr):
+                    info = await self.ctl.add_toxic(fr.proxy, body)
                 fr.apply_ms = round((time.perf_counter() - t0) * 1000, 3)
                 common = self._common(fr.span)
                 self.sink.emit(
@@ -352,7 +364,8 @@ class Executor:
                 body = {"enabled": False}
                 if self.leases:
                     body["ttl_ms"] = self._ttl_ms
-                await self.ctl.update_proxy(fr.proxy, body)
+                with self._attributed(fr):
+                    await self.ctl.update_proxy(fr.proxy, body)
                 fr.apply_ms = round((time.perf_counter() - t0) * 1000, 3)
                 common = self._common(fr.span)
                 self.sink.emit(
@@ -392,10 +405,11 @@ class Executor:
             fr.revert_jitter_ms = round(max(0.0, lateness) * 1000, 3)
         fr.to(FaultState.REVERTING)
         self._save()
+        common = self._common(fr.span)
         t0 = time.perf_counter()
         try:
             if fr.kind == "toxic":
-                with contextlib.suppress(ToxicNotFound, ProxyNotFound):
+                with contextlib.suppress(ToxicNotFound, ProxyNotFound), self._attributed(fr):
                     await self.ctl.remove_toxic(fr.proxy, fr.fault_id)
                 common = self._common(fr.span)
                 self.sink.emit(
@@ -409,7 +423,7 @@ class Executor:
                     )
                 )
             else:
-                with contextlib.suppress(ProxyNotFound):
+                with contextlib.suppress(ProxyNotFound), self._attributed(fr):
                     await self.ctl.update_proxy(fr.proxy, {"enabled": True})
                 common = self._common(fr.span)
                 self.sink.emit(
@@ -465,10 +479,11 @@ class Executor:
         if fr.state != FaultState.ACTIVE:
             return  # reverted while we waited for the lock
         try:
-            if fr.kind == "toxic":
-                await self.ctl.renew_toxic(fr.proxy, fr.fault_id, self._ttl_ms)
-            else:
-                await self.ctl.renew_proxy(fr.proxy, self._ttl_ms)
+            with self._attributed(fr):
+                if fr.kind == "toxic":
+                    await self.ctl.renew_toxic(fr.proxy, fr.fault_id, self._ttl_ms)
+                else:
+                    await self.ctl.renew_proxy(fr.proxy, self._ttl_ms)
             fr.lease_renewals += 1
         except ControllerError as exc:
             # A server that no longer knows the toxic, the proxy or the lease lost the fault:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from enum import StrEnum
 from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -19,6 +20,13 @@ which forbids unknown fields and kinds, cannot read them; version 1 events read 
 HexTraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 HexSpanId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+# How a target is spoken to (no docstring: it would change the committed JSON schemas).
+class Protocol(StrEnum):
+    WS = "ws"
+    HTTP = "http"
+    TCP = "tcp"
 
 
 def new_event_id() -> str:

@@ -7,20 +7,13 @@ the injector and the fault proxy did), ``experiment.*`` (lifecycle and game-day 
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter, field_validator
 
-from schemas.base import SCHEMA_VERSION, EventBase, Frozen, Identifier
+from schemas.analysis import AnalyzerConfig  # noqa: TC001 - pydantic resolves it at runtime
+from schemas.base import SCHEMA_VERSION, EventBase, Frozen, Identifier, Protocol
 from schemas.results import RESULT_TYPES, ResultEvent
-
-
-class Protocol(StrEnum):
-    WS = "ws"
-    HTTP = "http"
-    TCP = "tcp"
-
 
 # --- session events -------------------------------------------------------------------------
 
@@ -44,6 +37,15 @@ class Connected(SessionEventBase):
     kind: Literal["session.connected"] = "session.connected"
     attempt: int = Field(default=1, ge=1)
     connect_ms: float = Field(ge=0)
+
+
+class Subscribed(SessionEventBase):
+    """The server acknowledged the session's subscription to ``channels`` (added to those it
+    had). A channel message reaching a session that never subscribed to its channel is an
+    isolation violation."""
+
+    kind: Literal["session.subscribed"] = "session.subscribed"
+    channels: list[Identifier] = Field(default_factory=list)
 
 
 class Send(SessionEventBase):
@@ -196,6 +198,15 @@ class ExperimentStarted(EventBase):
     planned_duration_s: float | None = Field(default=None, ge=0)
 
 
+class ExperimentAnalysis(EventBase):
+    """How the run's figures are to be computed and judged: its analyzer configuration
+    (thresholds, SLOs, target graph, baseline phase), written once when the run starts so that
+    every later reading of the log judges it the same way."""
+
+    kind: Literal["experiment.analysis"] = "experiment.analysis"
+    config: AnalyzerConfig
+
+
 class ExperimentPhase(EventBase):
     """A named phase began (e.g. ``baseline``, ``fault:redis-outage``, ``recovery``)."""
 
@@ -238,7 +249,9 @@ class ExperimentEnded(EventBase):
     deviated: bool = False
 
 
-SessionEvent = ConnectStart | Connected | Send | SendSkipped | Receive | SessionError | Disconnect
+SessionEvent = (
+    ConnectStart | Connected | Subscribed | Send | SendSkipped | Receive | SessionError | Disconnect
+)
 FaultEvent = (
     ProxyCreated
     | ProxyDeleted
@@ -252,6 +265,7 @@ FaultEvent = (
 )
 LifecycleEvent = (
     ExperimentStarted
+    | ExperimentAnalysis
     | ExperimentPhase
     | ExperimentControl
     | ExperimentAborted
@@ -269,6 +283,7 @@ EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)
 EVENT_TYPES: tuple[type[EventBase], ...] = (
     ConnectStart,
     Connected,
+    Subscribed,
     Send,
     SendSkipped,
     Receive,
@@ -284,6 +299,7 @@ EVENT_TYPES: tuple[type[EventBase], ...] = (
     ConnectionOpened,
     ConnectionClosed,
     ExperimentStarted,
+    ExperimentAnalysis,
     ExperimentPhase,
     ExperimentControl,
     ExperimentAborted,
@@ -300,4 +316,4 @@ def parse_event(data: bytes | str | dict[str, object]) -> Event:
     return EventAdapter.validate_json(data)
 
 
-__all__ = ["EVENT_TYPES", "SCHEMA_VERSION", "Event", "EventAdapter", "parse_event"]
+__all__ = ["EVENT_TYPES", "SCHEMA_VERSION", "Event", "EventAdapter", "Protocol", "parse_event"]

@@ -15,6 +15,9 @@ from pydantic import Field
 from schemas.base import EventBase, Frozen, Identifier
 
 Scope = Literal["target", "tenant", "fault", "overall"]
+Relation = Literal["during", "after"]
+"""How a finding relates to the fault it is attributed to: it began while the fault was in
+effect, or after the fault was lifted (an after-effect, within the configured window)."""
 
 
 class ResultBase(EventBase):
@@ -33,6 +36,11 @@ class FailureEpisode(ResultBase):
     ended_ns: int | None = None
     duration_ms: float | None = Field(default=None, ge=0)
     faults_active: list[str] = Field(default_factory=list)
+    faults_after: list[str] = Field(default_factory=list)
+    """Faults lifted shortly before the episode began (it is their after-effect)."""
+    fault_relation: Relation | None = None
+    """``during`` when it began while the fault it is measured against was in effect,
+    ``after`` when it began after that fault was lifted, null when no fault is attributed."""
     error_classes: dict[str, int] = Field(default_factory=dict)
     time_to_impact_ms: float | None = None
     time_to_recover_ms: float | None = None
@@ -44,20 +52,39 @@ class Availability(ResultBase):
     episodes: int = Field(ge=0)
     mtbf_s: float | None = None
     mttr_s: float | None = None
+    episode_median_s: float | None = None
+    """Median duration of ended episodes (the spread beside ``mttr_s``, their mean)."""
+    episode_max_s: float | None = None
     observed_s: float = Field(ge=0)
     downtime_s: float = Field(default=0.0, ge=0)
+
+
+class UserRecovery(ResultBase):
+    """How long sessions were without service as they lived it: per session, its first failure
+    to its first success after it (``docs/analyzers.md``)."""
+
+    kind: Literal["result.recovery"] = "result.recovery"
+    recoveries: int = Field(ge=0)
+    unrecovered: int = Field(default=0, ge=0)
+    """Sessions still failing when the stream ended (not in the quantiles)."""
+    mean_ms: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    max_ms: float | None = None
 
 
 class IsolationViolation(ResultBase):
     """A message that reached a session it must never reach.
 
-    ``violation`` is ``tenant`` when the stamp's origin tenant differs from the receiver's, and
+    ``violation`` is ``tenant`` when the stamp's origin tenant differs from the receiver's,
     ``user`` when a private reply (echo/response, no channel) of one session reached another
-    session of the same tenant.
+    session of the same tenant, and ``subscription`` when a same-tenant message on ``channel``
+    reached a session that never subscribed to that channel.
     """
 
     kind: Literal["result.isolation_violation"] = "result.isolation_violation"
-    violation: Literal["tenant", "user"] = "tenant"
+    violation: Literal["tenant", "user", "subscription"] = "tenant"
+    channel: str | None = None
     target: str = ""
     victim_tenant: Identifier
     victim_user: str | None = None
@@ -70,6 +97,8 @@ class IsolationViolation(ResultBase):
     origin_seq: int | None = None
     seen_ns: int
     faults_active: list[str] = Field(default_factory=list)
+    faults_after: list[str] = Field(default_factory=list)
+    fault_relation: Relation | None = None
     source_event_id: str
 
 
@@ -103,6 +132,7 @@ class CascadeHop(Frozen):
     failed_after_ms: float = Field(ge=0)
     via: str | None = None
     hop_delay_ms: float | None = None
+    relation: Relation = "during"
 
 
 class Cascade(ResultBase):
@@ -298,6 +328,7 @@ class LiveFigures(ResultBase):
 ResultEvent = (
     FailureEpisode
     | Availability
+    | UserRecovery
     | IsolationViolation
     | Integrity
     | LatencySummary
@@ -313,6 +344,7 @@ ResultEvent = (
 RESULT_TYPES: tuple[type[ResultBase], ...] = (
     FailureEpisode,
     Availability,
+    UserRecovery,
     IsolationViolation,
     Integrity,
     LatencySummary,

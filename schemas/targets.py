@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from schemas.base import Frozen, Identifier
-from schemas.events import Protocol
+from schemas.base import Frozen, Identifier, Protocol
 
 
 class Target(Frozen):

@@ -6,7 +6,11 @@ Layout, per experiment ``E``:
   value = the result record as JSON (``kind`` without its ``result.`` prefix, e.g. ``episode``);
 - ``aftershock:E:results:stats`` — a hash of analyzer counters (events, duplicates, late, …);
 - ``aftershock:E:results:updated_ns`` — wall-clock ns of the last write;
-- ``aftershock:E:results:kinds`` — a set of the kinds written.
+- ``aftershock:E:results:kinds`` — a set of the kinds written;
+- ``aftershock:E:results:span`` — what the stored results cover: ``run_id``, ``first_ns`` and
+  ``end_ns`` (event time) and ``final`` (``1`` once the analysis saw the run end and finished).
+  Results marked final are never rewritten by a re-analysis of the same events, and a new
+  analyzer worker starts reading the log where the stored spans say analysis stopped.
 
 Writes are idempotent (same key, same value), so replaying into Redis is harmless.
 """
@@ -14,6 +18,7 @@ Writes are idempotent (same key, same value), so replaying into Redis is harmles
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from schemas.events import EventAdapter
@@ -78,3 +83,63 @@ async def read_results(redis: Redis, experiment_id: str) -> list[ResultEvent]:
             ev = EventAdapter.validate_json(raw)
             out.append(ev)  # type: ignore[arg-type]
     return out
+
+
+@dataclass(frozen=True)
+class Span:
+    """What an experiment's stored results cover (event time, ns)."""
+
+    run_id: str
+    first_ns: int
+    end_ns: int
+    final: bool
+
+
+async def write_span(redis: Redis, experiment_id: str, span: Span) -> None:
+    await redis.hset(
+        f"{prefix(experiment_id)}:span",
+        mapping={
+            "run_id": span.run_id,
+            "first_ns": str(span.first_ns),
+            "end_ns": str(span.end_ns),
+            "final": "1" if span.final else "0",
+        },
+    )
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode(errors="replace") if isinstance(v, bytes) else v
+
+
+def _span(raw: Mapping[bytes | str, bytes | str]) -> Span | None:
+    text = {_text(k): _text(v) for k, v in raw.items()}
+    try:
+        return Span(
+            run_id=text["run_id"],
+            first_ns=int(text["first_ns"]),
+            end_ns=int(text["end_ns"]),
+            final=text["final"] == "1",
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+async def read_span(redis: Redis, experiment_id: str) -> Span | None:
+    return _span(await redis.hgetall(f"{prefix(experiment_id)}:span"))
+
+
+async def resume_point_ns(redis: Redis) -> int | None:
+    """Where analysis of the log should resume (event time, ns), by the stored spans: the
+    start of the earliest experiment whose analysis is not final, else the end of the latest
+    final one; None when no results are stored."""
+    unfinished: list[int] = []
+    finished: list[int] = []
+    async for key in redis.scan_iter(match="aftershock:*:results:span", count=500):
+        span = _span(await redis.hgetall(key))
+        if span is not None:
+            (finished if span.final else unfinished).append(
+                span.end_ns if span.final else span.first_ns
+            )
+    if unfinished:
+        return min(unfinished)
+    return max(finished) if finished else None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from analyzers.core import AnalyzerConfig, SloSpec
 from analyzers.live import LiveAnalyzers
 from schemas.targets import TargetGraph
-from spine.store import write_results
+from spine.store import Span, write_results, write_span
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -96,13 +96,14 @@ class LiveAnalysis:
 
         return feed()
 
-    async def step(self) -> list[ResultEvent]:
-        """Fold what arrived, then publish the results that changed."""
+    async def step(self, *, final: bool = False) -> list[ResultEvent]:
+        """Fold what arrived, then publish the results that changed (and, ``final``, mark the
+        stored results as the run's record even if nothing changed)."""
         batch, self._pending = self._pending, []
         if batch:
             self._live.feed(self.experiment_id, None, batch)
         changed = self._live.changed_results(self.experiment_id)
-        if changed:
+        if changed or final:
             for q in self._subscribers:
                 for r in changed:
                     q.put_nowait(r)
@@ -111,9 +112,14 @@ class LiveAnalysis:
             if self._redis is not None:
                 try:
                     async with asyncio.timeout(2.0):
+                        a = self.analyzer
                         await write_results(
-                            self._redis, self.experiment_id, changed, asdict(self.analyzer.stats())
+                            self._redis, self.experiment_id, changed, asdict(a.stats())
                         )
+                        if a.first_ns is not None:
+                            end = max(a.last_ns, a.ended_ns or 0)
+                            span = Span(a.run_id or "-", a.first_ns, end, a.finished)
+                            await write_span(self._redis, self.experiment_id, span)
                 except Exception as exc:  # live results in Redis are a convenience
                     self.redis_failures += 1
                     if self.redis_failures == 1:
@@ -133,5 +139,5 @@ class LiveAnalysis:
         a = self.analyzer
         if not a.finished:
             a.finish()
-        await self.step()
+        await self.step(final=True)
         return a.results()

@@ -47,7 +47,9 @@ from injector.errors import InjectorError
 from injector.executor import Executor, experiment_id_of
 from injector.executor import RunOptions as InjectorOptions
 from injector.sinks import JsonlSink
+from schemas.events import ExperimentAnalysis
 from schemas.results import TimeSeries
+from spine import clock
 from spine.activefaults import ActiveFaults, follow
 from spine.eventlog.publisher import Publisher
 from spine.stack import EmbeddedStack
@@ -259,7 +261,15 @@ class Gameday:
                 "AFTERSHOCK_STATE_DIR": str(self.settings.state_dir),
             }
             await stack.enter_async_context(
-                AnalyzerWorkers(self.opts.workers, f"aftershock-run-{run_id}", env, run_dir)
+                # The workers analyse this run: they read the log from now on, not every
+                # earlier experiment on the broker.
+                AnalyzerWorkers(
+                    self.opts.workers,
+                    f"aftershock-run-{run_id}",
+                    env,
+                    run_dir,
+                    start_at_ms=time.time_ns() // 1_000_000,
+                )
             )
         events_file = JsonlSink(run_dir / EVENTS_FILE)
         stack.callback(events_file.close)
@@ -276,6 +286,18 @@ class Gameday:
         )
         tap_box.append(tap)
         fanout.sinks.extend([events_file, publisher, analysis])
+        # The run's analysis configuration goes first into its log: replay needs no flags.
+        ts_ns, mono_ns = clock.stamp()
+        fanout.emit(
+            ExperimentAnalysis(
+                experiment_id=self.experiment_id,
+                run_id=run_id,
+                generator_id=executor.opts.generator_id,
+                ts_ns=ts_ns,
+                mono_ns=mono_ns,
+                config=config,
+            )
+        )
 
         provider, shutdown_tracing = configure_tracing(
             self.settings, "aftershock-run", run_dir=run_dir, set_global=self.opts.global_tracing

@@ -35,9 +35,19 @@ class AnalyzerWorkers:
     """``n`` worker processes sharing one consumer group; logs to ``log_dir/analyzer-<i>.log``."""
 
     def __init__(
-        self, n: int, app_id: str, env: dict[str, str], log_dir: Path, stop_timeout_s: float = 10.0
+        self,
+        n: int,
+        app_id: str,
+        env: dict[str, str],
+        log_dir: Path,
+        stop_timeout_s: float = 10.0,
+        *,
+        start_at_ms: int | None = None,
     ) -> None:
         self.n, self.app_id, self.env, self.log_dir = n, app_id, env, log_dir
+        self.start_at_ms = start_at_ms
+        """Where the workers' new group starts reading the events topic (None: where the
+        stored results say analysis stopped)."""
         self.stop_timeout_s = stop_timeout_s
         self.procs: list[asyncio.subprocess.Process] = []
 
@@ -56,6 +66,8 @@ class AnalyzerWorkers:
                             self.app_id,
                             "--publish-interval-s",
                             "0.25",
+                            "--start-at",
+                            "stored" if self.start_at_ms is None else str(self.start_at_ms),
                             stdout=log,
                             stderr=log,
                             env=self.env,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
-from aftershock.report.model import Findings, check_status
+from aftershock.report.model import Findings, check_status, fault_attribution
 from aftershock.report.svg import Line, Mark, cascade_graph, fault_colour, line_chart
 from spine.telemetry import trace_link
 
@@ -237,17 +237,34 @@ def _availability(f: Findings, tb: TimeBase) -> str:
             _td(_num(a.availability_pct, 3, " %"), num=True),
             _td(a.episodes, num=True),
             _td(_num(a.mttr_s, 2, " s"), num=True),
+            _td(_num(a.episode_median_s, 2, " s"), num=True),
+            _td(_num(a.episode_max_s, 2, " s"), num=True),
             _td(_num(a.mtbf_s, 2, " s"), num=True),
             _td(_num(a.observed_s, 1, " s"), num=True),
         ]
         for a in f.availability
     ]
+    recoveries = _table(
+        ["scope", "recoveries", "still failing", "p50", "p95", "max", "mean"],
+        (
+            [
+                _td(r.scope if not r.scope_key else f"{r.scope}: {r.scope_key}"),
+                _td(r.recoveries, num=True),
+                _td(r.unrecovered, num=True),
+                _td(_num(r.p50_ms, 0, " ms"), num=True),
+                _td(_num(r.p95_ms, 0, " ms"), num=True),
+                _td(_num(r.max_ms, 0, " ms"), num=True),
+                _td(_num(r.mean_ms, 0, " ms"), num=True),
+            ]
+            for r in f.recoveries
+        ),
+    )
     episodes = _table(
         [
             "target",
             "started",
             "duration",
-            "faults active",
+            "faults",
             "time to impact",
             "time to recover",
             "error classes",
@@ -260,7 +277,7 @@ def _availability(f: Findings, tb: TimeBase) -> str:
                     "open" if e.duration_ms is None else _num(e.duration_ms / 1000, 2, " s"),
                     num=True,
                 ),
-                _td(", ".join(e.faults_active) or "–"),
+                _td(fault_attribution(e.faults_active, e.faults_after)),
                 _td(_num(e.time_to_impact_ms, 0, " ms"), num=True),
                 _td(_num(e.time_to_recover_ms, 0, " ms"), num=True),
                 _td(", ".join(f"{k}×{n}" for k, n in sorted(e.error_classes.items())) or "–"),
@@ -270,7 +287,22 @@ def _availability(f: Findings, tb: TimeBase) -> str:
     )
     return (
         '<h2 id="availability">Availability and MTTR</h2>'
-        + _table(["scope", "availability", "episodes", "MTTR", "MTBF", "observed"], rows)
+        + _table(
+            [
+                "scope",
+                "availability",
+                "episodes",
+                "MTTR (mean)",
+                "median",
+                "longest",
+                "MTBF",
+                "observed",
+            ],
+            rows,
+        )
+        + "<h3>User-experienced recovery</h3>"
+        + '<p class="meta">Per session: its first failure to its first success after it.</p>'
+        + recoveries
         + "<h3>Failure episodes of targets</h3>"
         '<p class="meta">Tenants and the whole system go through the same outages; their '
         "episode counts are in the table above.</p>" + episodes
@@ -283,8 +315,10 @@ def _violations(f: Findings, tb: TimeBase, template: str | None) -> str:
     if f.violations:
         summary = (
             f'<p class="meta">{_count(len(f.violations), "message")} reached a session they '
-            f"must never reach, in {_count(len(groups), 'group')} (origin tenant, victim "
-            "tenant, faults active); every one is in results.json.</p>"
+            f"must never reach (tenant: another tenant's; user: another session's private "
+            f"reply; subscription: a channel it never subscribed to), in "
+            f"{_count(len(groups), 'group')} (kind, origin tenant, victim tenant, faults); "
+            "every one is in results.json.</p>"
         )
     return (
         '<h2 id="isolation">Isolation violations</h2>'
@@ -292,8 +326,10 @@ def _violations(f: Findings, tb: TimeBase, template: str | None) -> str:
         + _table(
             [
                 "origin tenant",
+                "kind",
+                "origin tenant",
                 "victim tenant",
-                "faults active",
+                "faults",
                 "count",
                 "first",
                 "last",
@@ -301,9 +337,10 @@ def _violations(f: Findings, tb: TimeBase, template: str | None) -> str:
             ],
             (
                 [
+                    _td(g.violation),
                     _td(g.origin_tenant),
                     _td(g.victim_tenant),
-                    _td(", ".join(g.faults_active) or "none"),
+                    _td(g.faults),
                     _td(g.count, num=True),
                     _td(tb.at(g.first_ns), num=True),
                     _td(tb.at(g.last_ns), num=True),

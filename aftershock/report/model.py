@@ -27,6 +27,7 @@ from schemas.results import (
     ResultEvent,
     SloCheck,
     TimeSeries,
+    UserRecovery,
     Verdict,
 )
 
@@ -82,6 +83,10 @@ class Findings:
         self.episodes = sorted(
             (r for r in records if isinstance(r, FailureEpisode)),
             key=lambda r: (r.started_ns, r.scope, r.scope_key),
+        )
+        self.recoveries = sorted(
+            (r for r in records if isinstance(r, UserRecovery)),
+            key=lambda r: (r.scope != "target", r.scope, r.scope_key),
         )
         self.violations = sorted(
             (r for r in records if isinstance(r, IsolationViolation)), key=lambda r: r.seen_ns
@@ -161,10 +166,11 @@ class Findings:
         return [x for x in self.latency if x.count and x.scope in ("overall", "target")]
 
     def violation_groups(self, examples: int = 3) -> list[ViolationGroup]:
-        """Isolation violations grouped by (origin tenant, victim tenant, faults active)."""
-        groups: dict[tuple[str, str, tuple[str, ...]], ViolationGroup] = {}
+        """Isolation violations grouped by (kind, origin tenant, victim tenant, faults)."""
+        groups: dict[tuple[str, str, str, str], ViolationGroup] = {}
         for v in self.violations:
-            key = (v.origin_tenant, v.victim_tenant, tuple(v.faults_active))
+            faults = fault_attribution(v.faults_active, v.faults_after)
+            key = (v.violation, v.origin_tenant, v.victim_tenant, faults)
             g = groups.get(key)
             if g is None:
                 groups[key] = g = ViolationGroup(*key, 0, v.seen_ns, v.seen_ns)
@@ -199,9 +205,12 @@ class Findings:
 
 @dataclass
 class ViolationGroup:
+    violation: str
+    """The kind: ``tenant``, ``user`` or ``subscription``."""
     origin_tenant: str
     victim_tenant: str
-    faults_active: tuple[str, ...]
+    faults: str
+    """How the group is attributed: ``f1 (during), f0 (after)``; ``–`` none."""
     count: int
     first_ns: int
     last_ns: int
@@ -240,3 +249,9 @@ def check_status(c: SloCheck) -> str:
     if c.status == "no_data":
         return "no data" + ("" if c.passed else " (FAIL)")
     return "pass" if c.passed else "FAIL"
+
+
+def fault_attribution(faults_active: list[str], faults_after: list[str]) -> str:
+    """How a finding is attributed, for the report: ``f1 (during), f0 (after)``; ``–`` none."""
+    parts = [f"{f} (during)" for f in faults_active] + [f"{f} (after)" for f in faults_after]
+    return ", ".join(parts) or "–"

@@ -221,7 +221,14 @@ def cascade_graph(cascades: Sequence[Cascade], *, width: int = 960) -> str:
         y = 16 + i * row_h
         out.append(f'<text x="8" y="{y + 4}" class="cascade-fault">{escape(c.fault_id)}</text>')
         nodes = [(c.origin_target, "fault origin", True)]
-        nodes += [(h.target, f"+{h.failed_after_ms:.0f} ms", False) for h in c.hops]
+        nodes += [
+            (
+                h.target,
+                f"+{h.failed_after_ms:.0f} ms" + (", after" if h.relation == "after" else ""),
+                False,
+            )
+            for h in c.hops
+        ]
         for j, (name, sub, origin) in enumerate(nodes):
             x = 8 + j * (box_w + gap)
             cls = "node origin" if origin else "node failed"

@@ -92,15 +92,33 @@ def render_markdown(data: RunData, comparison: Comparison | None = None) -> str:
         "",
     ]
     if f.availability:
-        lines += ["| scope | availability | episodes | MTTR | MTBF |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            "| scope | availability | episodes | MTTR (mean) | median | longest | MTBF |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         lines += [
             f"| {a.scope}{': ' + a.scope_key if a.scope_key else ''} "
             f"| {_n(a.availability_pct, 3, ' %')} | {a.episodes} | {_n(a.mttr_s, 2, ' s')} "
+            f"| {_n(a.episode_median_s, 2, ' s')} | {_n(a.episode_max_s, 2, ' s')} "
             f"| {_n(a.mtbf_s, 2, ' s')} |"
             for a in f.availability
         ]
     else:
         lines.append("No availability figures.")
+    if f.recoveries:
+        lines += [
+            "",
+            "User-experienced recovery (per session: first failure → first success after it):",
+            "",
+            "| scope | recoveries | still failing | p50 | p95 | max |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r.scope}{': ' + r.scope_key if r.scope_key else ''} | {r.recoveries} "
+            f"| {r.unrecovered} | {_n(r.p50_ms, 0, ' ms')} | {_n(r.p95_ms, 0, ' ms')} "
+            f"| {_n(r.max_ms, 0, ' ms')} |"
+            for r in f.recoveries
+        ]
     lines += ["", "## Faults", ""]
     for w in f.series.windows:
         end = "the end" if w.end_s is None else f"{w.end_s:.1f} s"
@@ -110,7 +128,14 @@ def render_markdown(data: RunData, comparison: Comparison | None = None) -> str:
     lines += ["", "## Cascade", ""]
     for c in f.cascades:
         chain = " → ".join(
-            [c.origin_target, *(f"{h.target} (+{h.failed_after_ms:.0f} ms)" for h in c.hops)]
+            [
+                c.origin_target,
+                *(
+                    f"{h.target} (+{h.failed_after_ms:.0f} ms"
+                    + (", after the fault ended)" if h.relation == "after" else ")")
+                    for h in c.hops
+                ),
+            ]
         )
         lines.append(
             f"- `{c.fault_id}`: {chain}; {'contained' if c.contained else 'not contained'}, "
@@ -122,12 +147,12 @@ def render_markdown(data: RunData, comparison: Comparison | None = None) -> str:
     groups = f.violation_groups()
     if groups:
         lines += [
-            "| origin → victim tenant | faults active | count | first | last | example traces |",
-            "|---|---|---:|---:|---:|---|",
+            "| kind | origin → victim tenant | faults | count | first | last | example traces |",
+            "|---|---|---|---:|---:|---:|---|",
         ]
         lines += [
-            f"| {_cell(g.origin_tenant)} → {_cell(g.victim_tenant)} "
-            f"| {_cell(', '.join(g.faults_active) or 'none')} | {g.count:,} "
+            f"| {g.violation} | {_cell(g.origin_tenant)} → {_cell(g.victim_tenant)} "
+            f"| {_cell(g.faults)} | {g.count:,} "
             f"| {tb.at(g.first_ns)} | {tb.at(g.last_ns)} "
             f"| {', '.join(_trace(t) for t in g.example_traces) or '–'} |"
             for g in groups

@@ -4,7 +4,9 @@ The dependency graph is the union of the experiment's ``depends_on`` edges and t
 callee edges seen in traces (a span whose parent span belongs to another service). A fault on
 proxy P originates at the target fronted by P (or the target named P). Its **hops** are the
 targets — the origin and everything depending on it, directly or not — with a failure episode
-attributed to the fault, ordered by when the episode began; ``via`` is the dependency of a hop
+attributed to the fault (one that began while it was active, or as its after-effect within
+``after_effect_s`` of its end), ordered by when the episode began, each marked ``during`` or
+``after`` (it began after the fault took effect and was lifted); ``via`` is the dependency of a hop
 that failed before it in the same cascade (earliest first) and ``hop_delay_ms`` the time since
 that one failed. The **blast radius** counts the targets that failed and the tenants and
 sessions that observed a failure on them while the fault was active or while an episode
@@ -15,7 +17,7 @@ failed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -72,7 +74,8 @@ class DependencyGraph:
 class Blast:
     targets: set[str] = field(default_factory=set)
     tenants: set[str] = field(default_factory=set)
-    sessions: set[str] = field(default_factory=set)
+    sessions: set[tuple[str, ...]] = field(default_factory=set)
+    """Whole session identities (run, generator, target, session)."""
 
 
 @dataclass(frozen=True)
@@ -81,20 +84,23 @@ class Hop:
     failed_after_ns: int
     via: str | None
     hop_delay_ns: int | None
+    relation: Literal["during", "after"]
 
 
 def hops_for(
     fault_id: str,
     fault_start_ns: int,
+    fault_end_ns: int | None,
     origin: str,
     graph: DependencyGraph,
     target_episodes: Iterable[Episode],
 ) -> list[Hop]:
-    """The cascade of one fault from the target-scope episodes attributed to it."""
+    """The cascade of one fault (effective start and end) from the target-scope episodes
+    attributed to it."""
     scope = graph.dependents_closure(origin) | {origin} if graph.known else None
     first: dict[str, int] = {}
     for ep in target_episodes:
-        if fault_id not in ep.faults_active:
+        if fault_id not in ep.faults_active and fault_id not in ep.faults_after:
             continue
         if scope is not None and ep.key not in scope:
             continue
@@ -112,6 +118,11 @@ def hops_for(
             delay = started - t_via
         elif origin in graph.depends_on(target):
             via = origin
-        hops.append(Hop(target, max(0, started - fault_start_ns), via, delay))
+        after = fault_end_ns is not None and started >= fault_end_ns
+        hops.append(
+            Hop(
+                target, max(0, started - fault_start_ns), via, delay, "after" if after else "during"
+            )
+        )
         failed[target] = started
     return hops

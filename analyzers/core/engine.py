@@ -24,20 +24,23 @@ from analyzers.core.events import (
     Receive,
     Send,
     SessionError,
+    Subscribed,
     analysis_form,
 )
-from analyzers.core.faults import FaultWindows
+from analyzers.core.faults import FaultWindow, FaultWindows
 from analyzers.core.health import Episode, HealthKey
-from analyzers.core.integrity import Counts, Dims, IntegrityTracker
+from analyzers.core.integrity import Counts, Dims, IntegrityTracker, SessionKey
 from analyzers.core.isolation import IsolationTracker
 from analyzers.core.load import QUANTILES, LoadAcc, LoadTracker
 from analyzers.core.ordering import ReorderBuffer, TimeBase
 from analyzers.core.patterns import PatternTracker
+from analyzers.core.recovery import RecoveryTracker, nearest_rank
 from analyzers.core.series import SeriesFold
 from analyzers.core.snapshot import origin_of, series_results
 from analyzers.core.verdict import PhaseFigures, RunRecord, judge, run_verdict
 from schemas.events import (
     ExperimentAborted,
+    ExperimentAnalysis,
     ExperimentEnded,
     ExperimentPhase,
     ExperimentStarted,
@@ -63,6 +66,7 @@ from schemas.results import (
     ResultBase,
     ResultEvent,
     SloCheck,
+    UserRecovery,
     Verdict,
 )
 from spine.sketch import add_to_each
@@ -71,7 +75,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from analyzers.core.events import Fed
-    from schemas.results import Scope
+    from schemas.results import Relation, Scope
 
 ANALYZER_ID = "analyzer"
 _OVERALL = ("overall", "")
@@ -119,10 +123,15 @@ class Analyzer:
         experiment_id: str,
         config: AnalyzerConfig | None = None,
         clock: Clock | None = None,
+        *,
+        config_from_log: bool = True,
     ) -> None:
         cfg = config or AnalyzerConfig()
         self.experiment_id = experiment_id
         self.config = cfg
+        self.config_from_log = config_from_log
+        """Adopt the configuration a run recorded in its log (``experiment.analysis``); off
+        when a configuration was chosen explicitly (e.g. to judge a run again differently)."""
         self.clock: Clock = clock or SystemClock()
         self._timebase = TimeBase(cfg.clock_offsets_ns, int(cfg.max_clock_step_s * 1e9))
         self._buffer = ReorderBuffer(
@@ -131,13 +140,11 @@ class Analyzer:
             source_idle_ns=int(cfg.source_idle_s * 1e9),
         )
         self.faults = FaultWindows()
-        self.graph = DependencyGraph(cfg.graph)
         self._health: dict[tuple[str, str], HealthKey] = {}
         self._dims: dict[tuple[str, str], Dims] = {}
-        self.integrity = IntegrityTracker(int(cfg.reply_timeout_s * 1e9), cfg.reorder_window)
-        self.isolation = IsolationTracker(int(2 * cfg.reply_timeout_s * 1e9))
         self.load = LoadTracker()
-        self.patterns = PatternTracker(int(cfg.burst_gap_s * 1e9), cfg.burst_min_errors)
+        self.recovery = RecoveryTracker()
+        self._folds(cfg)
         self._blast: dict[str, Blast] = {}
         self.series = SeriesFold(cfg.series_bucket_s)
         self.record = RunRecord()
@@ -150,6 +157,32 @@ class Analyzer:
         self.finished = False
         self._foreign = 0
         self._last_ingest_ns = self.clock.now_ns()
+
+    def _folds(self, cfg: AnalyzerConfig) -> None:
+        """The folds whose behaviour the configuration sets, empty."""
+        self.graph = DependencyGraph(cfg.graph)
+        self.integrity = IntegrityTracker(int(cfg.reply_timeout_s * 1e9), cfg.reorder_window)
+        self.isolation = IsolationTracker(int(2 * cfg.reply_timeout_s * 1e9))
+        self.patterns = PatternTracker(int(cfg.burst_gap_s * 1e9), cfg.burst_min_errors)
+
+    def _configure(self, logged: AnalyzerConfig) -> None:
+        """The run's own configuration, from its log. It is written before any load starts;
+        should session events have been folded already, their folds keep their thresholds
+        and only what the results are judged by (SLOs, graph, phases, windows) changes."""
+        if not self.config_from_log:
+            return
+        cfg = self.config.with_analysis_of(logged)
+        if cfg == self.config:
+            return
+        learnt = self.graph.edges()
+        self.config = cfg
+        if not self._health and not self.integrity.counts and not self.recovery.by_dim:
+            self._folds(cfg)
+        else:
+            self.graph = DependencyGraph(cfg.graph)
+        for caller, callee in learnt:
+            self.graph.add_edge(caller, callee)
+        self._scope_cache.clear()
 
     # --- feeding ------------------------------------------------------------------------
 
@@ -217,8 +250,12 @@ class Analyzer:
         if wm is not None:
             self._advance(wm)
 
-    def _advance(self, t: int) -> None:
+    def _expire(self, t: int) -> None:
+        """Sends whose reply deadline passed before ``t`` are lost: observed as failures at
+        their deadline (unless the client had reported them failed already)."""
         for lost in self.integrity.expire(t - 1):
+            if lost.reported:
+                continue
             target = tenant = ""
             for scope, key in lost.dims:
                 if scope == "target":
@@ -226,6 +263,9 @@ class Analyzer:
                 elif scope == "tenant":
                     tenant = key
             self._observe(lost.t, target, tenant, lost.session, "lost_reply")
+
+    def _advance(self, t: int) -> None:
+        self._expire(t)
         for hk in self._health.values():
             hk.advance(t)
         self.patterns.advance(t)
@@ -240,10 +280,14 @@ class Analyzer:
             self.last_ns = t
         if isinstance(ev, Send | Receive | Connected | SessionError | Disconnect):
             self._session(t, ev)
+        elif isinstance(ev, Subscribed):
+            self.isolation.subscribed(ev)
         elif isinstance(ev, _FAULT_KINDS):
-            self.integrity.expire(t - 1)
+            self._expire(t)
             self.faults.apply(t, ev)
             self._scope_cache.clear()
+        elif isinstance(ev, ExperimentAnalysis):
+            self._configure(ev.config)
         elif isinstance(ev, ExperimentPhase):
             self.load.begin(t, ev.phase)
         elif isinstance(ev, ExperimentStarted):
@@ -256,14 +300,7 @@ class Analyzer:
 
     def _session(self, t: int, ev: Send | Receive | Connected | SessionError | Disconnect) -> None:
         integrity = self.integrity
-        for lost in integrity.expire(t - 1):
-            target = tenant = ""
-            for scope, key in lost.dims:
-                if scope == "target":
-                    target = key
-                elif scope == "tenant":
-                    tenant = key
-            self._observe(lost.t, target, tenant, lost.session, "lost_reply")
+        self._expire(t)
         pair = (ev.target, ev.tenant)
         dims = self._dims.get(pair)
         if dims is None:
@@ -289,7 +326,7 @@ class Analyzer:
                 add_to_each([*[acc.latency for acc in accs], bucket.latency], lat)
             integrity.receive(ev, with_faults)
             if ev.origin_tenant is not None and ev.checksum_ok is not False:
-                self.isolation.receive(t, ev, faults)
+                self.isolation.receive(t, ev, faults, lambda: self._faults_after(t))
         elif isinstance(ev, Connected):
             for acc in accs:
                 acc.connects += 1
@@ -297,13 +334,20 @@ class Analyzer:
             for acc in accs:
                 acc.errors[cls] = acc.errors.get(cls, 0) + 1
             if isinstance(ev, SessionError):
+                integrity.failed(ev)
                 self.patterns.error(t, ev.target, cls, self.faults.active_windows_at(t), faults)
         if cls is not False:
             self._observe(
-                t, ev.target, ev.tenant, ev.session, cls if isinstance(cls, str) else None
+                t,
+                ev.target,
+                ev.tenant,
+                (ev.run_id, ev.generator_id, ev.target, ev.session),
+                cls if isinstance(cls, str) else None,
             )
 
-    def _observe(self, t: int, target: str, tenant: str, session: str, cls: str | None) -> None:
+    def _observe(
+        self, t: int, target: str, tenant: str, session: SessionKey, cls: str | None
+    ) -> None:
         faults_at = self.faults.active_at
         th = self.config.health
         health = self._health
@@ -312,13 +356,30 @@ class Analyzer:
             hk = health.get((scope, key))
             if hk is None:
                 health[(scope, key)] = hk = HealthKey(scope, key, th)
-            hk.observe(t, cls, faults_at)
+            opened = hk.observe(t, cls, faults_at)
+            if opened is not None:
+                opened.faults_after = self._faults_after(opened.started_ns)
             if scope == "target":
                 target_key = hk
+        recovery = self.recovery
+        if cls is None:
+            recovery.succeeded(t, session)
+        elif not recovery.failing(session):
+            faults_then = (*faults_at(t), *self._faults_after(t))
+            recovery.failed(
+                t,
+                session,
+                (
+                    ("target", target),
+                    ("tenant", tenant),
+                    _OVERALL,
+                    *[("fault", f) for f in faults_then],
+                ),
+            )
         if cls is not None:
             faults = set(faults_at(t))
             if target_key is not None and target_key.current is not None:
-                faults.update(target_key.current.faults_active)
+                faults.update(target_key.current.faults)
             for f in faults:
                 scope_targets = self._fault_scope(f)
                 if scope_targets is not None and target not in scope_targets:
@@ -329,6 +390,9 @@ class Analyzer:
                 blast.targets.add(target)
                 blast.tenants.add(tenant)
                 blast.sessions.add(session)
+
+    def _faults_after(self, t: int) -> list[str]:
+        return self.faults.after_effect_at(t, int(self.config.after_effect_s * 1e9))
 
     def _fault_scope(self, fault_id: str) -> set[str] | None:
         if fault_id in self._scope_cache:
@@ -427,6 +491,7 @@ class _Report:
         out: list[ResultEvent] = []
         out += self.episodes()
         out += self.availability()
+        out += self.recoveries()
         out += self.violations()
         out += self.integrity()
         latency, load = self.load()
@@ -444,17 +509,15 @@ class _Report:
         for (scope, key), hk in sorted(self.a.health_keys().items()):
             for ep in hk.episodes:
                 tti = ttr = None
-                active = faults.active_windows_at(ep.started_ns)
-                if active:
-                    w = max(active, key=lambda w: w.started_ns)
-                    tti = (ep.started_ns - w.started_ns) / 1e6
+                relation: Relation | None = None
+                w = _measured_against(faults, ep.started_ns, ep.faults_after)
+                if w is not None:
+                    start, end = w.effective_start_ns, w.effective_end_ns
+                    relation = "after" if end is not None and ep.started_ns >= end else "during"
+                    tti = (ep.started_ns - start) / 1e6
                     # Recovering before the revert is not recovery from the revert.
-                    if (
-                        ep.ended_ns is not None
-                        and w.ended_ns is not None
-                        and ep.ended_ns >= w.ended_ns
-                    ):
-                        ttr = (ep.ended_ns - w.ended_ns) / 1e6
+                    if ep.ended_ns is not None and end is not None and ep.ended_ns >= end:
+                        ttr = (ep.ended_ns - end) / 1e6
                 out.append(
                     FailureEpisode(
                         **self._ids("episode", ep.episode_id),
@@ -467,6 +530,8 @@ class _Report:
                         if ep.ended_ns is None
                         else (ep.ended_ns - ep.started_ns) / 1e6,
                         faults_active=list(ep.faults_active),
+                        faults_after=list(ep.faults_after),
+                        fault_relation=relation,
                         error_classes=dict(sorted(ep.error_classes.items())),
                         time_to_impact_ms=tti,
                         time_to_recover_ms=ttr,
@@ -489,13 +554,51 @@ class _Report:
                     episodes=f.episodes,
                     mtbf_s=f.mtbf_s,
                     mttr_s=f.mttr_s,
+                    episode_median_s=f.episode_median_s,
+                    episode_max_s=f.episode_max_s,
                     observed_s=f.observed_s,
                     downtime_s=f.downtime_s,
                 )
             )
         return out
 
+    def recoveries(self) -> list[ResultEvent]:
+        tracker = self.a.recovery
+        open_ = tracker.unrecovered()
+        out: list[ResultEvent] = []
+        for scope, key in sorted({*tracker.by_dim, *open_}):
+            r = tracker.by_dim.get((scope, key))
+            durations = sorted(r.durations_ns) if r is not None else []
+            out.append(
+                UserRecovery(
+                    **self._ids("recovery", scope, key),
+                    scope=_scope(scope),
+                    scope_key=key,
+                    recoveries=len(durations),
+                    unrecovered=open_.get((scope, key), 0),
+                    mean_ms=sum(durations) / len(durations) / 1e6 if durations else None,
+                    p50_ms=nearest_rank(durations, 0.5) / 1e6 if durations else None,
+                    p95_ms=nearest_rank(durations, 0.95) / 1e6 if durations else None,
+                    max_ms=durations[-1] / 1e6 if durations else None,
+                )
+            )
+        return out
+
+    def _recovery_p95_s(
+        self, dim: tuple[str, str], intervals: list[tuple[int, int]] | None
+    ) -> float | None:
+        r = self.a.recovery.by_dim.get(dim)
+        if r is None:
+            return None
+        durations = sorted(
+            d
+            for b, d in zip(r.began_ns, r.durations_ns, strict=True)
+            if intervals is None or any(s <= b < e for s, e in intervals)
+        )
+        return nearest_rank(durations, 0.95) / 1e9 if durations else None
+
     def violations(self) -> list[ResultEvent]:
+        faults = self.a.faults
         return [
             IsolationViolation(
                 **self._ids("violation", v.source_event_id),
@@ -514,6 +617,9 @@ class _Report:
                 origin_seq=v.origin_seq,
                 seen_ns=v.t,
                 faults_active=v.faults_active,
+                faults_after=v.faults_after,
+                fault_relation=_relation(_measured_against(faults, v.t, v.faults_after), v.t),
+                channel=v.channel,
                 source_event_id=v.source_event_id,
             )
             for v in self.a.isolation.violations
@@ -614,7 +720,8 @@ class _Report:
                 continue
             seen.add(w.fault_id)
             origin = a.graph.origin_of(w.proxy)
-            hops = hops_for(w.fault_id, w.started_ns, origin, a.graph, target_eps)
+            start, end = w.effective_start_ns, w.effective_end_ns
+            hops = hops_for(w.fault_id, start, end, origin, a.graph, target_eps)
             blast = a._blast.get(w.fault_id, Blast())
             failed = {h.target for h in hops}
             out.append(
@@ -622,8 +729,8 @@ class _Report:
                     **self._ids("cascade", w.fault_id),
                     scope="fault",
                     scope_key=w.fault_id,
-                    window_start_ns=w.started_ns,
-                    window_end_ns=w.ended_ns,
+                    window_start_ns=start,
+                    window_end_ns=end,
                     fault_id=w.fault_id,
                     origin_target=origin,
                     hops=[
@@ -632,6 +739,7 @@ class _Report:
                             failed_after_ms=h.failed_after_ns / 1e6,
                             via=h.via,
                             hop_delay_ms=None if h.hop_delay_ns is None else h.hop_delay_ns / 1e6,
+                            relation=h.relation,
                         )
                         for h in hops
                     ],
@@ -717,6 +825,7 @@ class _Report:
                 isolation_violations=len(violations),
                 error_ratio=_ratio_or_none(whole),
                 loss_ratio=counts.lost / counts.sent if counts.sent else None,
+                recovery_p95_s=self._recovery_p95_s(dim, None),
             )
         intervals = a.load.phases.intervals(phase, self.end_ns)
         total = sum(e - s for s, e in intervals)
@@ -737,6 +846,7 @@ class _Report:
             ),
             error_ratio=_ratio_or_none(acc),
             loss_ratio=None,
+            recovery_p95_s=self._recovery_p95_s(dim, intervals),
         )
 
 
@@ -749,6 +859,25 @@ def _of_target(target: str, c: SloCheck) -> SloCheck:
 def _ratio_or_none(acc: LoadAcc) -> float | None:
     """An error ratio, None when nothing was observed to take it of."""
     return acc.error_ratio if acc.error_count + acc.connects + acc.received else None
+
+
+def _measured_against(faults: FaultWindows, t: int, after: list[str]) -> FaultWindow | None:
+    """The fault a finding at ``t`` is measured against: the latest-started one active at
+    ``t``, else the latest-ended of its after-effect faults."""
+    active = faults.active_windows_at(t)
+    if active:
+        return max(active, key=lambda w: w.started_ns)
+    ended = [
+        w for f in after for w in faults.by_id(f) if w.ended_ns is not None and w.ended_ns <= t
+    ]
+    return max(ended, key=lambda w: w.ended_ns or 0) if ended else None
+
+
+def _relation(w: FaultWindow | None, t: int) -> Relation | None:
+    if w is None:
+        return None
+    end = w.effective_end_ns
+    return "after" if end is not None and t >= end else "during"
 
 
 def _overlap(a0: int, a1: int, b0: int, b1: int) -> int:

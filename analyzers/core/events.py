@@ -5,8 +5,9 @@ event cost more than every analysis together. :class:`analyzers.core.Analyzer` w
 structs: the worker decodes records straight into them (:mod:`analyzers.decode`, with the
 same validation as :mod:`schemas.events`), and :func:`analysis_form` converts the pydantic
 models replay and tests feed, so both paths fold equal values. Other kinds stay pydantic
-models. The structs hold no containers (``gc=False``: the collector never walks them) and keep
-the pydantic models' field order, ``kind`` aside (it is the union's tag).
+models. The structs hold no containers that could form a cycle (``gc=False``: the collector
+never walks them; ``Subscribed`` holds a list of strings) and keep the pydantic models' field
+order, ``kind`` aside (it is the union's tag).
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class Connected(SessionEventBase, frozen=True, tag="session.connected"):
     connect_ms: _NonNegFloat
 
 
+class Subscribed(SessionEventBase, frozen=True, tag="session.subscribed"):
+    channels: list[_Id]
+
+
 class Send(SessionEventBase, frozen=True, tag="session.send"):
     seq: _NonNegInt
     bytes: _NonNegInt
@@ -103,7 +108,9 @@ class Disconnect(SessionEventBase, frozen=True, tag="session.disconnect"):
     reason: str
 
 
-SessionEvent = ConnectStart | Connected | Send | SendSkipped | Receive | SessionError | Disconnect
+SessionEvent = (
+    ConnectStart | Connected | Subscribed | Send | SendSkipped | Receive | SessionError | Disconnect
+)
 if TYPE_CHECKING:
     Fed = Event | SessionEvent
     """What the analyzer folds: session events in their analysis form, the rest as the
@@ -112,6 +119,7 @@ if TYPE_CHECKING:
 PAIRS: tuple[tuple[type[pyd.SessionEventBase], type[SessionEvent]], ...] = (
     (pyd.ConnectStart, ConnectStart),
     (pyd.Connected, Connected),
+    (pyd.Subscribed, Subscribed),
     (pyd.Send, Send),
     (pyd.SendSkipped, SendSkipped),
     (pyd.Receive, Receive),

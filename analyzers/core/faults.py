@@ -6,6 +6,14 @@ source and closes at the first ``fault.toxic_removed`` (or ``fault.proxy_enabled
 ``fault.proxy_deleted``); the same change reported by both the injector and the proxy is
 counted once. A window is named by its ``fault_id`` when any event carried one, else by the
 toxic name (the injector names toxics after fault ids) or ``<proxy>:disabled``.
+
+When the fault took effect. The fault proxy reports a change at the moment it made it; the
+injector stamps its event with the time it sent the request (before the API call), which is
+all a stock Toxiproxy leaves. A window is *active* (faults are attributed to what happens in
+it) from the first event of either source, so nothing that happened after the request left is
+missed; its **effective** start and end — what time to impact, time to recover and the
+cascade's times are measured from — are the proxy's own times when it reported the change,
+else the injector's.
 """
 
 from __future__ import annotations
@@ -35,14 +43,31 @@ class FaultWindow:
     ended_ns: int | None = None
     sources: set[str] = field(default_factory=set)
     fault_id_from_event: bool = False
+    proxy_started_ns: int | None = None
+    proxy_ended_ns: int | None = None
 
     def active_at(self, t: int) -> bool:
         return self.started_ns <= t and (self.ended_ns is None or t < self.ended_ns)
+
+    @property
+    def effective_start_ns(self) -> int:
+        """When the fault took effect: the proxy's time if it reported, else the injector's."""
+        return self.proxy_started_ns if self.proxy_started_ns is not None else self.started_ns
+
+    @property
+    def effective_end_ns(self) -> int | None:
+        """When the fault was lifted (None: still active), by the same rule."""
+        if self.ended_ns is None:
+            return None
+        end = self.proxy_ended_ns if self.proxy_ended_ns is not None else self.ended_ns
+        return max(end, self.effective_start_ns)
 
 
 class FaultWindows:
     def __init__(self) -> None:
         self._open: dict[tuple[str, str], FaultWindow] = {}
+        self._closed: dict[tuple[str, str], FaultWindow] = {}
+        """The last closed window per key: the proxy's report of the same revert lands here."""
         self.windows: list[FaultWindow] = []
         self._active_cache: tuple[int, list[str]] | None = None
 
@@ -57,13 +82,15 @@ class FaultWindows:
             return self._open_window(
                 t, ev.proxy, DISABLED, ev.fault_id, "proxy_disabled", ev.source
             )
+        by_proxy = ev.source == "proxy"
         if isinstance(ev, ToxicRemoved):
-            self._close(t, (ev.proxy, ev.toxic_name))
+            self._close(t, (ev.proxy, ev.toxic_name), by_proxy)
         elif isinstance(ev, ProxyEnabled):
-            self._close(t, (ev.proxy, DISABLED))
+            self._close(t, (ev.proxy, DISABLED), by_proxy)
         else:
-            for key in [k for k in self._open if k[0] == ev.proxy]:
-                self._close(t, key)
+            keys = {k for k in (*self._open, *self._closed) if k[0] == ev.proxy}
+            for key in sorted(keys):
+                self._close(t, key, by_proxy)
         return None
 
     def _open_window(
@@ -73,6 +100,8 @@ class FaultWindows:
         w = self._open.get(key)
         if w is not None:
             w.sources.add(source)
+            if source == "proxy" and w.proxy_started_ns is None:
+                w.proxy_started_ns = t
             if fault_id and w.fault_id != fault_id and not w.fault_id_from_event:
                 w.fault_id = fault_id
                 w.fault_id_from_event = True
@@ -81,14 +110,24 @@ class FaultWindows:
         w = FaultWindow(
             proxy, toxic, name, ftype, t, sources={source}, fault_id_from_event=bool(fault_id)
         )
+        if source == "proxy":
+            w.proxy_started_ns = t
         self._open[key] = w
+        self._closed.pop(key, None)
         self.windows.append(w)
         return w
 
-    def _close(self, t: int, key: tuple[str, str]) -> None:
+    def _close(self, t: int, key: tuple[str, str], by_proxy: bool) -> None:
         w = self._open.pop(key, None)
         if w is not None:
             w.ended_ns = max(t, w.started_ns)
+            self._closed[key] = w
+        else:
+            w = self._closed.get(key)
+            if w is None:
+                return
+        if by_proxy and w.proxy_ended_ns is None:
+            w.proxy_ended_ns = t
 
     def active_at(self, t: int) -> list[str]:
         """Fault ids active at ``t``, in the order they began."""
@@ -97,6 +136,18 @@ class FaultWindows:
             return cache[1]
         out = [w.fault_id for w in self.windows if w.active_at(t)]
         self._active_cache = (t, out)
+        return out
+
+    def after_effect_at(self, t: int, after_ns: int) -> list[str]:
+        """With no fault active at ``t``, the fault ids that ended less than ``after_ns``
+        before it (what begins then is their after-effect), in the order they began."""
+        if self.active_at(t):
+            return []
+        out: list[str] = []
+        for w in self.windows:
+            end = w.ended_ns
+            if end is not None and end <= t < end + after_ns and w.fault_id not in out:
+                out.append(w.fault_id)
         return out
 
     def active_windows_at(self, t: int) -> list[FaultWindow]:

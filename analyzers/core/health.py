@@ -5,9 +5,10 @@ whole system — at its event time: ``ok`` or failed with an error class. A key 
 machine UP → DOWN → RECOVERING → UP (a relapse goes RECOVERING → DOWN); the thresholds are
 :class:`analyzers.core.config.HealthThresholds`. A failure **episode** begins at the earliest
 failed observation inside the window that tripped DOWN and ends at the first successful
-observation of the recovery that held. MTTR is the mean duration of ended episodes; MTBF is the
-observed up time divided by the number of episodes; availability is up time over observed
-time, observed time running from the key's first to its last observation.
+observation of the recovery that held. MTTR is the mean duration of ended episodes (their
+median and maximum are reported beside it); MTBF is the observed up time divided by the number
+of episodes; availability is up time over observed time, observed time running from the key's
+first to its last observation.
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ class Episode:
     ended_ns: int | None = None
     error_classes: dict[str, int] = field(default_factory=dict)
     relapses: int = 0
+    faults_after: list[str] = field(default_factory=list)
+    """Faults that had ended shortly before it began (its cause, as their after-effect)."""
+
+    @property
+    def faults(self) -> list[str]:
+        """Every fault it is attributed to: active when it began, then after-effects."""
+        return [*self.faults_active, *self.faults_after]
 
     @property
     def episode_id(self) -> str:
@@ -170,6 +178,7 @@ class HealthKey:
                 durations.append(ep.ended_ns - ep.started_ns)
         up = observed - down
         n = len(self.episodes)
+        durations.sort()
         return Figures(
             observed_s=observed / 1e9,
             downtime_s=down / 1e9,
@@ -177,7 +186,15 @@ class HealthKey:
             episodes=n,
             mtbf_s=(up / 1e9 / n) if n else None,
             mttr_s=(sum(durations) / len(durations) / 1e9) if durations else None,
+            episode_median_s=_median(durations) / 1e9 if durations else None,
+            episode_max_s=durations[-1] / 1e9 if durations else None,
         )
+
+
+def _median(sorted_values: list[int]) -> float:
+    n = len(sorted_values)
+    mid = n // 2
+    return float(sorted_values[mid]) if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
 
 
 @dataclass(frozen=True)
@@ -188,6 +205,8 @@ class Figures:
     episodes: int
     mtbf_s: float | None
     mttr_s: float | None
+    episode_median_s: float | None
+    episode_max_s: float | None
 
 
 if TYPE_CHECKING:

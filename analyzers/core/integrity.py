@@ -3,12 +3,16 @@
 Every ``session.send`` that expects something back (echo, broadcast — the sender gets its own
 copy — or response) is pending until the matching ``session.receive`` arrives at the sender
 (matched on origin session and sequence number, or the receive's own ``seq`` when the message
-carried no stamp). A pending send whose ``reply_timeout_s`` passes (event time) is **lost**; a
-reply arriving after that is a **late reply**, not a duplicate. Every receiving session keeps,
-per origin session, the highest sequence number seen and the recent ones below it: a sequence
-number seen again is a **duplicate**, one below the highest is **reordered**. A receive whose
-stamp checksum failed (``checksum_ok`` is False) is **corrupted**; its stamp is not trusted, so
-it answers no pending send (which is then lost unless a good copy arrives). Each count is kept
+carried no stamp). A session is known by its whole identity — run, generator, target and
+session name (the analyzer is per experiment) — so load profiles, generators or runs that reuse
+tenant and session names never answer each other's sends. A pending send whose
+``reply_timeout_s`` passes (event time) is **lost**; a reply arriving after that is a **late
+reply**, not a duplicate. Every receiving session keeps, per origin session (itself for its own
+echoes, else the origin's name within the receiver's run and target: a stamp names no
+generator), the highest sequence number seen and the recent ones below it: a sequence number
+seen again is a **duplicate**, one below the highest is **reordered**. A receive whose stamp
+checksum failed (``checksum_ok`` is False) is **corrupted**; its stamp is not trusted, so it
+answers no pending send (which is then lost unless a good copy arrives). Each count is kept
 overall, per target, per tenant and per fault active when the send (or receive) happened.
 """
 
@@ -19,10 +23,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from analyzers.core.events import Receive, Send
+    from analyzers.core.events import Receive, Send, SessionError
 
 Dim = tuple[str, str]
 Dims = tuple[Dim, ...]
+SessionKey = tuple[str, str, str, str]
+"""(run, generator, target, session): who a session is within one experiment."""
+
+
+def session_key(ev: Send | Receive | SessionError) -> SessionKey:
+    return (ev.run_id, ev.generator_id, ev.target, ev.session)
 
 
 @dataclass(slots=True)
@@ -41,6 +51,7 @@ class _Pending:
     t: int
     dims: Dims
     trace_id: str | None
+    reported: bool = False
 
 
 @dataclass(slots=True)
@@ -52,9 +63,12 @@ class _SeqTrack:
 @dataclass
 class Lost:
     t: int
-    session: str
+    session: SessionKey
     seq: int
     dims: Dims
+    reported: bool
+    """The client already reported this message failed (a ``session.error`` naming its seq):
+    its health was observed then, not again at the deadline."""
 
 
 class IntegrityTracker:
@@ -62,11 +76,11 @@ class IntegrityTracker:
         self._timeout_ns = timeout_ns
         self._window = reorder_window
         self.counts: dict[Dim, Counts] = {}
-        self._pending: dict[tuple[str, int], _Pending] = {}
-        self._deadlines: deque[tuple[int, str, int]] = deque()
-        self._expired: dict[tuple[str, int], int] = {}
-        self._expired_order: deque[tuple[int, tuple[str, int]]] = deque()
-        self._tracks: dict[tuple[str, str], _SeqTrack] = {}
+        self._pending: dict[tuple[SessionKey, int], _Pending] = {}
+        self._deadlines: deque[tuple[int, SessionKey, int]] = deque()
+        self._expired: dict[tuple[SessionKey, int], int] = {}
+        self._expired_order: deque[tuple[int, tuple[SessionKey, int]]] = deque()
+        self._tracks: dict[tuple[SessionKey, tuple[str, ...]], _SeqTrack] = {}
         self._by_dims: dict[Dims, list[Counts]] = {}
 
     def _counts(self, dims: Dims) -> list[Counts]:
@@ -88,11 +102,11 @@ class IntegrityTracker:
             c.sent += 1
         if ev.expect == "none":
             return
-        key = (ev.session, ev.seq)
-        self._pending[key] = _Pending(t, dims, ev.trace_id)
-        self._deadlines.append((t + self._timeout_ns, ev.session, ev.seq))
+        who = session_key(ev)
+        self._pending[(who, ev.seq)] = _Pending(t, dims, ev.trace_id)
+        self._deadlines.append((t + self._timeout_ns, who, ev.seq))
 
-    def trace_of(self, session: str, seq: int) -> str | None:
+    def trace_of(self, session: SessionKey, seq: int) -> str | None:
         p = self._pending.get((session, seq))
         return None if p is None else p.trace_id
 
@@ -109,12 +123,19 @@ class IntegrityTracker:
                 c.lost += 1
             self._expired[(session, seq)] = deadline
             self._expired_order.append((deadline, (session, seq)))
-            lost.append(Lost(deadline, session, seq, p.dims))
+            lost.append(Lost(deadline, session, seq, p.dims, p.reported))
         horizon = now - 4 * self._timeout_ns
         order = self._expired_order
         while order and order[0][0] < horizon:
             self._expired.pop(order.popleft()[1], None)
         return lost
+
+    def failed(self, ev: SessionError) -> None:
+        """The client reported the message ``ev.seq`` failed (e.g. its own reply timeout)."""
+        if ev.seq is not None:
+            p = self._pending.get((session_key(ev), ev.seq))
+            if p is not None:
+                p.reported = True
 
     def receive(self, ev: Receive, dims: Dims) -> None:
         counts = self._counts(dims)
@@ -130,7 +151,9 @@ class IntegrityTracker:
             origin, seq = ev.session, ev.seq
         duplicate = reordered = late = False
         if seq is not None:
-            tkey = (ev.session, origin)
+            who = session_key(ev)
+            own = origin == ev.session
+            tkey = (who, who if own else (ev.run_id, ev.target, origin))
             track = self._tracks.get(tkey)
             if track is None:
                 self._tracks[tkey] = track = _SeqTrack()
@@ -146,12 +169,8 @@ class IntegrityTracker:
                 if len(track.seen) > self._window + self._window // 4:
                     floor = track.high - self._window
                     track.seen = {s for s in track.seen if s > floor}
-            if (
-                origin == ev.session
-                and not duplicate
-                and self._pending.pop((origin, seq), None) is None
-            ):
-                late = self._expired.pop((origin, seq), None) is not None
+            if own and not duplicate and self._pending.pop((who, seq), None) is None:
+                late = self._expired.pop((who, seq), None) is not None
         for c in counts:
             c.received += 1
             if duplicate:

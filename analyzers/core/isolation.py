@@ -4,7 +4,11 @@ A **tenant violation** is a ``session.receive`` whose stamp names an origin tena
 the receiving session's tenant. A **user violation** is a private message — an echo or
 response, i.e. a receive without a channel — whose stamp names another origin session of the
 same tenant. Broadcasts within a tenant (a channel is set, the tenants match) are the
-legitimate fan-out and are never flagged, nor is a receive whose stamp failed its checksum. The
+legitimate fan-out and are never flagged, nor is a receive whose stamp failed its checksum. A
+**subscription violation** is a same-tenant channel message reaching a session that never
+subscribed to that channel (``session.subscribed``; subscriptions add up over the session's
+reconnects). It is judged only for sessions whose generator records subscriptions (any
+``session.subscribed`` from that generator in that run): older logs carry none. The
 origin's trace id comes from the origin's ``session.send`` (kept for a bounded time) or,
 failing that, the origin session's last trace.
 """
@@ -16,12 +20,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from analyzers.core.events import Receive, Send
+    from collections.abc import Callable
+
+    from analyzers.core.events import Receive, Send, Subscribed
+    from analyzers.core.integrity import SessionKey
 
 
 @dataclass(frozen=True)
 class Violation:
-    violation: Literal["tenant", "user"]
+    violation: Literal["tenant", "user", "subscription"]
     t: int
     target: str
     victim_tenant: str
@@ -35,47 +42,69 @@ class Violation:
     origin_seq: int | None
     faults_active: list[str]
     source_event_id: str
+    faults_after: list[str]
+    channel: str | None
 
 
 class IsolationTracker:
     def __init__(self, remember_ns: int) -> None:
         self._remember_ns = remember_ns
-        self._send_traces: dict[tuple[str, int], str] = {}
-        self._order: deque[tuple[int, tuple[str, int]]] = deque()
-        self._session_trace: dict[str, str] = {}
+        # Keyed by (run, target, session): what a stamp's origin can be matched on.
+        self._send_traces: dict[tuple[str, str, str, int], str] = {}
+        self._order: deque[tuple[int, tuple[str, str, str, int]]] = deque()
+        self._session_trace: dict[tuple[str, str, str], str] = {}
+        self._subscriptions: dict[SessionKey, set[str]] = {}
+        self._reporting: set[tuple[str, str]] = set()
+        """(run, generator) that record subscriptions."""
         self.violations: list[Violation] = []
+
+    def subscribed(self, ev: Subscribed) -> None:
+        key = (ev.run_id, ev.generator_id, ev.target, ev.session)
+        self._subscriptions.setdefault(key, set()).update(ev.channels)
+        self._reporting.add((ev.run_id, ev.generator_id))
 
     def send(self, t: int, ev: Send) -> None:
         if ev.trace_id is None:
             return
-        key = (ev.session, ev.seq)
+        key = (ev.run_id, ev.target, ev.session, ev.seq)
         self._send_traces[key] = ev.trace_id
-        self._session_trace[ev.session] = ev.trace_id
+        self._session_trace[(ev.run_id, ev.target, ev.session)] = ev.trace_id
         self._order.append((t, key))
         horizon = t - self._remember_ns
         order = self._order
         while order and order[0][0] < horizon:
             self._send_traces.pop(order.popleft()[1], None)
 
-    def receive(self, t: int, ev: Receive, faults: list[str]) -> Violation | None:
+    def receive(
+        self, t: int, ev: Receive, faults: list[str], faults_after: Callable[[], list[str]]
+    ) -> Violation | None:
         origin_tenant = ev.origin_tenant
         if origin_tenant is None or ev.checksum_ok is False:
             return None  # a corrupted stamp's origin cannot be trusted
-        kind: Literal["tenant", "user"]
+        kind: Literal["tenant", "user", "subscription"]
         if origin_tenant != ev.tenant:
             kind = "tenant"
         elif (
             ev.channel is None and ev.origin_session is not None and ev.origin_session != ev.session
         ):
             kind = "user"
+        elif (
+            ev.channel is not None
+            and (ev.run_id, ev.generator_id) in self._reporting
+            and ev.channel
+            not in self._subscriptions.get((ev.run_id, ev.generator_id, ev.target, ev.session), ())
+        ):
+            kind = "subscription"
         else:
             return None
         origin_trace = None
         if ev.origin_session is not None:
             if ev.origin_seq is not None:
-                origin_trace = self._send_traces.get((ev.origin_session, ev.origin_seq))
+                origin_trace = self._send_traces.get(
+                    (ev.run_id, ev.target, ev.origin_session, ev.origin_seq)
+                )
             if origin_trace is None:
-                origin_trace = self._session_trace.get(ev.origin_session)
+                origin_trace = self._session_trace.get((ev.run_id, ev.target, ev.origin_session))
         v = Violation(
             violation=kind,
             t=t,
@@ -91,6 +120,8 @@ class IsolationTracker:
             origin_seq=ev.origin_seq,
             faults_active=list(faults),
             source_event_id=ev.event_id,
+            faults_after=faults_after(),
+            channel=ev.channel,
         )
         self.violations.append(v)
         return v

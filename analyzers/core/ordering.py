@@ -3,7 +3,10 @@
 Event time. A generator stamps each event with its wall clock (``ts_ns``) and a monotonic
 offset since it started (``mono_ns``). The core uses ``anchor + mono_ns``, where ``anchor``
 is ``ts_ns - mono_ns`` of the first event seen from that (generator, run): intervals measured
-by one generator are then immune to wall-clock steps (NTP corrections) during the run. A jump
+by one generator are then immune to wall-clock steps (NTP corrections) during the run. Every
+producer of a process stamps from one clock origin (:mod:`spine.clock`), so ``ts_ns - mono_ns``
+is one constant per process and the anchor does not depend on which event arrives first: live,
+in a worker and in replay, every event gets the same time. A jump
 larger than ``max_clock_step_s`` means the generator restarted and it is re-anchored.
 A constant offset between two generators' clocks cannot be seen in the events; known offsets
 are configured in ``AnalyzerConfig.clock_offsets_ns``.

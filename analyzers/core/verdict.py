@@ -2,7 +2,8 @@
 
 The steady-state checks of a phase are the SLOs applied to that phase's own figures:
 availability over the phase, its p99 latency, its error ratio, isolation violations seen in
-it, and the MTTR of episodes that began in it. Loss is judged on the whole run. A check with
+it, the MTTR of episodes that began in it and the p95 user-experienced recovery of session
+outages that began in it. Loss is judged on the whole run. A check with
 nothing to judge is ``no_data``; it fails only when its SLO says so (``no_data_fails``).
 
 The run verdict (phase empty) adds what the experiment itself recorded, folded from its
@@ -37,6 +38,7 @@ class PhaseFigures:
     isolation_violations: int
     error_ratio: float | None
     loss_ratio: float | None
+    recovery_p95_s: float | None = None
 
 
 def judge(slos: SloSpec, f: PhaseFigures) -> tuple[bool, list[SloCheck]]:
@@ -90,6 +92,7 @@ def judge(slos: SloSpec, f: PhaseFigures) -> tuple[bool, list[SloCheck]]:
     )
     check("error_ratio", f.error_ratio, slos.max_error_ratio, "", at_least=False)
     check("loss_ratio", f.loss_ratio, slos.max_loss_ratio, "", at_least=False)
+    check("recovery_p95", f.recovery_p95_s, slos.recovery_p95_max_s, " s", at_least=False)
     return all(c.passed for c in checks), checks
 
 

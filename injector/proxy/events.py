@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import ToxicSpec
+from spine import clock
 
 if TYPE_CHECKING:
     from injector.proxy.model import Toxic
@@ -32,19 +32,20 @@ class EventEmitter:
     sink: EventSink | None
     generator_id: str = "proxy"
     connection_events: bool = False
-    _mono_origin: int = field(default_factory=time.monotonic_ns)
 
     def emit(self, event_type: type[FaultEventBase], context: EventContext, **fields: Any) -> None:
         """Build and emit one fault event; a bad event or a failing sink never breaks the proxy."""
         if self.sink is None:
             return
         try:
+            # The process's one clock origin: the same time base as its other producers.
+            ts_ns, mono_ns = clock.stamp()
             event = event_type(
                 experiment_id=context.experiment_id,
                 run_id=context.run_id,
                 generator_id=self.generator_id,
-                ts_ns=time.time_ns(),
-                mono_ns=time.monotonic_ns() - self._mono_origin,
+                ts_ns=ts_ns,
+                mono_ns=mono_ns,
                 source="proxy",
                 fault_id=context.fault_id,
                 **fields,

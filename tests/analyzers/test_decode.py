@@ -41,6 +41,7 @@ OWN: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "attempt": st.integers(min_value=1, max_value=9),
         "connect_ms": POS_FLOAT,
     },
+    "session.subscribed": {"channels": st.lists(IDS, max_size=3)},
     "session.send": {
         "seq": NAT,
         "bytes": NAT,

@@ -19,6 +19,7 @@ SESSION_KINDS = frozenset(
     {
         "session.connect_start",
         "session.connected",
+        "session.subscribed",
         "session.send",
         "session.skipped",
         "session.receive",

@@ -93,6 +93,7 @@ async def test_every_event_reaches_kafka(
     assert set(kinds) == {
         "session.connect_start",
         "session.connected",
+        "session.subscribed",
         "session.send",
         "session.receive",
         "session.disconnect",

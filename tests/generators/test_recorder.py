@@ -105,6 +105,8 @@ def _every_call(log: SessionLog) -> None:
     log.disconnect("client", 1000, "", TRACE)
     log.disconnect("server", 1011, "upstream down ü", NONE)
     log.disconnect("error", None, "connection reset", SPAN)
+    log.subscribed(("general", 'q "ü" %s'), TRACE)
+    log.subscribed((), NONE)
 
 
 @pytest.mark.parametrize("experiment_id", ["exp-1", "exp %d%% ü"])
@@ -114,7 +116,7 @@ def test_bytes_equal_the_codec_encoding_of_the_validated_model(experiment_id: st
     log = _recorder(sink, experiment_id).session(("acme", "u-1", "s-1"))
     log.use_trace(TRACE)
     _every_call(log)
-    assert len(sink.records) == 28
+    assert len(sink.records) == 30
     kinds = set()
     ids = set()
     for key, data in sink.records:
@@ -182,8 +184,9 @@ def test_values_are_recorded_as_given_and_bounded_by_the_schema() -> None:
     assert on_time.late_ms == 0.0  # type: ignore[union-attr]
     assert (behind.count, behind.late_ms, behind.reason) == (3, 1500.25, "behind")  # type: ignore[union-attr]
     assert (busy.count, busy.late_ms, busy.reason) == (1, 0.0, "busy")  # type: ignore[union-attr]
-    last = ev[-1]
+    last = ev[-3]
     assert (last.by, last.code, last.reason) == ("error", None, "connection reset")  # type: ignore[union-attr]
+    assert [e.channels for e in ev[-2:]] == [["general", 'q "ü" %s'], []]  # type: ignore[union-attr]
     # Time and identity: ids unique, wall and monotonic clocks never go back.
     assert len({e.event_id for e in ev}) == len(ev)
     assert all(a.mono_ns <= b.mono_ns for a, b in itertools.pairwise(ev))

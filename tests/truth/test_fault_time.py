@@ -1,0 +1,148 @@
+"""Many short outages cut by the real fault proxy, driven by the injector, with real load
+through it: every episode is attributed to its fault, time to impact is measured from the
+moment the proxy cut (its own event), and each fault is counted once. Without the proxy's
+events (a stock Toxiproxy reports nothing), the injector's time taken before its request opens
+the window, so nothing the fault caused is left unattributed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from analyzers.core import Analyzer, AnalyzerConfig, HealthThresholds
+from generators.runner import Generator, GeneratorOptions
+from injector.controller import ToxiproxyController
+from injector.executor import Executor, RunOptions
+from injector.proxy import ProxyServer
+from injector.validate import load_experiment
+from schemas.events import ProxyDisabled, ProxyEnabled
+from schemas.load import LoadProfile
+from schemas.targets import Target
+from spine.eventlog import MemorySink
+from tests.analyzers.build import by_kind
+from tests.truth.sut import TruthEcho
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.timeout(180)
+
+EXP = "truth-fault-time"
+FAILURES = {"session.error", "session.disconnect"}
+
+
+def _experiment(tmp_path: Path, upstream: str, faults: list[dict[str, Any]]) -> Path:
+    doc = {
+        "title": "short outages",
+        "extensions": [
+            {
+                "name": "aftershock",
+                "experiment_id": EXP,
+                "targets": [{"name": "svc", "upstream": upstream, "proxy": "svc"}],
+                "faults": faults,
+            }
+        ],
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _is_failure(ev: Any) -> bool:
+    if ev.kind == "session.error":
+        return True
+    return ev.kind == "session.disconnect" and ev.by != "client"
+
+
+@pytest.mark.parametrize("proxy_reports", [True, False], ids=["proxy-events", "stock"])
+async def test_every_short_outage_is_attributed_from_the_proxy_cut(
+    tmp_path: Path, proxy_reports: bool
+) -> None:
+    sink = MemorySink()
+    truth = MemorySink()  # the proxy's own log
+    durations = [0.3, 1.0, 0.5, 1.0, 0.3, 1.0, 0.6, 1.0]
+    faults = [
+        {"id": f"cut-{i}", "at": 1.0 + 2.2 * i, "duration": d, "proxy": "svc", "down": True}
+        for i, d in enumerate(durations)
+    ]
+    async with TruthEcho() as echo, ProxyServer(host="127.0.0.1", port=0, sink=truth) as proxy:
+        ctl = ToxiproxyController(str(proxy.api_url))
+        listen = (await ctl.create_proxy("svc", echo.address, "127.0.0.1:0")).listen
+        exp = load_experiment(_experiment(tmp_path, echo.address, faults))
+        ex = Executor(exp, ctl, sink, RunOptions(experiment_id=EXP))
+        profile = LoadProfile.model_validate(
+            {
+                "target": "svc",
+                "tenants": [{"name": "acme", "users": 6}],
+                "duration_s": 1.0 + 2.2 * len(durations) + 1.0,
+                "ramp": {"shape": "constant"},
+                "seed": 3,
+                "reconnect": {"initial_ms": 10, "max_ms": 50, "jitter": 0.0},
+                "script": [
+                    {"do": "connect"},
+                    {"do": "send", "rate_per_s": 50, "expect": "echo", "timeout_ms": 300},
+                ],
+            }
+        )
+        gen = Generator(
+            profile,
+            Target(name="svc", upstream=listen, protocol="tcp"),
+            sink,
+            GeneratorOptions(experiment_id=EXP, run_id=ex.run_id, generator_id="load"),
+        )
+        load = asyncio.create_task(gen.run())
+        journal = await ex.run()
+        gen.stop()
+        await load
+    assert journal.status == "completed"
+
+    # Ground truth: the proxy's own record of each cut and restore, attributed by the headers.
+    cuts = [e for e in truth.events if isinstance(e, ProxyDisabled)]
+    back = [e for e in truth.events if isinstance(e, ProxyEnabled)]
+    assert [(e.experiment_id, e.run_id, e.fault_id) for e in cuts] == [
+        (EXP, ex.run_id, f"cut-{i}") for i in range(len(durations))
+    ]
+    assert [e.fault_id for e in back] == [f"cut-{i}" for i in range(len(durations))]
+    failures = sorted(e.ts_ns for e in sink.events if _is_failure(e))
+
+    config = AnalyzerConfig(
+        health=HealthThresholds(window_s=0.2, min_failures=3, recover_hold_s=0.4)
+    )
+    analyzer = Analyzer(EXP, config)
+    analyzer.ingest([*sink.events, *truth.events] if proxy_reports else sink.events)
+    analyzer.finish()
+    results = analyzer.results()
+    every = [e for e in by_kind(results, "result.episode") if e.scope == "target"]
+    summary = [(e.episode_id, e.faults_active, e.faults_after, e.started_ns) for e in every]
+    # Every episode is attributed; each cut has exactly one that began while it was in effect
+    # (its clients' late reply timeouts may add an after-effect).
+    assert all(e.faults_active or e.faults_after for e in every), summary
+    episodes = [e for e in every if e.faults_active]
+    assert [e.faults_active for e in episodes] == [[f"cut-{i}"] for i in range(len(durations))], (
+        summary
+    )
+    asked = [e for e in sink.events if isinstance(e, ProxyDisabled)]
+    for ep, cut, up, request in zip(episodes, cuts, back, asked, strict=True):
+        assert ep.fault_relation == "during"
+        assert request.ts_ns <= cut.ts_ns  # stamped before the request left
+        first_failure = next(t for t in failures if t >= cut.ts_ns)
+        truth_ms = (first_failure - cut.ts_ns) / 1e6
+        assert ep.time_to_impact_ms is not None
+        if proxy_reports:
+            assert abs(ep.time_to_impact_ms - truth_ms) < 5, (ep.episode_id, truth_ms, summary)
+        else:
+            assert ep.time_to_impact_ms == (first_failure - request.ts_ns) / 1e6
+        assert ep.started_ns < up.ts_ns
+    cascades = by_kind(results, "result.cascade")
+    assert sorted(c.fault_id for c in cascades) == [f"cut-{i}" for i in range(len(durations))]
+    reverts = [e for e in sink.events if isinstance(e, ProxyEnabled)]
+    for c, cut, up, request, revert in zip(cascades, cuts, back, asked, reverts, strict=True):
+        # counted once: the proxy's own window when it reported, else the injector's
+        if proxy_reports:
+            assert (c.window_start_ns, c.window_end_ns) == (cut.ts_ns, up.ts_ns)
+        else:
+            assert (c.window_start_ns, c.window_end_ns) == (request.ts_ns, revert.ts_ns)
+        assert [h.target for h in c.hops] == ["svc"]
