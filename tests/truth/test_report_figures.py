@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from aftershock.report.html import render_html
 from aftershock.report.model import RunData, RunMeta
-from aftershock.report.series import SeriesBuilder
 from aftershock.report.text import render_markdown
 from analyzers.core import Analyzer, AnalyzerConfig
 from schemas.targets import Target, TargetGraph
@@ -33,7 +32,7 @@ def test_report_shows_recovery_spread_and_during_or_after() -> None:
         experiment_id=EXP, run_id="run-1", title="t", started_ns=T0, ended_ns=T0 + 40 * 10**9,
         status="completed",
     )  # fmt: skip
-    data = RunData.of(meta, a.results(), SeriesBuilder(1.0).add_all(events).build())
+    data = RunData.of(meta, a.results())
     text = render_markdown(data)
     assert "User-experienced recovery" in text
     assert "| target: gw | 1 | 0 | 3,000 ms | 3,000 ms | 3,000 ms |" in text
