@@ -349,7 +349,6 @@ class Executor:
                 with self._attributed(fr):
                     info = await self.ctl.add_toxic(fr.proxy, body)
                 fr.apply_ms = round((time.perf_counter() - t0) * 1000, 3)
-                common = self._common(fr.span)
                 self.sink.emit(
                     ToxicAdded(
                         **common,
@@ -367,7 +366,6 @@ class Executor:
                 with self._attributed(fr):
                     await self.ctl.update_proxy(fr.proxy, body)
                 fr.apply_ms = round((time.perf_counter() - t0) * 1000, 3)
-                common = self._common(fr.span)
                 self.sink.emit(
                     ProxyDisabled(
                         **common,
@@ -411,7 +409,6 @@ class Executor:
             if fr.kind == "toxic":
                 with contextlib.suppress(ToxicNotFound, ProxyNotFound), self._attributed(fr):
                     await self.ctl.remove_toxic(fr.proxy, fr.fault_id)
-                common = self._common(fr.span)
                 self.sink.emit(
                     ToxicRemoved(
                         **common,
@@ -425,7 +422,6 @@ class Executor:
             else:
                 with contextlib.suppress(ProxyNotFound), self._attributed(fr):
                     await self.ctl.update_proxy(fr.proxy, {"enabled": True})
-                common = self._common(fr.span)
                 self.sink.emit(
                     ProxyEnabled(
                         **common,

@@ -38,7 +38,13 @@ def _fold(events: list[Fed]) -> list[dict[str, object]]:
     a = Analyzer(EXP, AnalyzerConfig(slos=[SloSpec(availability_min_pct=99.0)]))
     a.ingest(events)
     a.finish()
-    return [r.model_dump() for r in a.results()]
+    out = []
+    for r in a.results():
+        d = r.model_dump()
+        if d["kind"] == "result.live":
+            del d["events"]  # how many events were folded: the skipped ones are events too
+        out.append(d)
+    return out
 
 
 def test_skipped_and_late_sends_change_no_figure() -> None:

@@ -93,10 +93,8 @@ def test_quick_answers_match_the_full_command_line() -> None:
 
 
 def test_run_json_for_a_game_day_that_cannot_run(tmp_path: Path) -> None:
-    bad = tmp_path / "empty.yaml"
-    bad.write_text(
-        "version: 1.0.0\ntitle: x\nmethod: []\nextensions:\n  - name: aftershock\n    targets: []\n"
-    )
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("version: 1.0.0\ntitle: x\nmethod: [\n")  # not valid YAML
     export = tmp_path / "summary.json"
     proc = subprocess.run(
         [sys.executable, "-m", "aftershock.cli.entry", "run", str(bad), "--json",
@@ -107,5 +105,6 @@ def test_run_json_for_a_game_day_that_cannot_run(tmp_path: Path) -> None:
     doc = json.loads(proc.stdout)  # stdout holds the document and nothing else
     assert doc == json.loads(export.read_text())
     assert (doc["exit_code"], doc["outcome"], doc["verdict"]) == (2, "ERROR", None)
-    assert doc["error"] == f"{bad}: the experiment has neither load nor faults"
-    assert f"error: {bad}: the experiment has neither load nor faults" in proc.stderr
+    assert doc["error"].startswith(f"{bad}: 1 problem(s)")
+    assert f"{bad}:4:1: <top>: not valid YAML" in doc["error"]
+    assert f"error: {bad}: 1 problem(s)" in proc.stderr
