@@ -166,6 +166,14 @@ def run(
             "isolation_violations to let a game day play out; SLOs still judge it."
         ),
     ] = None,
+    interrupt_timeout_s: Annotated[
+        float,
+        typer.Option(
+            help="After a Ctrl-C, how long the run may take to end in order before it stops "
+            "waiting (as on a second Ctrl-C): faults reverted, processes killed, partial report.",
+            min=1,
+        ),
+    ] = 60.0,
 ) -> None:
     """Run a game day: load, faults, live analysis and dashboard, then the verdict and the
     report in runs/<run_id>/. Exit status: 0 pass, 1 fail (failing SLOs named), 2 error or
@@ -174,6 +182,7 @@ def run(
     import logging
 
     from aftershock.gameday.run import GamedayOptions, run_gameday
+    from aftershock.gameday.stopping import ExitWatchdog
 
     # The sample system logs every dependency it loses; under faults that is expected and the
     # dashboard already shows it.
@@ -202,6 +211,9 @@ def run(
         trace_every=trace_every,
         ignore_safeguards=tuple(ignore_safeguard or ()),
         workers=workers,
+        interrupt_timeout_s=interrupt_timeout_s,
+        # armed only once interrupted; it stays armed through the event loop's shutdown
+        watchdog=ExitWatchdog(),
     )
     if continuous:
         from aftershock.gameday.continuous import Continuous, ContinuousOptions
@@ -224,6 +236,9 @@ def run(
         outcome = asyncio.run(run_gameday(experiment, Settings(), options))
     except GamedayError as exc:
         _fail(exc)
+    except KeyboardInterrupt:  # a Ctrl-C after the run let go of the signal
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(2) from None
     verdict = {0: "PASS", 1: "FAIL", 2: "ERROR"}[outcome.exit_code]
     typer.echo(
         f"verdict {verdict} ({outcome.status}) in {outcome.wall_s:.1f} s; report: "

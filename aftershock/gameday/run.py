@@ -7,8 +7,9 @@ run directory and cleans up. Every event goes to Kafka, to ``events.jsonl`` in t
 directory, to the live analysis and to the dashboard.
 
 Exit status: 0 the verdict passed, 1 it failed (or a safeguard aborted the run), 2 error or
-interrupted. A first Ctrl-C aborts the experiment (faults reverted, partial report); a second
-one cancels outright (faults are still reverted, shielded and time-limited, by the injector).
+interrupted. A first Ctrl-C aborts the experiment (faults reverted, partial report) and gives
+the run ``interrupt_timeout_s`` to end in order; a second one, or that time passing, makes it
+stop waiting (see :meth:`Gameday.force`). Either way it ends within a bounded time.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from redis.asyncio import Redis
 from rich.console import Console
@@ -29,6 +30,7 @@ from aftershock.gameday.dashboard import Dashboard
 from aftershock.gameday.live import LiveTap
 from aftershock.gameday.remote import publish_snapshot
 from aftershock.gameday.sample import SampleProcess, is_sample_experiment, plan_sample
+from aftershock.gameday.stopping import ExitWatchdog, cancel_and_wait
 from aftershock.gameday.workers import AnalyzerWorkers, WorkerAnalysis
 from aftershock.report.errors import GamedayError, RunSetupError
 from aftershock.report.files import (
@@ -51,9 +53,11 @@ from injector.executor import RunOptions as InjectorOptions
 from injector.sinks import JsonlSink
 from spine.eventlog.publisher import Publisher
 from spine.stack import EmbeddedStack
+from spine.store import clear_results
 from spine.telemetry import configure_tracing
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
     from contextlib import AsyncExitStack
     from pathlib import Path
 
@@ -86,7 +90,25 @@ class GamedayOptions:
     ignore_safeguards: tuple[str, ...] = ()
     """Safeguard metrics left out of the plan (e.g. ``isolation_violations`` in the demo, so
     the game day plays out instead of stopping at the first leak; the SLO still judges it)."""
+    interrupt_timeout_s: float = 60.0
+    """After the first Ctrl-C (or SIGTERM), how long the run may take to end in order (faults
+    reverted, load stopped, analysis drained, report written, processes stopped) before it
+    stops waiting, as on a second Ctrl-C."""
+    watchdog: ExitWatchdog | None = None
+    """The last resort that ends the process once an interrupted run overruns its bound; the
+    CLI passes one that stays armed through the event loop's shutdown. None: the run's own,
+    disarmed when it returns."""
     console: Console = field(default_factory=lambda: Console(stderr=True))
+
+
+FORCED_CLEANUP_S = 10.0
+"""Once a run stops waiting, the time allowed, beyond the experiment's ``revert_timeout``, to
+write the partial report and stop what it started before the watchdog ends the process."""
+FORCED_FLUSH_S = 1.0
+"""Once a run stops waiting, how long the publisher may still deliver (the rest stays in its
+spool for the next run)."""
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -131,25 +153,94 @@ class Gameday:
         self.executor: Executor | None = None
         self.generators: list[Generator] = []
         self.interrupted: str | None = None
-        self._hard_cancel: asyncio.Task[RunOutcome] | None = None
+        self.forced: str | None = None
+        """Why the run stopped waiting (see :meth:`force`), if it did."""
         self.sut_exit: int | None = None
         self.sut_exit_at_s = 0.0
         self._t0 = time.monotonic()
+        self._task: asyncio.Task[RunOutcome] | None = None
+        self._stage: Literal["setup", "experiment", "ending"] = "setup"
+        self._forced = asyncio.Event()
+        self._deadline: asyncio.TimerHandle | None = None
+        self._watchdog = options.watchdog or ExitWatchdog()
+        self._sut: SampleProcess | None = None
+        self._workers: AnalyzerWorkers | None = None
+        self._publisher: Publisher | None = None
+        self._outcome: RunOutcome | None = None
 
     # -- signals -----------------------------------------------------------------------------
 
+    @property
+    def forced_cleanup_s(self) -> float:
+        """Once the run stops waiting, the most it takes to end."""
+        return self.exp.aftershock.revert_timeout + FORCED_CLEANUP_S
+
     def interrupt(self, why: str) -> None:
-        """First call: abort the experiment cleanly. Second: cancel the run outright."""
+        """First call: abort the experiment in order, within ``interrupt_timeout_s``.
+        Second call: :meth:`force`."""
         if self.interrupted is not None:
-            if self._hard_cancel is not None:
-                self._hard_cancel.cancel()
+            self.force(f"{why} again")
             return
         self.interrupted = why
-        self.console.print(f"[yellow]{why}: aborting, reverting faults …[/yellow]")
-        if self.executor is not None:
+        limit_s = self.opts.interrupt_timeout_s
+        self.console.print(
+            f"[yellow]{why}: aborting, reverting faults (at most {limit_s:g} s; "
+            f"Ctrl-C again to stop waiting) …[/yellow]"
+        )
+        self._watchdog.arm(
+            limit_s + self.forced_cleanup_s,
+            f"{why}: the run did not end within {limit_s + self.forced_cleanup_s:g} s",
+        )
+        self._deadline = asyncio.get_running_loop().call_later(
+            limit_s, self.force, f"not ended {limit_s:g} s after {why}"
+        )
+        if self._stage == "setup":
+            if self._task is not None:  # nothing injected yet: stop setting up
+                self._task.cancel()
+        elif self.executor is not None:
             self.executor.abort(why)
         for g in self.generators:
             g.stop()
+
+    def force(self, why: str) -> None:
+        """Stop waiting: faults not yet reverted still are (each within the experiment's
+        ``revert_timeout``), the load stops without draining, child processes are killed, the
+        analysis ends with the results it has, the partial report is written, and the run
+        ends within :attr:`forced_cleanup_s` (past it, the watchdog ends the process)."""
+        if self.forced is not None:
+            return
+        self.forced = why
+        if self.interrupted is None:
+            self.interrupted = why
+        self._forced.set()
+        self.console.print(
+            f"[yellow]{why}: no longer waiting; killing processes and writing the partial "
+            "report …[/yellow]"
+        )
+        self._watchdog.arm(
+            self.forced_cleanup_s,
+            f"{why}: clean-up did not finish within {self.forced_cleanup_s:g} s",
+        )
+        if self._stage != "ending" and self._task is not None:
+            self._task.cancel()  # the injector reverts what is live, shielded and time-limited
+        for g in self.generators:
+            g.stop(drain=False)
+        if self._sut is not None:
+            self._sut.kill()
+        if self._workers is not None:
+            self._workers.kill()
+        if self._publisher is not None:
+            self._publisher.flush_timeout_s = min(self._publisher.flush_timeout_s, FORCED_FLUSH_S)
+
+    async def _unless_forced(self, aw: Awaitable[_T]) -> _T | None:
+        """``aw``'s result, or None if the run is forced to stop waiting first."""
+        task = asyncio.ensure_future(aw)
+        forced = asyncio.ensure_future(self._forced.wait())
+        try:
+            await asyncio.wait({task, forced}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait([forced, task] if not task.done() else [forced])
+        return None if task.cancelled() else task.result()
 
     def _sut_exited(self, status: int) -> None:
         self.sut_exit, self.sut_exit_at_s = status, time.monotonic() - self._t0
@@ -161,7 +252,7 @@ class Gameday:
     # -- the run -----------------------------------------------------------------------------
 
     async def run(self) -> RunOutcome:
-        self._hard_cancel = asyncio.current_task()
+        self._task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig, name in ((signal.SIGINT, "interrupted (SIGINT)"), (signal.SIGTERM, "SIGTERM")):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -169,10 +260,24 @@ class Gameday:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 return await self._run(stack)
+        except asyncio.CancelledError:
+            # Our own cancellation (an interrupt while setting up, or one that stopped
+            # waiting): the run ends with what it has, like any interrupted run.
+            if self.interrupted is None or self._task is None:
+                raise
+            while self._task.uncancel() > 0:
+                pass
+            if self._outcome is not None:
+                return self._outcome
+            raise RunSetupError(f"{self.interrupted} before the experiment started") from None
         finally:
+            if self._deadline is not None:
+                self._deadline.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+            if self.opts.watchdog is None:
+                self._watchdog.disarm()
 
     async def _services(self, stack: AsyncExitStack, fanout: _Fanout) -> tuple[str, str, str]:
         s = self.settings
@@ -222,6 +327,9 @@ class Gameday:
 
         redis = Redis.from_url(redis_url)
         stack.push_async_callback(redis.aclose)
+        # An earlier run's results must not pass for this one's (the workers' drain, the
+        # safeguards and `aftershock results` all read them by experiment id).
+        await clear_results(redis, self.experiment_id)
         ctl = ToxiproxyController(api_url)
         config = analyzer_config(self.exp)
         tap_box: list[LiveTap] = []
@@ -265,12 +373,12 @@ class Gameday:
                 "AFTERSHOCK_REDIS_URL": redis_url,
                 "AFTERSHOCK_STATE_DIR": str(self.settings.state_dir),
             }
-            await stack.enter_async_context(
+            self._workers = await stack.enter_async_context(
                 AnalyzerWorkers(self.opts.workers, f"aftershock-run-{run_id}", env, run_dir)
             )
         events_file = JsonlSink(run_dir / EVENTS_FILE)
         stack.callback(events_file.close)
-        publisher = await stack.enter_async_context(
+        publisher = self._publisher = await stack.enter_async_context(
             Publisher(kafka, self.settings.topic_events, state_dir=self.settings.state_dir)
         )
         series = SeriesBuilder(self.opts.bucket_s)
@@ -292,7 +400,7 @@ class Gameday:
         await self._create_proxies(stack, ctl)
         sut: SampleProcess | None = None
         if sample:
-            sut = await stack.enter_async_context(
+            sut = self._sut = await stack.enter_async_context(
                 SampleProcess(
                     plan,
                     bugs=self.opts.bugs,
@@ -336,6 +444,9 @@ class Gameday:
             line_every_s=self.opts.line_every_s,
             enabled=self.opts.dashboard,
         )
+        if self.interrupted is not None:  # interrupted while setting up; nothing injected
+            raise RunSetupError(f"{self.interrupted} before the experiment started")
+        self._stage = "experiment"
         try:
             async with asyncio.TaskGroup() as tg:
                 helpers = [
@@ -348,13 +459,16 @@ class Gameday:
                 loads = [tg.create_task(g.run()) for g in self.generators]
                 try:
                     journal = await executor.run()
+                    self._stage = "ending"
                     if journal.status == "aborted":
                         for g in self.generators:
                             g.stop()
-                    await asyncio.gather(*loads)
+                    await self._unless_forced(asyncio.gather(*loads))
                 finally:
-                    for h in helpers:
-                        h.cancel()
+                    self._stage = "ending"
+                    # Never a single cancel() and a wait: one can be lost (see
+                    # cancel_and_wait), and the task group would wait for that task forever.
+                    await cancel_and_wait([*helpers, *loads])
             if journal.status == "aborted":
                 status, note = "aborted", journal.aftershock.abort_reason or ""
             elif journal.status == "failed":
@@ -377,8 +491,12 @@ class Gameday:
                 )
                 note = f"{note}; {crash}" if note else crash
             drain_s = self.opts.drain_timeout_s * (2 if self.opts.workers else 1)
-            results = await asyncio.shield(analysis.drain(drain_s))
-            if isinstance(analysis, WorkerAnalysis) and not analysis.drained:
+            results = await self._unless_forced(analysis.drain(drain_s))
+            if results is None:  # stopped waiting: what the analysis has so far
+                results = analysis.results_so_far()
+                cut = "the run stopped waiting for its analysis"
+                note = f"{note}; {cut} ({self.forced})" if note else f"{cut} ({self.forced})"
+            elif isinstance(analysis, WorkerAnalysis) and not analysis.drained:
                 late = f"the analyzer workers had not caught up after {drain_s:g} s"
                 note = f"{note}; {late}" if note else late
             meta = RunMeta(
@@ -393,7 +511,9 @@ class Gameday:
             write_meta(run_dir, meta)
             data = RunData.of(meta, results, series.build())
             write_reports(run_dir, data)
-        return self._outcome(data, run_dir, time.monotonic() - t_wall)
+            self._outcome = self._outcome_of(data, run_dir, time.monotonic() - t_wall)
+        assert self._outcome is not None
+        return self._outcome
 
     async def _publish_live(self, redis: Redis, tap: LiveTap) -> None:
         """The dashboard's snapshot, for ``aftershock dashboard`` in another terminal."""
@@ -410,7 +530,7 @@ class Gameday:
                 latest.unlink()
             latest.symlink_to(run_dir.name)
 
-    def _outcome(self, data: RunData, run_dir: Path, wall_s: float) -> RunOutcome:
+    def _outcome_of(self, data: RunData, run_dir: Path, wall_s: float) -> RunOutcome:
         f = Findings(data.records())
         status = data.meta.status
         reasons = list(f.verdict.reasons) if f.verdict is not None else []
