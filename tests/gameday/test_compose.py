@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import typer
 import yaml
+
+if TYPE_CHECKING:
+    from tests.processes import Processes
 from typer.testing import CliRunner
 
 from aftershock.cli.main import app
@@ -107,17 +109,13 @@ def test_aftershock_commands_exist(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["chat-message", "chat-gateway"])
-def test_sample_system_commands_exist(name: str) -> None:
+def test_sample_system_commands_exist(name: str, procs: Processes) -> None:
     cmd = _command(_services()[name])
     assert cmd[:3] == ["python", "-m", "examples.chat"]
     assert importlib.util.find_spec("examples.chat") is not None
-    help_text = subprocess.run(
-        [sys.executable, "-m", "examples.chat", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    shown = procs.run([sys.executable, "-m", "examples.chat", "--help"], text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    help_text = shown.stdout
     for opt in (w for w in cmd[3:] if w.startswith("--")):
         assert opt in help_text, f"{name}: python -m examples.chat has no option {opt}"
 

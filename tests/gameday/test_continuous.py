@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from spine.stack import EmbeddedStack
+    from tests.processes import Processes
 
 
 def test_rounds_rotate_faults_and_scale_the_load() -> None:
@@ -89,14 +89,16 @@ async def test_verdicts_go_to_prometheus_and_redis(stack: EmbeddedStack, tmp_pat
         await r.aclose()
 
 
-@pytest.mark.timeout(180)
-def test_rounds_go_on_after_a_restart(stack: EmbeddedStack, tmp_path: Path) -> None:
+@pytest.mark.timeout(300)
+def test_rounds_go_on_after_a_restart(
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
+) -> None:
     runs = tmp_path / "runs"
     args = ["run", str(SHORT), "--continuous", "--round-s", "5", "--rounds", "1",
             "--runs-dir", str(runs), "--keep-runs", "1", "--no-dashboard"]  # fmt: skip
     env = _env(stack, tmp_path)
     for n in (0, 1):  # two processes, one round each
-        proc = subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=90)
+        proc = procs.run(_cli(*args), env=env, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert f"continuous round {n}:" in proc.stderr
     state = json.loads((runs / "continuous-short-gameday.json").read_text())

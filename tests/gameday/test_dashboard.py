@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-import subprocess
 import sys
 from typing import TYPE_CHECKING
 
@@ -26,7 +25,10 @@ from schemas.events import (
 from schemas.results import Availability, FailureEpisode, IsolationViolation
 
 if TYPE_CHECKING:
+    import subprocess
+
     from spine.stack import EmbeddedStack
+    from tests.processes import Processes
 
 IDS = {"experiment_id": "e", "run_id": "r", "generator_id": "g"}
 SESS = {"user": "u", "target": "gateway", "protocol": "ws"}
@@ -158,15 +160,19 @@ def test_terminal_frame_shows_every_figure() -> None:
         assert needle in text, needle
 
 
-def _dashboard_cli(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def _dashboard_cli(
+    procs: Processes, stack: EmbeddedStack, *args: str
+) -> subprocess.CompletedProcess[str]:
+    return procs.run(
         [sys.executable, "-m", "aftershock.cli.main", "dashboard", *args,
          "--redis-url", stack.redis_url, "--once"],
-        capture_output=True, text=True, timeout=60,
+        text=True, timeout=120,
     )  # fmt: skip
 
 
-async def test_remote_dashboard_reads_the_runs_snapshot(stack: EmbeddedStack) -> None:
+async def test_remote_dashboard_reads_the_runs_snapshot(
+    stack: EmbeddedStack, procs: Processes
+) -> None:
     from redis.asyncio import Redis
 
     r = Redis.from_url(stack.redis_url)
@@ -175,7 +181,7 @@ async def test_remote_dashboard_reads_the_runs_snapshot(stack: EmbeddedStack) ->
         await publish_snapshot(r, dataclasses.replace(snap, experiment_id="remote-a"))
     finally:
         await r.aclose()
-    out = await asyncio.to_thread(_dashboard_cli, stack, "remote-a")
+    out = await asyncio.to_thread(_dashboard_cli, procs, stack, "remote-a")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == (
         "[   5.0s/60s] phase=fault:redis-outage faults=redis-outage sessions=2 thr=10/s "
@@ -183,7 +189,9 @@ async def test_remote_dashboard_reads_the_runs_snapshot(stack: EmbeddedStack) ->
     )
 
 
-async def test_remote_dashboard_falls_back_to_the_results_store(stack: EmbeddedStack) -> None:
+async def test_remote_dashboard_falls_back_to_the_results_store(
+    stack: EmbeddedStack, procs: Processes
+) -> None:
     from redis.asyncio import Redis
 
     from spine.store import write_results
@@ -199,12 +207,12 @@ async def test_remote_dashboard_falls_back_to_the_results_store(stack: EmbeddedS
         ])  # fmt: skip
     finally:
         await r.aclose()
-    out = await asyncio.to_thread(_dashboard_cli, stack, "remote-b")
+    out = await asyncio.to_thread(_dashboard_cli, procs, stack, "remote-b")
     assert out.returncode == 0, out.stderr
     line = out.stdout.strip()
     assert "faults=redis-outage" in line
     assert "sessions=–" in line
     assert "open_episodes=1 mttr=3.0s isolation=0" in line
-    missing = await asyncio.to_thread(_dashboard_cli, stack, "remote-nobody")
+    missing = await asyncio.to_thread(_dashboard_cli, procs, stack, "remote-nobody")
     assert missing.returncode == 1
     assert "nothing in Redis" in missing.stderr

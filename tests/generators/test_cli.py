@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from spine.stack import EmbeddedStack
     from tests.generators.servers import ChatLikeServer
+    from tests.processes import Processes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,8 +47,10 @@ load:
 """
 
 
-async def cli(tmp: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
+async def cli(
+    procs: Processes, tmp: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    proc = await procs.exec(
         sys.executable,
         "-m",
         "aftershock.cli.main",
@@ -63,12 +66,13 @@ async def cli(tmp: Path, *args: str, env: dict[str, str] | None = None) -> tuple
 
 
 async def test_every_event_reaches_kafka(
-    stack: EmbeddedStack, chat: ChatLikeServer, tmp_path: Path
+    stack: EmbeddedStack, chat: ChatLikeServer, tmp_path: Path, procs: Processes
 ) -> None:
     topic = f"gen-events-{uuid.uuid4().hex[:8]}"
     await stack.create_topics([topic])
     (tmp_path / "run.yaml").write_text(RUN.format(address=chat.address, base_url=chat.base_url))
     code, out = await cli(
+        procs,
         tmp_path,
         "run.yaml",
         "--experiment-id",
@@ -103,16 +107,16 @@ async def test_every_event_reaches_kafka(
     assert spans.count('"name": "session"') == 6
 
 
-async def test_a_bad_file_is_refused_with_the_place_named(tmp_path: Path) -> None:
+async def test_a_bad_file_is_refused_with_the_place_named(tmp_path: Path, procs: Processes) -> None:
     (tmp_path / "bad.yaml").write_text(
         RUN.format(address="127.0.0.1:9", base_url="http://127.0.0.1:9").replace(
             "rate_per_s: 20", "rate_per_s: -1"
         )
     )
-    code, out = await cli(tmp_path, "bad.yaml", "--events", "none")
+    code, out = await cli(procs, tmp_path, "bad.yaml", "--events", "none")
     assert code == 2
     assert "line 18: load[0].script[2].rate_per_s: Input should be greater than 0" in out
     assert "Traceback" not in out
-    code, out = await cli(tmp_path, "missing.yaml", "--events", "none")
+    code, out = await cli(procs, tmp_path, "missing.yaml", "--events", "none")
     assert code == 2
     assert "cannot read" in out
