@@ -194,10 +194,8 @@ class Gameday:
         self._deadline = asyncio.get_running_loop().call_later(
             limit_s, self.force, f"not ended {limit_s:g} s after {why}"
         )
-        if self._stage == "setup":
-            if self._task is not None:  # nothing injected yet: stop setting up
-                self._task.cancel()
-        elif self.executor is not None:
+        # While setting up, the set-up stops at its next step (_set_up); nothing is injected.
+        if self._stage != "setup" and self.executor is not None:
             self.executor.abort(why)
         for g in self.generators:
             g.stop()
@@ -232,6 +230,12 @@ class Gameday:
         if self._publisher is not None:
             self._publisher.flush_timeout_s = min(self._publisher.flush_timeout_s, FORCED_FLUSH_S)
 
+    def _set_up(self) -> None:
+        """Between set-up steps: an interrupt so far ends the run before its experiment (a
+        step is not cancelled halfway, which would leave its clients unclosed)."""
+        if self.interrupted is not None:
+            raise RunSetupError(f"{self.interrupted} before the experiment started")
+
     async def _unless_forced(self, aw: Awaitable[_T]) -> _T | None:
         """``aw``'s result, or None if the run is forced to stop waiting first."""
         task = asyncio.ensure_future(aw)
@@ -261,8 +265,8 @@ class Gameday:
             async with contextlib.AsyncExitStack() as stack:
                 return await self._run(stack)
         except asyncio.CancelledError:
-            # Our own cancellation (an interrupt while setting up, or one that stopped
-            # waiting): the run ends with what it has, like any interrupted run.
+            # Our own cancellation (force() while setting up or experimenting): the run ends
+            # with what it has, like any interrupted run.
             if self.interrupted is None or self._task is None:
                 raise
             while self._task.uncancel() > 0:
@@ -317,6 +321,7 @@ class Gameday:
         t_wall = self._t0 = time.monotonic()
         fanout = _Fanout()
         kafka, redis_url, api_url = await self._services(stack, fanout)
+        self._set_up()
         sample = self.opts.sample
         if sample is None:
             sample = is_sample_experiment(self.exp)
@@ -376,6 +381,7 @@ class Gameday:
             self._workers = await stack.enter_async_context(
                 AnalyzerWorkers(self.opts.workers, f"aftershock-run-{run_id}", env, run_dir)
             )
+            self._set_up()
         events_file = JsonlSink(run_dir / EVENTS_FILE)
         stack.callback(events_file.close)
         publisher = self._publisher = await stack.enter_async_context(
@@ -398,6 +404,7 @@ class Gameday:
         )
         stack.callback(shutdown_tracing)
         await self._create_proxies(stack, ctl)
+        self._set_up()
         sut: SampleProcess | None = None
         if sample:
             sut = self._sut = await stack.enter_async_context(
@@ -444,8 +451,7 @@ class Gameday:
             line_every_s=self.opts.line_every_s,
             enabled=self.opts.dashboard,
         )
-        if self.interrupted is not None:  # interrupted while setting up; nothing injected
-            raise RunSetupError(f"{self.interrupted} before the experiment started")
+        self._set_up()
         self._stage = "experiment"
         try:
             async with asyncio.TaskGroup() as tg:

@@ -254,6 +254,37 @@ def test_a_run_that_cannot_drain_stops_waiting(
             worker.kill()
 
 
+def test_ctrl_c_while_setting_up_stops_the_set_up(
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
+) -> None:
+    """Ctrl-C once the analyzer worker is started, while the sample system still starts: the
+    run stops setting up instead of going on into the experiment."""
+    runs = tmp_path / "runs"
+    proc = procs.popen(
+        _cli("run", str(SHORT), "--runs-dir", str(runs), "--workers", "1"),
+        env=_env(stack, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*/analyzer-0.log")):
+        assert proc.poll() is None, "the run ended before starting its worker"
+        assert time.monotonic() < deadline, "no analyzer worker started"
+        time.sleep(0.02)
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.is_symlink()]
+    since = _ctrl_c(proc)
+    err = _wait_within(proc, since, _bound_s(DEFAULT_INTERRUPT_TIMEOUT_S))
+    assert proc.returncode == 2, err[-3000:]
+    if "before the experiment started" in err:  # the usual case: the sample takes seconds
+        assert not (run_dir / "journal.json").exists()  # nothing was injected
+    else:  # a machine fast enough to be done setting up: an interrupted experiment
+        _check_partial_run(runs, err)
+    assert _children_of_run(str(runs)) == []
+    app_id = f"aftershock-run-{run_dir.name}"  # the worker's command line names it
+    workers = [
+        p for p in psutil.process_iter(["cmdline"]) if app_id in " ".join(p.info["cmdline"] or [])
+    ]
+    assert workers == []
+
+
 def _children_of_run(marker: str) -> list[int]:
     """Pids of processes whose command line mentions ``marker`` (the run's directory)."""
     found = []
