@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from spine.eventlog.reader import EventReader
+from tests.reading import read_events
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -91,7 +92,7 @@ async def test_every_event_reaches_kafka(
     assert in_spool == 0
     assert emitted > 100
     async with EventReader(stack.kafka_bootstrap, topic, deadletter_topic=None) as reader:
-        events = await reader.read(max_events=emitted + 1, idle_timeout_s=2)
+        events = await read_events(reader, emitted, then_idle_s=2)
     assert len(events) == emitted
     kinds = Counter(e.kind for e in events)
     assert set(kinds) == {
