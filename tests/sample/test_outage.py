@@ -26,7 +26,7 @@ async def _expect_upstream_failure(ws: aiohttp.ClientWebSocketResponse) -> None:
     reply = await receive(ws)
     assert reply["op"] == "error"
     assert reply["code"] == "upstream_unavailable"
-    closing = await ws.receive(timeout=3)
+    closing = await ws.receive(timeout=30)
     assert closing.type is aiohttp.WSMsgType.CLOSE
     assert closing.data == 1011
 
