@@ -453,3 +453,32 @@ async def test_lease_renewal_never_resurrects_a_reverted_fault(
     journal = await ex.run()
     assert journal.status == "completed"
     assert await controller.list_toxics("echo") == []  # a resurrected one would live 5 s
+
+
+async def test_an_abort_before_the_method_skips_it(
+    tmp_path: Path, echo: Echo, controller: ToxiproxyController
+) -> None:
+    """An abort that arrives while the injector is still checking the server (a run's Ctrl-C
+    during its preflight) ends the run there: nothing is injected."""
+    await _front(controller, echo.address)
+    doc = plan(
+        echo.address,
+        [
+            {
+                "id": "never",
+                "at": 0,
+                "duration": 30,
+                "proxy": "echo",
+                "toxic": {"type": "latency", "attributes": {"latency": 1}},
+            }
+        ],
+    )
+    sink = MemorySink()
+    ex = Executor(load_experiment(write_experiment(tmp_path, doc)), controller, sink)
+    ex.abort("interrupted (SIGINT)")  # before run() reached the method
+    journal = await asyncio.wait_for(ex.run(), 30)
+    assert journal.status == "aborted"
+    assert journal.aftershock.abort_reason == "interrupted (SIGINT)"
+    assert [f.state for f in journal.aftershock.faults] == [FaultState.SKIPPED]
+    assert not [e for e in sink.events if e.kind == "fault.toxic_added"]
+    assert await controller.list_toxics("echo") == []
