@@ -272,6 +272,7 @@ def dashboard(
 
     from aftershock.gameday.dashboard import Dashboard, summary_line
     from aftershock.gameday.remote import fetch_snapshot
+    from aftershock.gameday.stopping import cancel_and_wait
 
     url = redis_url or Settings().redis_url
     if url is None:
@@ -304,7 +305,9 @@ def dashboard(
                 try:
                     await Dashboard(lambda: latest[0], console, line_every_s=line_every_s).run()
                 finally:
-                    poller.cancel()
+                    # It polls Redis, whose client can lose one cancel() (see cancel_and_wait):
+                    # Ctrl-C would then never end the dashboard.
+                    await cancel_and_wait([poller])
             return 0
         finally:
             await redis.aclose()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import random
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -216,3 +218,27 @@ async def test_remote_dashboard_falls_back_to_the_results_store(
     missing = await asyncio.to_thread(_dashboard_cli, procs, stack, "remote-nobody")
     assert missing.returncode == 1
     assert "nothing in Redis" in missing.stderr
+
+
+async def test_remote_dashboard_ends_on_ctrl_c(stack: EmbeddedStack, procs: Processes) -> None:
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(stack.redis_url)
+    try:
+        snap = _tap(FakeClock()).snapshot()
+        await publish_snapshot(r, dataclasses.replace(snap, experiment_id="remote-c"))
+    finally:
+        await r.aclose()
+    proc = await procs.exec(
+        sys.executable, "-m", "aftershock.cli.main", "dashboard", "remote-c",
+        "--redis-url", stack.redis_url, "--line-every-s", "0.2",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    async with asyncio.timeout(120):
+        assert "phase=fault:redis-outage" in (await proc.stdout.readline()).decode()
+    await asyncio.sleep(random.random())  # Ctrl-C anywhere in its polling
+    proc.send_signal(signal.SIGINT)
+    async with asyncio.timeout(30):
+        _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
