@@ -934,6 +934,8 @@ class Executor:
             await self.preflight()
             self._save()
             self._body_task = asyncio.current_task()
+            if self.abort_reason is not None and self._body_task is not None:
+                self._body_task.cancel()  # aborted during the preflight: no method at all
             async with asyncio.TaskGroup() as side:
                 helpers = []
                 if self.faults:

@@ -12,7 +12,8 @@ Layout, per experiment ``E``:
   Results marked final are never rewritten by a re-analysis of the same events, and a new
   analyzer worker starts reading the log where the stored spans say analysis stopped.
 
-Writes are idempotent (same key, same value), so replaying into Redis is harmless.
+Writes are idempotent (same key, same value), so replaying into Redis is harmless. A new run of
+an experiment starts by clearing what an earlier run left (:func:`clear_results`).
 """
 
 from __future__ import annotations
@@ -68,6 +69,20 @@ async def write_results(
         )
     pipe.set(f"{base}:updated_ns", str(time.time_ns()))
     await pipe.execute()
+
+
+async def clear_results(redis: Redis, experiment_id: str) -> None:
+    """Delete every result stored for the experiment (its kinds, counters and update time)."""
+    base = prefix(experiment_id)
+    kinds = [
+        k.decode() if isinstance(k, bytes) else k for k in await redis.smembers(f"{base}:kinds")
+    ]
+    await redis.delete(
+        *(f"{base}:{kind}" for kind in kinds),
+        f"{base}:kinds",
+        f"{base}:stats",
+        f"{base}:updated_ns",
+    )
 
 
 async def read_results(redis: Redis, experiment_id: str) -> list[ResultEvent]:

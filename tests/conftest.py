@@ -5,6 +5,9 @@ session; its attributes ``kafka_bootstrap`` and ``redis_url`` are plain strings,
 event loop. With ``AFTERSHOCK_KAFKA_BOOTSTRAP`` / ``AFTERSHOCK_REDIS_URL`` set, the configured
 servers are used instead. Tests share its topics: give each test its own ``experiment_id`` or
 its own topics (``await stack.create_topics([...])``).
+
+``procs`` starts a test's processes (tests/processes.py): whatever the test's outcome, they are
+stopped, reaped and their pipes closed when it ends.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import pytest
 
 from spine.settings import Settings
 from spine.stack import EmbeddedStack
+from tests.processes import Processes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +35,13 @@ def stack(pytestconfig: pytest.Config) -> Iterator[EmbeddedStack]:
         yield embedded
     finally:
         asyncio.run(embedded.stop())
+
+
+@pytest.fixture
+async def procs() -> AsyncIterator[Processes]:
+    processes = Processes()
+    try:
+        yield processes
+    finally:
+        processes.close()
+        await processes.aclose()

@@ -202,6 +202,14 @@ def run(
         Path | None,
         typer.Option(help="Also write that JSON document to this file.", dir_okay=False),
     ] = None,
+    interrupt_timeout_s: Annotated[
+        float,
+        typer.Option(
+            help="After a Ctrl-C, how long the run may take to end in order before it stops "
+            "waiting (as on a second Ctrl-C): faults reverted, processes killed, partial report.",
+            min=1,
+        ),
+    ] = 60.0,
 ) -> None:
     """Run a game day: load, faults, live analysis and dashboard, then the verdict and the
     report in runs/<run_id>/. Exit status: 0 pass, 1 fail (failing SLOs named), 2 error or
@@ -210,6 +218,7 @@ def run(
     import logging
 
     from aftershock.gameday.run import GamedayOptions, run_gameday
+    from aftershock.gameday.stopping import ExitWatchdog
 
     # The sample system logs every dependency it loses; under faults that is expected and the
     # dashboard already shows it.
@@ -238,6 +247,9 @@ def run(
         trace_every=trace_every,
         ignore_safeguards=tuple(ignore_safeguard or ()),
         workers=workers,
+        interrupt_timeout_s=interrupt_timeout_s,
+        # armed only once interrupted; it stays armed through the event loop's shutdown
+        watchdog=ExitWatchdog(),
     )
     plain = _plain_chaos_toolkit(experiment)
     if continuous and plain:
@@ -291,6 +303,9 @@ def run(
             if json_out:
                 typer.echo(render(doc))
         _fail(exc)
+    except KeyboardInterrupt:  # a Ctrl-C after the run let go of the signal
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(2) from None
     typer.echo(
         f"verdict {outcome.verdict} ({outcome.status}) in {outcome.wall_s:.1f} s; report: "
         f"{outcome.run_dir}/report.html",
@@ -332,6 +347,7 @@ def dashboard(
 
     from aftershock.gameday.dashboard import Dashboard, summary_line, unwrapped_console
     from aftershock.gameday.remote import fetch_snapshot
+    from aftershock.gameday.stopping import cancel_and_wait
 
     url = redis_url or Settings().redis_url
     if url is None:
@@ -364,7 +380,9 @@ def dashboard(
                 try:
                     await Dashboard(lambda: latest[0], console, line_every_s=line_every_s).run()
                 finally:
-                    poller.cancel()
+                    # It polls Redis, whose client can lose one cancel() (see cancel_and_wait):
+                    # Ctrl-C would then never end the dashboard.
+                    await cancel_and_wait([poller])
             return 0
         finally:
             await redis.aclose()

@@ -131,6 +131,17 @@ class LiveAnalysis:
             await self.step()
             await asyncio.sleep(self._interval_s)
 
+    def results_so_far(self) -> list[ResultEvent]:
+        """Fold what arrived and finish the analysis, without publishing: the results of a
+        run that stopped waiting."""
+        batch, self._pending = self._pending, []
+        if batch:
+            self._live.feed(self.experiment_id, None, batch)
+        a = self.analyzer
+        if not a.finished:
+            a.finish()
+        return a.results()
+
     async def drain(self, timeout_s: float) -> list[ResultEvent]:
         """Fold everything left and finish the analysis; returns the final results."""
         with contextlib.suppress(TimeoutError):

@@ -1,4 +1,8 @@
-"""Child processes of a run (the sample system, analyzer workers) must not outlive it."""
+"""Child processes of a run (the sample system, analyzer workers) must not outlive it.
+
+They start in their own session, so a Ctrl-C at the terminal reaches the run alone, which
+stops them in order (an analyzer worker that got the Ctrl-C too would quit before judging the
+run it is meant to judge)."""
 
 from __future__ import annotations
 

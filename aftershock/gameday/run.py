@@ -7,8 +7,9 @@ run directory and cleans up. Every event goes to Kafka, to ``events.jsonl`` in t
 directory, to the live analysis and to the dashboard.
 
 Exit status: 0 the verdict passed, 1 it failed (or a safeguard aborted the run), 2 error or
-interrupted. A first Ctrl-C aborts the experiment (faults reverted, partial report); a second
-one cancels outright (faults are still reverted, shielded and time-limited, by the injector).
+interrupted. A first Ctrl-C aborts the experiment (faults reverted, partial report) and gives
+the run ``interrupt_timeout_s`` to end in order; a second one, or that time passing, makes it
+stop waiting (see :meth:`Gameday.force`). Either way it ends within a bounded time.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from redis.asyncio import Redis
 
@@ -28,6 +29,7 @@ from aftershock.gameday.dashboard import Dashboard, unwrapped_console
 from aftershock.gameday.live import LiveTap
 from aftershock.gameday.remote import publish_snapshot
 from aftershock.gameday.sample import SampleProcess, is_sample_experiment, plan_sample
+from aftershock.gameday.stopping import ExitWatchdog, cancel_and_wait
 from aftershock.gameday.workers import AnalyzerWorkers, WorkerAnalysis
 from aftershock.report.errors import GamedayError, RunSetupError
 from aftershock.report.files import (
@@ -53,9 +55,11 @@ from spine import clock
 from spine.activefaults import ActiveFaults, follow
 from spine.eventlog.publisher import Publisher
 from spine.stack import EmbeddedStack
+from spine.store import clear_results
 from spine.telemetry import configure_tracing, otlp_endpoint
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
     from contextlib import AsyncExitStack
     from pathlib import Path
 
@@ -90,7 +94,25 @@ class GamedayOptions:
     ignore_safeguards: tuple[str, ...] = ()
     """Safeguard metrics left out of the plan (e.g. ``isolation_violations`` in the demo, so
     the game day plays out instead of stopping at the first leak; the SLO still judges it)."""
+    interrupt_timeout_s: float = 60.0
+    """After the first Ctrl-C (or SIGTERM), how long the run may take to end in order (faults
+    reverted, load stopped, analysis drained, report written, processes stopped) before it
+    stops waiting, as on a second Ctrl-C."""
+    watchdog: ExitWatchdog | None = None
+    """The last resort that ends the process once an interrupted run overruns its bound; the
+    CLI passes one that stays armed through the event loop's shutdown. None: the run's own,
+    disarmed when it returns."""
     console: Console = field(default_factory=unwrapped_console)
+
+
+FORCED_CLEANUP_S = 10.0
+"""Once a run stops waiting, the time allowed, beyond the experiment's ``revert_timeout``, to
+write the partial report and stop what it started before the watchdog ends the process."""
+FORCED_FLUSH_S = 1.0
+"""Once a run stops waiting, how long the publisher may still deliver (the rest stays in its
+spool for the next run)."""
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -126,25 +148,98 @@ class Gameday:
         self.executor: Executor | None = None
         self.generators: list[Generator] = []
         self.interrupted: str | None = None
-        self._hard_cancel: asyncio.Task[RunOutcome] | None = None
+        self.forced: str | None = None
+        """Why the run stopped waiting (see :meth:`force`), if it did."""
         self.sut_exit: int | None = None
         self.sut_exit_at_s = 0.0
         self._t0 = time.monotonic()
+        self._task: asyncio.Task[RunOutcome] | None = None
+        self._stage: Literal["setup", "experiment", "ending"] = "setup"
+        self._forced = asyncio.Event()
+        self._deadline: asyncio.TimerHandle | None = None
+        self._watchdog = options.watchdog or ExitWatchdog()
+        self._sut: SampleProcess | None = None
+        self._workers: AnalyzerWorkers | None = None
+        self._publisher: Publisher | None = None
+        self._outcome: RunOutcome | None = None
 
     # -- signals -----------------------------------------------------------------------------
 
+    @property
+    def forced_cleanup_s(self) -> float:
+        """Once the run stops waiting, the most it takes to end."""
+        return self.exp.aftershock.revert_timeout + FORCED_CLEANUP_S
+
     def interrupt(self, why: str) -> None:
-        """First call: abort the experiment cleanly. Second: cancel the run outright."""
+        """First call: abort the experiment in order, within ``interrupt_timeout_s``.
+        Second call: :meth:`force`."""
         if self.interrupted is not None:
-            if self._hard_cancel is not None:
-                self._hard_cancel.cancel()
+            self.force(f"{why} again")
             return
         self.interrupted = why
-        self.console.print(f"[yellow]{why}: aborting, reverting faults …[/yellow]")
-        if self.executor is not None:
+        limit_s = self.opts.interrupt_timeout_s
+        self.console.print(
+            f"[yellow]{why}: aborting, reverting faults (at most {limit_s:g} s; "
+            f"Ctrl-C again to stop waiting) …[/yellow]"
+        )
+        self._watchdog.arm(
+            limit_s + self.forced_cleanup_s,
+            f"{why}: the run did not end within {limit_s + self.forced_cleanup_s:g} s",
+        )
+        self._deadline = asyncio.get_running_loop().call_later(
+            limit_s, self.force, f"not ended {limit_s:g} s after {why}"
+        )
+        # While setting up, the set-up stops at its next step (_set_up); nothing is injected.
+        if self._stage != "setup" and self.executor is not None:
             self.executor.abort(why, "signal")
         for g in self.generators:
             g.stop()
+
+    def force(self, why: str) -> None:
+        """Stop waiting: faults not yet reverted still are (each within the experiment's
+        ``revert_timeout``), the load stops without draining, child processes are killed, the
+        analysis ends with the results it has, the partial report is written, and the run
+        ends within :attr:`forced_cleanup_s` (past it, the watchdog ends the process)."""
+        if self.forced is not None:
+            return
+        self.forced = why
+        if self.interrupted is None:
+            self.interrupted = why
+        self._forced.set()
+        self.console.print(
+            f"[yellow]{why}: no longer waiting; killing processes and writing the partial "
+            "report …[/yellow]"
+        )
+        self._watchdog.arm(
+            self.forced_cleanup_s,
+            f"{why}: clean-up did not finish within {self.forced_cleanup_s:g} s",
+        )
+        if self._stage != "ending" and self._task is not None:
+            self._task.cancel()  # the injector reverts what is live, shielded and time-limited
+        for g in self.generators:
+            g.stop(drain=False)
+        if self._sut is not None:
+            self._sut.kill()
+        if self._workers is not None:
+            self._workers.kill()
+        if self._publisher is not None:
+            self._publisher.flush_timeout_s = min(self._publisher.flush_timeout_s, FORCED_FLUSH_S)
+
+    def _set_up(self) -> None:
+        """Between set-up steps: an interrupt so far ends the run before its experiment (a
+        step is not cancelled halfway, which would leave its clients unclosed)."""
+        if self.interrupted is not None:
+            raise RunSetupError(f"{self.interrupted} before the experiment started")
+
+    async def _unless_forced(self, aw: Awaitable[_T]) -> _T | None:
+        """``aw``'s result, or None if the run is forced to stop waiting first."""
+        task = asyncio.ensure_future(aw)
+        forced = asyncio.ensure_future(self._forced.wait())
+        try:
+            await asyncio.wait({task, forced}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait([forced, task] if not task.done() else [forced])
+        return None if task.cancelled() else task.result()
 
     def _sut_exited(self, status: int) -> None:
         self.sut_exit, self.sut_exit_at_s = status, time.monotonic() - self._t0
@@ -156,7 +251,7 @@ class Gameday:
     # -- the run -----------------------------------------------------------------------------
 
     async def run(self) -> RunOutcome:
-        self._hard_cancel = asyncio.current_task()
+        self._task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig, name in ((signal.SIGINT, "interrupted (SIGINT)"), (signal.SIGTERM, "SIGTERM")):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -164,10 +259,24 @@ class Gameday:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 return await self._run(stack)
+        except asyncio.CancelledError:
+            # Our own cancellation (force() while setting up or experimenting): the run ends
+            # with what it has, like any interrupted run.
+            if self.interrupted is None or self._task is None:
+                raise
+            while self._task.uncancel() > 0:
+                pass
+            if self._outcome is not None:
+                return self._outcome
+            raise RunSetupError(f"{self.interrupted} before the experiment started") from None
         finally:
+            if self._deadline is not None:
+                self._deadline.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+            if self.opts.watchdog is None:
+                self._watchdog.disarm()
 
     async def _services(self, stack: AsyncExitStack, fanout: _Fanout) -> tuple[str, str, str]:
         s = self.settings
@@ -207,6 +316,7 @@ class Gameday:
         t_wall = self._t0 = time.monotonic()
         fanout = _Fanout()
         kafka, redis_url, api_url = await self._services(stack, fanout)
+        self._set_up()
         sample = self.opts.sample
         if sample is None:
             sample = is_sample_experiment(self.exp)
@@ -217,6 +327,9 @@ class Gameday:
 
         redis = Redis.from_url(redis_url)
         stack.push_async_callback(redis.aclose)
+        # An earlier run's results must not pass for this one's (the workers' drain, the
+        # safeguards and `aftershock results` all read them by experiment id).
+        await clear_results(redis, self.experiment_id)
         ctl = ToxiproxyController(api_url)
         config = analyzer_config(self.exp)
         tap_box: list[LiveTap] = []
@@ -260,7 +373,7 @@ class Gameday:
                 "AFTERSHOCK_REDIS_URL": redis_url,
                 "AFTERSHOCK_STATE_DIR": str(self.settings.state_dir),
             }
-            await stack.enter_async_context(
+            self._workers = await stack.enter_async_context(
                 # The workers analyse this run: they read the log from now on, not every
                 # earlier experiment on the broker.
                 AnalyzerWorkers(
@@ -271,9 +384,10 @@ class Gameday:
                     start_at_ms=time.time_ns() // 1_000_000,
                 )
             )
+            self._set_up()
         events_file = JsonlSink(run_dir / EVENTS_FILE)
         stack.callback(events_file.close)
-        publisher = await stack.enter_async_context(
+        publisher = self._publisher = await stack.enter_async_context(
             Publisher(kafka, self.settings.topic_events, state_dir=self.settings.state_dir)
         )
         planned_s = max([ax.planned_duration_s, *(p.duration_s for p in ax.load)], default=0.0)
@@ -305,9 +419,10 @@ class Gameday:
         stack.callback(shutdown_tracing)
         executor.opts.tracer_provider = provider  # also when not global (continuous rounds)
         await self._create_proxies(stack, ctl)
+        self._set_up()
         sut: SampleProcess | None = None
         if sample:
-            sut = await stack.enter_async_context(
+            sut = self._sut = await stack.enter_async_context(
                 SampleProcess(
                     plan,
                     bugs=self.opts.bugs,
@@ -357,6 +472,8 @@ class Gameday:
             line_every_s=self.opts.line_every_s,
             enabled=self.opts.dashboard,
         )
+        self._set_up()
+        self._stage = "experiment"
         try:
             async with asyncio.TaskGroup() as tg:
                 helpers = [
@@ -370,13 +487,16 @@ class Gameday:
                 loads = [tg.create_task(g.run()) for g in self.generators]
                 try:
                     journal = await executor.run()
+                    self._stage = "ending"
                     if journal.status == "aborted":
                         for g in self.generators:
                             g.stop()
-                    await asyncio.gather(*loads)
+                    await self._unless_forced(asyncio.gather(*loads))
                 finally:
-                    for h in helpers:
-                        h.cancel()
+                    self._stage = "ending"
+                    # Never a single cancel() and a wait: one can be lost (see
+                    # cancel_and_wait), and the task group would wait for that task forever.
+                    await cancel_and_wait([*helpers, *loads])
             if journal.status == "aborted":
                 status, note = "aborted", journal.aftershock.abort_reason or ""
             elif journal.status == "failed":
@@ -399,11 +519,15 @@ class Gameday:
                 )
                 note = f"{note}; {crash}" if note else crash
             drain_s = self.opts.drain_timeout_s * (2 if self.opts.workers else 1)
-            results = await asyncio.shield(analysis.drain(drain_s))
-            tap.update_results(results)
-            if isinstance(analysis, WorkerAnalysis) and not analysis.drained:
+            results = await self._unless_forced(analysis.drain(drain_s))
+            if results is None:  # stopped waiting: what the analysis has so far
+                results = analysis.results_so_far()
+                cut = "the run stopped waiting for its analysis"
+                note = f"{note}; {cut} ({self.forced})" if note else f"{cut} ({self.forced})"
+            elif isinstance(analysis, WorkerAnalysis) and not analysis.drained:
                 late = f"the analyzer workers had not caught up after {drain_s:g} s"
                 note = f"{note}; {late}" if note else late
+            tap.update_results(results)
             meta = RunMeta(
                 experiment_id=self.experiment_id,
                 run_id=run_id,
@@ -416,8 +540,10 @@ class Gameday:
             write_meta(run_dir, meta)
             data = RunData.of(meta, results)
             write_reports(run_dir, data)
+            self._outcome = self._outcome_of(data, run_dir, time.monotonic() - t_wall)
             dashboard.show_final(tap.snapshot())
-        return self._outcome(data, run_dir, time.monotonic() - t_wall)
+        assert self._outcome is not None
+        return self._outcome
 
     async def _publish_live(self, redis: Redis, tap: LiveTap) -> None:
         """The dashboard's snapshot, for ``aftershock dashboard`` in another terminal."""
@@ -434,7 +560,7 @@ class Gameday:
                 latest.unlink()
             latest.symlink_to(run_dir.name)
 
-    def _outcome(self, data: RunData, run_dir: Path, wall_s: float) -> RunOutcome:
+    def _outcome_of(self, data: RunData, run_dir: Path, wall_s: float) -> RunOutcome:
         f = Findings(data.records())
         reasons = list(f.verdict.reasons) if f.verdict is not None else []
         if f.verdict is None:

@@ -168,6 +168,7 @@ class SampleProcess:
                 stderr=log,
                 env=self.env(),
                 preexec_fn=die_with_parent,
+                start_new_session=True,  # a Ctrl-C reaches the run, which stops it in order
             )
         finally:
             log.close()
@@ -224,6 +225,14 @@ class SampleProcess:
                 f"the sample system did not become healthy within {self.ready_timeout_s:g} s "
                 f"({url}: {last}); see {self.log_path}"
             ) from None
+
+    def kill(self) -> None:
+        """SIGKILL now, without waiting (an interrupted run that stopped waiting);
+        :meth:`stop` still reaps it."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
 
     async def stop(self) -> None:
         proc, self._proc = self._proc, None

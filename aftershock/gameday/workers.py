@@ -72,6 +72,7 @@ class AnalyzerWorkers:
                             stderr=log,
                             env=self.env,
                             preexec_fn=die_with_parent,
+                            start_new_session=True,
                         )
                     )
                 finally:
@@ -86,6 +87,13 @@ class AnalyzerWorkers:
 
     def exited(self) -> list[int]:
         return [p.returncode for p in self.procs if p.returncode is not None]
+
+    def kill(self) -> None:
+        """SIGKILL every worker now, without waiting; :meth:`stop` still reaps them."""
+        for p in self.procs:
+            if p.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
 
     async def stop(self) -> None:
         procs, self.procs = self.procs, []
@@ -173,6 +181,10 @@ class WorkerAnalysis:
             (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in raw.items()
         }
+
+    def results_so_far(self) -> list[ResultEvent]:
+        """The workers' results as last read, without waiting for more."""
+        return self.results
 
     async def drain(self, timeout_s: float, *, quiet_s: float = 3.0) -> list[ResultEvent]:
         """Wait until the workers have judged the run with nothing left buffered, and have

@@ -68,6 +68,10 @@ def _go_plain_error(status: int, text: str) -> bytes:
     ).encode()
 
 
+_SETTLE_ITERATIONS = 10
+"""Loop iterations from a socket's accept to its connection handler running, and then some."""
+
+
 class HttpServer:
     def __init__(
         self,
@@ -80,6 +84,7 @@ class HttpServer:
         self.max_body_bytes = max_body_bytes
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._closing = False
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         self._server = await asyncio.start_server(
@@ -90,8 +95,14 @@ class HttpServer:
 
     async def aclose(self) -> None:
         server, self._server = self._server, None
+        self._closing = True
         if server is not None:
             server.close()
+        # A connection accepted just before close() reaches _serve a few loop iterations
+        # later (accept, transport, protocol, task): let those run, so each sees _closing and
+        # closes its own connection instead of serving on, unseen, after we are closed.
+        for _ in range(_SETTLE_ITERATIONS):
+            await asyncio.sleep(0)
         for writer in list(self._writers):
             writer.close()
         if server is not None:
@@ -100,6 +111,9 @@ class HttpServer:
                     await server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:
+            writer.close()
+            return
         self._writers.add(writer)
         try:
             await self._serve_requests(reader, writer)

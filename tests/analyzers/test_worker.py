@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from schemas.events import Event
     from spine.stack import EmbeddedStack
+    from tests.processes import Processes
 
 
 def comparable(results: list[Any]) -> list[dict[str, Any]]:
@@ -70,11 +71,16 @@ async def produce(bootstrap: str, topic: str, events: list[Event]) -> None:
 
 class Worker:
     def __init__(
-        self, env: dict[str, str], app_id: str, log: Path, extra: list[str] | None = None
+        self,
+        procs: Processes,
+        env: dict[str, str],
+        app_id: str,
+        log: Path,
+        extra: list[str] | None = None,
     ) -> None:
         self.log = log
         self._fh = log.open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = procs.popen(
             [
                 sys.executable,
                 "-m",
@@ -116,7 +122,7 @@ async def wait_for(check: Any, timeout_s: float, what: str, log: Path) -> Any:
 
 @pytest.mark.slow
 async def test_worker_live_equals_replay_and_resumes_after_a_crash(
-    stack: EmbeddedStack, tmp_path: Path
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     topics = {"events": f"ev-{tag}", "results": f"res-{tag}", "spans": f"sp-{tag}"}
@@ -142,7 +148,7 @@ async def test_worker_live_equals_replay_and_resumes_after_a_crash(
         raw = await redis.hget(f"{prefix(exp)}:stats", "accepted")
         return int(raw or 0)
 
-    worker = Worker(env, app_id, log)
+    worker = Worker(procs, env, app_id, log)
     try:
         await produce(stack.kafka_bootstrap, topics["events"], events[:half])
         await wait_for(lambda: _ge(accepted, half), 60, "the first half to be analyzed", log)
@@ -152,7 +158,7 @@ async def test_worker_live_equals_replay_and_resumes_after_a_crash(
     # The broker hands a crashed member's partitions on once its session has expired.
     await asyncio.sleep(11)
     await produce(stack.kafka_bootstrap, topics["events"], events[half:])
-    worker = Worker(env, app_id, log)
+    worker = Worker(procs, env, app_id, log)
     try:
         deadline = time.monotonic() + 90
         got: list[dict[str, Any]] = []

@@ -15,6 +15,7 @@ from spine.eventlog import EncodedEventSink, codec
 from spine.eventlog.publisher import Publisher
 from spine.eventlog.reader import HEADER_SOURCE, EventReader
 from tests.eventlog.samples import every_kind, sample
+from tests.reading import read_events
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,7 +31,7 @@ def _sends(n: int, tenant: str = "acme", session: str = "s1") -> list[Event]:
 
 async def _read_all(stack: EmbeddedStack, topic: str, n: int, **kw: object) -> list[Event]:
     async with EventReader(stack.kafka_bootstrap, topic, deadletter_topic=None, **kw) as reader:  # type: ignore[arg-type]
-        return await reader.read(max_events=n, idle_timeout_s=3.0)
+        return await read_events(reader, n)
 
 
 async def test_every_kind_round_trips_through_kafka(
@@ -105,7 +106,7 @@ async def test_duplicates_are_dropped_by_event_id(
         for e in events + events[:4]:
             pub.emit(e)
     async with EventReader(stack.kafka_bootstrap, topics.events, deadletter_topic=None) as reader:
-        got = await reader.read(idle_timeout_s=1.0)
+        got = await read_events(reader, len(events), then_idle_s=1.0)
         assert reader.statistics().duplicates == 4
     assert got == events
 
@@ -132,7 +133,7 @@ async def test_malformed_records_go_to_the_dead_letter_topic(
     async with EventReader(
         stack.kafka_bootstrap, topics.events, deadletter_topic=topics.deadletter
     ) as reader:
-        got = await reader.read(max_events=5, idle_timeout_s=3.0)
+        got = await read_events(reader, 5)
         stats = reader.statistics()
     assert [e.event_id for e in got] == [p["event_id"] for p in partly[:2]] + [
         e.event_id for e in good

@@ -13,6 +13,7 @@ from spine.eventlog.spool import Spool
 from spine.settings import Settings
 from spine.stack import EmbeddedStack, free_port
 from tests.eventlog.samples import sample
+from tests.reading import read_events
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -110,7 +111,7 @@ async def test_unreachable_broker_spools_and_next_publisher_drains(
         assert pub2.statistics().sent == 500
     assert not list((tmp_path / "spool" / topics.events).glob("*/*.seg"))
     async with EventReader(stack.kafka_bootstrap, topics.events, deadletter_topic=None) as r:
-        assert await r.read(max_events=500, idle_timeout_s=3) == events
+        assert await read_events(r, 500) == events
 
 
 async def test_memory_bound_spills_to_disk_and_keeps_order(
@@ -130,7 +131,7 @@ async def test_memory_bound_spills_to_disk_and_keeps_order(
         await pub.flush(20)
         assert pub.statistics().sent == 2000
     async with EventReader(stack.kafka_bootstrap, topics.events, deadletter_topic=None) as r:
-        assert await r.read(max_events=2000, idle_timeout_s=3) == events
+        assert await read_events(r, 2000) == events
 
 
 async def test_broker_restart_nothing_lost_nothing_duplicated(
@@ -156,7 +157,7 @@ async def test_broker_restart_nothing_lost_nothing_duplicated(
                 pub.emit(e)
             await pub.flush(10)
             async with EventReader(broker.kafka_bootstrap, topic, deadletter_topic=None) as r:
-                got_before = await r.read(max_events=300, idle_timeout_s=3)
+                got_before = await read_events(r, 300)
 
             await broker.stop()  # memory storage: the broker forgets everything
             for e in during:
@@ -174,7 +175,7 @@ async def test_broker_restart_nothing_lost_nothing_duplicated(
         assert stats.sent >= 900
         assert stats.send_failures >= 1
         async with EventReader(broker.kafka_bootstrap, topic, deadletter_topic=None) as r:
-            got_after = await r.read(idle_timeout_s=2)
+            got_after = await read_events(r, len(during) + len(after), then_idle_s=2)
             dupes = r.statistics().duplicates
     finally:
         await broker.stop()

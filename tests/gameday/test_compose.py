@@ -5,13 +5,15 @@ from __future__ import annotations
 import importlib.util
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from tests.processes import Processes
 from typer.testing import CliRunner
 
 from aftershock.cli.commands import COMMANDS
@@ -49,7 +51,7 @@ def _command(service: dict[str, Any]) -> list[str]:
     return words
 
 
-def test_generators_expected_follow_the_members() -> None:
+def test_generators_expected_follow_the_members(procs: Processes) -> None:
     """The coordinator waits for itself and every member replica, from one variable."""
     services = _services()
     replicas = services["generator-member"]["deploy"]["replicas"]
@@ -59,13 +61,13 @@ def test_generators_expected_follow_the_members() -> None:
     words = _command(gen)
     assert words[words.index("--expect") + 1] == "$((GENERATOR_MEMBERS + 1))"
     for members in (1, 2, 5):
-        out = subprocess.run(
+        out = procs.run(
             ["sh", "-c", f"echo {words[words.index('--expect') + 1]}"],
             env={"GENERATOR_MEMBERS": str(members)},
-            capture_output=True,
             text=True,
-            check=True,
+            timeout=30,
         )
+        assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == str(members + 1)
 
 
@@ -147,17 +149,13 @@ def test_aftershock_commands_exist(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["chat-message", "chat-gateway"])
-def test_sample_system_commands_exist(name: str) -> None:
+def test_sample_system_commands_exist(name: str, procs: Processes) -> None:
     cmd = _command(_services()[name])
     assert cmd[:3] == ["python", "-m", "examples.chat"]
     assert importlib.util.find_spec("examples.chat") is not None
-    help_text = subprocess.run(
-        [sys.executable, "-m", "examples.chat", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    shown = procs.run([sys.executable, "-m", "examples.chat", "--help"], text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    help_text = shown.stdout
     for opt in (w for w in cmd[3:] if w.startswith("--")):
         assert opt in help_text, f"{name}: python -m examples.chat has no option {opt}"
 

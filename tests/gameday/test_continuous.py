@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 import socket
-import subprocess
 import time
 import urllib.request
+from subprocess import PIPE
 from typing import TYPE_CHECKING
 
 import pytest
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from spine.stack import EmbeddedStack
+    from tests.processes import Processes
 
 
 def test_rounds_rotate_faults_and_scale_the_load() -> None:
@@ -168,8 +169,10 @@ async def test_a_figure_without_data_has_no_sample(stack: EmbeddedStack, tmp_pat
         await r.aclose()
 
 
-@pytest.mark.timeout(180)
-def test_rounds_go_on_after_a_restart(stack: EmbeddedStack, tmp_path: Path) -> None:
+@pytest.mark.timeout(300)
+def test_rounds_go_on_after_a_restart(
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
+) -> None:
     runs = tmp_path / "runs"
     args = ["run", str(SHORT), "--continuous", "--round-s", "5", "--rounds", "1",
             "--runs-dir", str(runs), "--keep-runs", "1", "--no-dashboard"]  # fmt: skip
@@ -177,27 +180,22 @@ def test_rounds_go_on_after_a_restart(stack: EmbeddedStack, tmp_path: Path) -> N
     port = _free_port()
     scraped: list[str] = []
     # the first process serves its metrics and, after its last round, waits to be scraped
-    first = subprocess.Popen(
+    first = procs.popen(
         _cli(*args, "--metrics-port", str(port), "--metrics-linger-s", "300"),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=PIPE, stderr=PIPE, text=True,
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while first.poll() is None and time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-                    text = resp.read().decode()
-            except OSError:
-                text = ""
-            if "aftershock_continuous_rounds_total{" in text:
-                scraped.append(text)
-                break
-            time.sleep(0.2)
-        _, err = first.communicate(timeout=60)  # it exits once scraped, not after 300 s
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+    deadline = time.monotonic() + 120
+    while first.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            text = ""
+        if "aftershock_continuous_rounds_total{" in text:
+            scraped.append(text)
+            break
+        time.sleep(0.2)
+    _, err = first.communicate(timeout=90)  # it exits once scraped, not after 300 s
     assert first.returncode == 0, err[-3000:]
     assert "continuous round 0:" in err
     (v0,) = json.loads((runs / "continuous-short-gameday.json").read_text())["history"]
@@ -222,7 +220,7 @@ def test_rounds_go_on_after_a_restart(stack: EmbeddedStack, tmp_path: Path) -> N
     check_metrics(text)
     assert len(_samples(text, "aftershock_continuous_rounds_total")) == 1
     assert sum(_samples(text, "aftershock_continuous_rounds_total").values()) == 1.0
-    proc = subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=90)
+    proc = procs.run(_cli(*args), env=env, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "continuous round 1:" in proc.stderr
     assert re.search(r"^round 1: [A-Z]+ \(\w+\); fault reconnect-storm;", proc.stderr, re.M)

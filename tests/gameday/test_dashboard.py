@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-import subprocess
+import random
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -20,8 +21,11 @@ from schemas.results import LiveFigures
 from tests.analyzers.live_scenario import CONFIG, EXP, scenario
 
 if TYPE_CHECKING:
+    import subprocess
+
     from schemas.results import ResultEvent
     from spine.stack import EmbeddedStack
+    from tests.processes import Processes
 
 LINE = (
     "[   5.0s/60s] phase=fault:redis-outage faults=redis-outage sessions=2 thr=7/s "
@@ -114,15 +118,19 @@ def test_terminal_frame_shows_every_figure() -> None:
         assert needle in text, needle
 
 
-def _dashboard_cli(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def _dashboard_cli(
+    procs: Processes, stack: EmbeddedStack, *args: str
+) -> subprocess.CompletedProcess[str]:
+    return procs.run(
         [sys.executable, "-m", "aftershock.cli.main", "dashboard", *args,
          "--redis-url", stack.redis_url, "--once"],
-        capture_output=True, text=True, timeout=60,
+        text=True, timeout=120,
     )  # fmt: skip
 
 
-async def test_remote_dashboard_reads_the_runs_snapshot(stack: EmbeddedStack) -> None:
+async def test_remote_dashboard_reads_the_runs_snapshot(
+    stack: EmbeddedStack, procs: Processes
+) -> None:
     from redis.asyncio import Redis
 
     r = Redis.from_url(stack.redis_url)
@@ -133,12 +141,14 @@ async def test_remote_dashboard_reads_the_runs_snapshot(stack: EmbeddedStack) ->
         await r.persist(live_key("remote-a"))
     finally:
         await r.aclose()
-    out = await asyncio.to_thread(_dashboard_cli, stack, "remote-a")
+    out = await asyncio.to_thread(_dashboard_cli, procs, stack, "remote-a")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == LINE.format(mttr=_mttr())
 
 
-async def test_remote_dashboard_falls_back_to_the_results_store(stack: EmbeddedStack) -> None:
+async def test_remote_dashboard_falls_back_to_the_results_store(
+    stack: EmbeddedStack, procs: Processes
+) -> None:
     from redis.asyncio import Redis
 
     from spine.store import write_results
@@ -149,13 +159,37 @@ async def test_remote_dashboard_falls_back_to_the_results_store(stack: EmbeddedS
         await write_results(r, "remote-b", records)
     finally:
         await r.aclose()
-    out = await asyncio.to_thread(_dashboard_cli, stack, "remote-b")
+    out = await asyncio.to_thread(_dashboard_cli, procs, stack, "remote-b")
     assert out.returncode == 0, out.stderr
     # the workers' result.live record, without the run's title and wall clock
     assert out.stdout.strip() == (
         "[   0.0s] phase=fault:redis-outage faults=redis-outage sessions=2 thr=7/s err=41.7% "
         f"p99=10ms open_episodes=0 episodes=1 mttr={_mttr()} isolation=0"
     )
-    missing = await asyncio.to_thread(_dashboard_cli, stack, "remote-nobody")
+    missing = await asyncio.to_thread(_dashboard_cli, procs, stack, "remote-nobody")
     assert missing.returncode == 1
     assert "nothing in Redis" in missing.stderr
+
+
+async def test_remote_dashboard_ends_on_ctrl_c(stack: EmbeddedStack, procs: Processes) -> None:
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(stack.redis_url)
+    try:
+        snap = _tap(FakeClock()).snapshot()
+        await publish_snapshot(r, dataclasses.replace(snap, experiment_id="remote-c"))
+    finally:
+        await r.aclose()
+    proc = await procs.exec(
+        sys.executable, "-m", "aftershock.cli.main", "dashboard", "remote-c",
+        "--redis-url", stack.redis_url, "--line-every-s", "0.2",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    async with asyncio.timeout(120):
+        assert "phase=fault:redis-outage" in (await proc.stdout.readline()).decode()
+    await asyncio.sleep(random.random())  # Ctrl-C anywhere in its polling
+    proc.send_signal(signal.SIGINT)
+    async with asyncio.timeout(30):
+        _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]

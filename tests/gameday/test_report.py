@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
@@ -19,6 +18,8 @@ from tests.gameday.golden import ORIGIN_TRACE, VICTIM_TRACE, golden_events, gold
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from tests.processes import Processes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -111,7 +112,7 @@ def test_run_directory_round_trip_with_baseline(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
-def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
+def test_html_renders_in_headless_chromium(tmp_path: Path, procs: Processes) -> None:
     assert CHROMIUM is not None
     write_reports(tmp_path, golden_run(), golden_run("run-b", failing=False))
     base = [
@@ -126,21 +127,19 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
         f"--user-data-dir={tmp_path / 'profile'}",
     ]
     url = (tmp_path / "report.html").as_uri()
-    dom = subprocess.run(
-        [*base, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=True
-    ).stdout
+    dumped = procs.run([*base, "--dump-dom", url], text=True, timeout=120)
+    assert dumped.returncode == 0, dumped.stderr
+    dom = dumped.stdout
     # The DOM Chromium built holds the verdict, the charts and the violation row.
     assert "Verdict: FAIL" in dom
     assert dom.count("<svg") == 4
     assert VICTIM_TRACE in dom
     assert dom.index("Verdict: FAIL") < dom.index("Recovery") < dom.index("Timeline")
     shot = tmp_path / "report.png"
-    subprocess.run(
-        [*base, f"--screenshot={shot}", "--window-size=1100,2400", url],
-        capture_output=True,
-        timeout=90,
-        check=True,
+    shooting = procs.run(
+        [*base, f"--screenshot={shot}", "--window-size=1100,2400", url], timeout=120
     )
+    assert shooting.returncode == 0, shooting.stderr
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(png) > 20_000

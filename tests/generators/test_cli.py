@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from spine.eventlog.reader import EventReader
+from tests.reading import read_events
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from spine.stack import EmbeddedStack
     from tests.generators.servers import ChatLikeServer
+    from tests.processes import Processes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,8 +48,10 @@ load:
 """
 
 
-async def cli(tmp: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
+async def cli(
+    procs: Processes, tmp: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    proc = await procs.exec(
         sys.executable,
         "-m",
         "aftershock.cli.main",
@@ -63,12 +67,13 @@ async def cli(tmp: Path, *args: str, env: dict[str, str] | None = None) -> tuple
 
 
 async def test_every_event_reaches_kafka(
-    stack: EmbeddedStack, chat: ChatLikeServer, tmp_path: Path
+    stack: EmbeddedStack, chat: ChatLikeServer, tmp_path: Path, procs: Processes
 ) -> None:
     topic = f"gen-events-{uuid.uuid4().hex[:8]}"
     await stack.create_topics([topic])
     (tmp_path / "run.yaml").write_text(RUN.format(address=chat.address, base_url=chat.base_url))
     code, out = await cli(
+        procs,
         tmp_path,
         "run.yaml",
         "--experiment-id",
@@ -87,7 +92,7 @@ async def test_every_event_reaches_kafka(
     assert in_spool == 0
     assert emitted > 100
     async with EventReader(stack.kafka_bootstrap, topic, deadletter_topic=None) as reader:
-        events = await reader.read(max_events=emitted + 1, idle_timeout_s=2)
+        events = await read_events(reader, emitted, then_idle_s=2)
     assert len(events) == emitted
     kinds = Counter(e.kind for e in events)
     assert set(kinds) == {
@@ -104,16 +109,16 @@ async def test_every_event_reaches_kafka(
     assert spans.count('"name": "session"') == 6
 
 
-async def test_a_bad_file_is_refused_with_the_place_named(tmp_path: Path) -> None:
+async def test_a_bad_file_is_refused_with_the_place_named(tmp_path: Path, procs: Processes) -> None:
     (tmp_path / "bad.yaml").write_text(
         RUN.format(address="127.0.0.1:9", base_url="http://127.0.0.1:9").replace(
             "rate_per_s: 20", "rate_per_s: -1"
         )
     )
-    code, out = await cli(tmp_path, "bad.yaml", "--events", "none")
+    code, out = await cli(procs, tmp_path, "bad.yaml", "--events", "none")
     assert code == 2
     assert "line 18: load[0].script[2].rate_per_s: Input should be greater than 0" in out
     assert "Traceback" not in out
-    code, out = await cli(tmp_path, "missing.yaml", "--events", "none")
+    code, out = await cli(procs, tmp_path, "missing.yaml", "--events", "none")
     assert code == 2
     assert "cannot read" in out

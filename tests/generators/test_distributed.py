@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from spine.stack import EmbeddedStack
     from tests.generators.servers import ChatLikeServer
+    from tests.processes import Processes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,8 +47,8 @@ load:
 """
 
 
-async def generate(tmp: Path, redis_url: str, *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
+async def generate(procs: Processes, tmp: Path, redis_url: str, *args: str) -> tuple[int, str]:
+    proc = await procs.exec(
         sys.executable,
         "-m",
         "aftershock.cli.main",
@@ -75,13 +76,20 @@ def read_events(tmp: Path, exp: str) -> dict[str, list[dict[str, object]]]:
 
 
 async def test_three_processes_share_the_population(
-    stack: EmbeddedStack, chat: ChatLikeServer, tmp_path: Path
+    stack: EmbeddedStack, chat: ChatLikeServer, tmp_path: Path, procs: Processes
 ) -> None:
     (tmp_path / "run.yaml").write_text(
         RUN.format(address=chat.address, base_url=chat.base_url, duration=2)
     )
     code, out = await generate(
-        tmp_path, stack.redis_url, "run.yaml", "--processes", "3", "--experiment-id", "dist-3"
+        procs,
+        tmp_path,
+        stack.redis_url,
+        "run.yaml",
+        "--processes",
+        "3",
+        "--experiment-id",
+        "dist-3",
     )
     assert code == 0, out
     assert "all 3 generators done" in out
@@ -126,21 +134,28 @@ async def test_three_processes_share_the_population(
 
 
 async def test_a_stop_signal_ends_a_long_run(
-    stack: EmbeddedStack, chat: ChatLikeServer, tmp_path: Path
+    stack: EmbeddedStack, chat: ChatLikeServer, tmp_path: Path, procs: Processes
 ) -> None:
     (tmp_path / "run.yaml").write_text(
         RUN.format(address=chat.address, base_url=chat.base_url, duration=300)
     )
     run = asyncio.create_task(
         generate(
-            tmp_path, stack.redis_url, "run.yaml", "--processes", "3", "--experiment-id", "dist-s"
+            procs,
+            tmp_path,
+            stack.redis_url,
+            "run.yaml",
+            "--processes",
+            "3",
+            "--experiment-id",
+            "dist-s",
         )
     )
     async with Coordination(stack.redis_url, "dist-s") as coord:
         while len(await coord.heartbeats()) < 3:
             await asyncio.sleep(0.2)
         code, _ = await generate(
-            tmp_path, stack.redis_url, "--signal", "stop", "--experiment-id", "dist-s"
+            procs, tmp_path, stack.redis_url, "--signal", "stop", "--experiment-id", "dist-s"
         )
         assert code == 0
         code, out = await asyncio.wait_for(run, 60)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from injector.controller import ToxiproxyController
+    from tests.processes import Processes
 
     from .conftest import Echo
 
@@ -45,7 +46,11 @@ async def _until(pred: object, timeout_s: float = 5.0) -> None:
 
 
 async def test_pause_resume_skip_abort(
-    tmp_path: Path, echo: Echo, controller: ToxiproxyController, redis_url: str
+    tmp_path: Path,
+    echo: Echo,
+    controller: ToxiproxyController,
+    redis_url: str,
+    procs: Processes,
 ) -> None:
     await controller.create_proxy("echo", echo.address, "127.0.0.1:0")
     eid = f"controls-{uuid.uuid4().hex[:8]}"
@@ -69,7 +74,7 @@ async def test_pause_resume_skip_abort(
     try:
         await _until(lambda: ex.timeline.started)
         # From another terminal: the real command line, in its own process.
-        pause = await asyncio.create_subprocess_exec(
+        pause = await procs.exec(
             sys.executable,
             "-m",
             "aftershock.cli.main",
@@ -100,12 +105,12 @@ async def test_pause_resume_skip_abort(
         assert by_id["f1"].state == FaultState.REVERTED
 
         await send_command(client, eid, "skip", "tester")
-        await _until(lambda: by_id["f3"].state == FaultState.ACTIVE, 2.0)
+        await _until(lambda: by_id["f3"].state == FaultState.ACTIVE)
         assert by_id["f2"].state == FaultState.REVERTED
         assert ex.timeline.offset_s() >= 20
 
         await send_command(client, eid, "abort", "tester")
-        journal = await asyncio.wait_for(run, 5)
+        journal = await asyncio.wait_for(run, 30)
     finally:
         run.cancel()
         await client.aclose()
@@ -181,7 +186,7 @@ async def test_safeguard_reads_the_analyzers_live_results_in_redis(
         await asyncio.sleep(0.6)
         assert not run.done()  # ...but not yet for 2 s
         await write_results(client, eid, [avail(20, 102.5)])
-        journal = await asyncio.wait_for(run, 5)
+        journal = await asyncio.wait_for(run, 30)
     finally:
         run.cancel()
         await client.aclose()

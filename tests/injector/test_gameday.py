@@ -44,7 +44,7 @@ async def test_chat_gameday_rehearsal(
         f"redis://{redis_proxy.listen}/0", message_addr=message_proxy.listen, wait_ready=False
     ) as chat:
         await controller.update_proxy("message", {"upstream": chat.message_addr})
-        await chat.wait_healthy(10)
+        await chat.wait_healthy(30)
         gateway_hostport = chat.gateway_url.removeprefix("http://")
         gateway_proxy = await controller.create_proxy("gateway", gateway_hostport, "127.0.0.1:0")
 
@@ -106,7 +106,7 @@ async def test_chat_gameday_rehearsal(
         assert {f.state for f in faults.values()} == {FaultState.REVERTED}
         for f in faults.values():  # (the precision test proper is in test_executor.py)
             assert f.jitter_ms is not None
-            assert f.jitter_ms < 100
+            assert f.jitter_ms < 1000  # (a busy machine's scheduling; bench_injector)
         # The Redis outage was felt at the gateway, and it recovered after.
         outage = faults["redis-outage"]
         assert outage.injected_at_s is not None
@@ -116,7 +116,7 @@ async def test_chat_gameday_rehearsal(
         during = [s for at, s in health if outage.injected_at_s + 0.1 < at < end]
         assert during
         assert any(s != 200 for s in during), health
-        await chat.wait_healthy(10)
+        await chat.wait_healthy(30)
         # Hypothesis evaluated before, during and after; nothing left on any proxy.
         assert journal.steady_states.before is not None
         assert journal.steady_states.before.steady_state_met

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from tests.processes import Processes
+
 SERVE = [sys.executable, "-m", "aftershock.cli.main", "proxy", "serve", "--port", "0"]
 
 
@@ -28,18 +30,18 @@ def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def test_serve_with_config_token_and_events(tmp_path: Path) -> None:
+def test_serve_with_config_token_and_events(tmp_path: Path, procs: Processes) -> None:
     config = tmp_path / "populate.json"
     config.write_text(
         json.dumps([{"name": "redis", "upstream": "127.0.0.1:6379", "listen": "127.0.0.1:0"}])
     )
     events = tmp_path / "events.jsonl"
-    with subprocess.Popen(
+    proc = procs.popen(
         [*SERVE, "--config", str(config), "--token", "t0k", "--events", str(events)],
         stdout=subprocess.PIPE,
         text=True,
-    ) as proc:
-        _check_serving(proc)
+    )
+    _check_serving(proc)
     lines = events.read_text().splitlines()
     assert [json.loads(line)["kind"] for line in lines] == ["fault.proxy_created"]
 
@@ -57,23 +59,16 @@ def _check_serving(proc: subprocess.Popen[str]) -> None:
         assert list(json.loads(body)) == ["redis"]
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        assert proc.wait(60) == 0
 
 
-def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
+def test_bad_config_is_a_clear_error(tmp_path: Path, procs: Processes) -> None:
     config = tmp_path / "populate.json"
     config.write_text('{"name": "not an array"}')
-    result = subprocess.run(
-        [*SERVE, "--config", str(config)], capture_output=True, text=True, timeout=30
-    )
+    result = procs.run([*SERVE, "--config", str(config)], text=True, timeout=60)
     assert result.returncode == 2
     assert f"--config {config}: bad request body: json: cannot unmarshal object" in result.stderr
-    missing = subprocess.run(
-        [*SERVE, "--config", str(tmp_path / "nope.json")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    missing = procs.run([*SERVE, "--config", str(tmp_path / "nope.json")], text=True, timeout=60)
     assert missing.returncode == 2
     assert "cannot read --config" in missing.stderr
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    from tests.processes import Processes
     from tests.proxy.conftest import ThreadedServer
 
 NODE_CLIENT = "toxiproxy-node-client@4.1.0"
@@ -19,17 +19,16 @@ CACHE = REPO / ".aftershock" / "npm"
 SCRIPT = Path(__file__).parent / "node" / "conformance.js"
 
 
-def _node_client() -> Path:
+def _node_client(procs: Processes) -> Path:
     """Install the client with npm into a cached folder inside the repository, once."""
     modules = CACHE / "node_modules"
     if not (modules / "toxiproxy-node-client" / "package.json").exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
+        installed = procs.run(
             ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(CACHE), NODE_CLIENT],
-            check=True,
-            capture_output=True,
             timeout=240,
         )
+        assert installed.returncode == 0, installed.stderr
     return modules
 
 
@@ -37,13 +36,12 @@ def _node_client() -> Path:
     shutil.which("node") is None or shutil.which("npm") is None,
     reason="node and npm are not installed on this machine",
 )
-def test_node_client_conformance(threaded_server: ThreadedServer) -> None:
-    modules = _node_client()
-    result = subprocess.run(
+def test_node_client_conformance(threaded_server: ThreadedServer, procs: Processes) -> None:
+    modules = _node_client(procs)
+    result = procs.run(
         ["node", str(SCRIPT), threaded_server.api_url, str(threaded_server.echo_port)],
-        capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         env={**os.environ, "NODE_PATH": str(modules)},
     )
     assert result.returncode == 0, result.stdout + result.stderr

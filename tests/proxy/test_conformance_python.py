@@ -70,7 +70,7 @@ def test_proxy_lifecycle_through_the_client(
     assert toxic.attributes == {"latency": 150, "jitter": 0}
     data, elapsed = roundtrip(proxy.listen)
     assert data == b"ping"
-    assert 0.14 <= elapsed < 0.6
+    assert 0.14 <= elapsed < 1.6  # upper bounds leave a busy machine's scheduling room
     proxy.add_toxic(name="slow_up", type="bandwidth", stream="upstream", attributes={"rate": 1000})
     assert set(proxy.toxics()) == {"latency_downstream", "slow_up"}
     with pytest.raises(ProxyExists):

@@ -20,11 +20,19 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from spine.stack import EmbeddedStack
+    from tests.processes import Processes
 
 
 async def _read(stack: EmbeddedStack, topic: str, n: int) -> list[str]:
-    async with EventReader(stack.kafka_bootstrap, topic, deadletter_topic=None) as reader:
-        events = await reader.read(max_events=n, idle_timeout_s=3.0)
+    """The first ``n`` events of the topic (waiting for them), and whether more follow."""
+    events = []
+    async with (
+        EventReader(stack.kafka_bootstrap, topic, deadletter_topic=None) as reader,
+        asyncio.timeout(60),
+    ):
+        while len(events) < n:
+            events += await reader.read(max_events=n - len(events), idle_timeout_s=0.2)
+        events += await reader.read(idle_timeout_s=1.0)  # none more
     return [e.kind for e in sorted(events, key=lambda e: e.ts_ns)]
 
 
@@ -35,16 +43,20 @@ async def test_embedded_server_publishes_fault_events(stack: EmbeddedStack, tmp_
         async with ProxyServer(sink=publisher) as server, Api(server) as api:
             await api.proxy("p", 1)
             await api.toxic("p", type="latency", name="f1", ttl_ms=100)
-            await asyncio.sleep(0.3)  # the lease expires
+            async with asyncio.timeout(30):  # until the lease has expired
+                while (await api.client.get("/proxies/p/toxics")).json():
+                    await asyncio.sleep(0.02)
         await publisher.flush(10)
     kinds = await _read(stack, topic, 3)
     assert kinds == ["fault.proxy_created", "fault.toxic_added", "fault.toxic_removed"]
 
 
-async def test_cli_publishes_to_kafka(stack: EmbeddedStack, tmp_path: Path) -> None:
+async def test_cli_publishes_to_kafka(
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
+) -> None:
     topic = f"proxy-cli-{uuid.uuid4().hex[:8]}"
     await stack.create_topics([topic], partitions=1)
-    proc = await asyncio.create_subprocess_exec(
+    proc = await procs.exec(
         sys.executable, "-m", "aftershock.cli.main", "proxy", "serve", "--port", "0",
         "--kafka-bootstrap", stack.kafka_bootstrap, "--topic", topic,
         stdout=subprocess.PIPE,
@@ -52,7 +64,7 @@ async def test_cli_publishes_to_kafka(stack: EmbeddedStack, tmp_path: Path) -> N
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
         assert line.startswith("fault proxy API on http://127.0.0.1:"), line
         url = line.split()[-1]
         import httpx
@@ -63,5 +75,5 @@ async def test_cli_publishes_to_kafka(stack: EmbeddedStack, tmp_path: Path) -> N
             assert (await client.delete("/proxies/c")).status_code == 204
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
     assert await _read(stack, topic, 2) == ["fault.proxy_created", "fault.proxy_deleted"]

@@ -140,15 +140,15 @@ async def test_match_clients_targets_one_client_address(
         toxic = await api.toxic(
             "p",
             type="latency",
-            attributes={"latency": 200},
+            attributes={"latency": 1000},  # far above a busy machine's own delays
             match={"clients": ["127.0.0.2/32"]},
         )
         assert toxic["match"] == {"clients": ["127.0.0.2/32"]}
         reader, writer = await asyncio.open_connection(host, port, local_addr=("127.0.0.1", 0))
-        assert await echo_rtt(reader, writer) < 0.1
+        assert await echo_rtt(reader, writer) < 0.5
         writer.close()
         reader, writer = await asyncio.open_connection(host, port, local_addr=("127.0.0.2", 0))
-        assert await echo_rtt(reader, writer) >= 0.19
+        assert await echo_rtt(reader, writer) >= 0.99
         writer.close()
 
 
@@ -156,15 +156,15 @@ async def test_match_contains_targets_by_first_bytes(server: ProxyServer, echo_p
     async with Api(server) as api:
         host, port = await api.proxy("p", echo_port)
         await api.toxic(
-            "p", type="latency", attributes={"latency": 200}, match={"contains": "tenant=b"}
+            "p", type="latency", attributes={"latency": 1000}, match={"contains": "tenant=b"}
         )
         reader, writer = await asyncio.open_connection(host, port)
-        assert await echo_rtt(reader, writer, b"GET / tenant=a\r\n") < 0.1
+        assert await echo_rtt(reader, writer, b"GET / tenant=a\r\n") < 0.5
         connections = (await api.client.get("/proxies/p/connections")).json()
         assert connections[0]["toxics"] == {"upstream": [], "downstream": []}
         writer.close()
         reader, writer = await asyncio.open_connection(host, port)
-        assert await echo_rtt(reader, writer, b"GET / tenant=b\r\n") >= 0.19
+        assert await echo_rtt(reader, writer, b"GET / tenant=b\r\n") >= 0.99
         connections = (await api.client.get("/proxies/p/connections")).json()
         hit = [c for c in connections if c["toxics"]["downstream"]]
         assert hit[0]["toxics"]["downstream"] == ["latency_downstream"]
@@ -210,6 +210,11 @@ async def test_connections_listing(server: ProxyServer, echo_port: int) -> None:
         writer.close()
 
 
+LATE_S = 1.0
+"""How late past its TTL a lease may be seen to expire on a busy machine (the reaper's
+scheduling and the polling requests); the precise figure is a speed target, not a test's."""
+
+
 async def _wait_until(predicate: object, timeout_s: float) -> float:
     started = time.perf_counter()
     while time.perf_counter() - started < timeout_s:
@@ -229,29 +234,35 @@ async def test_toxic_lease_expires_and_renew_extends(server: ProxyServer, sink: 
         async def gone() -> bool:
             return (await api.client.get("/proxies/p/toxics/f1")).status_code == 404
 
-        await _wait_until(gone, 2)
-        assert 0.29 <= time.perf_counter() - added <= 0.3 + 0.1
+        await _wait_until(gone, 30)
+        # Never before its TTL; after it, as soon as a busy machine lets the reaper run.
+        assert 0.29 <= time.perf_counter() - added <= 0.3 + LATE_S
         removed = [e for e in sink.events if isinstance(e, ToxicRemoved)]
         assert [(e.toxic_name, e.reason) for e in removed] == [("f1", "lease_expired")]
 
-        await api.toxic("p", type="latency", name="f2", ttl_ms=200)
+        # Renewals and the update come well within the TTL, the update's lifetime check well
+        # after it: a busy machine's delays cannot flip either.
+        ttl_s = 2.0
+        await api.toxic("p", type="latency", name="f2", ttl_ms=int(ttl_s * 1000))
         for _ in range(3):
-            await asyncio.sleep(0.1)
-            renewed = await api.client.post("/proxies/p/toxics/f2/renew", json={"ttl_ms": 200})
+            await asyncio.sleep(0.6 * ttl_s)
+            renewed = await api.client.post(
+                "/proxies/p/toxics/f2/renew", json={"ttl_ms": int(ttl_s * 1000)}
+            )
             assert renewed.status_code == 200
         assert (await api.client.get("/proxies/p/toxics/f2")).status_code == 200
-        # An update renews too.
-        await asyncio.sleep(0.1)
+        # An update renews too: alive 1.2 TTLs after the last renewal.
+        await asyncio.sleep(0.6 * ttl_s)
         await api.client.post("/proxies/p/toxics/f2", json={"attributes": {"latency": 5}})
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.6 * ttl_s)
         assert (await api.client.get("/proxies/p/toxics/f2")).status_code == 200
         renewed_at = time.perf_counter()
         await api.client.post("/proxies/p/toxics/f2/renew")
         await _wait_until(
             lambda: _status_is(api, "/proxies/p/toxics/f2", 404),
-            2,  # type: ignore[arg-type]
+            30,  # type: ignore[arg-type]
         )
-        assert time.perf_counter() - renewed_at <= 0.2 + 0.1
+        assert ttl_s - 0.01 <= time.perf_counter() - renewed_at <= ttl_s + LATE_S
         no_lease = await api.toxic("p", type="noop")
         assert "ttl_ms" not in no_lease
         refused = await api.client.post("/proxies/p/toxics/noop_downstream/renew")
@@ -277,20 +288,22 @@ async def test_disable_lease_reenables_on_expiry(
         async def enabled() -> bool:
             return bool((await api.client.get("/proxies/p")).json()["enabled"])
 
-        await _wait_until(enabled, 2)
-        assert 0.29 <= time.perf_counter() - disabled_at <= 0.3 + 0.1
+        await _wait_until(enabled, 30)
+        assert 0.29 <= time.perf_counter() - disabled_at <= 0.3 + LATE_S
         reader, writer = await asyncio.open_connection(host, port)
-        assert await echo_rtt(reader, writer) < 0.1
+        assert await echo_rtt(reader, writer) < 5  # answers again
         writer.close()
         kinds = [e.kind for e in sink.events]
         assert kinds[-2:] == ["fault.proxy_disabled", "fault.proxy_enabled"]
         disabled = [e for e in sink.events if isinstance(e, ProxyDisabled)]
         assert disabled[0].ttl_ms == 300
 
-        await api.client.post("/proxies/p", json={"enabled": False, "ttl_ms": 200})
-        await asyncio.sleep(0.15)
-        assert (await api.client.post("/proxies/p/renew", json={"ttl_ms": 300})).status_code == 200
-        await asyncio.sleep(0.15)
+        # Renewed well inside its 2 s TTL, checked well after it (room for a busy machine).
+        await api.client.post("/proxies/p", json={"enabled": False, "ttl_ms": 2000})
+        await asyncio.sleep(1.2)
+        renewed = await api.client.post("/proxies/p/renew", json={"ttl_ms": 3000})
+        assert renewed.status_code == 200
+        await asyncio.sleep(1.2)
         assert (await api.client.get("/proxies/p")).json()["enabled"] is False
         assert (await api.client.post("/proxies/p", json={"enabled": True})).status_code == 200
         refused = await api.client.post("/proxies/p/renew")

@@ -63,7 +63,7 @@ async def test_removal_flushes_held_data_without_loss(server: ProxyServer, echo_
         await asyncio.sleep(0.1)
         await api.delete_toxic("p", "latency_downstream")
         assert await read_exactly(reader, len(payload)) == payload
-        assert time.perf_counter() - started < 1.0
+        assert time.perf_counter() - started < 1.8  # not the 2 s latency
         writer.close()
 
 
@@ -78,7 +78,7 @@ async def test_bandwidth_paces_to_rate(server: ProxyServer, echo_port: int) -> N
         await writer.drain()
         assert await read_exactly(reader, len(payload)) == payload
         elapsed = time.perf_counter() - started
-        assert 0.45 <= elapsed < 0.9, elapsed  # 100 KB at 200 KB/s = 0.5 s
+        assert 0.45 <= elapsed < 1.5, elapsed  # 100 KB at 200 KB/s = 0.5 s
         writer.close()
 
 
@@ -87,11 +87,13 @@ async def test_slow_close_delays_the_close(server: ProxyServer, echo_port: int) 
         host, port = await api.proxy("p", echo_port)
         await api.toxic("p", type="slow_close", attributes={"delay": 250})
         reader, writer = await asyncio.open_connection(host, port)
-        assert await echo_rtt(reader, writer) < 0.05  # data is not delayed
+        assert await echo_rtt(reader, writer) < 0.2  # data is not delayed (by 250 ms)
         started = time.perf_counter()
         writer.write_eof()
         assert await asyncio.wait_for(reader.read(), 5) == b""
-        assert 0.24 <= time.perf_counter() - started < 0.6
+        assert (
+            0.24 <= time.perf_counter() - started < 1.6
+        )  # upper bounds leave a busy machine's scheduling room
         writer.close()
 
 
@@ -103,7 +105,9 @@ async def test_timeout_swallows_data_then_closes(server: ProxyServer, echo_port:
         started = time.perf_counter()
         writer.write(b"hello")
         assert await asyncio.wait_for(reader.read(), 5) == b""
-        assert 0.19 <= time.perf_counter() - started < 0.5
+        assert (
+            0.19 <= time.perf_counter() - started < 1.5
+        )  # upper bounds leave a busy machine's scheduling room
         writer.close()
 
 
@@ -154,7 +158,9 @@ async def test_reset_peer_sends_rst(server: ProxyServer, echo_port: int) -> None
         writer.write(b"hello")
         with pytest.raises(ConnectionResetError):
             await asyncio.wait_for(reader.read(100), 5)
-        assert 0.09 <= time.perf_counter() - started < 0.5
+        assert (
+            0.09 <= time.perf_counter() - started < 1.5
+        )  # upper bounds leave a busy machine's scheduling room
         writer.close()
 
 

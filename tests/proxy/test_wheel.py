@@ -98,7 +98,9 @@ def test_alarm_fires_once_not_before_its_time() -> None:
         at = time.monotonic() + 0.02
         alarm.arm(at + 1.0)
         alarm.arm(at)  # re-arming replaces the earlier time
-        await asyncio.sleep(0.1)
+        async with asyncio.timeout(5):  # however late a busy machine lets it fire
+            while not fired:
+                await asyncio.sleep(0.005)
         alarm.arm(time.monotonic() + 0.01)
         alarm.disarm()  # a disarmed alarm stays silent
         await asyncio.sleep(0.05)
@@ -106,7 +108,7 @@ def test_alarm_fires_once_not_before_its_time() -> None:
 
     fired, at = uvloop.run(scenario())
     assert len(fired) == 1, fired
-    assert at <= fired[0] < at + 0.05, fired[0] - at
+    assert at <= fired[0] < at + 0.9, fired[0] - at  # never early; not the replaced +1 s
 
 
 def test_a_finished_loop_frees_its_wheel_and_alarm_descriptor() -> None:

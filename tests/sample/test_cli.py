@@ -19,26 +19,28 @@ from tests.sample.conftest import login, receive, request, subscribe
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from tests.processes import Processes
+
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
 
 
 async def test_cli_serves_and_exports_spans_continuing_the_trace(
-    redis_url: str, http: aiohttp.ClientSession, tmp_path: Path
+    redis_url: str, http: aiohttp.ClientSession, tmp_path: Path, procs: Processes
 ) -> None:
     spans_file = tmp_path / "spans.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = await asyncio.create_subprocess_exec(
+    proc = await procs.exec(
         sys.executable, "-m", "examples.chat", "--redis-url", redis_url,
         "--spans-file", str(spans_file), "--bug", "isolation",
         stdout=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(60):
             info = json.loads(await proc.stdout.readline())
         assert set(info) == {"gateway_url", "ws_url", "message_addr", "tcp_echo_addr"}
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(60):
             while True:
                 async with http.get(f"{info['gateway_url']}/healthz") as r:
                     if r.status == 200:
@@ -82,14 +84,14 @@ async def test_cli_serves_and_exports_spans_continuing_the_trace(
     assert "POST /auth/login" in by_name
 
 
-async def test_cli_rejects_bad_options() -> None:
+async def test_cli_rejects_bad_options(procs: Processes) -> None:
     for args, fragment in [
         ([], b"--redis-url is required"),
         (["--redis-url", "redis://x", "--bug", "nope"], b"invalid choice"),
         (["--role", "gateway"], b"--message-addr is required"),
         (["--redis-url", "redis://x", "--token-ttl-s", "-1"], b"token_ttl_s"),
     ]:
-        proc = await asyncio.create_subprocess_exec(
+        proc = await procs.exec(
             sys.executable, "-m", "examples.chat", *args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
@@ -99,7 +101,7 @@ async def test_cli_rejects_bad_options() -> None:
 
 
 async def test_cli_exports_spans_over_otlp_when_the_endpoint_is_set(
-    redis_url: str, http: aiohttp.ClientSession
+    redis_url: str, http: aiohttp.ClientSession, procs: Processes
 ) -> None:
     received: list[bytes] = []
 
@@ -116,13 +118,13 @@ async def test_cli_exports_spans_over_otlp_when_the_endpoint_is_set(
     port = runner.addresses[0][1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
-    proc = await asyncio.create_subprocess_exec(
+    proc = await procs.exec(
         sys.executable, "-m", "examples.chat", "--redis-url", redis_url,
         stdout=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(60):
             info = json.loads(await proc.stdout.readline())
         await login(http, info["gateway_url"], "t")
     finally:

@@ -39,7 +39,7 @@ async def test_redis_faults_through_the_fault_proxy(
                 assert (await inject()).is_success
                 error = await receive(ws, timeout_s=5)
                 assert error["code"] == "upstream_unavailable"
-                closing = await ws.receive(timeout=3)
+                closing = await ws.receive(timeout=30)
                 assert closing.type is aiohttp.WSMsgType.CLOSE
                 assert closing.data == 1011
                 async with http.get(f"{chat.gateway_url}/healthz") as h:

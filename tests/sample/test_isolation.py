@@ -17,7 +17,7 @@ from tests.sample.conftest import connect, login, subscribe
 
 async def _wait_sessions(chat: ChatSystem, count: int) -> None:
     assert chat.gateway is not None
-    async with asyncio.timeout(3):
+    async with asyncio.timeout(30):
         while chat.gateway.session_count != count:
             await asyncio.sleep(0.01)
 

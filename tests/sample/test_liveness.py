@@ -25,4 +25,6 @@ async def test_own_loop_stall_is_not_silence_but_real_silence_is() -> None:
     started = time.monotonic()
     with pytest.raises(TimeoutError, match="peer silent"):
         await watch
-    assert 0.25 < time.monotonic() - started < 1.0
+    assert (
+        0.25 < time.monotonic() - started < 2.0
+    )  # upper bounds leave a busy machine's scheduling room

@@ -17,6 +17,7 @@ import orjson
 from tests.sample.conftest import login
 
 if TYPE_CHECKING:
+    from tests.processes import Processes
     from tests.sample.relay import Relay
 
 
@@ -45,17 +46,17 @@ async def _publisher(
 
 
 async def test_message_service_process_survives_redis_outages_under_load(
-    redis_relay: Relay, http: aiohttp.ClientSession
+    redis_relay: Relay, http: aiohttp.ClientSession, procs: Processes
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = await asyncio.create_subprocess_exec(
+    proc = await procs.exec(
         sys.executable, "-m", "examples.chat", "--redis-url", f"redis://{redis_relay.addr}/0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     stop = asyncio.Event()
     try:
         assert proc.stdout is not None
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(60):
             info = json.loads(await proc.stdout.readline())
         base = info["gateway_url"]
 
@@ -70,7 +71,7 @@ async def test_message_service_process_survives_redis_outages_under_load(
             except aiohttp.ClientError:
                 return False
 
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while not await healthy():
                 await asyncio.sleep(0.05)
         token = (await login(http, base, "t"))["access_token"]
@@ -84,7 +85,7 @@ async def test_message_service_process_survives_redis_outages_under_load(
                 redis_relay.restore()
                 await healthy()  # fails if the process is gone
             stop.set()
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while not await healthy():
                 await asyncio.sleep(0.05)
         assert proc.returncode is None

@@ -132,7 +132,7 @@ async def test_oversized_message_closes_with_1009(
         token = (await login(http, chat.gateway_url, "t"))["access_token"]
         ws = await connect(http, chat.ws_url, token)
         await ws.send_str(orjson.dumps({"op": "echo", "data": "x" * 5000}).decode())
-        msg = await ws.receive(timeout=3)
+        msg = await ws.receive(timeout=30)
         assert msg.type is aiohttp.WSMsgType.CLOSE
         assert msg.data == 1009
         # Other sessions are unaffected.
