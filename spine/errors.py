@@ -10,7 +10,7 @@ The tree::
     │   └── StackAlreadyRunningError  a detached stack is already running here
     └── EventLogError
         ├── DecodeError             a Kafka record is not a valid event envelope
-        ├── SpoolError              the publisher's disk spool cannot be written
+        ├── SpoolError              the publisher's local log cannot be written
         └── EventFileError          a JSONL event file cannot be read or has a bad line
 
 Foreign errors (OS, Kafka client) are mapped at the boundary: ``raise Mapped(msg) from exc``.
@@ -70,4 +70,4 @@ class DecodeError(EventLogError):
 
 
 class SpoolError(EventLogError):
-    """The publisher's disk spool cannot be written or read."""
+    """The publisher's local log cannot be written or read."""

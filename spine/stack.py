@@ -225,7 +225,10 @@ class EmbeddedStack:
         def argv(port: int) -> list[str]:
             url = f"tcp://{host}:{port}"
             listen = ["--listener-url", url, "--advertised-listener-url", url]
-            return [str(binary), "broker", *listen, "--storage-engine", "memory://tansu/"]
+            # A cluster id of its own: the memory storage forgets everything when the broker
+            # stops, and publishers tell the broker they wrote to from a new one by this id.
+            cluster = ["--cluster-id", f"aftershock-{os.urandom(6).hex()}"]
+            return [str(binary), "broker", *listen, *cluster, "--storage-engine", "memory://tansu/"]
 
         # Tansu lingers ~5 s on SIGTERM once clients have produced; SIGINT stops it at once.
         port = await self._spawn_listening("kafka", argv, self.settings.kafka_port, "SIGINT")
