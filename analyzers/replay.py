@@ -2,7 +2,8 @@
 
 Records of all partitions are merged by record timestamp and fed, each partition as its own
 source, to the same :class:`Analyzer` the live worker uses. ``export`` writes the events as
-JSONL (one event per line), sorted by time.
+JSONL (one event per line), sorted by time. Delivery is at least once: every reader here
+yields each ``event_id`` once (the first copy read).
 """
 
 from __future__ import annotations
@@ -57,11 +58,16 @@ class LogRead:
         ``(partition, None)`` once a partition has nothing more."""
         left = {p: len(recs) for p, recs in self.per_part.items() if recs}
         merged = heapq.merge(*self.per_part.values(), key=lambda x: (x[0], x[2].partition, x[1]))
+        seen: set[str] = set()  # at least once delivery: each event_id is yielded once
         for _, _, rec in merged:
             source = str(rec.partition)
             try:
                 decoded = codec.decode(rec.value, rec.headers)
-                events = [e for e in decoded.events if e.experiment_id == self.experiment_id]
+                events = []
+                for e in decoded.events:
+                    if e.experiment_id == self.experiment_id and e.event_id not in seen:
+                        seen.add(e.event_id)
+                        events.append(e)
             except DecodeError:
                 events = []  # the live worker skips it too
             yield source, events
@@ -118,8 +124,12 @@ def _rec(r: ConsumerRecord[bytes, bytes]) -> _Rec:
 def read_jsonl(path: Path) -> Iterator[list[Event]]:
     """Batches of events from an export file; a bad line raises :class:`InputError`."""
     out: list[Event] = []
+    seen: set[str] = set()
     try:
         for event in iter_jsonl(path):
+            if event.event_id in seen:
+                continue
+            seen.add(event.event_id)
             out.append(event)
             if len(out) >= CHUNK:
                 yield out

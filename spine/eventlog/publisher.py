@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
+import psutil
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -48,6 +49,7 @@ from spine.eventlog.codec import (
     partition_key,
 )
 from spine.eventlog.spool import RETAIN_BYTES, Journal
+from spine.stackstate import PublisherRecord
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -157,6 +159,7 @@ class Publisher:
             state_dir / "spool" / topic,
             retain_bytes=retain_bytes,
             fsync_interval_s=None if fsync_interval_ms is None else fsync_interval_ms / 1000,
+            owner=_owner(bootstrap, topic),
         )
         self._buffers: dict[str, list[bytes]] = {}
         self._buffered = 0
@@ -672,6 +675,14 @@ class Publisher:
 
 _CHECK_VALUE = encoded_envelope("", []).value
 _CHECK_HEADERS = encoded_envelope("", []).headers
+
+
+def _owner(bootstrap: str, topic: str) -> bytes:
+    me = psutil.Process()
+    rec = PublisherRecord(
+        pid=me.pid, create_time=me.create_time(), bootstrap=bootstrap, topic=topic
+    )
+    return rec.model_dump_json().encode()
 
 
 def _retrieve(fut: asyncio.Future[RecordMetadata]) -> None:

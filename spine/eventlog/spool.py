@@ -125,8 +125,11 @@ class Journal:
         segment_bytes: int = SEGMENT_BYTES,
         retain_bytes: int = RETAIN_BYTES,
         fsync_interval_s: float | None = 0.1,
+        owner: bytes | None = None,
     ) -> None:
         self.root = root
+        self.owner = owner
+        """Written to ``owner.json`` (who writes this log, for ``aftershock stack down``)."""
         self.segment_bytes = segment_bytes
         self.retain_bytes = retain_bytes
         self.fsync_interval_s = fsync_interval_s
@@ -164,6 +167,8 @@ class Journal:
             self._lock = _lock(hidden)
             if self._lock is None:
                 raise SpoolError(f"local log {hidden} is locked by another process")
+            if self.owner is not None:
+                (hidden / "owner.json").write_bytes(self.owner)
             hidden.rename(self.dir)
             self._adopt_orphans()
             self._write_state()

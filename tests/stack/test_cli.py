@@ -70,6 +70,73 @@ def test_detached_up_status_down(tmp_path: Path) -> None:
     assert "no stack recorded" in _run(tmp_path, "stack", "status")
 
 
+def _record_procs(tmp_path: Path) -> dict[str, stackstate.ProcessRecord]:
+    return {
+        p.name: p
+        for _, rec in stackstate.read_records(tmp_path / "state")
+        if rec
+        for p in rec.processes
+    }
+
+
+def _wait(predicate: object, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_up_detached_again_restarts_only_a_dead_broker_and_restart_broker(tmp_path: Path) -> None:
+    first = _run(tmp_path, "stack", "up", "-d")
+    procs = _record_procs(tmp_path)
+    try:
+        again = _run(tmp_path, "stack", "up", "-d")  # everything up: nothing to do
+        assert "already running" in again
+        assert _record_procs(tmp_path) == procs
+
+        os.kill(procs["kafka"].pid, signal.SIGKILL)
+        _wait(lambda: not _alive(procs["kafka"].pid))
+        out = _run(tmp_path, "stack", "up", "-d")  # Valkey still runs: only the broker starts
+        assert "restarted kafka" in out
+        now = _record_procs(tmp_path)
+        assert now["redis"] == procs["redis"]
+        assert now["kafka"].pid != procs["kafka"].pid
+        assert now["kafka"].port == procs["kafka"].port
+        kafka_line = [line for line in first.splitlines() if line.startswith("kafka")]
+        assert kafka_line[0] in out  # the same address as before
+
+        out = _run(tmp_path, "stack", "restart", "broker")
+        assert "restarted kafka" in out
+        after = _record_procs(tmp_path)
+        assert not _alive(now["kafka"].pid)
+        assert _alive(after["kafka"].pid)
+        assert after["redis"] == procs["redis"]
+        assert after["kafka"].argv != now["kafka"].argv  # a new cluster id
+        topics = subprocess.run(
+            [*CLI, "stack", "drop-topics"], env=_env(tmp_path), capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert topics.returncode == 0, topics.stderr  # the topics exist on the new broker
+    finally:
+        _run(tmp_path, "stack", "down")
+    assert _gone([p.pid for p in _record_procs(tmp_path).values()] + [procs["kafka"].pid])
+
+
+def test_restart_without_a_detached_stack_is_a_clear_error(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [*CLI, "stack", "restart", "broker"], env=_env(tmp_path), capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "no detached stack" in out.stderr
+    bad = subprocess.run(
+        [*CLI, "stack", "restart", "kafka"], env=_env(tmp_path), capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert "unknown service 'kafka'" in bad.stderr
+
+
 def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [*CLI, "stack", "up"], env=_env(tmp_path), stdout=subprocess.PIPE, text=True
