@@ -20,6 +20,7 @@ from analyzers.errors import InputError
 from spine.errors import DecodeError, EventFileError
 from spine.eventlog import codec
 from spine.eventlog.jsonl import iter_jsonl
+from spine.eventlog.runlog import EVENTS_DIR, iter_run_events
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -165,6 +166,23 @@ async def replay_kafka(
             a.ingest(batch, source)
     a.finish()
     return a.results()
+
+
+def export_run(run_dir: Path, experiment_id: str | None, path: Path) -> int:
+    """Write a run's local event log (``<run_dir>/events/``) as JSONL, in the order written,
+    each ``event_id`` once; only ``experiment_id``'s events when given."""
+    n = 0
+    try:
+        with path.open("wb") as fh:
+            for ev in iter_run_events(run_dir / EVENTS_DIR):
+                if experiment_id is None or ev.experiment_id == experiment_id:
+                    fh.write(ev.model_dump_json().encode() + b"\n")
+                    n += 1
+    except EventFileError as exc:
+        raise InputError(str(exc)) from exc
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from exc
+    return n
 
 
 async def export_kafka(bootstrap: str, topic: str, experiment_id: str, path: Path) -> int:

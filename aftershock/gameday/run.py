@@ -3,8 +3,9 @@
 Starts what the settings leave unconfigured (embedded broker and Redis, fault proxy, and for an
 experiment written for it the sample chat system), runs the generators and the injector's
 timeline side by side, analyses live in process, then drains the analysis, judges, writes the
-run directory and cleans up. Every event goes to Kafka, to ``events.jsonl`` in the run
-directory, to the live analysis and to the dashboard.
+run directory and cleans up. Every event is encoded once (by whoever makes it) and its bytes go
+to Kafka and to the run's local log (``events/``, zstd batches); the live analysis and the
+dashboard get it as a model.
 
 Exit status: 0 the verdict passed, 1 it failed (or a safeguard aborted the run), 2 error or
 interrupted. A first Ctrl-C aborts the experiment (faults reverted, partial report); a second
@@ -18,7 +19,7 @@ import contextlib
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -27,13 +28,13 @@ from rich.console import Console
 from aftershock.gameday.analysis import LiveAnalysis, analyzer_config
 from aftershock.gameday.dashboard import Dashboard
 from aftershock.gameday.live import LiveTap
+from aftershock.gameday.prune import prune_runs
 from aftershock.gameday.remote import publish_snapshot
 from aftershock.gameday.sample import SampleProcess, is_sample_experiment, plan_sample
 from aftershock.gameday.workers import AnalyzerWorkers, WorkerAnalysis
 from aftershock.report.errors import GamedayError, RunSetupError
 from aftershock.report.files import (
     ANALYSIS_FILE,
-    EVENTS_FILE,
     JOURNAL_FILE,
     SAMPLE_LOG,
     SAMPLE_SPANS,
@@ -48,8 +49,10 @@ from injector.controller import ToxiproxyController
 from injector.errors import InjectorError
 from injector.executor import Executor, experiment_id_of
 from injector.executor import RunOptions as InjectorOptions
-from injector.sinks import JsonlSink
-from spine.eventlog.publisher import Publisher
+from schemas.events import parse_event
+from spine.eventlog.codec import encode_event, partition_key
+from spine.eventlog.publisher import LossReport, Publisher
+from spine.eventlog.runlog import EVENTS_DIR, RunLogWriter
 from spine.stack import EmbeddedStack
 from spine.telemetry import configure_tracing
 
@@ -60,7 +63,7 @@ if TYPE_CHECKING:
     from aftershock.report.model import RunStatus
     from schemas.events import Event
     from schemas.experiment import Experiment
-    from spine.eventlog import EventSink
+    from spine.eventlog import EncodedEventSink, EventSink
     from spine.settings import Settings
 
 
@@ -100,14 +103,29 @@ class RunOutcome:
 
 
 class _Fanout:
-    """The run's event sink: forwards each event to every sink attached so far."""
+    """The run's event sink (an :class:`~spine.eventlog.EncodedEventSink`): the encoded bytes
+    of each event go to ``logs`` (Kafka, the run's local log) as they are; ``sinks`` (the
+    analysis, the observers) get the model, built once."""
 
     def __init__(self) -> None:
+        self.logs: list[EncodedEventSink] = []
         self.sinks: list[EventSink] = []
 
     def emit(self, event: Event) -> None:
+        if self.logs:
+            key, data = partition_key(event), encode_event(event)
+            for log in self.logs:
+                log.emit_encoded(key, data)
         for s in self.sinks:
             s.emit(event)
+
+    def emit_encoded(self, key: str, data: bytes) -> None:
+        for log in self.logs:
+            log.emit_encoded(key, data)
+        if self.sinks:
+            event = parse_event(data)
+            for s in self.sinks:
+                s.emit(event)
 
 
 class _Observers:
@@ -129,6 +147,7 @@ class Gameday:
         self.console = options.console
         self.experiment_id = experiment_id_of(experiment)
         self.executor: Executor | None = None
+        self.publisher: Publisher | None = None
         self.generators: list[Generator] = []
         self.interrupted: str | None = None
         self._hard_cancel: asyncio.Task[RunOutcome] | None = None
@@ -151,6 +170,18 @@ class Gameday:
         for g in self.generators:
             g.stop()
 
+    def _log_lost(self, report: LossReport) -> None:
+        """The broker lost events it had acknowledged (the publisher sends them again)."""
+        if report.unrepaired:
+            self.console.print(
+                f"[red]event log: {report.reason}; {report.unrepaired} events are lost for "
+                f"good, {report.resent} sent again[/red]"
+            )
+        else:
+            self.console.print(
+                f"[yellow]event log: {report.reason}; {report.resent} events sent again[/yellow]"
+            )
+
     def _sut_exited(self, status: int) -> None:
         self.sut_exit, self.sut_exit_at_s = status, time.monotonic() - self._t0
         self.console.print(
@@ -168,7 +199,8 @@ class Gameday:
                 loop.add_signal_handler(sig, self.interrupt, name)
         try:
             async with contextlib.AsyncExitStack() as stack:
-                return await self._run(stack)
+                outcome = await self._run(stack)
+            return self._with_log_losses(outcome)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -181,6 +213,11 @@ class Gameday:
             self.console.print("starting the embedded stack …")
             embedded = await stack.enter_async_context(EmbeddedStack(s))
             kafka, redis_url = embedded.kafka_bootstrap, embedded.redis_url
+        # Entered before every producer (the proxy, generators), so it closes after they
+        # stopped: it flushes and checks the broker before the broker stops.
+        self.publisher = await stack.enter_async_context(
+            Publisher(kafka, s.topic_events, state_dir=s.state_dir, on_loss=self._log_lost)
+        )
         api_url = s.toxiproxy_url
         if api_url is None:
             from injector.proxy import ProxyServer
@@ -254,6 +291,17 @@ class Gameday:
         run_id = executor.run_id
         run_dir = (self.opts.runs_dir or self.settings.state_dir / "runs") / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
+        pruned = prune_runs(
+            run_dir.parent,
+            keep=self.settings.runs_keep,
+            max_bytes=self.settings.runs_max_bytes,
+            current=run_dir,
+        )
+        if pruned.removed:
+            self.console.print(
+                f"deleted {len(pruned.removed)} old run directories "
+                f"({pruned.freed_bytes / 1e6:.0f} MB; AFTERSHOCK_RUNS_KEEP, _RUNS_MAX_BYTES)"
+            )
         executor.opts.journal_path = run_dir / JOURNAL_FILE
         atomic_write(run_dir / ANALYSIS_FILE, config.model_dump_json(indent=2) + "\n")
         self._link_latest(run_dir)
@@ -268,11 +316,10 @@ class Gameday:
             await stack.enter_async_context(
                 AnalyzerWorkers(self.opts.workers, f"aftershock-run-{run_id}", env, run_dir)
             )
-        events_file = JsonlSink(run_dir / EVENTS_FILE)
-        stack.callback(events_file.close)
-        publisher = await stack.enter_async_context(
-            Publisher(kafka, self.settings.topic_events, state_dir=self.settings.state_dir)
-        )
+        local_log = RunLogWriter(run_dir / EVENTS_DIR)
+        stack.callback(local_log.close)
+        assert self.publisher is not None
+        fanout.logs.extend([self.publisher, local_log])
         series = SeriesBuilder(self.opts.bucket_s)
         planned_s = max([ax.planned_duration_s, *(p.duration_s for p in ax.load)], default=0.0)
         tap = LiveTap(
@@ -283,7 +330,7 @@ class Gameday:
             now_s=time.monotonic,
         )
         tap_box.append(tap)
-        fanout.sinks.extend([events_file, publisher, analysis, _Observers(series, tap)])
+        fanout.sinks.extend([analysis, _Observers(series, tap)])
 
         provider, shutdown_tracing = configure_tracing(
             self.settings, "aftershock-run", run_dir=run_dir, set_global=self.opts.global_tracing
@@ -394,6 +441,17 @@ class Gameday:
             data = RunData.of(meta, results, series.build())
             write_reports(run_dir, data)
         return self._outcome(data, run_dir, time.monotonic() - t_wall)
+
+    def _with_log_losses(self, outcome: RunOutcome) -> RunOutcome:
+        """Events the broker lost for good (checked when the publisher closed) fail the run."""
+        lost = self.publisher.statistics().unrepaired if self.publisher is not None else 0
+        if not lost:
+            return outcome
+        reason = f"the event log lost {lost} events for good (the broker lost them)"
+        self.console.print(f"[red]{reason}[/red]")
+        return replace(
+            outcome, exit_code=max(outcome.exit_code, 1), reasons=[*outcome.reasons, reason]
+        )
 
     async def _publish_live(self, redis: Redis, tap: LiveTap) -> None:
         """The dashboard's snapshot, for ``aftershock dashboard`` in another terminal."""

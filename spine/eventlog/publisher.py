@@ -164,6 +164,7 @@ class Publisher:
         self._buffers: dict[str, list[bytes]] = {}
         self._buffered = 0
         self._oldest_buffered = 0.0
+        self._seal_timer: asyncio.TimerHandle | None = None
         # Envelopes to send, in sequence order: ``_ready`` holds [cursor, _ready_to) in memory,
         # the rest up to the log's ``next_seq`` is read back from the log when there is room.
         self._ready: deque[tuple[int, Envelope]] = deque()
@@ -203,12 +204,12 @@ class Publisher:
         await self.aclose()
 
     async def start(self) -> None:
-        """Open the local log and start delivering. Never fails because the broker is down."""
+        """Open the local log and start delivering (the delivery task connects). Never waits
+        for, nor fails because of, the broker."""
         self._cpu0 = time.process_time()
         self._journal.open()
         self._ready_to = self._journal.watermark + 1  # what crashed publishers left goes first
         self._checked_at = time.monotonic()
-        await self._connect()
         self._task = asyncio.create_task(self._run(), name=f"publisher:{self.topic}")
 
     async def aclose(self) -> None:
@@ -258,6 +259,11 @@ class Publisher:
         self._buffered += 1
         if self._buffered == 1:
             self._oldest_buffered = time.monotonic()
+            if self._seal_timer is None:
+                # On disk within the window even while the delivery task waits on the broker.
+                with contextlib.suppress(RuntimeError):
+                    loop = asyncio.get_running_loop()
+                    self._seal_timer = loop.call_later(self.durable_window_s, self._window_ended)
         if len(buf) >= self.batch_events:
             self._seal(key)
         elif self._buffered >= self.max_buffered_events:
@@ -333,6 +339,13 @@ class Publisher:
     def _seal_all(self) -> None:
         for key in list(self._buffers):
             self._seal(key)
+        if self._seal_timer is not None:
+            self._seal_timer.cancel()
+            self._seal_timer = None
+
+    def _window_ended(self) -> None:
+        self._seal_timer = None
+        self._seal_all()
 
     def _enqueue(self, env: Envelope) -> None:
         self._verified = False
@@ -383,10 +396,16 @@ class Publisher:
         try:
             async with asyncio.timeout(self.delivery_timeout_s):
                 await producer.start()
-        except (KafkaError, OSError, TimeoutError) as exc:
-            log.warning("broker %s unreachable (%r); keeping events on disk", self.bootstrap, exc)
+        except BaseException as exc:
             with contextlib.suppress(Exception):
-                await producer.stop()
+                async with asyncio.timeout(5):
+                    await producer.stop()
+            if not isinstance(exc, (KafkaError, OSError, TimeoutError)):
+                raise  # cancelled (closing)
+            level = logging.DEBUG if self._offline else logging.WARNING
+            log.log(level, "broker %s unreachable (%r); keeping events on disk", self.bootstrap,
+                    exc)  # fmt: skip
+            self._offline = True
             return False
         self._producer = producer
         self._topic_checked = False

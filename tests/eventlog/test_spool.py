@@ -277,3 +277,29 @@ async def test_a_restart_while_idle_is_found_by_flush_and_repaired(tmp_path: Pat
     finally:
         await broker.stop()
     assert not list((tmp_path / "spool" / topic).glob("*/*.seg"))  # clean close: gone
+
+
+async def test_events_are_on_disk_within_the_window_while_the_broker_hangs(
+    tmp_path: Path,
+) -> None:
+    # A "broker" that accepts connections and never answers: the delivery task waits on it.
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pub = Publisher(
+        f"127.0.0.1:{port}", "t", state_dir=tmp_path, delivery_timeout_s=30, durable_window_ms=50
+    )
+    try:
+        await pub.start()
+        await asyncio.sleep(0.2)  # the delivery task is now stuck connecting
+        pub.emit(_sends(1)[0])
+        t0 = asyncio.get_running_loop().time()
+        await _wait_for(lambda: pub.statistics().spooled == 1, timeout_s=10)
+        assert asyncio.get_running_loop().time() - t0 < 5
+        assert pub.statistics().buffered == 0
+    finally:
+        server.close()
+        await pub.aclose()
