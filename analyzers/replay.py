@@ -114,6 +114,10 @@ async def read_log(
                     remaining.discard(tp)
     finally:
         await consumer.stop()
+    for recs in per_part.values():
+        # Records sent again after a broker lost them keep their first timestamp: in time
+        # order they are back among the events of their time.
+        recs.sort(key=lambda r: (r[0], r[1]))
     return LogRead(experiment_id, per_part)
 
 

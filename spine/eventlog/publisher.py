@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
@@ -334,7 +334,7 @@ class Publisher:
         t0 = time.thread_time()
         env = encoded_envelope(key, items, self.compression)
         self._encode_s += time.thread_time() - t0
-        self._enqueue(env)
+        self._enqueue(replace(env, timestamp_ms=time.time_ns() // 1_000_000))
 
     def _seal_all(self) -> None:
         for key in list(self._buffers):
@@ -450,7 +450,11 @@ class Publisher:
             seq, env = self._ready[0]
             try:
                 fut = await self._producer.send(
-                    self.topic, value=env.value, key=env.key, headers=list(env.headers)
+                    self.topic,
+                    value=env.value,
+                    key=env.key,
+                    headers=list(env.headers),
+                    timestamp_ms=env.timestamp_ms,
                 )
             except (KafkaError, OSError) as exc:
                 self._delivery_failed(exc)
@@ -678,7 +682,11 @@ class Publisher:
             try:
                 async with asyncio.timeout(self.delivery_timeout_s):
                     md = await self._producer.send_and_wait(
-                        self.topic, value=env.value, key=env.key, headers=list(env.headers)
+                        self.topic,
+                        value=env.value,
+                        key=env.key,
+                        headers=list(env.headers),
+                        timestamp_ms=env.timestamp_ms,
                     )
             except (KafkaError, OSError, TimeoutError) as exc:
                 self._failures += 1

@@ -4,7 +4,7 @@ Each publisher owns one directory ``<root>/<pid>-<random>/`` (held with an exclu
 ``flock``), holding ``<first seq>.seg`` segment files of frames and ``acked.json``::
 
     frame  = b"ASJ1" | u32 body length | u32 crc32(body) | body
-    body   = u64 seq | u16 key length | key | u16 header count
+    body   = u64 seq | u64 timestamp ms (0: none) | u16 key length | key | u16 header count
              | (u16 name length | name | u32 value length | value) * count
              | u32 event count | value
 
@@ -57,7 +57,13 @@ STATE_FILE = "acked.json"
 
 def pack(seq: int, env: Envelope) -> bytes:
     """One frame: ``env`` under sequence number ``seq``."""
-    parts = [_U64.pack(seq), _U16.pack(len(env.key)), env.key, _U16.pack(len(env.headers))]
+    parts = [
+        _U64.pack(seq),
+        _U64.pack(env.timestamp_ms or 0),
+        _U16.pack(len(env.key)),
+        env.key,
+        _U16.pack(len(env.headers)),
+    ]
     for name, value in env.headers:
         raw = name.encode()
         parts += [_U16.pack(len(raw)), raw, _U32.pack(len(value)), value]
@@ -69,8 +75,9 @@ def pack(seq: int, env: Envelope) -> bytes:
 def unpack(body: bytes) -> tuple[int, Envelope]:
     view = memoryview(body)
     (seq,) = _U64.unpack_from(view, 0)
-    (klen,) = _U16.unpack_from(view, 8)
-    pos = 10
+    (ts_ms,) = _U64.unpack_from(view, 8)
+    (klen,) = _U16.unpack_from(view, 16)
+    pos = 18
     key = bytes(view[pos : pos + klen])
     pos += klen
     (nh,) = _U16.unpack_from(view, pos)
@@ -84,7 +91,7 @@ def unpack(body: bytes) -> tuple[int, Envelope]:
         headers.append((name, bytes(view[pos + 4 : pos + 4 + vlen])))
         pos += 4 + vlen
     (count,) = _U32.unpack_from(view, pos)
-    env = Envelope(key=key, value=bytes(view[pos + 4 :]), headers=tuple(headers), count=count)
+    env = Envelope(key, bytes(view[pos + 4 :]), tuple(headers), count, ts_ms or None)
     return seq, env
 
 
