@@ -609,8 +609,9 @@ class Publisher:
         if known is not None and cluster_id is not None and cluster_id != known:
             if parts is None and not await self._create_topic():
                 return False
-            self._lost(f"the broker is a new one (cluster id {cluster_id}, was {known})")
-            return False
+            if not self._repairing:  # (a loss found otherwise is being repaired already)
+                self._lost(f"the broker is a new one (cluster id {cluster_id}, was {known})")
+                return False
         if parts and (self._partitions is None or parts == self._partitions):
             self._partitions = parts
             self._topic_checked = True
