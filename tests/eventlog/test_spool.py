@@ -303,3 +303,44 @@ async def test_events_are_on_disk_within_the_window_while_the_broker_hangs(
     finally:
         server.close()
         await pub.aclose()
+
+
+async def test_what_the_log_no_longer_holds_is_reported_lost_never_silently(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(state_dir=tmp_path / "state", kafka_port=free_port("127.0.0.1"))
+    settings = settings.model_copy(update={"redis_url": "redis://unused"})
+    topic = settings.topic_events
+    reports = []
+    broker = EmbeddedStack(settings)
+    await broker.start()
+    try:
+        async with Publisher(
+            broker.kafka_bootstrap,
+            topic,
+            state_dir=tmp_path,
+            retry_backoff_s=0.1,
+            batch_events=50,
+            retain_bytes=1,  # keep no acknowledged batch beyond the current segment
+            on_loss=reports.append,
+        ) as pub:
+            pub._journal.segment_bytes = 2000  # small segments, so old ones are dropped
+            for e in _sends(1000):
+                pub.emit(e)
+                await asyncio.sleep(0)
+            await pub.flush(10)
+            await broker.stop()
+            broker = EmbeddedStack(settings)
+            await broker.start()
+            await pub.flush(20)
+            stats = pub.statistics()
+        assert stats.losses_detected == 1
+        assert stats.unrepaired > 0
+        assert stats.unrepaired + stats.resent == 1000  # each event either sent again or named
+        (report,) = reports
+        assert report.unrepaired == stats.unrepaired
+        assert "new one" in report.reason
+        async with EventReader(broker.kafka_bootstrap, topic, deadletter_topic=None) as r:
+            assert len(await r.read(idle_timeout_s=2)) == stats.resent
+    finally:
+        await broker.stop()
