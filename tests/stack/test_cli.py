@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -176,3 +177,35 @@ def test_demo_reads_back_everything_it_published(tmp_path: Path) -> None:
     assert "none lost, none duplicated" in out.stdout
     assert "session.send" in out.stdout
     assert _server_pids(tmp_path) == []
+
+
+def test_down_stops_the_producers_first_and_they_flush(tmp_path: Path) -> None:
+    out = _run(tmp_path, "stack", "up", "-d")
+    bootstrap = re.search(r"kafka\s+(\S+)", out)
+    assert bootstrap is not None
+    producer = subprocess.Popen(
+        [
+            sys.executable, "-m", "bench.producer", "--bootstrap", bootstrap.group(1),
+            "--state-dir", str(tmp_path / "state"), "--progress", str(tmp_path / "progress"),
+            "--prefix", "00000000000000aa", "--rate", "2000",
+        ],
+        env=_env(tmp_path), stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert producer.stdout is not None
+        assert producer.stdout.readline().strip() == "ready"
+        _wait(lambda: (tmp_path / "progress").exists() and (tmp_path / "progress").stat().st_size)
+        pids = _server_pids(tmp_path)
+        down = _run(tmp_path, "stack", "down")
+        assert f"stopped producer pid {producer.pid}" in down
+        out, _ = producer.communicate(timeout=60)
+        assert producer.returncode == 0
+        stats = json.loads(out.strip().splitlines()[-1])
+        # It flushed before the broker stopped: everything acknowledged, nothing left on disk.
+        assert stats["sent"] >= stats["emitted"] > 0
+        assert stats["in_spool"] == 0
+        assert _gone(pids)
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+            producer.communicate()
