@@ -112,3 +112,20 @@ def test_any_sequence_with_repeats_reads_back_first_copies_in_order(
     seg.write_bytes(data[: max(len(data) - cut, 0)])
     got = list(iter_run_events(d))
     assert got == list(first.values())[: len(got)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(1, 255)), max_size=4))
+def test_corrupt_bytes_yield_a_prefix_of_the_frames_never_an_error(
+    flips: list[tuple[int, int]],
+) -> None:
+    from spine.eventlog.spool import pack, read_frames
+
+    envs = [codec.encode_envelope(f"k{i}", _sends(3)) for i in range(6)]
+    data = bytearray(b"".join(pack(i + 1, env) for i, env in enumerate(envs)))
+    for pos, bit in flips:
+        data[pos % len(data)] ^= bit
+    frames, torn = read_frames(bytes(data))
+    assert [seq for seq, _ in frames] == list(range(1, len(frames) + 1))
+    assert [env for _, env in frames] == envs[: len(frames)]  # crc32 caught every change
+    assert torn == (len(frames) < len(envs))
