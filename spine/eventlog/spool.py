@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 _MAGIC = b"ASJ1"
+_LEGACY = b"ASP1"
 _FRAME = struct.Struct(">4sII")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -95,9 +96,14 @@ def unpack(body: bytes) -> tuple[int, Envelope]:
     return seq, env
 
 
-def read_frames(data: bytes, start: int = 0) -> tuple[list[tuple[int, Envelope]], bool]:
+def read_frames(
+    data: bytes, start: int = 0, *, legacy: bool = False
+) -> tuple[list[tuple[int, Envelope]], bool]:
     """The frames of a segment's bytes numbered ``start`` or later, and whether the bytes
-    ended in a torn (partly written) frame."""
+    ended in a torn (partly written) frame. With ``legacy``, the segment is one of the spool
+    of earlier versions (``ASP1`` frames, no sequence number nor timestamp): its frames are
+    numbered by their position, from 1."""
+    magic_wanted = _LEGACY if legacy else _MAGIC
     out: list[tuple[int, Envelope]] = []
     pos = 0
     while pos < len(data):
@@ -105,9 +111,11 @@ def read_frames(data: bytes, start: int = 0) -> tuple[list[tuple[int, Envelope]]
             return out, True
         magic, length, crc = _FRAME.unpack_from(data, pos)
         body = data[pos + _FRAME.size : pos + _FRAME.size + length]
-        if magic != _MAGIC or len(body) != length or zlib.crc32(body) != crc:
+        if magic != magic_wanted or len(body) != length or zlib.crc32(body) != crc:
             return out, True
-        if _U64.unpack_from(body)[0] >= start:
+        if legacy:
+            out.append((len(out) + 1, unpack(_U64.pack(0) * 2 + body)[1]))
+        elif _U64.unpack_from(body)[0] >= start:
             out.append(unpack(body))
         pos += _FRAME.size + length
     return out, False
@@ -176,6 +184,7 @@ class Journal:
                 raise SpoolError(f"local log {hidden} is locked by another process")
             if self.owner is not None:
                 (hidden / "owner.json").write_bytes(self.owner)
+            self._write_state(hidden)  # present from the start: marks the current format
             hidden.rename(self.dir)
             self._adopt_orphans()
             self._write_state()
@@ -207,13 +216,15 @@ class Journal:
             if lock is None:
                 continue  # its publisher is alive
             with lock:
+                # Directories of earlier versions have no state file: their frames are "ASP1".
+                legacy = not (other / STATE_FILE).exists()
                 watermark, offsets, cluster_id = _read_state(other)
                 if cluster_id is not None:
                     self.cluster_id = cluster_id
                 for p, off in offsets.items():
                     self.offsets[p] = max(self.offsets.get(p, -1), off)
                 for seg in sorted(other.glob("*.seg")):
-                    frames, torn = read_frames(seg.read_bytes())
+                    frames, torn = read_frames(seg.read_bytes(), legacy=legacy)
                     self.torn_frames += torn
                     for seq, env in frames:
                         (acked if seq <= watermark else unacked).append((seq, env))
@@ -342,12 +353,13 @@ class Journal:
             self.write_failures += 1
             raise SpoolError(f"cannot sync the local log in {self.dir}: {exc}") from exc
 
-    def _write_state(self) -> None:
-        tmp = self.dir / f".{STATE_FILE}"
+    def _write_state(self, directory: Path | None = None) -> None:
+        directory = directory or self.dir
+        tmp = directory / f".{STATE_FILE}"
         offsets = {str(p): o for p, o in self.offsets.items()}
         state = {"watermark": self.watermark, "offsets": offsets, "cluster_id": self.cluster_id}
         tmp.write_bytes(json.dumps(state).encode())
-        os.replace(tmp, self.dir / STATE_FILE)
+        os.replace(tmp, directory / STATE_FILE)
         self._state_dirty = False
 
     # --- reading ------------------------------------------------------------------------------

@@ -344,3 +344,28 @@ async def test_what_the_log_no_longer_holds_is_reported_lost_never_silently(
             assert len(await r.read(idle_timeout_s=2)) == stats.resent
     finally:
         await broker.stop()
+
+
+def test_a_spool_left_by_an_earlier_version_is_adopted_and_sent(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    # The earlier spool's frame: "ASP1" | length | crc | key, headers, count, value.
+    def legacy(env: codec.Envelope) -> bytes:
+        parts = [struct.pack(">H", len(env.key)), env.key, struct.pack(">H", len(env.headers))]
+        for name, value in env.headers:
+            parts += [struct.pack(">H", len(name)), name.encode()]
+            parts += [struct.pack(">I", len(value)), value]
+        body = b"".join([*parts, struct.pack(">I", env.count), env.value])
+        return struct.pack(">4sII", b"ASP1", len(body), zlib.crc32(body)) + body
+
+    old = tmp_path / "1234-abcd"
+    old.mkdir()
+    (old / "lock").touch()
+    (old / "000000000001000000000000.seg").write_bytes(b"".join(legacy(_env(i)) for i in range(3)))
+    journal = Journal(tmp_path)
+    journal.open()
+    assert journal.adopted_events == 3
+    assert journal.unacked_events == 3  # no acknowledgement state: all of it is sent
+    assert _keys(journal.read(journal.watermark + 1, 10**9)) == ["k0", "k1", "k2"]
+    journal.close(clean=False)
