@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _TOPIC_ALREADY_EXISTS = 36
-_CHECK_KEY = b"aftershock-check"
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,7 +572,7 @@ class Publisher:
         return await self._producer.send_and_wait(
             self.topic,
             value=_CHECK_VALUE,
-            key=_CHECK_KEY,
+            key=None,  # no experiment: consumers routing by key skip it
             partition=partition,
             headers=list(_CHECK_HEADERS),
         )
