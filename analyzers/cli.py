@@ -136,16 +136,28 @@ def replay(
             dir_okay=False,
         ),
     ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            help="Read a run directory's local event log instead of Kafka (pass the run's "
+            "analysis.json as --config to judge it as the run did).",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute every result of an experiment from the log and print them."""
-    from analyzers.replay import analyze_batches, read_jsonl, replay_kafka
+    from analyzers.replay import analyze_batches, read_jsonl, read_run, replay_kafka
 
     try:
         cfg = load_config(config)
         if from_file is not None:
             results = analyze_batches(experiment_id, read_jsonl(from_file), cfg)
+        elif run is not None:
+            results = analyze_batches(experiment_id, read_run(run, experiment_id), cfg)
         else:
             settings = Settings()
             kafka, _ = resolve(settings)

@@ -20,7 +20,7 @@ from analyzers.errors import InputError
 from spine.errors import DecodeError, EventFileError
 from spine.eventlog import codec
 from spine.eventlog.jsonl import iter_jsonl
-from spine.eventlog.runlog import EVENTS_DIR, iter_run_events
+from spine.eventlog.runlog import EVENTS_DIR, iter_run_events, read_run_batches
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -170,6 +170,18 @@ async def replay_kafka(
             a.ingest(batch, source)
     a.finish()
     return a.results()
+
+
+def read_run(run_dir: Path, experiment_id: str) -> Iterator[list[Event]]:
+    """Batches of the experiment's events from a run's local log (``<run_dir>/events/``), in
+    the order written, each ``event_id`` once; an unreadable log raises :class:`InputError`."""
+    try:
+        for batch in read_run_batches(run_dir / EVENTS_DIR):
+            mine = [ev for ev in batch if ev.experiment_id == experiment_id]
+            if mine:
+                yield mine
+    except EventFileError as exc:
+        raise InputError(str(exc)) from exc
 
 
 def export_run(run_dir: Path, experiment_id: str | None, path: Path) -> int:

@@ -129,3 +129,14 @@ def test_corrupt_bytes_yield_a_prefix_of_the_frames_never_an_error(
     assert [seq for seq, _ in frames] == list(range(1, len(frames) + 1))
     assert [env for _, env in frames] == envs[: len(frames)]  # crc32 caught every change
     assert torn == (len(frames) < len(envs))
+
+
+def test_reap_reads_a_runs_local_log(tmp_path: Path) -> None:
+    from injector.sinks import read_events
+
+    events = every_kind()
+    log = RunLogWriter(tmp_path / "events")
+    for e in events + events[:3]:  # a repeat is read once
+        log.emit(e)
+    log.close()
+    assert list(read_events(tmp_path / "events")) == events

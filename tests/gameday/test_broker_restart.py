@@ -64,6 +64,14 @@ async def test_a_run_whose_broker_restarted_replays_to_its_live_results(tmp_path
         replayed = [json.loads(line) for line in replay.stdout.splitlines() if line.strip()]
         assert replayed
         assert _comparable(replayed) == _comparable(live)
+        # and from the run's own local log
+        local = subprocess.run(
+            _cli("replay", "short-gameday", "--json", "--run", str(run_dir),
+                 "--config", str(run_dir / "analysis.json")),
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        from_run = [json.loads(line) for line in local.stdout.splitlines() if line.strip()]
+        assert _comparable(from_run) == _comparable(live)
     finally:
         if proc.poll() is None:
             proc.kill()
