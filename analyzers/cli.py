@@ -157,16 +157,28 @@ def replay(
             dir_okay=False,
         ),
     ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            help="Read a run directory's local event log instead of Kafka (pass the run's "
+            "analysis.json as --config to judge it as the run did).",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute every result of an experiment from the log and print them."""
-    from analyzers.replay import analyze_batches, read_jsonl, replay_kafka
+    from analyzers.replay import analyze_batches, read_jsonl, read_run, replay_kafka
 
     try:
         cfg = load_config(config) if config is not None else None
         if from_file is not None:
             results = analyze_batches(experiment_id, read_jsonl(from_file), cfg)
+        elif run is not None:
+            results = analyze_batches(experiment_id, read_run(run, experiment_id), cfg)
         else:
             settings = Settings()
             kafka, _ = resolve(settings)
@@ -180,15 +192,39 @@ def replay(
 
 @app.command()
 def export(
-    experiment_id: Annotated[str, typer.Argument(help="The experiment to export.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write.")],
+    experiment_id: Annotated[
+        str | None,
+        typer.Argument(help="The experiment to export (with --run: optional, a filter)."),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write.")] = Path(
+        "events.jsonl"
+    ),
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            help="Read a run directory's local event log instead of Kafka.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Write an experiment's events from Kafka to a JSONL file (one event per line)."""
-    from analyzers.replay import export_kafka
+    """Write events as JSON lines (one event per line, each event_id once): an experiment's
+    from Kafka, or a run's from its local log."""
+    from analyzers.replay import export_kafka, export_run
 
-    settings = Settings()
-    kafka, _ = resolve(settings)
-    n = asyncio.run(export_kafka(kafka, settings.topic_events, experiment_id, output))
+    try:
+        if run is not None:
+            n = export_run(run, experiment_id, output)
+        else:
+            if experiment_id is None:
+                typer.echo("error: name the experiment to export (or pass --run)", err=True)
+                raise typer.Exit(2)
+            settings = Settings()
+            kafka, _ = resolve(settings)
+            n = asyncio.run(export_kafka(kafka, settings.topic_events, experiment_id, output))
+    except AnalyzerError as exc:
+        _fail(exc)
     typer.echo(f"{n} events written to {output}", err=True)
 
 

@@ -2,7 +2,8 @@
 
 Records of all partitions are merged by record timestamp and fed, each partition as its own
 source, to the same :class:`Analyzer` the live worker uses. ``export`` writes the events as
-JSONL (one event per line), sorted by time.
+JSONL (one event per line), sorted by time. Delivery is at least once: every reader here
+yields each ``event_id`` once (the first copy read).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from analyzers.errors import InputError
 from spine.errors import DecodeError, EventFileError
 from spine.eventlog import codec
 from spine.eventlog.jsonl import iter_jsonl
+from spine.eventlog.runlog import EVENTS_DIR, iter_run_events, read_run_batches
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -57,11 +59,16 @@ class LogRead:
         ``(partition, None)`` once a partition has nothing more."""
         left = {p: len(recs) for p, recs in self.per_part.items() if recs}
         merged = heapq.merge(*self.per_part.values(), key=lambda x: (x[0], x[2].partition, x[1]))
+        seen: set[str] = set()  # at least once delivery: each event_id is yielded once
         for _, _, rec in merged:
             source = str(rec.partition)
             try:
                 decoded = codec.decode(rec.value, rec.headers)
-                events = [e for e in decoded.events if e.experiment_id == self.experiment_id]
+                events = []
+                for e in decoded.events:
+                    if e.experiment_id == self.experiment_id and e.event_id not in seen:
+                        seen.add(e.event_id)
+                        events.append(e)
             except DecodeError:
                 events = []  # the live worker skips it too
             yield source, events
@@ -107,6 +114,10 @@ async def read_log(
                     remaining.discard(tp)
     finally:
         await consumer.stop()
+    for recs in per_part.values():
+        # Records sent again after a broker lost them keep their first timestamp: in time
+        # order they are back among the events of their time.
+        recs.sort(key=lambda r: (r[0], r[1]))
     return LogRead(experiment_id, per_part)
 
 
@@ -118,8 +129,12 @@ def _rec(r: ConsumerRecord[bytes, bytes]) -> _Rec:
 def read_jsonl(path: Path) -> Iterator[list[Event]]:
     """Batches of events from an export file; a bad line raises :class:`InputError`."""
     out: list[Event] = []
+    seen: set[str] = set()
     try:
         for event in iter_jsonl(path):
+            if event.event_id in seen:
+                continue
+            seen.add(event.event_id)
             out.append(event)
             if len(out) >= CHUNK:
                 yield out
@@ -157,6 +172,35 @@ async def replay_kafka(
             a.ingest(batch, source)
     a.finish()
     return a.results()
+
+
+def read_run(run_dir: Path, experiment_id: str) -> Iterator[list[Event]]:
+    """Batches of the experiment's events from a run's local log (``<run_dir>/events/``), in
+    the order written, each ``event_id`` once; an unreadable log raises :class:`InputError`."""
+    try:
+        for batch in read_run_batches(run_dir / EVENTS_DIR):
+            mine = [ev for ev in batch if ev.experiment_id == experiment_id]
+            if mine:
+                yield mine
+    except EventFileError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def export_run(run_dir: Path, experiment_id: str | None, path: Path) -> int:
+    """Write a run's local event log (``<run_dir>/events/``) as JSONL, in the order written,
+    each ``event_id`` once; only ``experiment_id``'s events when given."""
+    n = 0
+    try:
+        with path.open("wb") as fh:
+            for ev in iter_run_events(run_dir / EVENTS_DIR):
+                if experiment_id is None or ev.experiment_id == experiment_id:
+                    fh.write(ev.model_dump_json().encode() + b"\n")
+                    n += 1
+    except EventFileError as exc:
+        raise InputError(str(exc)) from exc
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from exc
+    return n
 
 
 async def export_kafka(bootstrap: str, topic: str, experiment_id: str, path: Path) -> int:

@@ -91,6 +91,12 @@ async def _sink(
             finally:
                 with contextlib.suppress(TimeoutError):
                     await pub.flush(timeout_s=30)
+        lost = pub.statistics().unrepaired
+        if lost:  # the publisher logged it; the command must not succeed
+            raise GeneratorError(
+                f"the event log lost {lost} events for good: the broker lost events it had "
+                "acknowledged that the publisher's local log no longer held"
+            )
         return
     if mode == "jsonl":
         jsonl = JsonlSink(events_file)

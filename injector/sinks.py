@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from schemas.events import parse_event
+from spine.eventlog.runlog import iter_run_events
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,7 +50,11 @@ class TeeSink:
 
 
 def read_events(path: Path) -> Iterator[Event]:
-    """Events from a JSON-lines file; undecodable lines are skipped."""
+    """Events from a JSON-lines file, or from a run's event log (a directory of zstd batches,
+    :mod:`spine.eventlog.runlog`); undecodable lines are skipped."""
+    if path.is_dir():
+        yield from iter_run_events(path)
+        return
     with path.open(encoding="utf-8") as f:
         for line in f:
             if not line.strip():

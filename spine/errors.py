@@ -11,7 +11,7 @@ its own subtree in its ``errors.py``::
     │   └── StackAlreadyRunningError  a detached stack is already running here
     ├── EventLogError
     │   ├── DecodeError             a Kafka record is not a valid event envelope
-    │   ├── SpoolError              the publisher's disk spool cannot be written
+    │   ├── SpoolError              the publisher's local log cannot be written
     │   └── EventFileError          a JSONL event file cannot be read or has a bad line
     ├── GeneratorError              generators/errors.py
     ├── InjectorError               injector/errors.py
@@ -76,4 +76,4 @@ class DecodeError(EventLogError):
 
 
 class SpoolError(EventLogError):
-    """The publisher's disk spool cannot be written or read."""
+    """The publisher's local log cannot be written or read."""

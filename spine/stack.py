@@ -225,7 +225,10 @@ class EmbeddedStack:
         def argv(port: int) -> list[str]:
             url = f"tcp://{host}:{port}"
             listen = ["--listener-url", url, "--advertised-listener-url", url]
-            return [str(binary), "broker", *listen, "--storage-engine", "memory://tansu/"]
+            # A cluster id of its own: the memory storage forgets everything when the broker
+            # stops, and publishers tell the broker they wrote to from a new one by this id.
+            cluster = ["--cluster-id", f"aftershock-{os.urandom(6).hex()}"]
+            return [str(binary), "broker", *listen, *cluster, "--storage-engine", "memory://tansu/"]
 
         # Tansu lingers ~5 s on SIGTERM once clients have produced; SIGINT stops it at once.
         port = await self._spawn_listening("kafka", argv, self.settings.kafka_port, "SIGINT")
@@ -284,7 +287,9 @@ class EmbeddedStack:
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{name}-{os.getpid()}.log"
         try:
-            pid = stackstate.spawn(argv, log_path)
+            pid = stackstate.spawn(
+                argv, log_path, die_with_parent=None if self.detached else stop_signal
+            )
         except OSError as exc:
             raise ServiceStartError(f"cannot start {name} server {argv[0]}: {exc}") from exc
         created = stackstate.process_create_time(pid) or 0.0
@@ -316,6 +321,76 @@ class EmbeddedStack:
                 processes=list(self._processes),
             ),
         )
+
+
+# --- the detached stack ----------------------------------------------------------------------
+
+SERVICES = {"broker": "kafka", "valkey": "redis"}
+"""Service names users give (``stack restart broker``) and the names in the records."""
+
+
+def detached_record(state_dir: Path) -> tuple[Path, StackRecord] | None:
+    for path, rec in stackstate.read_records(state_dir):
+        if rec is not None and rec.detached:
+            return path, rec
+    return None
+
+
+async def restart_detached(
+    settings: Settings, names: Iterable[str] | None = None, *, only_dead: bool = False
+) -> list[str]:
+    """Restart processes of the detached stack on their ports (``names`` as in its record;
+    None: all of them; ``only_dead``: those not running). A restarted broker gets a new cluster
+    id and the topics are created again. Returns what was restarted."""
+    found = detached_record(settings.state_dir)
+    if found is None:
+        raise StackError("no detached stack is running here; start one with `stack up -d`")
+    _, rec = found
+    wanted = set(names) if names is not None else {p.name for p in rec.processes}
+    unknown = wanted - {p.name for p in rec.processes}
+    if unknown:
+        raise StackError(f"the detached stack has no {', '.join(sorted(unknown))} process")
+    done: list[str] = []
+    procs: list[ProcessRecord] = []
+    for proc in rec.processes:
+        alive = stackstate.is_alive(proc.pid, proc.create_time)
+        if proc.name not in wanted or (only_dead and alive):
+            procs.append(proc)
+            continue
+        if alive:
+            await stackstate.stop_process(proc)
+        procs.append(await _respawn(proc, settings.bind_host))
+        done.append(f"{proc.name} (pid {procs[-1].pid}, port {proc.port})")
+        rec = rec.model_copy(update={"processes": [*procs, *rec.processes[len(procs) :]]})
+        stackstate.write_record(settings.state_dir, rec)
+    if any(d.startswith("kafka ") for d in done) and rec.kafka_bootstrap is not None:
+        broker = settings.model_copy(update={"kafka_bootstrap": rec.kafka_bootstrap})
+        await EmbeddedStack(broker).create_topics()
+    return done
+
+
+async def _respawn(proc: ProcessRecord, host: str) -> ProcessRecord:
+    argv = list(proc.argv)
+    if "--cluster-id" in argv:  # a new broker: publishers tell it from the one before by this
+        argv[argv.index("--cluster-id") + 1] = f"aftershock-{os.urandom(6).hex()}"
+    if not port_is_free(host, proc.port):
+        raise PortInUseError(proc.name, host, proc.port)
+    try:
+        pid = stackstate.spawn(argv, Path(proc.log_path))
+    except OSError as exc:
+        raise ServiceStartError(f"cannot start {proc.name} server {argv[0]}: {exc}") from exc
+    status = await _wait_listening(pid, host, proc.port)
+    if status is not None:
+        raise ServiceStartError(
+            f"{proc.name} server exited with status {status} during start; log {proc.log_path}:\n"
+            + _tail(Path(proc.log_path))
+        )
+    if proc.name == "kafka":
+        await _wait_kafka(f"{host}:{proc.port}")
+    else:
+        await _wait_redis(f"redis://{host}:{proc.port}/0")
+    created = stackstate.process_create_time(pid) or 0.0
+    return proc.model_copy(update={"pid": pid, "create_time": created, "argv": argv})
 
 
 # --- health -----------------------------------------------------------------------------------

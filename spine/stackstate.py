@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -144,18 +146,35 @@ async def stop_process(proc: ProcessRecord, timeout_s: float = STOP_TIMEOUT_S) -
     return True
 
 
-def spawn(argv: list[str], log_path: Path) -> int:
+# Runs in the child before the server: asks the kernel to send it ``sig`` when its parent dies
+# (PR_SET_PDEATHSIG survives exec), gives up if the parent is already gone, then becomes the
+# server (same pid). ``-I -S``: no site packages, so it starts in a few milliseconds.
+_GUARD = (
+    "import ctypes,os,sys;"
+    "ctypes.CDLL(None).prctl(1,int(sys.argv[2]),0,0,0);"
+    "os.getppid()==int(sys.argv[1]) or os._exit(0);"
+    "os.execv(sys.argv[3],sys.argv[3:])"
+)
+
+
+def spawn(argv: list[str], log_path: Path, *, die_with_parent: str | None = None) -> int:
     """Start ``argv`` in a session of its own with output to ``log_path``; returns its pid.
 
     Its own session: Ctrl-C in the terminal reaches only us, and we stop the servers in order;
-    a detached stack also survives its terminal. No ``Popen`` object, so a stack left running
-    on purpose is not reported as a leaked child.
+    a detached stack also survives its terminal. ``die_with_parent`` names the signal the
+    server gets from the kernel when this process dies (Linux: ``PR_SET_PDEATHSIG``, set
+    before the server's ``exec``), so a server started for a command never outlives it, even
+    after ``kill -9``; None (a detached stack) leaves it running. No ``Popen`` object, so a
+    stack left running on purpose is not reported as a leaked child.
     """
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
+    if die_with_parent is not None and sys.platform == "linux":
+        sig = int(signal.Signals[die_with_parent])
+        argv = [sys.executable, "-I", "-S", "-c", _GUARD, str(os.getpid()), str(sig), *argv]
     return os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions, setsid=True)
 
 
@@ -194,3 +213,66 @@ async def clean_stale(state_dir: Path) -> list[str]:
         elif is_stale(record):
             stopped += await stop_record(state_dir, path, record)
     return stopped
+
+
+# --- publishers ---------------------------------------------------------------------------------
+
+OWNER_FILE = "owner.json"
+"""Written by each publisher into its local log directory (``<state_dir>/spool/<topic>/…``)."""
+
+
+class PublisherRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    pid: int
+    create_time: float
+    bootstrap: str
+    topic: str
+
+
+def live_publishers(state_dir: Path, bootstrap: str | None = None) -> list[PublisherRecord]:
+    """Publishers whose process is running and whose local log is open (its lock is held),
+    writing to ``bootstrap`` (any when None); never this process."""
+    found = []
+    for path in sorted((state_dir / "spool").glob(f"*/*/{OWNER_FILE}")):
+        try:
+            rec = PublisherRecord.model_validate_json(path.read_bytes())
+        except (OSError, ValidationError):
+            continue
+        if rec.pid == os.getpid() or (bootstrap is not None and rec.bootstrap != bootstrap):
+            continue
+        if is_alive(rec.pid, rec.create_time) and _locked(path.parent / "lock"):
+            found.append(rec)
+    return found
+
+
+def _locked(path: Path) -> bool:
+    try:
+        handle = path.open("ab")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+async def stop_publishers(
+    state_dir: Path, bootstrap: str | None, timeout_s: float = 30.0
+) -> list[str]:
+    """SIGTERM every live publisher's process on ``bootstrap`` and wait (up to ``timeout_s``)
+    until each has closed its local log (flushed) or exited; returns what was stopped."""
+    recs = live_publishers(state_dir, bootstrap)
+    for rec in recs:
+        _signal(rec.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    waiting = list(recs)
+    while waiting and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        live = {(r.pid, r.topic) for r in live_publishers(state_dir, bootstrap)}
+        waiting = [r for r in waiting if (r.pid, r.topic) in live]
+    return [f"producer pid {r.pid} ({r.topic})" + (" (still running)" if r in waiting else "")
+            for r in recs]  # fmt: skip

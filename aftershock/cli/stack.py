@@ -1,4 +1,4 @@
-"""``aftershock stack up|down|status|drop-topics``: the embedded broker and Valkey."""
+"""``aftershock stack up|down|restart|status|drop-topics``: the embedded broker and Valkey."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from spine import stackstate
 from spine.errors import StackError
 from spine.settings import Settings
-from spine.stack import EmbeddedStack
+from spine.stack import SERVICES, EmbeddedStack, detached_record, restart_detached
 
 app = typer.Typer(
     name="stack",
@@ -75,6 +75,19 @@ def up(
 
 
 async def _up(settings: Settings, detach: bool) -> None:
+    if detach and _detached_running(settings):
+        # Already up: start again only what is gone (e.g. a killed broker), keep the rest.
+        restarted = await restart_detached(settings, only_dead=True)
+        found = detached_record(settings.state_dir)
+        assert found is not None
+        rec = found[1]
+        for line in restarted:
+            typer.echo(f"restarted {line}")
+        if not restarted:
+            typer.echo("a detached stack is already running")
+        typer.echo(f"kafka  {rec.kafka_bootstrap}")
+        typer.echo(f"redis  {rec.redis_url}")
+        return
     stack = EmbeddedStack(settings, detached=detach)
     await stack.start()
     for line in stack.cleaned_stale:
@@ -99,26 +112,83 @@ async def _up(settings: Settings, detach: bool) -> None:
         typer.echo("stopped")
 
 
+def _detached_running(settings: Settings) -> bool:
+    found = detached_record(settings.state_dir)
+    return found is not None and not stackstate.is_stale(found[1])
+
+
 @app.command()
-def down(state_dir: StateDir = None) -> None:
-    """Stop the detached stack and any processes left behind by crashed runs."""
+def down(
+    keep_producers: Annotated[
+        bool,
+        typer.Option(
+            "--keep-producers",
+            help="Leave running the commands publishing to this stack (they keep their events "
+            "on disk and send them to the next broker) instead of stopping them first.",
+        ),
+    ] = False,
+    producer_timeout_s: Annotated[
+        float, typer.Option(help="How long producers may take to flush and stop.", min=0)
+    ] = 30.0,
+    state_dir: StateDir = None,
+) -> None:
+    """Stop the detached stack and any processes left behind by crashed runs.
+
+    The commands publishing to the stack (found by their local logs in the state directory)
+    are stopped first (SIGTERM: they flush and exit), so the broker does not stop under them.
+    """
     settings = _settings(state_dir)
-    stopped = asyncio.run(_down(settings.state_dir))
+    stopped = asyncio.run(_down(settings.state_dir, keep_producers, producer_timeout_s))
     for line in stopped:
         typer.echo(f"stopped {line}")
     if not stopped:
         typer.echo("nothing to stop")
 
 
-async def _down(state_dir: Path) -> list[str]:
+async def _down(state_dir: Path, keep_producers: bool, producer_timeout_s: float) -> list[str]:
     stopped: list[str] = []
     for path, record in stackstate.read_records(state_dir):
         if record is None or record.detached or stackstate.is_stale(record):
             if record is None:
                 stackstate.remove(path)
                 continue
+            if not keep_producers and record.kafka_bootstrap is not None:
+                stopped += await stackstate.stop_publishers(
+                    state_dir, record.kafka_bootstrap, producer_timeout_s
+                )
             stopped += await stackstate.stop_record(state_dir, path, record)
     return stopped
+
+
+@app.command()
+def restart(
+    services: Annotated[
+        list[str] | None,
+        typer.Argument(help="What to restart: broker, valkey (default: both).", show_default=False),
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Restart parts of the detached stack on the same ports (a new broker gets its topics).
+
+    The embedded broker keeps records in memory: publishers notice the new broker and send
+    again what their local logs hold.
+    """
+    settings = _settings(state_dir)
+    names = []
+    for service in services or list(SERVICES):
+        if service not in SERVICES:
+            typer.echo(
+                f"error: unknown service {service!r}; choose from {', '.join(SERVICES)}", err=True
+            )
+            raise typer.Exit(2)
+        names.append(SERVICES[service])
+    try:
+        restarted = asyncio.run(restart_detached(settings, names))
+    except StackError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for line in restarted:
+        typer.echo(f"restarted {line}")
 
 
 @app.command()

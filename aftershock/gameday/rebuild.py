@@ -1,7 +1,7 @@
 """Recompute a run's report data from its event log, the way ``aftershock replay`` does.
 
 Every result record, the time series and the verdict included, comes from the analyzers'
-pure core fed with ``events.jsonl`` under the analyzer configuration the run was judged with
+pure core fed with the run's local log under the analyzer configuration the run was judged with
 (``analysis.json``); the run verdict is settled with how the run ended (``run.json``).
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from aftershock.report.errors import RunDirError
-from aftershock.report.files import ANALYSIS_FILE, EVENTS_FILE, iter_events, read_meta
+from aftershock.report.files import ANALYSIS_FILE, iter_events, read_meta
 from aftershock.report.model import RunData
 from analyzers.core import Analyzer, AnalyzerConfig
 
@@ -33,15 +33,12 @@ def read_analysis_config(run_dir: Path) -> AnalyzerConfig:
 def rebuild(run_dir: Path, *, bucket_s: float | None = None) -> RunData:
     """``bucket_s``: the time series' bucket width, when not the one the run was judged with."""
     meta = read_meta(run_dir)
-    events_path = run_dir / EVENTS_FILE
-    if not events_path.exists():
-        raise RunDirError(f"{run_dir} has no {EVENTS_FILE}")
     config = read_analysis_config(run_dir)
     if bucket_s is not None:
         config = config.model_copy(update={"series_bucket_s": bucket_s})
     analyzer = Analyzer(meta.experiment_id, config)
     batch = []
-    for ev in iter_events(events_path):
+    for ev in iter_events(run_dir):
         if ev.experiment_id != meta.experiment_id or ev.kind.startswith("result."):
             continue
         batch.append(ev)

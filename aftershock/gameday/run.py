@@ -3,8 +3,9 @@
 Starts what the settings leave unconfigured (embedded broker and Redis, fault proxy, and for an
 experiment written for it the sample chat system), runs the generators and the injector's
 timeline side by side, analyses live in process, then drains the analysis, judges, writes the
-run directory and cleans up. Every event goes to Kafka, to ``events.jsonl`` in the run
-directory, to the live analysis and to the dashboard.
+run directory and cleans up. Every event is encoded once (by whoever makes it) and its bytes go
+to Kafka and to the run's local log (``events/``, zstd batches); the live analysis and the
+dashboard get it as a model.
 
 Exit status: 0 the verdict passed, 1 it failed (or a safeguard aborted the run), 2 error or
 interrupted. A first Ctrl-C aborts the experiment (faults reverted, partial report) and gives
@@ -19,7 +20,7 @@ import contextlib
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from redis.asyncio import Redis
@@ -27,6 +28,7 @@ from redis.asyncio import Redis
 from aftershock.gameday.analysis import LiveAnalysis, analyzer_config
 from aftershock.gameday.dashboard import Dashboard, unwrapped_console
 from aftershock.gameday.live import LiveTap
+from aftershock.gameday.prune import prune_runs
 from aftershock.gameday.remote import publish_snapshot
 from aftershock.gameday.sample import SampleProcess, is_sample_experiment, plan_sample
 from aftershock.gameday.stopping import ExitWatchdog, cancel_and_wait
@@ -34,7 +36,6 @@ from aftershock.gameday.workers import AnalyzerWorkers, WorkerAnalysis
 from aftershock.report.errors import GamedayError, RunSetupError
 from aftershock.report.files import (
     ANALYSIS_FILE,
-    EVENTS_FILE,
     JOURNAL_FILE,
     SAMPLE_LOG,
     SAMPLE_SPANS,
@@ -48,12 +49,13 @@ from injector.controller import ToxiproxyController
 from injector.errors import InjectorError
 from injector.executor import Executor, experiment_id_of
 from injector.executor import RunOptions as InjectorOptions
-from injector.sinks import JsonlSink
-from schemas.events import ExperimentAnalysis
+from schemas.events import ExperimentAnalysis, parse_event
 from schemas.results import TimeSeries
 from spine import clock
 from spine.activefaults import ActiveFaults, follow
-from spine.eventlog.publisher import Publisher
+from spine.eventlog.codec import encode_event, partition_key
+from spine.eventlog.publisher import LossReport, Publisher
+from spine.eventlog.runlog import EVENTS_DIR, RunLogWriter
 from spine.stack import EmbeddedStack
 from spine.store import clear_results
 from spine.telemetry import configure_tracing, otlp_endpoint
@@ -69,7 +71,7 @@ if TYPE_CHECKING:
     from schemas.events import Event
     from schemas.experiment import Experiment
     from schemas.results import ResultEvent
-    from spine.eventlog import EventSink
+    from spine.eventlog import EncodedEventSink, EventSink
     from spine.settings import Settings
 
 
@@ -128,14 +130,29 @@ class RunOutcome:
 
 
 class _Fanout:
-    """The run's event sink: forwards each event to every sink attached so far."""
+    """The run's event sink (an :class:`~spine.eventlog.EncodedEventSink`): the encoded bytes
+    of each event go to ``logs`` (Kafka, the run's local log) as they are; ``sinks`` (the
+    analysis, the observers) get the model, built once."""
 
     def __init__(self) -> None:
+        self.logs: list[EncodedEventSink] = []
         self.sinks: list[EventSink] = []
 
     def emit(self, event: Event) -> None:
+        if self.logs:
+            key, data = partition_key(event), encode_event(event)
+            for log in self.logs:
+                log.emit_encoded(key, data)
         for s in self.sinks:
             s.emit(event)
+
+    def emit_encoded(self, key: str, data: bytes) -> None:
+        for log in self.logs:
+            log.emit_encoded(key, data)
+        if self.sinks:
+            event = parse_event(data)
+            for s in self.sinks:
+                s.emit(event)
 
 
 class Gameday:
@@ -146,6 +163,7 @@ class Gameday:
         self.console = options.console
         self.experiment_id = experiment_id_of(experiment)
         self.executor: Executor | None = None
+        self.publisher: Publisher | None = None
         self.generators: list[Generator] = []
         self.interrupted: str | None = None
         self.forced: str | None = None
@@ -160,7 +178,6 @@ class Gameday:
         self._watchdog = options.watchdog or ExitWatchdog()
         self._sut: SampleProcess | None = None
         self._workers: AnalyzerWorkers | None = None
-        self._publisher: Publisher | None = None
         self._outcome: RunOutcome | None = None
 
     # -- signals -----------------------------------------------------------------------------
@@ -222,8 +239,8 @@ class Gameday:
             self._sut.kill()
         if self._workers is not None:
             self._workers.kill()
-        if self._publisher is not None:
-            self._publisher.flush_timeout_s = min(self._publisher.flush_timeout_s, FORCED_FLUSH_S)
+        if self.publisher is not None:
+            self.publisher.flush_timeout_s = min(self.publisher.flush_timeout_s, FORCED_FLUSH_S)
 
     def _set_up(self) -> None:
         """Between set-up steps: an interrupt so far ends the run before its experiment (a
@@ -240,6 +257,18 @@ class Gameday:
         finally:
             await cancel_and_wait([forced, task] if not task.done() else [forced])
         return None if task.cancelled() else task.result()
+
+    def _log_lost(self, report: LossReport) -> None:
+        """The broker lost events it had acknowledged (the publisher sends them again)."""
+        if report.unrepaired:
+            self.console.print(
+                f"[red]event log: {report.reason}; {report.unrepaired} events are lost for "
+                f"good, {report.resent} sent again[/red]"
+            )
+        else:
+            self.console.print(
+                f"[yellow]event log: {report.reason}; {report.resent} events sent again[/yellow]"
+            )
 
     def _sut_exited(self, status: int) -> None:
         self.sut_exit, self.sut_exit_at_s = status, time.monotonic() - self._t0
@@ -258,7 +287,8 @@ class Gameday:
                 loop.add_signal_handler(sig, self.interrupt, name)
         try:
             async with contextlib.AsyncExitStack() as stack:
-                return await self._run(stack)
+                outcome = await self._run(stack)
+            return self._with_log_losses(outcome)
         except asyncio.CancelledError:
             # Our own cancellation (force() while setting up or experimenting): the run ends
             # with what it has, like any interrupted run.
@@ -267,7 +297,7 @@ class Gameday:
             while self._task.uncancel() > 0:
                 pass
             if self._outcome is not None:
-                return self._outcome
+                return self._with_log_losses(self._outcome)
             raise RunSetupError(f"{self.interrupted} before the experiment started") from None
         finally:
             if self._deadline is not None:
@@ -285,6 +315,19 @@ class Gameday:
             self.console.print("starting the embedded stack …")
             embedded = await stack.enter_async_context(EmbeddedStack(s))
             kafka, redis_url = embedded.kafka_bootstrap, embedded.redis_url
+        # Entered before every producer (the proxy, generators), so it closes after they
+        # stopped: it flushes and checks the broker before the broker stops.
+        self.publisher = await stack.enter_async_context(
+            Publisher(
+                kafka,
+                s.topic_events,
+                state_dir=s.state_dir,
+                durable_window_ms=s.eventlog_durable_window_ms,
+                fsync_interval_ms=s.eventlog_fsync_interval_ms,
+                retain_bytes=s.eventlog_retain_bytes,
+                on_loss=self._log_lost,
+            )
+        )
         api_url = s.toxiproxy_url
         if api_url is None:
             from injector.proxy import ProxyServer
@@ -362,6 +405,17 @@ class Gameday:
         run_id = executor.run_id
         run_dir = (self.opts.runs_dir or self.settings.state_dir / "runs") / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
+        pruned = prune_runs(
+            run_dir.parent,
+            keep=self.settings.runs_keep,
+            max_bytes=self.settings.runs_max_bytes,
+            current=run_dir,
+        )
+        if pruned.removed:
+            self.console.print(
+                f"deleted {len(pruned.removed)} old run directories "
+                f"({pruned.freed_bytes / 1e6:.0f} MB; AFTERSHOCK_RUNS_KEEP, _RUNS_MAX_BYTES)"
+            )
         executor.opts.journal_path = run_dir / JOURNAL_FILE
         atomic_write(run_dir / ANALYSIS_FILE, config.model_dump_json(indent=2) + "\n")
         self._link_latest(run_dir)
@@ -385,11 +439,10 @@ class Gameday:
                 )
             )
             self._set_up()
-        events_file = JsonlSink(run_dir / EVENTS_FILE)
-        stack.callback(events_file.close)
-        publisher = self._publisher = await stack.enter_async_context(
-            Publisher(kafka, self.settings.topic_events, state_dir=self.settings.state_dir)
-        )
+        local_log = RunLogWriter(run_dir / EVENTS_DIR)
+        stack.callback(local_log.close)
+        assert self.publisher is not None
+        fanout.logs.extend([self.publisher, local_log])
         planned_s = max([ax.planned_duration_s, *(p.duration_s for p in ax.load)], default=0.0)
         tap = LiveTap(
             title=self.exp.title,
@@ -399,7 +452,7 @@ class Gameday:
             now_s=time.monotonic,
         )
         tap_box.append(tap)
-        fanout.sinks.extend([events_file, publisher, analysis])
+        fanout.sinks.append(analysis)
         # The run's analysis configuration goes first into its log: replay needs no flags.
         ts_ns, mono_ns = clock.stamp()
         fanout.emit(
@@ -544,6 +597,17 @@ class Gameday:
             dashboard.show_final(tap.snapshot())
         assert self._outcome is not None
         return self._outcome
+
+    def _with_log_losses(self, outcome: RunOutcome) -> RunOutcome:
+        """Events the broker lost for good (checked when the publisher closed) fail the run."""
+        lost = self.publisher.statistics().unrepaired if self.publisher is not None else 0
+        if not lost:
+            return outcome
+        reason = f"the event log lost {lost} events for good (the broker lost them)"
+        self.console.print(f"[red]{reason}[/red]")
+        return replace(
+            outcome, exit_code=max(outcome.exit_code, 1), reasons=[*outcome.reasons, reason]
+        )
 
     async def _publish_live(self, redis: Redis, tap: LiveTap) -> None:
         """The dashboard's snapshot, for ``aftershock dashboard`` in another terminal."""

@@ -1,8 +1,8 @@
 """Session traces of a run, read back from its span file, shown with the faults around them.
 
 Spans come from ``spans.jsonl`` (one OpenTelemetry SDK span as JSON per line, as
-:mod:`spine.telemetry` writes them); fault windows and session events come from the run's
-``events.jsonl``. A session is one trace whose root span is named ``session``.
+:mod:`spine.telemetry` writes them); fault windows and session events come from
+the run's event log. A session is one trace whose root span is named ``session``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import orjson
 from pydantic import ValidationError
 
 from aftershock.report.errors import RunDirError
-from aftershock.report.files import EVENTS_FILE, SAMPLE_SPANS, SPANS_FILE
+from aftershock.report.files import EVENTS_FILE, SAMPLE_SPANS, SPANS_FILE, has_events
 from analyzers.core.faults import FaultChange, FaultWindows
 from analyzers.core.series import series_windows
 from schemas.events import (
@@ -24,6 +24,8 @@ from schemas.events import (
     SessionError,
     parse_event,
 )
+from spine.errors import EventFileError
+from spine.eventlog.runlog import EVENTS_DIR, iter_raw, run_log_exists
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -160,15 +162,22 @@ def _is_error(raw: dict[str, object]) -> bool:
     return kind == "session.error" or (kind == "session.disconnect" and raw.get("by") == "error")
 
 
-def scan_events(path: Path) -> tuple[list[Event], dict[str, int]]:
-    """One quick pass over a run's log: its fault events (validated) and error events per
-    trace id (counted from the raw JSON, so a long log is not validated in full)."""
-    faults: list[Event] = []
-    errors: dict[str, int] = {}
+def _raw_events(run_dir: Path) -> Iterator[tuple[str, dict[str, object]]]:
+    """The run log's events as plain JSON objects with where each is (for error messages),
+    each ``event_id`` once."""
+    if run_log_exists(run_dir / EVENTS_DIR):
+        try:
+            for raw in iter_raw(run_dir / EVENTS_DIR):
+                yield f"{run_dir / EVENTS_DIR}", raw
+        except EventFileError as exc:
+            raise RunDirError(str(exc)) from exc
+        return
+    path = run_dir / EVENTS_FILE
     try:
         fh = path.open("rb")
     except OSError as exc:
         raise RunDirError(f"cannot read {path}: {exc.strerror}") from exc
+    seen: set[object] = set()
     with fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -177,25 +186,38 @@ def scan_events(path: Path) -> tuple[list[Event], dict[str, int]]:
                 raw = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
                 raise RunDirError(f"{path}:{lineno}: not JSON: {exc}") from exc
-            kind = raw.get("kind", "")
-            if isinstance(kind, str) and kind.startswith("fault."):
-                try:
-                    faults.append(parse_event(raw))
-                except ValidationError as exc:
-                    raise RunDirError(f"{path}:{lineno}: {exc.errors()[0]['msg']}") from exc
-            elif _is_error(raw) and isinstance(raw.get("trace_id"), str):
-                tid = raw["trace_id"]
-                errors[tid] = errors.get(tid, 0) + 1
+            if not isinstance(raw, dict):
+                raise RunDirError(f"{path}:{lineno}: not an event object")
+            eid = raw.get("event_id")
+            if eid in seen:
+                continue
+            seen.add(eid)
+            yield f"{path}:{lineno}", raw
+
+
+def scan_events(run_dir: Path) -> tuple[list[Event], dict[str, int]]:
+    """One quick pass over a run's log: its fault events (validated) and error events per
+    trace id (counted from the raw JSON, so a long log is not validated in full)."""
+    faults: list[Event] = []
+    errors: dict[str, int] = {}
+    for where, raw in _raw_events(run_dir):
+        kind = raw.get("kind", "")
+        if isinstance(kind, str) and kind.startswith("fault."):
+            try:
+                faults.append(parse_event(raw))
+            except ValidationError as exc:
+                raise RunDirError(f"{where}: {exc.errors()[0]['msg']}") from exc
+        elif _is_error(raw) and isinstance(raw.get("trace_id"), str):
+            tid = str(raw["trace_id"])
+            errors[tid] = errors.get(tid, 0) + 1
     return faults, errors
 
 
-def events_of(path: Path, trace_ids: set[str]) -> Iterator[Event]:
-    """The events of the given traces, validated; the rest of the log is skipped unparsed."""
-    needles = [f'"trace_id":"{t}"'.encode() for t in trace_ids]
-    with path.open("rb") as fh:
-        for line in fh:
-            if any(n in line for n in needles):
-                yield parse_event(line)
+def events_of(run_dir: Path, trace_ids: set[str]) -> Iterator[Event]:
+    """The events of the given traces, validated; the rest of the log is not validated."""
+    for _, raw in _raw_events(run_dir):
+        if raw.get("trace_id") in trace_ids:
+            yield parse_event(raw)
 
 
 def select(
@@ -348,11 +370,11 @@ def load_run(
         raise RunDirError(
             f"{run_dir} has no {SPANS_FILE}: tracing was off (AFTERSHOCK_OTEL_EXPORTER=none)"
         )
-    events_path = run_dir / EVENTS_FILE
     faults: list[Event] = []
     errors: dict[str, int] = {}
-    if events_path.exists():
-        faults, errors = scan_events(events_path)
+    logged = has_events(run_dir)
+    if logged:
+        faults, errors = scan_events(run_dir)
     folded = FaultWindows()
     for ev in sorted(faults, key=lambda e: e.ts_ns):
         if isinstance(ev, FaultChange):
@@ -365,6 +387,6 @@ def load_run(
     traces = assemble(spans, errors)
     matched = select(traces, failed=failed, tenant=tenant, session=session)
     chosen = matched if limit is None else matched[:limit]
-    if chosen and events_path.exists():
-        attach_events(chosen, events_of(events_path, {t.root.trace_id for t in chosen}))
+    if chosen and logged:
+        attach_events(chosen, events_of(run_dir, {t.root.trace_id for t in chosen}))
     return chosen, windows, len(matched), len(traces)

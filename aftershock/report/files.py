@@ -1,10 +1,11 @@
 """A run directory's files: what is read from it and what the report writes into it.
 
-``runs/<run_id>/`` holds ``events.jsonl`` (the run's event log), ``spans.jsonl`` (session
-traces; ``spans-sut.jsonl`` and ``sut.log`` when the run started the sample system),
-``journal.json`` (the injector's journal), ``run.json`` (identity and outcome), and
-the renderings written by :func:`write_reports`: ``results.json``, ``report.html``,
-``summary.md`` and ``junit.xml``.
+``runs/<run_id>/`` holds ``events/`` (the run's event log: zstd batches in segment files,
+see :mod:`spine.eventlog.runlog`; runs of earlier versions have ``events.jsonl``),
+``spans.jsonl`` (session traces; ``spans-sut.jsonl`` and ``sut.log`` when the run started
+the sample system), ``journal.json`` (the injector's journal), ``run.json`` (identity and
+outcome), and the renderings written by :func:`write_reports`: ``results.json``,
+``report.html``, ``summary.md`` and ``junit.xml``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aftershock.report.model import RunData, RunMeta
 from aftershock.report.text import render_junit, render_markdown
 from spine.errors import EventFileError
 from spine.eventlog.jsonl import iter_jsonl
+from spine.eventlog.runlog import EVENTS_DIR, iter_run_events, run_log_exists
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from schemas.events import Event
 
 EVENTS_FILE = "events.jsonl"
+"""The event log of runs written before the compressed local log (still read)."""
 SPANS_FILE = "spans.jsonl"
 SAMPLE_SPANS = "spans-sut.jsonl"
 """Spans of the system under test when the run started it (the sample chat system)."""
@@ -49,10 +52,24 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def iter_events(path: Path) -> Iterator[Event]:
-    """Events of a run's JSONL log; a bad line raises :class:`RunDirError` naming file and line."""
+def has_events(run_dir: Path) -> bool:
+    return run_log_exists(run_dir / EVENTS_DIR) or (run_dir / EVENTS_FILE).exists()
+
+
+def iter_events(run_dir: Path) -> Iterator[Event]:
+    """The events of a run's log in the order written, each ``event_id`` once; an unreadable
+    log raises :class:`RunDirError` naming the file (and line or batch)."""
     try:
-        yield from iter_jsonl(path)
+        if run_log_exists(run_dir / EVENTS_DIR):
+            yield from iter_run_events(run_dir / EVENTS_DIR)
+        elif (run_dir / EVENTS_FILE).exists():
+            seen: set[str] = set()
+            for ev in iter_jsonl(run_dir / EVENTS_FILE):
+                if ev.event_id not in seen:
+                    seen.add(ev.event_id)
+                    yield ev
+        else:
+            raise RunDirError(f"{run_dir} has no event log ({EVENTS_DIR}/ or {EVENTS_FILE})")
     except EventFileError as exc:
         raise RunDirError(str(exc)) from exc
 

@@ -52,6 +52,9 @@ class Envelope:
     value: bytes
     headers: Headers
     count: int
+    timestamp_ms: int | None = None
+    """The record's timestamp (when the publisher sealed it; a re-send keeps it), or None for
+    the producer's clock at send."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,9 @@ async def test_every_kind_round_trips_through_kafka(
         await pub.flush(10)
         stats = pub.statistics()
     assert stats.emitted == stats.sent == len(events)
-    assert stats.spooled == 0
+    assert stats.spooled == len(events)  # every event went to the local log first
+    assert stats.in_spool == 0
+    assert stats.losses_detected == 0
     assert stats.batches_sent >= 1
     got = await _read_all(stack, topics.events, len(events))
     assert sorted(got, key=lambda e: e.event_id) == sorted(events, key=lambda e: e.event_id)
@@ -169,3 +171,32 @@ async def test_reader_in_a_consumer_group(
         stack, topics.events, 50, group_id=f"g-{topics.events}", session_timeout_ms=6000
     )
     assert got == events
+
+
+async def test_check_records_carry_no_events_and_no_key(
+    stack: EmbeddedStack, topics: Topics, tmp_path: Path
+) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from analyzers.forward import experiment_of_key
+
+    async with Publisher(stack.kafka_bootstrap, topics.events, state_dir=tmp_path) as pub:
+        for e in every_kind():
+            pub.emit(e)
+        await pub.flush(10)  # checks the broker: one check record per partition written to
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topics.events, p) for p in range(3)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records = [r for rs in (await consumer.getmany(timeout_ms=3000)).values() for r in rs]
+    finally:
+        await consumer.stop()
+    checks = [r for r in records if dict(r.headers)[codec.HEADER_COUNT] == b"0"]
+    assert checks
+    for r in checks:
+        assert r.key is None
+        assert experiment_of_key(r.key) is None  # the analyzer workers route nothing
+        assert r.value is not None
+        assert codec.decode_batch(r.value, dict(r.headers)) == []

@@ -71,12 +71,21 @@ def test_isolation_bug_fails_the_run_naming_the_slo(
         "summary.md",
         "junit.xml",
         "journal.json",
-        "events.jsonl",
         "spans.jsonl",
         "run.json",
         "analysis.json",
     ):
         assert (run_dir / name).stat().st_size > 0, name
+    assert list((run_dir / "events").glob("*.seg"))  # the local log: zstd batches
+    assert not (run_dir / "events.jsonl").exists()
+    export = subprocess.run(
+        _cli("export", "--run", str(run_dir), "-o", str(tmp_path / "events.jsonl")),
+        env=_env(stack, tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    ids = [json.loads(line)["event_id"] for line in lines]
+    assert len(ids) == len(set(ids)) > 1000
     journal = json.loads((run_dir / "journal.json").read_text())
     assert {f["fault_id"]: f["state"] for f in journal["aftershock"]["faults"]} == {
         "redis-outage": "reverted",
