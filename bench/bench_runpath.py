@@ -50,10 +50,10 @@ async def _measure(path: str, n_events: int, n_sessions: int, workdir: Path) -> 
     from aftershock.report.series import SeriesBuilder
     from analyzers.core.config import AnalyzerConfig
     from generators.recorder import Recorder
-    from injector.sinks import JsonlSink
     from schemas.events import Protocol
     from spine.eventlog.publisher import Publisher
     from spine.eventlog.runlog import RunLogWriter
+    from spine.eventlog.sink import JsonlSink
     from spine.settings import Settings
     from spine.stack import EmbeddedStack
 

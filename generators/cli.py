@@ -25,10 +25,11 @@ from generators.distributed import Coordination, Plan, Signal, wall_to_monotonic
 from generators.errors import GeneratorError
 from generators.profile_file import RunFile, load_run_file
 from generators.runner import Generator, GeneratorOptions, default_generator_id
-from generators.sinks import CountingSink, JsonlSink
+from generators.sinks import CountingSink
 from generators.stability import search_stability
 from schemas.base import new_run_id
 from spine.activefaults import ActiveFaults, follow
+from spine.eventlog.sink import JsonlSink
 from spine.settings import Settings
 from spine.telemetry import configure_tracing
 
@@ -99,7 +100,7 @@ async def _sink(
             )
         return
     if mode == "jsonl":
-        jsonl = JsonlSink(events_file)
+        jsonl = JsonlSink(events_file, batch=2000)
         try:
             yield jsonl, lambda: f"events: {jsonl.emitted} in {jsonl.path}"
         finally:

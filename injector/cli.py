@@ -22,8 +22,8 @@ from injector.reap import (
     leftovers_from_kafka,
     reap,
 )
-from injector.sinks import JsonlSink, TeeSink
 from injector.validate import check_file
+from spine.eventlog.sink import Fanout, JsonlSink
 from spine.settings import Settings
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ async def _run(
             Publisher(kafka_bootstrap, settings.topic_events, state_dir=settings.state_dir)
         )
         sinks.append(publisher)
-    sink: EventSink = TeeSink(*sinks)
+    sink: EventSink = Fanout(*sinks)
     redis = None
     if redis_url:
         import redis.asyncio as aioredis

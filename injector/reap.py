@@ -14,10 +14,11 @@ from pydantic import ValidationError
 
 from injector.errors import ControllerError, JournalError, ProxyNotFound, ToxicNotFound
 from injector.journal import LIVE_STATES, read_journal
-from injector.sinks import read_events
+from spine.eventlog.jsonl import iter_jsonl
+from spine.eventlog.runlog import iter_run_events
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
     from injector.controller import Controller
@@ -111,3 +112,12 @@ async def reap(controller: Controller, leftovers: list[Leftover]) -> list[ReapRe
         except ControllerError as exc:
             results.append(ReapResult(lo, "failed", str(exc)))
     return results
+
+
+def read_events(path: Path) -> Iterator[Event]:
+    """Events from a JSON-lines file (``--events``; a line a crash tore is passed over), or
+    from a run's event log (a directory of zstd batches, :mod:`spine.eventlog.runlog`)."""
+    if path.is_dir():
+        yield from iter_run_events(path)
+    else:
+        yield from iter_jsonl(path, skip_invalid=True)

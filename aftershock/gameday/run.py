@@ -49,13 +49,13 @@ from injector.controller import ToxiproxyController
 from injector.errors import InjectorError
 from injector.executor import Executor, experiment_id_of
 from injector.executor import RunOptions as InjectorOptions
-from schemas.events import ExperimentAnalysis, parse_event
+from schemas.events import ExperimentAnalysis
 from schemas.results import TimeSeries
 from spine import clock
 from spine.activefaults import ActiveFaults, follow
-from spine.eventlog.codec import encode_event, partition_key
 from spine.eventlog.publisher import LossReport, Publisher
 from spine.eventlog.runlog import EVENTS_DIR, RunLogWriter
+from spine.eventlog.sink import Fanout
 from spine.stack import EmbeddedStack
 from spine.store import clear_results
 from spine.telemetry import configure_tracing, otlp_endpoint
@@ -68,10 +68,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from aftershock.report.model import RunStatus
-    from schemas.events import Event
     from schemas.experiment import Experiment
     from schemas.results import ResultEvent
-    from spine.eventlog import EncodedEventSink, EventSink
     from spine.settings import Settings
 
 
@@ -127,32 +125,6 @@ class RunOutcome:
     wall_s: float
     verdict: str = "NO VERDICT"
     """PASS, FAIL, INTERRUPTED or NO VERDICT, as every output of the run says it."""
-
-
-class _Fanout:
-    """The run's event sink (an :class:`~spine.eventlog.EncodedEventSink`): the encoded bytes
-    of each event go to ``logs`` (Kafka, the run's local log) as they are; ``sinks`` (the
-    analysis, the observers) get the model, built once."""
-
-    def __init__(self) -> None:
-        self.logs: list[EncodedEventSink] = []
-        self.sinks: list[EventSink] = []
-
-    def emit(self, event: Event) -> None:
-        if self.logs:
-            key, data = partition_key(event), encode_event(event)
-            for log in self.logs:
-                log.emit_encoded(key, data)
-        for s in self.sinks:
-            s.emit(event)
-
-    def emit_encoded(self, key: str, data: bytes) -> None:
-        for log in self.logs:
-            log.emit_encoded(key, data)
-        if self.sinks:
-            event = parse_event(data)
-            for s in self.sinks:
-                s.emit(event)
 
 
 class Gameday:
@@ -308,7 +280,7 @@ class Gameday:
             if self.opts.watchdog is None:
                 self._watchdog.disarm()
 
-    async def _services(self, stack: AsyncExitStack, fanout: _Fanout) -> tuple[str, str, str]:
+    async def _services(self, stack: AsyncExitStack, fanout: Fanout) -> tuple[str, str, str]:
         s = self.settings
         kafka, redis_url = s.kafka_bootstrap, s.redis_url
         if kafka is None or redis_url is None:
@@ -357,7 +329,7 @@ class Gameday:
 
     async def _run(self, stack: AsyncExitStack) -> RunOutcome:
         t_wall = self._t0 = time.monotonic()
-        fanout = _Fanout()
+        fanout = Fanout()
         kafka, redis_url, api_url = await self._services(stack, fanout)
         self._set_up()
         sample = self.opts.sample

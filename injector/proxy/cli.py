@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from schemas.events import Event
     from spine.eventlog import EventSink
 
 from injector.proxy.errors import ApiError
 from injector.proxy.server import ProxyServer
 from spine.eventlog.publisher import Publisher
+from spine.eventlog.sink import Fanout, JsonlSink
 from spine.settings import Settings
 
 TOKEN_ENV = "AFTERSHOCK_PROXY_TOKEN"
@@ -26,35 +26,10 @@ TOKEN_ENV = "AFTERSHOCK_PROXY_TOKEN"
 app = typer.Typer(help="The Toxiproxy-compatible fault proxy.", no_args_is_help=True)
 
 
-class JsonLinesSink:
-    """Appends each event as one JSON line to a file (``--events``)."""
-
-    def __init__(self, path: Path) -> None:
-        self._file = path.open("a", encoding="utf-8")
-
-    def emit(self, event: Event) -> None:
-        self._file.write(event.model_dump_json() + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-class TeeSink:
-    """Emits each event to every sink given."""
-
-    def __init__(self, sinks: list[EventSink]) -> None:
-        self.sinks = sinks
-
-    def emit(self, event: Event) -> None:
-        for sink in self.sinks:
-            sink.emit(event)
-
-
 def _combine(sinks: list[EventSink]) -> EventSink | None:
     if not sinks:
         return None
-    return sinks[0] if len(sinks) == 1 else TeeSink(sinks)
+    return sinks[0] if len(sinks) == 1 else Fanout(*sinks)
 
 
 def _run(coro_factory: object) -> None:
@@ -139,7 +114,7 @@ def serve(
         except OSError as exc:
             typer.echo(f"error: cannot read --config {config}: {exc.strerror}", err=True)
             raise typer.Exit(2) from None
-    jsonl = JsonLinesSink(events) if events is not None else None
+    jsonl = JsonlSink(events) if events is not None else None
 
     async def main() -> None:
         stop = asyncio.Event()

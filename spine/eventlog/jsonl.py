@@ -16,10 +16,12 @@ if TYPE_CHECKING:
     from schemas.events import Event
 
 
-def iter_jsonl(path: Path) -> Iterator[Event]:
+def iter_jsonl(path: Path, *, skip_invalid: bool = False) -> Iterator[Event]:
     """The events of a JSONL file in file order; blank lines are skipped.
 
-    Raises :class:`EventFileError` naming the file, the line and the field that is wrong.
+    Raises :class:`EventFileError` naming the file, the line and the field that is wrong, or,
+    with ``skip_invalid``, passes such a line over (a log whose writer crashed mid-line, read
+    to clean up after it).
     """
     try:
         fh = path.open("rb")
@@ -32,6 +34,8 @@ def iter_jsonl(path: Path) -> Iterator[Event]:
             try:
                 yield parse_event(line)
             except ValidationError as exc:
+                if skip_invalid:
+                    continue
                 first = exc.errors(include_url=False)[0]
                 where = ".".join(str(p) for p in first["loc"]) or "<root>"
                 raise EventFileError(f"{path}:{lineno}: {where}: {first['msg']}") from exc

@@ -132,7 +132,7 @@ def test_corrupt_bytes_yield_a_prefix_of_the_frames_never_an_error(
 
 
 def test_reap_reads_a_runs_local_log(tmp_path: Path) -> None:
-    from injector.sinks import read_events
+    from injector.reap import read_events
 
     events = every_kind()
     log = RunLogWriter(tmp_path / "events")

@@ -314,7 +314,7 @@ async def test_hypothesis_deviates_during_outage_and_rollbacks_run(
     ran += [("after", r) for r in ss.after.probes]
     events = [e for e in sink.events if isinstance(e, HypothesisProbeRan)]
     assert [(e.when, e.probe, e.tolerance_met, e.duration_s) for e in events] == [
-        (when, r.activity.name, bool(r.tolerance_met), r.duration) for when, r in ran
+        (when, r.name, bool(r.tolerance_met), r.duration) for when, r in ran
     ]
     assert all(e.detail for e in events if not e.tolerance_met)
     assert ss.after is not None
