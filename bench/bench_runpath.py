@@ -2,11 +2,11 @@
 
 What ``aftershock run`` does with each session event in its own process: the recorder encodes
 it, the run's fan-out hands it to the Kafka publisher (embedded broker), to the run's local log,
-to the live analysis (folded every 0.25 s of events, as the run does) and to the report's and
-dashboard's observers. ``before`` is the fan-out as it was (each event parsed into a model by
-the recorder, written to ``events.jsonl`` one line at a time with a flush, encoded again by the
-publisher); ``after`` is :class:`aftershock.gameday.run._Fanout` (bytes to the publisher and the
-local log, one model for the analysis and the observers). Each path runs in a fresh process;
+and to the live analysis (folded every 0.25 s of events, as the run does; the dashboard and the
+report render its results). ``before`` is the fan-out as it was (each event parsed into a model
+by the recorder, written to ``events.jsonl`` one line at a time with a flush, encoded again by
+the publisher); ``after`` is :class:`spine.eventlog.sink.Fanout` (bytes to the publisher and the
+local log, one model for the analysis). Each path runs in a fresh process;
 the figure is process CPU time (``time.process_time``) over the events, flush and close
 included. ``--events N`` (default 300 000), ``--sessions N`` (default 200).
 """
@@ -45,25 +45,18 @@ class _BeforeFanout:
 
 async def _measure(path: str, n_events: int, n_sessions: int, workdir: Path) -> dict[str, float]:
     from aftershock.gameday.analysis import LiveAnalysis
-    from aftershock.gameday.live import LiveTap
-    from aftershock.gameday.run import _Fanout, _Observers
-    from aftershock.report.series import SeriesBuilder
     from analyzers.core.config import AnalyzerConfig
     from generators.recorder import Recorder
     from schemas.events import Protocol
     from spine.eventlog.publisher import Publisher
     from spine.eventlog.runlog import RunLogWriter
-    from spine.eventlog.sink import JsonlSink
+    from spine.eventlog.sink import Fanout, JsonlSink
     from spine.settings import Settings
     from spine.stack import EmbeddedStack
 
     settings = Settings(state_dir=workdir / "state")
     async with EmbeddedStack(settings) as stack:
         analysis = LiveAnalysis(EXPERIMENT, AnalyzerConfig())
-        tap = LiveTap(
-            title="bench", experiment_id=EXPERIMENT, run_id="r", planned_s=60, now_s=time.monotonic
-        )
-        observers = _Observers(SeriesBuilder(1.0), tap)
         pub = Publisher(stack.kafka_bootstrap, settings.topic_events, state_dir=settings.state_dir)
         await pub.start()
         run_dir = workdir / "run"
@@ -72,14 +65,11 @@ async def _measure(path: str, n_events: int, n_sessions: int, workdir: Path) -> 
         if path == "before":
             jsonl = JsonlSink(run_dir / "events.jsonl")
             closers.append(jsonl.close)
-            fanout = _BeforeFanout([jsonl, pub, analysis, observers])
+            fanout = _BeforeFanout([jsonl, pub, analysis])
         else:
             local = RunLogWriter(run_dir / "events")
             closers.append(local.close)
-            fan = _Fanout()
-            fan.logs.extend([pub, local])
-            fan.sinks.extend([analysis, observers])
-            fanout = fan
+            fanout = Fanout(pub, local, analysis)
         rec = Recorder(
             fanout,
             experiment_id=EXPERIMENT,
