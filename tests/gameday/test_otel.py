@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from tests.gameday.otlp_receiver import OtlpReceiver, attrs
 
 if TYPE_CHECKING:
     from spine.stack import EmbeddedStack
+    from tests.processes import Processes
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -59,7 +59,7 @@ def _ns_hex(b: bytes) -> str:
 
 
 def test_spans_by_the_conventions_with_faults_and_failures(
-    stack: EmbeddedStack, tmp_path: Path
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
 ) -> None:
     runs = tmp_path / "runs"
     with OtlpReceiver() as receiver:
@@ -74,13 +74,13 @@ def test_spans_by_the_conventions_with_faults_and_failures(
         }
         env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
         env.pop("OTEL_TRACES_EXPORTER", None)
-        proc = subprocess.run(
+        proc = procs.run(
             [
                 sys.executable, "-m", "aftershock.cli.main",
                 "run", str(_short_experiment(tmp_path)), "--runs-dir", str(runs),
                 "--trace-every", "1", "--json",
             ],
-            env=env, capture_output=True, text=True, timeout=150,
+            env=env, text=True, timeout=150,
         )  # fmt: skip
         assert proc.returncode in (0, 1), proc.stderr[-3000:]
         spans = receiver.spans()
@@ -213,16 +213,16 @@ def test_spans_by_the_conventions_with_faults_and_failures(
     assert {s["context"]["span_id"][2:] for s in file_spans if s["name"] == "session"} == {
         _ns_hex(s.span_id) for s in sessions
     }
-    out = subprocess.run(
+    out = procs.run(
         [sys.executable, "-m", "aftershock.cli.main", "traces", str(run_dir), "--failed"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "FAILED" in out.stdout.splitlines()[0]
     assert "faults: redis-outage" in out.stdout
-    nonexist = subprocess.run(
+    nonexist = procs.run(
         [sys.executable, "-m", "aftershock.cli.main", "traces", "nonexist"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env, text=True, timeout=60,
     )  # fmt: skip
     assert nonexist.returncode == 2
     assert "no such run: nonexist" in nonexist.stderr
