@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from spine.eventlog.runlog import EVENTS_DIR, iter_raw
 from tests.gameday.otlp_receiver import OtlpReceiver, attrs
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ def test_spans_by_the_conventions_with_faults_and_failures(
     fault_ctx = (fault.trace_id, fault.span_id)
     # The fault's window, as the run's events have it (and the analyzers and reports use):
     # from the proxy being disabled to it being enabled again.
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    events = list(iter_raw(run_dir / EVENTS_DIR))
     ours_ = [e for e in events if e.get("source") == "injector"]
     (fault_start,) = [e["ts_ns"] for e in ours_ if e["kind"] == "fault.proxy_disabled"]
     (fault_end,) = [e["ts_ns"] for e in ours_ if e["kind"] == "fault.proxy_enabled"]

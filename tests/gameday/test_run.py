@@ -83,8 +83,8 @@ def test_isolation_bug_fails_the_run_naming_the_slo(
         env=_env(stack, tmp_path), text=True, timeout=120,
     )  # fmt: skip
     assert export.returncode == 0, export.stderr
-    lines = (tmp_path / "events.jsonl").read_text().splitlines()
-    ids = [json.loads(line)["event_id"] for line in lines]
+    exported = (tmp_path / "events.jsonl").read_text().splitlines()
+    ids = [json.loads(line)["event_id"] for line in exported]
     assert len(ids) == len(set(ids)) > 1000
     journal = json.loads((run_dir / "journal.json").read_text())
     assert {f["fault_id"]: f["state"] for f in journal["aftershock"]["faults"]} == {
