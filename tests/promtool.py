@@ -4,19 +4,21 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.processes import Processes
 
 
 def promtool_installed() -> bool:
     return shutil.which("promtool") is not None
 
 
-def check_metrics(text: str) -> None:
-    """Assert that promtool finds no problem in ``text`` (a metrics page)."""
+def check_metrics(procs: Processes, text: str) -> None:
+    """Assert that promtool finds no problem in ``text`` (a metrics page); promtool runs
+    through the test's ``procs``."""
     exe = shutil.which("promtool")
     if exe is None:
         return
-    proc = subprocess.run(
-        [exe, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
-    )
+    proc = procs.run([exe, "check", "metrics"], input=text, text=True, timeout=60)
     assert proc.returncode == 0, f"promtool check metrics:\n{proc.stdout}{proc.stderr}\n{text}"

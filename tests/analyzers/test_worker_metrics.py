@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from spine.stack import EmbeddedStack
+    from tests.processes import Processes
 
 UNDECODABLE = re.compile(r"^aftershock_analyzer_undecodable_records_total (\S+)$", re.M)
 
@@ -41,7 +42,7 @@ def _scrape(port: int) -> str:
 
 @pytest.mark.timeout(180)
 async def test_undecodable_events_and_spans_are_counted(
-    stack: EmbeddedStack, tmp_path: Path
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     topics = {"events": f"ev-{tag}", "results": f"res-{tag}", "spans": f"sp-{tag}"}
@@ -57,7 +58,7 @@ async def test_undecodable_events_and_spans_are_counted(
         "AFTERSHOCK_STATE_DIR": str(tmp_path / "state"),
     }
     log = tmp_path / "worker.log"
-    worker = Worker(env, f"analyzers-{tag}", log, ["--metrics-port", str(port)])
+    worker = Worker(procs, env, f"analyzers-{tag}", log, ["--metrics-port", str(port)])
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, enable_idempotence=False)
     await producer.start()
     try:
@@ -84,7 +85,7 @@ async def test_undecodable_events_and_spans_are_counted(
         m = UNDECODABLE.search(text)
         assert m, text
         assert float(m.group(1)) == 3.0, log.read_text(errors="replace")[-3000:]
-        check_metrics(text)
+        check_metrics(procs, text)
     finally:
         await producer.stop()
         worker.kill()

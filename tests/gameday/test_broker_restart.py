@@ -10,11 +10,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spine import stackstate
 from spine.settings import Settings
 from spine.stack import EmbeddedStack, restart_detached
+
+if TYPE_CHECKING:
+    from tests.processes import Processes
 
 SHORT = Path(__file__).parent / "short-gameday.yaml"
 
@@ -30,7 +33,9 @@ def _comparable(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: json.dumps(r, sort_keys=True))
 
 
-async def test_a_run_whose_broker_restarted_replays_to_its_live_results(tmp_path: Path) -> None:
+async def test_a_run_whose_broker_restarted_replays_to_its_live_results(
+    tmp_path: Path, procs: Processes
+) -> None:
     settings = Settings(state_dir=tmp_path / "state")
     stack = EmbeddedStack(settings, detached=True)
     await stack.start()
@@ -42,7 +47,7 @@ async def test_a_run_whose_broker_restarted_replays_to_its_live_results(tmp_path
         "AFTERSHOCK_REDIS_URL": stack.redis_url,
         "AFTERSHOCK_STATE_DIR": str(settings.state_dir),
     }
-    proc = subprocess.Popen(
+    proc = procs.popen(
         _cli("run", str(SHORT), "--runs-dir", str(runs), "--line-every-s", "5"),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -57,25 +62,24 @@ async def test_a_run_whose_broker_restarted_replays_to_its_live_results(tmp_path
         assert "events sent again" in err  # the console says what happened
         (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.is_symlink()]
         live = json.loads((run_dir / "results.json").read_text())["results"]
-        replay = subprocess.run(
+        replay = procs.run(
             _cli("replay", "short-gameday", "--json", "--config", str(run_dir / "analysis.json")),
-            env=env, capture_output=True, text=True, timeout=120, check=True,
+            env=env, text=True, timeout=120,
         )  # fmt: skip
+        assert replay.returncode == 0, replay.stderr[-3000:]
         replayed = [json.loads(line) for line in replay.stdout.splitlines() if line.strip()]
         assert replayed
         assert _comparable(replayed) == _comparable(live)
         # and from the run's own local log
-        local = subprocess.run(
+        local = procs.run(
             _cli("replay", "short-gameday", "--json", "--run", str(run_dir),
                  "--config", str(run_dir / "analysis.json")),
-            env=env, capture_output=True, text=True, timeout=120, check=True,
+            env=env, text=True, timeout=120,
         )  # fmt: skip
+        assert local.returncode == 0, local.stderr[-3000:]
         from_run = [json.loads(line) for line in local.stdout.splitlines() if line.strip()]
         assert _comparable(from_run) == _comparable(live)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
         for path, rec in stackstate.read_records(settings.state_dir):
             if rec is not None:
                 await stackstate.stop_record(settings.state_dir, path, rec)

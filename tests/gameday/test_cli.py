@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,10 @@ from aftershock.cli.main import app, load
 from spine import __version__
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
+
+    from tests.processes import Processes
 
 TYPE_EXPRESSION = re.compile(r"<(?:str|int|float|bool|path|file|list\[[^\]]*\])[^>]*>")
 
@@ -66,13 +68,10 @@ def test_help_is_not_wrapped_in_a_pipe() -> None:
     assert option.rstrip().endswith("gateway, message and redis).")
 
 
-def test_quick_answers_match_the_full_command_line() -> None:
+def test_quick_answers_match_the_full_command_line(procs: Processes) -> None:
     def entry(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "aftershock.cli.entry", *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
+        return procs.run(
+            [sys.executable, "-m", "aftershock.cli.entry", *args], text=True, timeout=60
         )
 
     full = CliRunner().invoke(app, ["--help"])
@@ -92,14 +91,14 @@ def test_quick_answers_match_the_full_command_line() -> None:
     assert "No such command 'no-such-command'" in unknown.stderr
 
 
-def test_run_json_for_a_game_day_that_cannot_run(tmp_path: Path) -> None:
+def test_run_json_for_a_game_day_that_cannot_run(tmp_path: Path, procs: Processes) -> None:
     bad = tmp_path / "broken.yaml"
     bad.write_text("version: 1.0.0\ntitle: x\nmethod: [\n")  # not valid YAML
     export = tmp_path / "summary.json"
-    proc = subprocess.run(
+    proc = procs.run(
         [sys.executable, "-m", "aftershock.cli.entry", "run", str(bad), "--json",
          "--summary-export", str(export)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 2
     doc = json.loads(proc.stdout)  # stdout holds the document and nothing else

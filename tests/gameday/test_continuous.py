@@ -63,7 +63,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_verdicts_go_to_prometheus_and_redis(stack: EmbeddedStack, tmp_path: Path) -> None:
+async def test_verdicts_go_to_prometheus_and_redis(
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
+) -> None:
     from redis.asyncio import Redis
 
     exp = load_experiment(SHORT)
@@ -90,7 +92,7 @@ async def test_verdicts_go_to_prometheus_and_redis(stack: EmbeddedStack, tmp_pat
             'aftershock_continuous_rounds_total{experiment="short-gameday-t",outcome="pass"} 1.0'
             in text
         )
-        check_metrics(text)
+        check_metrics(procs, text)
         assert 'aftershock_continuous_pass_ratio{experiment="short-gameday-t"} 0.5' in text
         last = json.loads(await r.lindex("aftershock:short-gameday-t:continuous:verdicts", 0))
         assert last["round"] == 1
@@ -111,7 +113,9 @@ def _samples(text: str, name: str) -> dict[str, float]:
     return out
 
 
-async def test_a_figure_without_data_has_no_sample(stack: EmbeddedStack, tmp_path: Path) -> None:
+async def test_a_figure_without_data_has_no_sample(
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
+) -> None:
     from redis.asyncio import Redis
 
     c = Continuous(
@@ -140,7 +144,7 @@ async def test_a_figure_without_data_has_no_sample(stack: EmbeddedStack, tmp_pat
         state = ContinuousState(experiment_id=exp, next_round=1, history=[judged])
         await c._publish(r, state, RunOutcome(1, run_dir, "completed", [], [], 1.0))
         text = generate_latest(c.registry).decode()
-        check_metrics(text)
+        check_metrics(procs, text)
         e = f'experiment="{exp}"'
         assert _samples(text, "aftershock_continuous_mttr_seconds") == {
             f'{{{e},target="gateway"}}': 2.5
@@ -156,7 +160,7 @@ async def test_a_figure_without_data_has_no_sample(stack: EmbeddedStack, tmp_pat
         state = ContinuousState(experiment_id=exp, next_round=2, history=[judged, errored])
         await c._publish(r, state, RunOutcome(2, None, "error", [], ["boom"], 0.0))
         text = generate_latest(c.registry).decode()
-        check_metrics(text)
+        check_metrics(procs, text)
         for name in ("mttr_seconds", "availability_pct", "verdict_passed", "isolation_violations"):
             assert _samples(text, f"aftershock_continuous_{name}") == {}, name
         assert _samples(text, "aftershock_continuous_pass_ratio") == {f"{{{e}}}": 0.0}
@@ -217,7 +221,7 @@ def test_rounds_go_on_after_a_restart(
     assert linked
     assert all(x["attributes"]["aftershock.fault.ids"] == ["redis-outage"] for x in linked)
     (text,) = scraped
-    check_metrics(text)
+    check_metrics(procs, text)
     assert len(_samples(text, "aftershock_continuous_rounds_total")) == 1
     assert sum(_samples(text, "aftershock_continuous_rounds_total").values()) == 1.0
     proc = procs.run(_cli(*args), env=env, text=True, timeout=120)

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -38,11 +37,13 @@ from tests.analyzers.live_scenario import CONFIG, MS, T0, S, scenario
 from tests.analyzers.test_worker import Worker, comparable, produce
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
     from schemas.events import Event
     from schemas.results import ResultEvent
     from spine.stack import EmbeddedStack
+    from tests.processes import Processes
 
 RENDERED = ("summary.md", "report.html", "junit.xml")
 
@@ -84,7 +85,7 @@ async def _live(exp: str, events: list[Event]) -> list[ResultEvent]:
 
 @pytest.mark.slow
 async def test_live_worker_and_replay_give_the_same_outputs(
-    stack: EmbeddedStack, tmp_path: Path
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     topics = {"events": f"ev-{tag}", "results": f"res-{tag}", "spans": f"sp-{tag}"}
@@ -106,7 +107,7 @@ async def test_live_worker_and_replay_give_the_same_outputs(
         "AFTERSHOCK_STATE_DIR": str(tmp_path / "state"),
     }
     log = tmp_path / "worker.log"
-    worker = Worker(env, f"analyzers-{tag}", log)
+    worker = Worker(procs, env, f"analyzers-{tag}", log)
     try:
         expected = comparable(live)
         worker_results: list[ResultEvent] = []
@@ -134,7 +135,7 @@ async def test_live_worker_and_replay_give_the_same_outputs(
     write_meta(run_dir, _meta(exp))
     (run_dir / ANALYSIS_FILE).write_text(CONFIG.model_dump_json())
     (run_dir / EVENTS_FILE).write_text("".join(e.model_dump_json() + "\n" for e in events))
-    code = await asyncio.to_thread(_report_cli, run_dir)
+    code = await asyncio.to_thread(_report_cli, procs, run_dir)
     assert code.returncode == 0, code.stderr
     from_report = RunData.model_validate_json((run_dir / "results.json").read_text()).records()
 
@@ -165,10 +166,10 @@ async def test_live_worker_and_replay_give_the_same_outputs(
     assert _junit_counts(first["junit.xml"]) == (0, 0)
 
 
-def _report_cli(run_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def _report_cli(procs: Processes, run_dir: Path) -> subprocess.CompletedProcess[str]:
+    return procs.run(
         [sys.executable, "-m", "aftershock.cli.main", "report", str(run_dir)],
-        capture_output=True, text=True, timeout=120,
+        text=True, timeout=120,
     )  # fmt: skip
 
 
@@ -221,7 +222,7 @@ CASES: dict[str, tuple[Any, AnalyzerConfig, str, str, int, str, list[str]]] = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_every_output_says_the_same_verdict(case: str, tmp_path: Path) -> None:
+def test_every_output_says_the_same_verdict(case: str, tmp_path: Path, procs: Processes) -> None:
     make, config, status, note, code, verdict, reasons = CASES[case]
     exp = f"verdict-{case}"
     events = make(exp)
@@ -231,7 +232,7 @@ def test_every_output_says_the_same_verdict(case: str, tmp_path: Path) -> None:
     (run_dir / ANALYSIS_FILE).write_text(config.model_dump_json())
     (run_dir / EVENTS_FILE).write_text("".join(e.model_dump_json() + "\n" for e in events))
 
-    done = _report_cli(run_dir)
+    done = _report_cli(procs, run_dir)
     assert done.returncode == code, done.stderr
     assert f"verdict {verdict}" in done.stderr
 

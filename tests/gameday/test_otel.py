@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,10 +13,12 @@ from typing import TYPE_CHECKING
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from spine.eventlog.runlog import EVENTS_DIR, iter_raw
 from tests.gameday.otlp_receiver import OtlpReceiver, attrs
 
 if TYPE_CHECKING:
     from spine.stack import EmbeddedStack
+    from tests.processes import Processes
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -59,7 +60,7 @@ def _ns_hex(b: bytes) -> str:
 
 
 def test_spans_by_the_conventions_with_faults_and_failures(
-    stack: EmbeddedStack, tmp_path: Path
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
 ) -> None:
     runs = tmp_path / "runs"
     with OtlpReceiver() as receiver:
@@ -74,13 +75,13 @@ def test_spans_by_the_conventions_with_faults_and_failures(
         }
         env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
         env.pop("OTEL_TRACES_EXPORTER", None)
-        proc = subprocess.run(
+        proc = procs.run(
             [
                 sys.executable, "-m", "aftershock.cli.main",
                 "run", str(_short_experiment(tmp_path)), "--runs-dir", str(runs),
                 "--trace-every", "1", "--json",
             ],
-            env=env, capture_output=True, text=True, timeout=150,
+            env=env, text=True, timeout=150,
         )  # fmt: skip
         assert proc.returncode in (0, 1), proc.stderr[-3000:]
         spans = receiver.spans()
@@ -121,7 +122,7 @@ def test_spans_by_the_conventions_with_faults_and_failures(
     fault_ctx = (fault.trace_id, fault.span_id)
     # The fault's window, as the run's events have it (and the analyzers and reports use):
     # from the proxy being disabled to it being enabled again.
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    events = list(iter_raw(run_dir / EVENTS_DIR))
     ours_ = [e for e in events if e.get("source") == "injector"]
     (fault_start,) = [e["ts_ns"] for e in ours_ if e["kind"] == "fault.proxy_disabled"]
     (fault_end,) = [e["ts_ns"] for e in ours_ if e["kind"] == "fault.proxy_enabled"]
@@ -213,16 +214,16 @@ def test_spans_by_the_conventions_with_faults_and_failures(
     assert {s["context"]["span_id"][2:] for s in file_spans if s["name"] == "session"} == {
         _ns_hex(s.span_id) for s in sessions
     }
-    out = subprocess.run(
+    out = procs.run(
         [sys.executable, "-m", "aftershock.cli.main", "traces", str(run_dir), "--failed"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "FAILED" in out.stdout.splitlines()[0]
     assert "faults: redis-outage" in out.stdout
-    nonexist = subprocess.run(
+    nonexist = procs.run(
         [sys.executable, "-m", "aftershock.cli.main", "traces", "nonexist"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env, text=True, timeout=60,
     )  # fmt: skip
     assert nonexist.returncode == 2
     assert "no such run: nonexist" in nonexist.stderr

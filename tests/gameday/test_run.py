@@ -78,13 +78,13 @@ def test_isolation_bug_fails_the_run_naming_the_slo(
         assert (run_dir / name).stat().st_size > 0, name
     assert list((run_dir / "events").glob("*.seg"))  # the local log: zstd batches
     assert not (run_dir / "events.jsonl").exists()
-    export = subprocess.run(
+    export = procs.run(
         _cli("export", "--run", str(run_dir), "-o", str(tmp_path / "events.jsonl")),
-        env=_env(stack, tmp_path), capture_output=True, text=True, timeout=120,
+        env=_env(stack, tmp_path), text=True, timeout=120,
     )  # fmt: skip
     assert export.returncode == 0, export.stderr
-    lines = (tmp_path / "events.jsonl").read_text().splitlines()
-    ids = [json.loads(line)["event_id"] for line in lines]
+    exported = (tmp_path / "events.jsonl").read_text().splitlines()
+    ids = [json.loads(line)["event_id"] for line in exported]
     assert len(ids) == len(set(ids)) > 1000
     journal = json.loads((run_dir / "journal.json").read_text())
     assert {f["fault_id"]: f["state"] for f in journal["aftershock"]["faults"]} == {
@@ -319,7 +319,7 @@ def test_ctrl_c_while_setting_up_stops_the_set_up(
 
 
 def test_a_hypothesis_deviating_after_the_method_fails_every_output(
-    stack: EmbeddedStack, tmp_path: Path
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
 ) -> None:
     """The SLOs may pass; the steady-state probe that deviates after the method fails the run
     in the exit code, the console, summary.md, report.html, results.json and junit.xml."""
@@ -340,9 +340,9 @@ def test_a_hypothesis_deviating_after_the_method_fails_every_output(
     exp = tmp_path / "deviates.yaml"
     exp.write_text(yaml.safe_dump(doc))
     runs = tmp_path / "runs"
-    proc = subprocess.run(
+    proc = procs.run(
         _cli("run", str(exp), "--runs-dir", str(runs), "--line-every-s", "5"),
-        env=_env(stack, tmp_path), capture_output=True, text=True, timeout=150,
+        env=_env(stack, tmp_path), text=True, timeout=150,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "verdict FAIL (failed)" in proc.stderr

@@ -25,6 +25,8 @@ from .sut import STATUS_BODY, Received, RunningSut
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from tests.processes import Processes
+
     from .sut import Sut
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,8 +63,10 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-async def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
+async def _run(
+    procs: Processes, argv: list[str], cwd: Path, env: dict[str, str]
+) -> tuple[int, str]:
+    proc = await procs.exec(
         *argv,
         cwd=cwd,
         env=env,
@@ -70,18 +74,14 @@ async def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, st
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    try:
-        async with asyncio.timeout(240):
-            out, _ = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    async with asyncio.timeout(240):
+        out, _ = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace")
 
 
 async def run_both(
+    procs: Processes,
     experiment: Path,
     tmp_path: Path,
     sut: Sut,
@@ -113,7 +113,7 @@ async def run_both(
         else:
             argv = [str(BIN / "aftershock"), "injector", "run", str(experiment)]
             argv += ["--journal", str(journal), "--toxiproxy-url", api_url]
-        code, output = await _run(argv, where, env)
+        code, output = await _run(procs, argv, where, env)
         assert journal.exists(), output
         out[tool] = Outcome(
             code,
@@ -383,11 +383,11 @@ def every_feature() -> dict[str, Any]:
 
 @pytest.mark.slow
 async def test_every_feature_runs_the_same_under_both_runners(
-    tmp_path: Path, sut: Sut, proxy: Any
+    tmp_path: Path, sut: Sut, proxy: Any, procs: Processes
 ) -> None:
     experiment = tmp_path / "every-feature.yaml"
     experiment.write_text(yaml.safe_dump(every_feature(), sort_keys=False))
-    got = await run_both(experiment, tmp_path, sut, proxy.api_url, {})
+    got = await run_both(procs, experiment, tmp_path, sut, proxy.api_url, {})
     chaos, ours = got["chaos"], got["aftershock"]
     assert chaos.code == 0, chaos.output
     assert ours.code == 0, ours.output
@@ -456,10 +456,10 @@ async def test_every_feature_runs_the_same_under_both_runners(
 
 @pytest.mark.slow
 async def test_shipped_ctk_experiment_runs_the_same_under_both_runners(
-    tmp_path: Path, sut: Sut, proxy: Any
+    tmp_path: Path, sut: Sut, proxy: Any, procs: Processes
 ) -> None:
     experiment = ROOT / "experiments" / "ctk-secrets-controls.yaml"
-    got = await run_both(experiment, tmp_path, sut, proxy.api_url, {})
+    got = await run_both(procs, experiment, tmp_path, sut, proxy.api_url, {})
     chaos, ours = got["chaos"], got["aftershock"]
     assert chaos.code == 0, chaos.output
     assert ours.code == 0, ours.output
@@ -482,7 +482,7 @@ print(generate_report(json.load(open(sys.argv[1])), "markdown"))
 
 @pytest.mark.slow
 async def test_chaostoolkit_reporting_renders_our_journal(
-    tmp_path: Path, sut: Sut, proxy: Any
+    tmp_path: Path, sut: Sut, proxy: Any, procs: Processes
 ) -> None:
     experiment = ROOT / "experiments" / "ctk-secrets-controls.yaml"
     where = tmp_path / "ours"
@@ -495,6 +495,7 @@ async def test_chaostoolkit_reporting_renders_our_journal(
         "PROXY_PORT": str(_free_port()),
     }
     code, output = await _run(
+        procs,
         [
             str(BIN / "aftershock"),
             "injector",
@@ -513,7 +514,7 @@ async def test_chaostoolkit_reporting_renders_our_journal(
     # In its own interpreter: chaostoolkit-reporting imports pygal, which installs an import
     # hook that makes every later import warn (and this suite turns warnings into errors).
     code, report = await _run(
-        [sys.executable, "-c", _RENDER, str(where / "journal.json")], where, env
+        procs, [sys.executable, "-c", _RENDER, str(where / "journal.json")], where, env
     )
     assert code == 0, report
     assert journal["experiment"]["title"] in report
@@ -523,7 +524,7 @@ async def test_chaostoolkit_reporting_renders_our_journal(
 
 @pytest.mark.slow
 async def test_aftershock_run_runs_a_plain_ctk_experiment(
-    tmp_path: Path, sut: Sut, proxy: Any
+    tmp_path: Path, sut: Sut, proxy: Any, procs: Processes
 ) -> None:
     """``aftershock run`` on a file with no load or faults runs it as ``injector run``."""
     experiment = ROOT / "experiments" / "ctk-secrets-controls.yaml"
@@ -537,7 +538,9 @@ async def test_aftershock_run_runs_a_plain_ctk_experiment(
         "TOXIPROXY_PORT": port,
         "PROXY_PORT": str(_free_port()),
     }
-    code, output = await _run([str(BIN / "aftershock"), "run", str(experiment)], tmp_path, env)
+    code, output = await _run(
+        procs, [str(BIN / "aftershock"), "run", str(experiment)], tmp_path, env
+    )
     assert code == 0, output
     assert "running it as `aftershock injector run` does" in output
     journal = json.loads((tmp_path / "journal.json").read_text())
@@ -553,7 +556,7 @@ async def test_aftershock_run_runs_a_plain_ctk_experiment(
 
 @pytest.mark.slow
 async def test_a_control_interrupting_the_run_stops_it_as_chaos_toolkit_does(
-    tmp_path: Path, sut: Sut, proxy: Any
+    tmp_path: Path, sut: Sut, proxy: Any, procs: Processes
 ) -> None:
     """InterruptExecution from a hook: no method, no rollbacks (default strategy), status
     interrupted, the after hooks and cleanups still called; the hook's error journalled."""
@@ -576,7 +579,7 @@ async def test_a_control_interrupting_the_run_stops_it_as_chaos_toolkit_does(
     }
     experiment = tmp_path / "interrupted.yaml"
     experiment.write_text(yaml.safe_dump(doc, sort_keys=False))
-    got = await run_both(experiment, tmp_path, sut, proxy.api_url, {})
+    got = await run_both(procs, experiment, tmp_path, sut, proxy.api_url, {})
     chaos, ours = got["chaos"], got["aftershock"]
     assert ours.audit == chaos.audit
     assert [a["hook"] for a in ours.audit] == [
@@ -599,7 +602,7 @@ async def test_a_control_interrupting_the_run_stops_it_as_chaos_toolkit_does(
 @pytest.mark.slow
 @pytest.mark.parametrize("when", ["before", "after"])
 async def test_a_steady_state_not_met_rolls_back_as_chaos_toolkit(
-    tmp_path: Path, sut: Sut, proxy: Any, when: str
+    tmp_path: Path, sut: Sut, proxy: Any, procs: Processes, when: str
 ) -> None:
     """Not met before the method (no method) or after it (deviated): chaostoolkit-lib's
     default still plays the rollbacks. The one difference: our status says ``failed``."""
@@ -619,7 +622,7 @@ async def test_a_steady_state_not_met_rolls_back_as_chaos_toolkit(
             (tmp_path / tool / "flag").write_text("already there")
     experiment = tmp_path / "not-met.yaml"
     experiment.write_text(yaml.safe_dump(doc, sort_keys=False))
-    got = await run_both(experiment, tmp_path, sut, proxy.api_url, {}, exist_ok=True)
+    got = await run_both(procs, experiment, tmp_path, sut, proxy.api_url, {}, exist_ok=True)
     chaos, ours = got["chaos"], got["aftershock"]
     assert chaos.journal["status"] == "completed"
     assert ours.journal["status"] == "failed"
@@ -647,10 +650,12 @@ def test_every_shipped_experiment_is_listed() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", SHIPPED, ids=lambda p: p.name)
-async def test_shipped_experiments_pass_chaos_validate(experiment: Path, tmp_path: Path) -> None:
+async def test_shipped_experiments_pass_chaos_validate(
+    experiment: Path, tmp_path: Path, procs: Processes
+) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "API_TOKEN": TOKEN}
     code, output = await _run(
-        [str(BIN / "chaos"), "--no-log-file", "validate", str(experiment)], tmp_path, env
+        procs, [str(BIN / "chaos"), "--no-log-file", "validate", str(experiment)], tmp_path, env
     )
     assert code == 0, output
     assert "experiment syntax and semantic look valid" in output

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 
 from injector.proxy import ProxyServer
 from tests.promtool import check_metrics
 from tests.proxy.conftest import closed_port, raw_http
+
+if TYPE_CHECKING:
+    from tests.processes import Processes
 
 TEXT = "text/plain; charset=utf-8"
 INVALID_STREAM = "stream was invalid, can be either upstream or downstream"
@@ -279,12 +283,12 @@ async def test_populate(server: ProxyServer) -> None:
     assert "d" not in server.proxies
 
 
-async def test_metrics_prometheus_text(server: ProxyServer) -> None:
+async def test_metrics_prometheus_text(server: ProxyServer, procs: Processes) -> None:
     await create(server, "p")
     response = await raw_http(server.api_url, "GET", "/metrics")
     assert response.status == 200
     text = response.body.decode()
-    check_metrics(text)
+    check_metrics(procs, text)
     assert "# TYPE toxiproxy_proxy_received_bytes_total counter" in text
     assert re.search(
         r'toxiproxy_proxy_sent_bytes_total\{direction="downstream",listener="127.0.0.1:\d+",'

@@ -73,19 +73,13 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, procs: Processes) -> None:
     assert "cannot read --config" in missing.stderr
 
 
-def test_empty_token_is_a_start_up_error() -> None:
+def test_empty_token_is_a_start_up_error(procs: Processes) -> None:
     """``AFTERSHOCK_PROXY_TOKEN=`` must not mean "no authentication"."""
     for args, env in (
         ([], {"AFTERSHOCK_PROXY_TOKEN": ""}),
         (["--token", " "], {}),
     ):
-        result = subprocess.run(
-            [*SERVE, *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, **env},
-        )
+        result = procs.run([*SERVE, *args], text=True, timeout=60, env={**os.environ, **env})
         assert result.returncode == 2, result.stderr
         assert "the API token (--token or AFTERSHOCK_PROXY_TOKEN) is empty" in result.stderr
         assert "fault proxy API on" not in result.stdout
@@ -100,34 +94,32 @@ def _post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
         return exc.code, json.loads(exc.read())
 
 
-def test_allow_flags_open_what_they_name() -> None:
+def test_allow_flags_open_what_they_name(procs: Processes) -> None:
     """``--allow-any-upstream`` lets a proxy forward outside loopback; ``--allow-listen``
     lets it listen on the network it names, and only there (10.9.8.7 is not an address of
     this machine: allowed, it gets as far as the bind, which fails; nothing is exposed)."""
     config = [*SERVE, "--allow-any-upstream", "--allow-listen", "10.9.8.7/32"]
-    with subprocess.Popen(config, stdout=subprocess.PIPE, text=True) as proc:
-        try:
-            assert proc.stdout is not None
-            url = proc.stdout.readline().split()[-1]
-            status, created = _post(url + "/proxies", {"name": "far", "upstream": "192.0.2.1:80"})
-            assert status == 201, created
-            assert str(created["listen"]).startswith("127.0.0.1:")
-            status, tried = _post(
-                url + "/proxies",
-                {"name": "there", "upstream": "127.0.0.1:1", "listen": "10.9.8.7:0"},
-            )
-            assert status == 500, tried
-            assert tried["error"] == "listen tcp 10.9.8.7:0: bind: cannot assign requested address"
-            status, refused = _post(
-                url + "/proxies",
-                {"name": "elsewhere", "upstream": "127.0.0.1:1", "listen": "10.9.8.6:0"},
-            )
-            assert status == 403, refused
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(20) == 0
-    bad = subprocess.run(
-        [*SERVE, "--allow-listen", "everywhere"], capture_output=True, text=True, timeout=60
-    )
+    proc = procs.popen(config, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[-1]
+        status, created = _post(url + "/proxies", {"name": "far", "upstream": "192.0.2.1:80"})
+        assert status == 201, created
+        assert str(created["listen"]).startswith("127.0.0.1:")
+        status, tried = _post(
+            url + "/proxies",
+            {"name": "there", "upstream": "127.0.0.1:1", "listen": "10.9.8.7:0"},
+        )
+        assert status == 500, tried
+        assert tried["error"] == "listen tcp 10.9.8.7:0: bind: cannot assign requested address"
+        status, refused = _post(
+            url + "/proxies",
+            {"name": "elsewhere", "upstream": "127.0.0.1:1", "listen": "10.9.8.6:0"},
+        )
+        assert status == 403, refused
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    bad = procs.run([*SERVE, "--allow-listen", "everywhere"], text=True, timeout=60)
     assert bad.returncode == 2
     assert "not a CIDR: 'everywhere'" in bad.stderr

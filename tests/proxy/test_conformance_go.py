@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    from tests.processes import Processes
     from tests.proxy.conftest import ThreadedServer
 
 GO_CLIENT = "github.com/Shopify/toxiproxy/v2"
@@ -37,7 +37,9 @@ def _module(tmp_path: Path) -> Path:
 
 
 @pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed on this machine")
-def test_go_client_conformance(threaded_server: ThreadedServer, tmp_path: Path) -> None:
+def test_go_client_conformance(
+    threaded_server: ThreadedServer, tmp_path: Path, procs: Processes
+) -> None:
     module = _module(tmp_path)
     env = {
         **os.environ,
@@ -47,20 +49,14 @@ def test_go_client_conformance(threaded_server: ThreadedServer, tmp_path: Path) 
     }
     if "AFTERSHOCK_TOXIPROXY_SRC" in os.environ:
         env["GOPROXY"] = "off"
-    build = subprocess.run(
-        ["go", "build", "-o", "conformance", "."],
-        cwd=module,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    build = procs.run(
+        ["go", "build", "-o", "conformance", "."], cwd=module, text=True, timeout=300, env=env
     )
     if build.returncode != 0 and "AFTERSHOCK_TOXIPROXY_SRC" not in os.environ:
         pytest.skip(f"cannot fetch the Go client: {build.stderr.strip()[-300:]}")
     assert build.returncode == 0, build.stderr
-    result = subprocess.run(
+    result = procs.run(
         [str(module / "conformance"), threaded_server.api_url, str(threaded_server.echo_port)],
-        capture_output=True,
         text=True,
         timeout=60,
     )

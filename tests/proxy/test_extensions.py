@@ -16,6 +16,7 @@ from tests.proxy.helpers import Api, echo_rtt, read_exactly
 
 if TYPE_CHECKING:
     from spine.eventlog import MemorySink
+    from tests.processes import Processes
 
 
 async def test_capabilities(server: ProxyServer) -> None:
@@ -182,7 +183,7 @@ async def test_match_is_validated(server: ProxyServer) -> None:
         assert response.json()["error"].startswith("bad request body: match.clients")
 
 
-async def test_connections_listing(server: ProxyServer, echo_port: int) -> None:
+async def test_connections_listing(server: ProxyServer, echo_port: int, procs: Processes) -> None:
     async with Api(server) as api:
         host, port = await api.proxy("p", echo_port)
         await api.toxic("p", type="noop", stream="upstream")
@@ -196,7 +197,7 @@ async def test_connections_listing(server: ProxyServer, echo_port: int) -> None:
         assert (conn["bytes_up"], conn["bytes_down"]) == (5, 5)
         assert conn["toxics"] == {"upstream": ["noop_upstream"], "downstream": []}
         metrics = (await api.client.get("/metrics")).text
-        check_metrics(metrics)
+        check_metrics(procs, metrics)
         for family in ("received", "sent"):
             for direction in ("upstream", "downstream"):
                 line = next(

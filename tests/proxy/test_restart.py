@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import socket
 import sys
 import time
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from injector.journal import Journal
+    from tests.processes import Processes
 
 LATENCY_MS = 300
 
@@ -64,9 +64,11 @@ async def _refused(port: int) -> bool:
 
 
 class ProxyProcess:
-    """``aftershock proxy serve`` in its own process, on a fixed API port."""
+    """``aftershock proxy serve`` in its own process, on a fixed API port; ``procs`` stops
+    whichever is left running when the test ends."""
 
-    def __init__(self, port: int, config: Path | None) -> None:
+    def __init__(self, procs: Processes, port: int, config: Path | None) -> None:
+        self.procs = procs
         self.port = port
         self.config = config
         self.proc: asyncio.subprocess.Process | None = None
@@ -75,9 +77,7 @@ class ProxyProcess:
         args = ["-m", "aftershock.cli.main", "proxy", "serve", "--port", str(self.port)]
         if self.config is not None:
             args += ["--config", str(self.config)]
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, *args, stdout=asyncio.subprocess.PIPE
-        )
+        self.proc = await self.procs.exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE)
         assert self.proc.stdout is not None
         async with asyncio.timeout(60):
             while not (line := await self.proc.stdout.readline()).startswith(b"fault proxy API"):
@@ -87,16 +87,6 @@ class ProxyProcess:
         assert self.proc is not None
         self.proc.kill()  # SIGKILL: nothing of the server's state survives
         await self.proc.wait()
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(10):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
 
 
 def _experiment(tmp_path: Path, upstream: str, slowed: int, downed: int) -> Path:
@@ -147,7 +137,7 @@ async def _clean(ctl: ToxiproxyController) -> bool:
 
 @pytest.mark.parametrize("with_config", [True, False], ids=["with-config", "without-config"])
 async def test_kill_9_and_restart_puts_every_fault_back(
-    tmp_path: Path, echo_port: int, with_config: bool
+    tmp_path: Path, echo_port: int, with_config: bool, procs: Processes
 ) -> None:
     upstream = f"127.0.0.1:{echo_port}"
     slowed, downed, api = closed_port(), closed_port(), closed_port()
@@ -162,7 +152,7 @@ async def test_kill_9_and_restart_puts_every_fault_back(
                 ]
             )
         )
-    server = ProxyProcess(api, config)
+    server = ProxyProcess(procs, api, config)
     await server.start()
     ctl = ToxiproxyController(f"http://127.0.0.1:{api}")
     journal_path = tmp_path / "journal.json"
@@ -194,7 +184,6 @@ async def test_kill_9_and_restart_puts_every_fault_back(
             run.cancel()
             with contextlib.suppress(BaseException):
                 await run
-        await server.stop()
 
     assert journal.status == "aborted"
     assert journal.aftershock.error is None

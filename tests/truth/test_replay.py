@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from spine.stack import EmbeddedStack
+    from tests.processes import Processes
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -60,7 +61,7 @@ async def test_replay_without_flags_equals_live_bit_for_bit(
 
 @pytest.mark.slow
 async def test_a_worker_judges_the_run_by_its_logged_configuration(
-    stack: EmbeddedStack, tmp_path: Path
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
 ) -> None:
     """A Faust worker started with its defaults (nothing in Redis) stores what replay with no
     flags computes: the configuration came with the log."""
@@ -86,7 +87,7 @@ async def test_a_worker_judges_the_run_by_its_logged_configuration(
     }
     log = tmp_path / "worker.log"
     redis = Redis.from_url(stack.redis_url)
-    worker = Worker(env, f"analyzers-{tag}", log)
+    worker = Worker(procs, env, f"analyzers-{tag}", log)
     try:
         expected = comparable(replayed)
         got: list[Any] = []

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from schemas.events import Event
     from spine.stack import EmbeddedStack
+    from tests.processes import Processes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -82,7 +83,7 @@ async def stored(redis: Redis, exp: str) -> dict[bytes, Any]:
 
 
 async def test_a_new_worker_leaves_earlier_runs_results_unchanged(
-    stack: EmbeddedStack, tmp_path: Path
+    stack: EmbeddedStack, tmp_path: Path, procs: Processes
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     topics = {"events": f"ev-{tag}", "results": f"res-{tag}", "spans": f"sp-{tag}"}
@@ -113,7 +114,7 @@ async def test_a_new_worker_leaves_earlier_runs_results_unchanged(
         "AFTERSHOCK_STATE_DIR": str(tmp_path / "state"),
     }
     log = tmp_path / "worker.log"
-    worker = Worker(env, f"analyzers-{tag}", log)
+    worker = Worker(procs, env, f"analyzers-{tag}", log)
     try:
         await produce(stack.kafka_bootstrap, topics["events"], logs[new])
         expected = comparable(analyze_batches(new, iter([logs[new]])))
