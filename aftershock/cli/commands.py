@@ -105,7 +105,8 @@ COMMANDS: dict[str, Lazy] = {
     "export": Lazy(
         "analyzers.cli",
         "app",
-        "Write an experiment's events from Kafka to a JSONL file (one event per line).",
+        "Write events as JSON lines (one event per line, each event_id once): an experiment's "
+        "from Kafka, or a run's from its local log.",
         pick="export",
     ),
     "results": Lazy(

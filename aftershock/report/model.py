@@ -60,6 +60,19 @@ class RunData(Frozen):
             settle(r, meta.status, meta.note) if isinstance(r, Verdict) and not r.phase else r
             for r in results
         ]
+        ended_early = meta.status in ("interrupted", "aborted", "error")
+        if ended_early and not any(isinstance(r, Verdict) and not r.phase for r in results):
+            # A run stopped before its analysis judged anything still has one verdict, which
+            # says how the run ended, so every output says it the same way.
+            empty = Verdict(
+                experiment_id=meta.experiment_id,
+                run_id=meta.run_id,
+                generator_id="analyzer",
+                ts_ns=meta.ended_ns or meta.started_ns or 0,
+                passed=False,
+                reasons=["the analysis gave no run verdict"],
+            )
+            settled.append(settle(empty, meta.status, meta.note))
         return cls(meta=meta, results=[r.model_dump(mode="json") for r in settled])
 
     def records(self) -> list[ResultEvent]:
