@@ -597,6 +597,8 @@ class Session:
                 counters.receives += 1
                 counters.latencies_ms.append(rtt_ms)
                 if span is not None:
+                    if status is not None:  # an HTTP echo: a 2xx/3xx answer to its request
+                        span.set_attribute("http.response.status_code", status)
                     end_span(ctx, span)
                 if self._drain is not None:
                     self._maybe_drained()
