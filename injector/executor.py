@@ -524,7 +524,13 @@ class Executor:
         proxies: dict[str, ProxyInfo],
         recreated: set[str],
     ) -> None:
-        at_s = round(self.timeline.offset_s(), 6)
+        loss: dict[str, Any] = {
+            "at_s": round(self.timeline.offset_s(), 6),
+            "fault_id": fr.fault_id,
+            "proxy": fr.proxy,
+            "found": found,
+            "server_restarted": restarted,
+        }
         created = False
         try:
             if fr.proxy not in proxies and fr.proxy not in recreated:
@@ -549,31 +555,12 @@ class Executor:
             what = f"the fault proxy lost fault {fr.fault_id!r} on {fr.proxy!r} ({found})"
             fr.error = f"{what}; putting it back failed: {exc}"
             self.state_losses.append(
-                StateLoss(
-                    at_s=at_s,
-                    fault_id=fr.fault_id,
-                    proxy=fr.proxy,
-                    found=found,
-                    server_restarted=restarted,
-                    action="failed",
-                    proxy_recreated=created,
-                    error=str(exc),
-                )
+                StateLoss(**loss, action="failed", proxy_recreated=created, error=str(exc))
             )
             self._save()
             raise FaultLost(fr.error) from exc
         fr.reapplied += 1
-        self.state_losses.append(
-            StateLoss(
-                at_s=at_s,
-                fault_id=fr.fault_id,
-                proxy=fr.proxy,
-                found=found,
-                server_restarted=restarted,
-                action="reapplied",
-                proxy_recreated=created,
-            )
-        )
+        self.state_losses.append(StateLoss(**loss, action="reapplied", proxy_recreated=created))
         log.warning("fault %s on %s was lost (%s); applied again", fr.fault_id, fr.proxy, found)
         self._save()
 
