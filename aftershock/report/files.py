@@ -106,7 +106,7 @@ def write_reports(run_dir: Path, data: RunData, baseline: RunData | None = None)
     """Write results.json, report.html, summary.md and junit.xml; returns their paths."""
     comparison = None if baseline is None else compare(data, baseline)
     outputs = {
-        RESULTS_FILE: data.model_dump_json(indent=1) + "\n",
+        RESULTS_FILE: data.model_dump_json() + "\n",  # compact: jq formats it for reading
         REPORT_FILE: render_html(data, comparison),
         SUMMARY_FILE: render_markdown(data, comparison),
         JUNIT_FILE: render_junit(data),
