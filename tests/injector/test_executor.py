@@ -90,12 +90,17 @@ async def test_schedule_injects_and_reverts_on_time_with_real_traffic(
         ms for at, ms in samples if outage.injected_at_s + m < at < outage.reverted_at_s - m
     ]
     assert before, samples
-    assert all(ms is not None and ms < 150 for ms in before), samples
+    # Before the fault, traffic is neither slowed nor cut. With the toxic in force every round
+    # trip takes at least 150 ms (an exact lower bound), so most of them being faster shows it
+    # was not; one slow or timed-out sample is the busy machine, not the fault.
+    fast = [ms for ms in before if ms is not None and ms < 150]
+    assert len(fast) > len(before) / 2, samples
     assert during_slow, samples
     assert all(ms is not None and ms >= 145 for ms in during_slow), samples
     assert during_down, samples
     assert all(ms is None for ms in during_down), samples
-    assert await round_trip_ms(listen) < 150  # and healthy again afterwards
+    # and healthy again afterwards (the quickest of three: a stall is not the toxic)
+    assert min([await round_trip_ms(listen) for _ in range(3)]) < 150
     # Schedule precision: the goal is ≤ 10 ms (bench/RESULTS.md); the bound here leaves room
     # for a loaded shared machine.
     assert slow.jitter_ms is not None
@@ -409,7 +414,8 @@ async def test_chaostoxi_experiment_runs_unchanged(
     assert [(e.proxy, e.fault_id, e.toxic.attributes["latency"]) for e in added] == [
         ("db", "db-latency", 300)
     ]
-    assert await round_trip_ms(listen) < 300
+    # the toxic is gone: the quickest of three round trips is under its 280 ms floor
+    assert min([await round_trip_ms(listen) for _ in range(3)]) < 280
 
 
 async def test_chaostoxi_toxic_is_removed_even_without_rollbacks(
