@@ -134,7 +134,12 @@ async def test_every_short_outage_is_attributed_from_the_proxy_cut(
         if proxy_reports:
             assert abs(ep.time_to_impact_ms - truth_ms) < 5, (ep.episode_id, truth_ms, summary)
         else:
-            assert ep.time_to_impact_ms == (first_failure - request.ts_ns) / 1e6
+            # Stock Toxiproxy reports nothing: impact is measured from the injector's request.
+            # The episode begins at a failure the clients really saw after the cut (which one
+            # depends on when the health window tripped, see docs/analyzers.md).
+            assert ep.started_ns in failures
+            assert ep.started_ns >= first_failure
+            assert ep.time_to_impact_ms == (ep.started_ns - request.ts_ns) / 1e6
         assert ep.started_ns < up.ts_ns
     cascades = by_kind(results, "result.cascade")
     assert sorted(c.fault_id for c in cascades) == [f"cut-{i}" for i in range(len(durations))]
