@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import asyncio
+from typing import Self
 
 
 async def close_accepted(writers: set[asyncio.StreamWriter]) -> None:
@@ -22,3 +20,32 @@ async def close_accepted(writers: set[asyncio.StreamWriter]) -> None:
     for w in closing:
         with contextlib.suppress(ConnectionError):
             await w.wait_closed()
+
+
+class LineServer:
+    """A TCP server on a free loopback port for the life of an ``async with``; subclasses
+    answer connections in :meth:`_handle` and add each writer to ``_writers`` while it is
+    open, so leaving the block closes every accepted connection."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await close_accepted(self._writers)
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError

@@ -69,6 +69,29 @@ async def produce(bootstrap: str, topic: str, events: list[Event]) -> None:
         await producer.stop()
 
 
+async def worker_topics(stack: EmbeddedStack) -> tuple[str, dict[str, str]]:
+    """A fresh tag and a worker's own events, results and spans topics, created."""
+    tag = uuid.uuid4().hex[:8]
+    topics = {"events": f"ev-{tag}", "results": f"res-{tag}", "spans": f"sp-{tag}"}
+    await stack.create_topics(list(topics.values()))
+    return tag, topics
+
+
+def worker_env(
+    stack: EmbeddedStack, topics: dict[str, str], state_dir: Path, redis_url: str | None = None
+) -> dict[str, str]:
+    """The environment of an ``aftershock analyze`` worker on ``topics``."""
+    return {
+        **os.environ,
+        "AFTERSHOCK_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "AFTERSHOCK_REDIS_URL": redis_url or stack.redis_url,
+        "AFTERSHOCK_TOPIC_EVENTS": topics["events"],
+        "AFTERSHOCK_TOPIC_RESULTS": topics["results"],
+        "AFTERSHOCK_TOPIC_SPANS": topics["spans"],
+        "AFTERSHOCK_STATE_DIR": str(state_dir),
+    }
+
+
 class Worker:
     def __init__(
         self,
@@ -124,19 +147,9 @@ async def wait_for(check: Any, timeout_s: float, what: str, log: Path) -> Any:
 async def test_worker_live_equals_replay_and_resumes_after_a_crash(
     stack: EmbeddedStack, tmp_path: Path, procs: Processes
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
-    topics = {"events": f"ev-{tag}", "results": f"res-{tag}", "spans": f"sp-{tag}"}
-    await stack.create_topics(list(topics.values()))
+    tag, topics = await worker_topics(stack)
     exp = f"exp-{tag}"
-    env = {
-        **os.environ,
-        "AFTERSHOCK_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "AFTERSHOCK_REDIS_URL": stack.redis_url,
-        "AFTERSHOCK_TOPIC_EVENTS": topics["events"],
-        "AFTERSHOCK_TOPIC_RESULTS": topics["results"],
-        "AFTERSHOCK_TOPIC_SPANS": topics["spans"],
-        "AFTERSHOCK_STATE_DIR": str(tmp_path / "state"),
-    }
+    env = worker_env(stack, topics, tmp_path / "state")
     events = events_for(exp)
     half = len(events) // 2
     expected = comparable(analyze_batches(exp, iter([events])))

@@ -5,11 +5,9 @@ metrics`` (where installed)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 import urllib.request
-import uuid
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,7 +17,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from tests.analyzers.test_spans_cli import three_service_trace
 from tests.analyzers.test_spans_json import otlp_json
-from tests.analyzers.test_worker import Worker
+from tests.analyzers.test_worker import Worker, worker_env, worker_topics
 from tests.gameday.test_continuous import _free_port
 from tests.promtool import check_metrics
 
@@ -44,19 +42,9 @@ def _scrape(port: int) -> str:
 async def test_undecodable_events_and_spans_are_counted(
     stack: EmbeddedStack, tmp_path: Path, procs: Processes
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
-    topics = {"events": f"ev-{tag}", "results": f"res-{tag}", "spans": f"sp-{tag}"}
-    await stack.create_topics(list(topics.values()))
+    tag, topics = await worker_topics(stack)
     port = _free_port()
-    env = {
-        **os.environ,
-        "AFTERSHOCK_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "AFTERSHOCK_REDIS_URL": stack.redis_url,
-        "AFTERSHOCK_TOPIC_EVENTS": topics["events"],
-        "AFTERSHOCK_TOPIC_RESULTS": topics["results"],
-        "AFTERSHOCK_TOPIC_SPANS": topics["spans"],
-        "AFTERSHOCK_STATE_DIR": str(tmp_path / "state"),
-    }
+    env = worker_env(stack, topics, tmp_path / "state")
     log = tmp_path / "worker.log"
     worker = Worker(procs, env, f"analyzers-{tag}", log, ["--metrics-port", str(port)])
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, enable_idempotence=False)

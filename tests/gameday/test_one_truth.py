@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import os
 import re
 import signal
 import sys
-import uuid
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
@@ -34,7 +32,7 @@ from analyzers.replay import replay_kafka
 from schemas.events import ExperimentAborted, ExperimentEnded
 from spine.store import read_results
 from tests.analyzers.live_scenario import CONFIG, MS, T0, S, scenario
-from tests.analyzers.test_worker import Worker, comparable, produce
+from tests.analyzers.test_worker import Worker, comparable, produce, worker_env, worker_topics
 
 if TYPE_CHECKING:
     import subprocess
@@ -87,9 +85,7 @@ async def _live(exp: str, events: list[Event]) -> list[ResultEvent]:
 async def test_live_worker_and_replay_give_the_same_outputs(
     stack: EmbeddedStack, tmp_path: Path, procs: Processes
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
-    topics = {"events": f"ev-{tag}", "results": f"res-{tag}", "spans": f"sp-{tag}"}
-    await stack.create_topics(list(topics.values()))
+    tag, topics = await worker_topics(stack)
     exp = f"fold-{tag}"
     events = _events(exp)
     live = await _live(exp, events)
@@ -97,15 +93,7 @@ async def test_live_worker_and_replay_give_the_same_outputs(
     redis = Redis.from_url(stack.redis_url)
     await redis.set(f"aftershock:{exp}:analyzer-config", CONFIG.model_dump_json())
     await produce(stack.kafka_bootstrap, topics["events"], events)
-    env = {
-        **os.environ,
-        "AFTERSHOCK_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "AFTERSHOCK_REDIS_URL": stack.redis_url,
-        "AFTERSHOCK_TOPIC_EVENTS": topics["events"],
-        "AFTERSHOCK_TOPIC_RESULTS": topics["results"],
-        "AFTERSHOCK_TOPIC_SPANS": topics["spans"],
-        "AFTERSHOCK_STATE_DIR": str(tmp_path / "state"),
-    }
+    env = worker_env(stack, topics, tmp_path / "state")
     log = tmp_path / "worker.log"
     worker = Worker(procs, env, f"analyzers-{tag}", log)
     try:

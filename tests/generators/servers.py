@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.loopback import close_accepted
+from tests.loopback import LineServer
 
 
 @dataclass
@@ -180,27 +180,10 @@ class ChatLikeServer:
         return ws
 
 
-class TcpEcho:
+class TcpEcho(LineServer):
     def __init__(self, framing: str = "line") -> None:
         self.framing = framing
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> TcpEcho:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await close_accepted(self._writers)
-        await self._server.wait_closed()
+        super().__init__()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from tests.loopback import close_accepted
+from tests.loopback import LineServer
 
 
 @dataclass
@@ -29,20 +29,14 @@ class EchoLog:
     """(stopped, resumed) wall-clock ns of every interval the server did not answer."""
 
 
-class TruthEcho:
+class TruthEcho(LineServer):
     """Echoes each line back to its sender; :meth:`stop_answering` makes it swallow lines (the
     clients time out) until :meth:`resume`, both logged with the time they took effect."""
 
     def __init__(self) -> None:
         self.log = EchoLog()
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        super().__init__()
         self._mute_since: int | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     def stop_answering(self) -> None:
         if self._mute_since is None:
@@ -52,17 +46,6 @@ class TruthEcho:
         if self._mute_since is not None:
             self.log.outages.append((self._mute_since, time.time_ns()))
             self._mute_since = None
-
-    async def __aenter__(self) -> TruthEcho:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await close_accepted(self._writers)
-        await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -81,7 +64,7 @@ class TruthEcho:
             writer.close()
 
 
-class Relay:
+class Relay(LineServer):
     """A line service in front of a dependency (``upstream``), logging what it did.
 
     ``sequential`` False (a *mid* tier): lines are forwarded as they come; while the dependency
@@ -98,24 +81,7 @@ class Relay:
         self.gave_up: list[int] = []
         """Wall-clock ns at which a client was given up."""
         self.swallowed = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> Relay:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await close_accepted(self._writers)
-        await self._server.wait_closed()
+        super().__init__()
 
     async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         host, port = self.upstream.rsplit(":", 1)

@@ -18,7 +18,7 @@ from analyzers.replay import replay_kafka
 from spine.eventlog.publisher import Publisher
 from spine.store import read_results
 from tests.analyzers.build import one
-from tests.analyzers.test_worker import Worker, comparable
+from tests.analyzers.test_worker import Worker, comparable, worker_env, worker_topics
 from tests.truth.scenario import Fanout, run_scenario
 
 if TYPE_CHECKING:
@@ -65,9 +65,7 @@ async def test_a_worker_judges_the_run_by_its_logged_configuration(
 ) -> None:
     """A Faust worker started with its defaults (nothing in Redis) stores what replay with no
     flags computes: the configuration came with the log."""
-    tag = os.urandom(4).hex()
-    topics = {"events": f"ev-{tag}", "results": f"res-{tag}", "spans": f"sp-{tag}"}
-    await stack.create_topics(list(topics.values()))
+    tag, topics = await worker_topics(stack)
     exp = f"truth-worker-{tag}"
     async with Publisher(stack.kafka_bootstrap, topics["events"], state_dir=tmp_path) as pub:
         await run_scenario(exp, tmp_path, Fanout([pub]))
@@ -76,15 +74,7 @@ async def test_a_worker_judges_the_run_by_its_logged_configuration(
         ("store", None),
         ("front", "store"),
     ]
-    env = {
-        **os.environ,
-        "AFTERSHOCK_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "AFTERSHOCK_REDIS_URL": stack.redis_url,
-        "AFTERSHOCK_TOPIC_EVENTS": topics["events"],
-        "AFTERSHOCK_TOPIC_RESULTS": topics["results"],
-        "AFTERSHOCK_TOPIC_SPANS": topics["spans"],
-        "AFTERSHOCK_STATE_DIR": str(tmp_path / "state"),
-    }
+    env = worker_env(stack, topics, tmp_path / "state")
     log = tmp_path / "worker.log"
     redis = Redis.from_url(stack.redis_url)
     worker = Worker(procs, env, f"analyzers-{tag}", log)

@@ -5,10 +5,8 @@ marked final, even when it does read their events."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,7 +18,7 @@ from analyzers.replay import analyze_batches
 from spine.eventlog import codec
 from spine.store import Span, read_results, write_results, write_span
 from tests.analyzers.build import T0
-from tests.analyzers.test_worker import Worker, comparable, events_for
+from tests.analyzers.test_worker import Worker, comparable, events_for, worker_env, worker_topics
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -85,9 +83,7 @@ async def stored(redis: Redis, exp: str) -> dict[bytes, Any]:
 async def test_a_new_worker_leaves_earlier_runs_results_unchanged(
     stack: EmbeddedStack, tmp_path: Path, procs: Processes
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
-    topics = {"events": f"ev-{tag}", "results": f"res-{tag}", "spans": f"sp-{tag}"}
-    await stack.create_topics(list(topics.values()))
+    tag, topics = await worker_topics(stack)
     redis_url = stack.redis_url.rsplit("/", 1)[0] + "/7"  # a database of its own
     redis = Redis.from_url(redis_url)
     await redis.flushdb()
@@ -104,15 +100,7 @@ async def test_a_new_worker_leaves_earlier_runs_results_unchanged(
     before = {exp: await stored(redis, exp) for exp in (old, recent)}
     assert all(before.values())
 
-    env = {
-        **os.environ,
-        "AFTERSHOCK_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "AFTERSHOCK_REDIS_URL": redis_url,
-        "AFTERSHOCK_TOPIC_EVENTS": topics["events"],
-        "AFTERSHOCK_TOPIC_RESULTS": topics["results"],
-        "AFTERSHOCK_TOPIC_SPANS": topics["spans"],
-        "AFTERSHOCK_STATE_DIR": str(tmp_path / "state"),
-    }
+    env = worker_env(stack, topics, tmp_path / "state", redis_url=redis_url)
     log = tmp_path / "worker.log"
     worker = Worker(procs, env, f"analyzers-{tag}", log)
     try:
