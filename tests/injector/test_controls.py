@@ -39,7 +39,7 @@ def _latency(fid: str, at: float, duration: float) -> dict[str, object]:
     }
 
 
-async def _until(pred: object, timeout_s: float = 5.0) -> None:
+async def _until(pred: object, timeout_s: float = 30.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not pred():  # type: ignore[operator]
             await asyncio.sleep(0.01)
