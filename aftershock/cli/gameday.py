@@ -13,6 +13,9 @@ from spine.settings import Settings
 if TYPE_CHECKING:
     from aftershock.gameday.live import LiveSnapshot
 
+DASHBOARD_EXIT_S = 10.0
+"""After Ctrl-C, ``aftershock dashboard`` ends within this (exit 130 if it had to be forced)."""
+
 RunArg = Annotated[
     str,
     typer.Argument(
@@ -342,12 +345,13 @@ def dashboard(
     ] = 5.0,
 ) -> None:
     """Watch a game day running elsewhere: the live dashboard, read from Redis (the run's own
-    snapshot, else the analyzers' live results). Exits 1 when Redis knows nothing of it."""
+    snapshot, else the analyzers' live results). Exits 1 when Redis knows nothing of it; Ctrl-C
+    ends it (0), within 10 s whatever Redis does."""
     import asyncio
 
     from aftershock.gameday.dashboard import Dashboard, summary_line, unwrapped_console
     from aftershock.gameday.remote import fetch_snapshot
-    from aftershock.gameday.stopping import cancel_and_wait
+    from aftershock.gameday.stopping import ExitWatchdog, cancel_and_wait
 
     url = redis_url or Settings().redis_url
     if url is None:
@@ -379,6 +383,11 @@ def dashboard(
                 poller = tg.create_task(poll())
                 try:
                     await Dashboard(lambda: latest[0], console, line_every_s=line_every_s).run()
+                except asyncio.CancelledError:
+                    # Ctrl-C: nothing here holds state worth waiting for, so the watch ends
+                    # within DASHBOARD_EXIT_S whatever Redis or its client does.
+                    watchdog.arm(DASHBOARD_EXIT_S, "the dashboard did not stop after Ctrl-C")
+                    raise
                 finally:
                     # It polls Redis, whose client can lose one cancel() (see cancel_and_wait):
                     # Ctrl-C would then never end the dashboard.
@@ -386,6 +395,8 @@ def dashboard(
             return 0
         finally:
             await redis.aclose()
+
+    watchdog = ExitWatchdog(status=130)
 
     try:
         code = asyncio.run(go())

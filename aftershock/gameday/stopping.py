@@ -4,6 +4,7 @@ watchdog for an interrupted run that does not end."""
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import threading
 import time
@@ -43,7 +44,8 @@ async def cancel_and_wait(
 class ExitWatchdog:
     """A daemon thread that ends the process with ``status`` when its deadline passes, unless
     disarmed first: the last resort for a clean-up step that never returns or an event loop
-    that is blocked (nothing on the loop can help then)."""
+    that is blocked (nothing on the loop can help then). Before it ends the process it writes
+    why, and every thread's stack, to stderr."""
 
     def __init__(self, status: int = 2) -> None:
         self.status = status
@@ -86,5 +88,7 @@ class ExitWatchdog:
                 if left <= 0:
                     message = f"\n{self._why}: exiting with status {self.status}\n"
                     os.write(2, message.encode())
+                    # where it was stuck, for the bug report: every thread's stack
+                    faulthandler.dump_traceback(file=2, all_threads=True)
                     os._exit(self.status)
                 self._cond.wait(left)

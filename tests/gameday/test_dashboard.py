@@ -91,7 +91,9 @@ async def test_pipe_mode_prints_summary_lines_and_a_final_one() -> None:
     console = Console(file=out, force_terminal=False, width=300)
     dash = Dashboard(tap.snapshot, console, line_every_s=0.02)
     task = asyncio.create_task(dash.run())
-    await asyncio.sleep(0.15)
+    async with asyncio.timeout(60):  # two lines while running, however slow the machine
+        while dash.lines_printed < 2:
+            await asyncio.sleep(0.01)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     dash.show_final(tap.snapshot())

@@ -84,7 +84,7 @@ w.arm(60, "late")
 w.arm(0.2, "the test's deadline")  # the earlier deadline wins
 if sys.argv[1] == "disarm":
     w.disarm()
-time.sleep(1.0)
+time.sleep(1.0 if sys.argv[1] == "disarm" else 50.0)  # firing, it never wakes from this
 print("still here", flush=True)
 """
 
@@ -93,6 +93,8 @@ def test_the_watchdog_ends_the_process_unless_disarmed(procs: Processes) -> None
     fired = procs.run([sys.executable, "-c", _WATCHED, "fire"], timeout=60, text=True)
     assert fired.returncode == 2
     assert "the test's deadline: exiting with status 2" in fired.stderr
+    assert "most recent call first" in fired.stderr  # where it was stuck: the stacks
+    assert 'File "<string>", line 9 in <module>' in fired.stderr  # the main thread's sleep
     assert "still here" not in fired.stdout
     calm = procs.run([sys.executable, "-c", _WATCHED, "disarm"], timeout=60, text=True)
     assert calm.returncode == 0, calm.stderr
