@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
     from opentelemetry.sdk.trace import ReadableSpan
 
+STOP_WITHIN_S = 10.0
+"""After SIGTERM or SIGINT the process ends within this, its stacks on stderr if it had to."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -160,6 +163,9 @@ async def serve(args: argparse.Namespace, config: ChatConfig) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        # Stopping is bounded: past STOP_WITHIN_S, every thread's stack goes to stderr and the
+        # process exits (a run killed with SIGKILL must not leave its sample system behind).
+        faulthandler.dump_traceback_later(STOP_WITHIN_S, exit=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -408,4 +408,5 @@ def test_sigkill_of_the_run_takes_its_sample_system_along(
     deadline = time.monotonic() + 30
     while _children_of_run(str(runs)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _children_of_run(str(runs)) == []
+    logs = "".join(p.read_text()[-3000:] for p in runs.glob("*/sut.log"))
+    assert _children_of_run(str(runs)) == [], logs  # what the sample system said, if it lingers
