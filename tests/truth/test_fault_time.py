@@ -120,12 +120,22 @@ async def test_every_short_outage_is_attributed_from_the_proxy_cut(
     # Every episode is attributed; each cut has exactly one that began while it was in effect
     # (its clients' late reply timeouts may add an after-effect).
     assert all(e.faults_active or e.faults_after for e in every), summary
+    # Which cuts the clients saw: the health window's minimum of failures within its span,
+    # inside the proxy's own cut. On a starved machine a cut can pass before the load generator
+    # runs again; no episode is then the truth, and one would be a false episode.
+    window_ns = int(config.health.window_s * 1e9)
+    n = config.health.min_failures
+    seen = []
+    for i, (cut, up) in enumerate(zip(cuts, back, strict=True)):
+        inside = [t for t in failures if cut.ts_ns <= t < up.ts_ns]
+        if any(inside[j + n - 1] - inside[j] <= window_ns for j in range(len(inside) - n + 1)):
+            seen.append(i)
+    assert len(seen) >= len(durations) // 2, (seen, summary)  # most cuts were seen
     episodes = [e for e in every if e.faults_active]
-    assert [e.faults_active for e in episodes] == [[f"cut-{i}"] for i in range(len(durations))], (
-        summary
-    )
+    assert [e.faults_active for e in episodes] == [[f"cut-{i}"] for i in seen], summary
     asked = [e for e in sink.events if isinstance(e, ProxyDisabled)]
-    for ep, cut, up, request in zip(episodes, cuts, back, asked, strict=True):
+    for ep, i in zip(episodes, seen, strict=True):
+        cut, up, request = cuts[i], back[i], asked[i]
         assert ep.fault_relation == "during"
         assert request.ts_ns <= cut.ts_ns  # stamped before the request left
         first_failure = next(t for t in failures if t >= cut.ts_ns)
@@ -148,10 +158,12 @@ async def test_every_short_outage_is_attributed_from_the_proxy_cut(
     cascades = by_kind(results, "result.cascade")
     assert sorted(c.fault_id for c in cascades) == [f"cut-{i}" for i in range(len(durations))]
     reverts = [e for e in sink.events if isinstance(e, ProxyEnabled)]
-    for c, cut, up, request, revert in zip(cascades, cuts, back, asked, reverts, strict=True):
+    for i, (c, cut, up, request, revert) in enumerate(
+        zip(cascades, cuts, back, asked, reverts, strict=True)
+    ):
         # counted once: the proxy's own window when it reported, else the injector's
         if proxy_reports:
             assert (c.window_start_ns, c.window_end_ns) == (cut.ts_ns, up.ts_ns)
         else:
             assert (c.window_start_ns, c.window_end_ns) == (request.ts_ns, revert.ts_ns)
-        assert [h.target for h in c.hops] == ["svc"]
+        assert [h.target for h in c.hops] == (["svc"] if i in seen else [])
