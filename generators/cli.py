@@ -73,7 +73,7 @@ async def _sink(
     mode: EventsMode, settings: Settings, kafka: str | None, events_file: Path
 ) -> AsyncIterator[tuple[EventSink, Callable[[], str]]]:
     if mode == "kafka":
-        from spine.eventlog.publisher import Publisher
+        from spine.eventlog.publisher import Publisher, lost_for_good
 
         assert kafka is not None
         async with Publisher(
@@ -94,10 +94,7 @@ async def _sink(
                     await pub.flush(timeout_s=30)
         lost = pub.statistics().unrepaired
         if lost:  # the publisher logged it; the command must not succeed
-            raise GeneratorError(
-                f"the event log lost {lost} events for good: the broker lost events it had "
-                "acknowledged that the publisher's local log no longer held"
-            )
+            raise GeneratorError(lost_for_good(lost))
         return
     if mode == "jsonl":
         jsonl = JsonlSink(events_file, batch=2000)

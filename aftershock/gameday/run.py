@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from redis.asyncio import Redis
+from rich.markup import escape
 
 from aftershock.gameday.analysis import LiveAnalysis, analyzer_config
 from aftershock.gameday.dashboard import Dashboard, unwrapped_console
@@ -240,15 +241,8 @@ class Gameday:
         if report.event is not None:
             for sink in self._loss_sinks:
                 sink.emit(report.event)
-        if report.unrepaired:
-            self.console.print(
-                f"[red]event log: {report.reason}; {report.unrepaired} events are lost for "
-                f"good, {report.resent} sent again[/red]"
-            )
-        else:
-            self.console.print(
-                f"[yellow]event log: {report.reason}; {report.resent} events sent again[/yellow]"
-            )
+        colour = "red" if report.unrepaired else "yellow"
+        self.console.print(f"[{colour}]{escape(report.describe())}[/{colour}]")
 
     def _sut_exited(self, status: int) -> None:
         self.sut_exit, self.sut_exit_at_s = status, time.monotonic() - self._t0

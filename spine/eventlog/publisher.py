@@ -52,7 +52,7 @@ from spine.eventlog.codec import (
     encoded_envelope,
     partition_key,
 )
-from spine.eventlog.spool import RETAIN_BYTES, Journal
+from spine.eventlog.spool import RETAIN_BYTES, SEGMENT_BYTES, Journal
 from spine.stackstate import PublisherRecord
 
 if TYPE_CHECKING:
@@ -80,6 +80,23 @@ class LossReport:
     event: LogLoss | None = None
     """The ``log.loss`` event the publisher wrote to the topic (when ``unrepaired``), for a
     caller that also records events elsewhere (an in-process analysis, the run's own log)."""
+
+    def describe(self) -> str:
+        """One line for a console: the reason, and what was sent again and lost for good."""
+        if self.unrepaired:
+            return (
+                f"event log: {self.reason}; {self.unrepaired} events are lost for good, "
+                f"{self.resent} sent again"
+            )
+        return f"event log: {self.reason}; {self.resent} events sent again"
+
+
+def lost_for_good(n: int) -> str:
+    """The line a command prints before it exits non-zero for ``n`` events lost for good."""
+    return (
+        f"the event log lost {n} events for good: the broker lost events it had acknowledged "
+        "that the publisher's local log no longer held"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +180,8 @@ class Publisher:
         self.on_loss = on_loss
         self._journal = Journal(
             state_dir / "spool" / topic,
+            # Segments are dropped whole: a bound below a few segments needs smaller ones.
+            segment_bytes=min(SEGMENT_BYTES, max(retain_bytes // 4, 4096)),
             retain_bytes=retain_bytes,
             fsync_interval_s=None if fsync_interval_ms is None else fsync_interval_ms / 1000,
             owner=_owner(bootstrap, topic),
