@@ -48,16 +48,20 @@ class LossyBroker:
         self._stack = EmbeddedStack(self.settings)
         await self._stack.start()
 
-    async def read(self, topic: str, at_least: int = 0, timeout_s: float = 60) -> list[Event]:
-        """The topic's events: at least ``at_least`` (waiting for them), then until idle."""
+    async def read(
+        self, topic: str, at_least: int = 0, *, idle: bool = True, timeout_s: float = 60
+    ) -> list[Event]:
+        """The topic's events: at least ``at_least`` (waiting for them), then, with ``idle``,
+        more until none came for a second (only once producers have stopped)."""
         got: list[Event] = []
         async with (
             EventReader(self.bootstrap, topic, deadletter_topic=None) as reader,
             asyncio.timeout(timeout_s),
         ):
             while len(got) < at_least:
-                got += await reader.read(idle_timeout_s=0.2)
-            got += await reader.read(idle_timeout_s=1.0)
+                got += await reader.read(max_events=at_least - len(got), idle_timeout_s=0.2)
+            if idle:
+                got += await reader.read(idle_timeout_s=1.0)
         return got
 
 
