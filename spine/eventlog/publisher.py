@@ -104,6 +104,7 @@ class PublisherStatistics:
     """A snapshot; counts are events unless named otherwise."""
 
     emitted: int
+    """Accepted, the publisher's own ``log.loss`` events included."""
     sent: int
     """Acknowledged by the broker (a re-sent envelope counts again)."""
     spooled: int
