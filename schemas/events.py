@@ -262,7 +262,7 @@ class LogLoss(EventBase):
     publishing for (``none`` when it was not told). See ``docs/eventlog.md``."""
 
     kind: Literal["log.loss"] = "log.loss"
-    topic: Identifier
+    topic: str = Field(min_length=1, max_length=249)  # Kafka's bound on a topic name
     reason: str = Field(max_length=4000)
     unrepaired: int = Field(ge=1)
     resent: int = Field(ge=0)

@@ -573,7 +573,7 @@ class Publisher:
                 generator_id="publisher",
                 ts_ns=time.time_ns(),
                 topic=self.topic,
-                reason=reason,
+                reason=reason[:4000],
                 unrepaired=unrepaired,
                 resent=resent,
             )
