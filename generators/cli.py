@@ -70,10 +70,14 @@ PUBLISH_LINGER_MS = 50.0
 
 @contextlib.asynccontextmanager
 async def _sink(
-    mode: EventsMode, settings: Settings, kafka: str | None, events_file: Path
+    mode: EventsMode,
+    settings: Settings,
+    kafka: str | None,
+    events_file: Path,
+    options: GeneratorOptions,
 ) -> AsyncIterator[tuple[EventSink, Callable[[], str]]]:
     if mode == "kafka":
-        from spine.eventlog.publisher import Publisher
+        from spine.eventlog.publisher import Publisher, lost_for_good
 
         assert kafka is not None
         async with Publisher(
@@ -81,7 +85,11 @@ async def _sink(
             settings.topic_events,
             state_dir=settings.state_dir,
             linger_ms=PUBLISH_LINGER_MS,
+            durable_window_ms=settings.eventlog_durable_window_ms,
+            fsync_interval_ms=settings.eventlog_fsync_interval_ms,
+            retain_bytes=settings.eventlog_retain_bytes,
         ) as pub:
+            pub.attribute_to(options.experiment_id, options.run_id)
 
             def describe() -> str:
                 s = pub.statistics()
@@ -94,10 +102,7 @@ async def _sink(
                     await pub.flush(timeout_s=30)
         lost = pub.statistics().unrepaired
         if lost:  # the publisher logged it; the command must not succeed
-            raise GeneratorError(
-                f"the event log lost {lost} events for good: the broker lost events it had "
-                "acknowledged that the publisher's local log no longer held"
-            )
+            raise GeneratorError(lost_for_good(lost))
         return
     if mode == "jsonl":
         jsonl = JsonlSink(events_file, batch=2000)
@@ -222,7 +227,7 @@ async def _local(
 ) -> int:
     async with (
         _services(settings, need_kafka=mode == "kafka", need_redis=False) as (kafka, _),
-        _sink(mode, settings, kafka, events_file) as (sink, describe),
+        _sink(mode, settings, kafka, events_file, options) as (sink, describe),
     ):
         if any(p.stability is not None for p in run.load):
             for prof in run.load:
@@ -360,7 +365,7 @@ async def _member(
         stop: asyncio.Future[Signal] = asyncio.get_running_loop().create_future()
         # members of one run must not share a file
         own_file = events_file.with_name(f"{events_file.stem}-{generator_id}{events_file.suffix}")
-        async with _sink(mode, settings, kafka, own_file) as (sink, describe):
+        async with _sink(mode, settings, kafka, own_file, options) as (sink, describe):
             start_ns = await coord.ready_and_wait_start(generator_id, plan.members, 120)
 
             async def beat(snapshot: Callable[[], list[GeneratorStats]]) -> None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from injector.control import Command
     from injector.journal import Journal
     from spine.eventlog import EventSink
+    from spine.eventlog.publisher import LossReport
 
 injector_app = typer.Typer(
     help="Run experiment timelines against the fault proxy; clean up after dead runs.",
@@ -43,6 +44,8 @@ control_app = typer.Typer(
 
 EXIT = {"completed": 0, "failed": 1, "aborted": 3}
 """Exit status per journal status; ``interrupted`` exits 130 (SIGINT) or 143 (SIGTERM)."""
+EXIT_LOG_LOST = 4
+"""A run that would have exited 0, but whose event log lost events for good (``log.loss``)."""
 
 
 def validate(
@@ -124,7 +127,15 @@ async def _run(
         from spine.eventlog.publisher import Publisher
 
         publisher = await resources.enter_async_context(
-            Publisher(kafka_bootstrap, settings.topic_events, state_dir=settings.state_dir)
+            Publisher(
+                kafka_bootstrap,
+                settings.topic_events,
+                state_dir=settings.state_dir,
+                durable_window_ms=settings.eventlog_durable_window_ms,
+                fsync_interval_ms=settings.eventlog_fsync_interval_ms,
+                retain_bytes=settings.eventlog_retain_bytes,
+                on_loss=_report_loss,
+            )
         )
         sinks.append(publisher)
     sink: EventSink = Fanout(*sinks)
@@ -142,9 +153,7 @@ async def _run(
         got.setdefault("signal", signum)
         task.cancel()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
+    async def execute() -> tuple[Journal | None, int]:
         async with _fault_proxy(toxiproxy_url, sink) as url:
             ctl = ToxiproxyController(url, assume_standard=standard)
             executor = Executor(
@@ -160,6 +169,8 @@ async def _run(
                     time_scale=time_scale,
                 ),
             )
+            if publisher is not None:
+                publisher.attribute_to(eid, executor.run_id)
             typer.echo(
                 f"experiment {eid} run {executor.run_id}: {len(exp.aftershock.faults)} fault(s) "
                 f"against {url}; journal {journal}",
@@ -172,6 +183,11 @@ async def _run(
             if executor.unsupported is not None:
                 return result, 2
             return result, EXIT.get(result.status, 1)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        result, code = await execute()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -187,6 +203,18 @@ async def _run(
             )
         if file_sink is not None:
             file_sink.close()
+    lost = publisher.statistics().unrepaired if publisher is not None else 0
+    if lost:
+        from spine.eventlog.publisher import lost_for_good
+
+        typer.secho(f"error: {lost_for_good(lost)}", fg="red", err=True)
+        code = code or EXIT_LOG_LOST
+    return result, code
+
+
+def _report_loss(report: LossReport) -> None:
+    """The broker lost events it had acknowledged: say so as it happens."""
+    typer.secho(report.describe(), fg="red" if report.unrepaired else "yellow", err=True)
 
 
 def _url_from_configuration(config: dict[str, Any]) -> str | None:
@@ -275,8 +303,9 @@ def run_cmd(
 ) -> None:
     """Run an experiment: hypothesis, method and fault timeline, rollbacks; write the journal.
 
-    Exit status: 0 completed, 1 failed or deviated, 2 invalid file, 3 aborted, 130/143
-    interrupted by SIGINT/SIGTERM (every fault reverted before exiting)."""
+    Exit status: 0 completed, 1 failed or deviated, 2 invalid file, 3 aborted, 4 completed but
+    the event log lost events for good, 130/143 interrupted by SIGINT/SIGTERM (every fault
+    reverted before exiting)."""
     settings = _settings()
     shutdown_tracing = _tracing(settings, journal)
     try:

@@ -10,12 +10,13 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the event schemas. Bumped on any incompatible change; readers reject unknown
 versions with a clear error instead of guessing.
 
 2: ``session.send`` has ``late_ms``; new kind ``session.skipped`` (a reader of version 1,
-which forbids unknown fields and kinds, cannot read them; version 1 events read as before)."""
+which forbids unknown fields and kinds, cannot read them; version 1 events read as before).
+3: new kind ``log.loss`` (events the event log lost for good; earlier events read as before)."""
 
 HexTraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 HexSpanId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]

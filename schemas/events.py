@@ -1,8 +1,9 @@
 """Every event kind Aftershock records, as one union discriminated on ``kind``.
 
 Kinds are dotted: ``session.*`` (what a virtual user saw), ``fault.*`` and ``proxy.*`` (what
-the injector and the fault proxy did), ``experiment.*`` (lifecycle and game-day controls), and
-``result.*`` (analyzer outputs, see :mod:`schemas.results`).
+the injector and the fault proxy did), ``experiment.*`` (lifecycle and game-day controls),
+``log.*`` (what the event log itself did), and ``result.*`` (analyzer outputs, see
+:mod:`schemas.results`).
 """
 
 from __future__ import annotations
@@ -249,6 +250,24 @@ class ExperimentEnded(EventBase):
     deviated: bool = False
 
 
+# --- the event log ---------------------------------------------------------------------------
+
+
+class LogLoss(EventBase):
+    """The event log lost events for good: the broker lost ``unrepaired`` events it had
+    acknowledged on ``topic`` that the publisher's local log no longer held (its
+    ``retain_bytes`` bound), so they could not be sent again; ``resent`` events it still held
+    were sent again. Written by the publisher itself, after its repair, into the same topic;
+    ``ts_ns`` is when the loss was found. It names the experiment and run the publisher was
+    publishing for (``none`` when it was not told). See ``docs/eventlog.md``."""
+
+    kind: Literal["log.loss"] = "log.loss"
+    topic: str = Field(min_length=1, max_length=249)  # Kafka's bound on a topic name
+    reason: str = Field(max_length=4000)
+    unrepaired: int = Field(ge=1)
+    resent: int = Field(ge=0)
+
+
 SessionEvent = (
     ConnectStart | Connected | Subscribed | Send | SendSkipped | Receive | SessionError | Disconnect
 )
@@ -274,7 +293,7 @@ LifecycleEvent = (
 )
 
 Event = Annotated[
-    SessionEvent | FaultEvent | LifecycleEvent | ResultEvent,
+    SessionEvent | FaultEvent | LifecycleEvent | LogLoss | ResultEvent,
     Field(discriminator="kind"),
 ]
 
@@ -305,6 +324,7 @@ EVENT_TYPES: tuple[type[EventBase], ...] = (
     ExperimentAborted,
     HypothesisProbeRan,
     ExperimentEnded,
+    LogLoss,
     *RESULT_TYPES,
 )
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from redis.asyncio import Redis
+from rich.markup import escape
 
 from aftershock.gameday.analysis import LiveAnalysis, analyzer_config
 from aftershock.gameday.dashboard import Dashboard, unwrapped_console
@@ -44,6 +45,7 @@ from aftershock.report.files import (
     write_reports,
 )
 from aftershock.report.model import Findings, RunData, RunMeta
+from analyzers.core.verdict import log_lost_reason
 from generators.runner import Generator, GeneratorOptions
 from injector.controller import ToxiproxyController
 from injector.errors import InjectorError
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
     from aftershock.report.model import RunStatus
     from schemas.experiment import Experiment
     from schemas.results import ResultEvent
+    from spine.eventlog import EventSink
     from spine.settings import Settings
 
 
@@ -136,6 +139,9 @@ class Gameday:
         self.experiment_id = experiment_id_of(experiment)
         self.executor: Executor | None = None
         self.publisher: Publisher | None = None
+        self._loss_sinks: list[EventSink] = []
+        """Where the publisher's ``log.loss`` events go besides Kafka: the analysis, the
+        run's own log (so live analysis and a replay of either log agree)."""
         self.generators: list[Generator] = []
         self.interrupted: str | None = None
         self.forced: str | None = None
@@ -232,15 +238,11 @@ class Gameday:
 
     def _log_lost(self, report: LossReport) -> None:
         """The broker lost events it had acknowledged (the publisher sends them again)."""
-        if report.unrepaired:
-            self.console.print(
-                f"[red]event log: {report.reason}; {report.unrepaired} events are lost for "
-                f"good, {report.resent} sent again[/red]"
-            )
-        else:
-            self.console.print(
-                f"[yellow]event log: {report.reason}; {report.resent} events sent again[/yellow]"
-            )
+        if report.event is not None:
+            for sink in self._loss_sinks:
+                sink.emit(report.event)
+        colour = "red" if report.unrepaired else "yellow"
+        self.console.print(f"[{colour}]{escape(report.describe())}[/{colour}]")
 
     def _sut_exited(self, status: int) -> None:
         self.sut_exit, self.sut_exit_at_s = status, time.monotonic() - self._t0
@@ -375,6 +377,8 @@ class Gameday:
             ),
         )
         run_id = executor.run_id
+        if self.publisher is not None:
+            self.publisher.attribute_to(self.experiment_id, run_id)
         run_dir = (self.opts.runs_dir or self.settings.state_dir / "runs") / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         pruned = prune_runs(
@@ -425,6 +429,7 @@ class Gameday:
         )
         tap_box.append(tap)
         fanout.sinks.append(analysis)
+        self._loss_sinks = [local_log, analysis]
         # The run's analysis configuration goes first into its log: replay needs no flags.
         ts_ns, mono_ns = clock.stamp()
         fanout.emit(
@@ -575,8 +580,10 @@ class Gameday:
         lost = self.publisher.statistics().unrepaired if self.publisher is not None else 0
         if not lost:
             return outcome
-        reason = f"the event log lost {lost} events for good (the broker lost them)"
+        reason = log_lost_reason(lost)
         self.console.print(f"[red]{reason}[/red]")
+        if reason in outcome.reasons:  # the analysis folded the publisher's log.loss events
+            return replace(outcome, exit_code=max(outcome.exit_code, 1))
         return replace(
             outcome, exit_code=max(outcome.exit_code, 1), reasons=[*outcome.reasons, reason]
         )

@@ -45,6 +45,7 @@ from schemas.events import (
     ExperimentPhase,
     ExperimentStarted,
     HypothesisProbeRan,
+    LogLoss,
     ProxyDeleted,
     ProxyDisabled,
     ProxyEnabled,
@@ -295,7 +296,7 @@ class Analyzer:
         elif isinstance(ev, ExperimentEnded):
             self.ended_ns = t
             self.record.apply(t, ev)
-        elif isinstance(ev, HypothesisProbeRan | ExperimentAborted):
+        elif isinstance(ev, HypothesisProbeRan | ExperimentAborted | LogLoss):
             self.record.apply(t, ev)
 
     def _session(self, t: int, ev: Send | Receive | Connected | SessionError | Disconnect) -> None:

@@ -9,7 +9,8 @@ nothing to judge is ``no_data``; it fails only when its SLO says so (``no_data_f
 The run verdict (phase empty) adds what the experiment itself recorded, folded from its
 events by :class:`RunRecord`: every run of every steady-state hypothesis probe
 (``experiment.probe``), a safeguard that stopped the run and any other abort
-(``experiment.aborted``), how the run ended (``experiment.ended``); and, from the health
+(``experiment.aborted``), how the run ended (``experiment.ended``), events its event log lost
+for good (``log.loss``: the figures are computed without them); and, from the health
 state, whether every target had recovered when the run ended. :func:`settle` adds what only
 the game day knows (it was interrupted, the system under test crashed), and
 :func:`exit_code` turns the result into the process's exit status.
@@ -20,14 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from schemas.events import ExperimentAborted, ExperimentEnded, HypothesisProbeRan
+from schemas.events import ExperimentAborted, ExperimentEnded, HypothesisProbeRan, LogLoss
 from schemas.results import ProbeCheck, SloCheck, TargetRecovery, Verdict
 
 if TYPE_CHECKING:
     from analyzers.core.config import SloSpec
     from analyzers.core.health import HealthKey
 
-RunEvent = HypothesisProbeRan | ExperimentAborted | ExperimentEnded
+RunEvent = HypothesisProbeRan | ExperimentAborted | ExperimentEnded | LogLoss
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class RunRecord:
     safeguards: list[str] = field(default_factory=list)
     aborted: str | None = None
     status: str | None = None
+    log_lost: int = 0
+    """Events the run's event log lost for good (``log.loss``)."""
 
     def apply(self, t: int, ev: RunEvent) -> None:
         if isinstance(ev, HypothesisProbeRan):
@@ -123,8 +126,15 @@ class RunRecord:
                 self.safeguards.append(ev.reason)
             if self.aborted is None:
                 self.aborted = ev.reason
+        elif isinstance(ev, LogLoss):
+            self.log_lost += ev.unrepaired
         else:
             self.status = ev.status
+
+
+def log_lost_reason(n: int) -> str:
+    """The verdict's reason for ``n`` events the run's event log lost for good."""
+    return f"the event log lost {n} events for good (the broker lost them)"
 
 
 def recovery(targets: list[HealthKey]) -> list[TargetRecovery]:
@@ -163,6 +173,8 @@ def run_reasons(
     reasons += [
         f"{t.target} had not recovered when the run ended" for t in targets if not t.recovered
     ]
+    if record.log_lost:
+        reasons.append(log_lost_reason(record.log_lost))
     if record.status in ("aborted", "interrupted") and not record.safeguards:
         reasons.append(f"run {record.status}" + (f": {record.aborted}" if record.aborted else ""))
     return reasons

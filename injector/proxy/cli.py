@@ -17,11 +17,14 @@ if TYPE_CHECKING:
 
 from injector.proxy.errors import ApiError
 from injector.proxy.server import ProxyServer
-from spine.eventlog.publisher import Publisher
+from spine.eventlog.publisher import LossReport, Publisher, lost_for_good
 from spine.eventlog.sink import Fanout, JsonlSink
 from spine.settings import Settings
 
 TOKEN_ENV = "AFTERSHOCK_PROXY_TOKEN"
+EXIT_LOG_LOST = 4
+"""The event log lost events for good (``log.loss``): the broker lost events it had
+acknowledged that the publisher's local log no longer held."""
 
 app = typer.Typer(help="The Toxiproxy-compatible fault proxy.", no_args_is_help=True)
 
@@ -95,7 +98,10 @@ def serve(
         bool, typer.Option(help="Also record connection open/close events.")
     ] = False,
 ) -> None:
-    """Serve the control API and the proxies it creates until interrupted."""
+    """Serve the control API and the proxies it creates until interrupted.
+
+    Exit status: 0 stopped by SIGINT/SIGTERM, 1 cannot listen, 2 bad option or --config, 4
+    the event log (--kafka-bootstrap) lost events for good."""
     if token is None:
         # Click reads an empty variable as unset; here a variable set empty is a mistake to
         # report, not a request to turn authentication off.
@@ -115,6 +121,7 @@ def serve(
             typer.echo(f"error: cannot read --config {config}: {exc.strerror}", err=True)
             raise typer.Exit(2) from None
     jsonl = JsonlSink(events) if events is not None else None
+    lost: list[int] = []
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -127,8 +134,15 @@ def serve(
             if kafka_bootstrap:
                 settings = Settings()
                 publisher = Publisher(
-                    kafka_bootstrap, topic or settings.topic_events, state_dir=settings.state_dir
+                    kafka_bootstrap,
+                    topic or settings.topic_events,
+                    state_dir=settings.state_dir,
+                    durable_window_ms=settings.eventlog_durable_window_ms,
+                    fsync_interval_ms=settings.eventlog_fsync_interval_ms,
+                    retain_bytes=settings.eventlog_retain_bytes,
+                    on_loss=_report_loss,
                 )
+                resources.callback(lambda: lost.append(publisher.statistics().unrepaired))
                 sinks.append(await resources.enter_async_context(publisher))
             await _serve(stop, _combine(sinks))
 
@@ -175,3 +189,11 @@ def serve(
     finally:
         if jsonl is not None:
             jsonl.close()
+    if sum(lost):
+        typer.secho(f"error: {lost_for_good(sum(lost))}", fg="red", err=True)
+        raise typer.Exit(EXIT_LOG_LOST)
+
+
+def _report_loss(report: LossReport) -> None:
+    """The broker lost events it had acknowledged: say so as it happens."""
+    typer.secho(report.describe(), fg="red" if report.unrepaired else "yellow", err=True)

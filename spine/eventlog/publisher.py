@@ -16,7 +16,10 @@ the topic missing from the broker's metadata, or a check record (an empty envelo
 or below an offset already acknowledged means the broker lost acknowledged records (Tansu's
 memory storage forgets everything on restart). The publisher then re-creates the topic if it is
 missing and sends again every envelope its log still holds; what the log no longer holds
-(``retain_bytes``) is counted in ``unrepaired``, logged as an error and passed to ``on_loss``.
+(``retain_bytes``) is counted in ``unrepaired``, logged as an error, passed to ``on_loss`` and
+written to the topic as a ``log.loss`` event (:class:`~schemas.events.LogLoss`, attributed to
+the experiment and run given to :meth:`Publisher.attribute_to`), queued after what is sent
+again.
 
 On close the buffers are flushed and checked within ``flush_timeout_s``; what could not be sent
 stays in the log, and the next publisher on the same state directory and topic delivers it.
@@ -40,6 +43,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
+from schemas.events import LogLoss
 from spine.errors import EventLogError, SpoolError
 from spine.eventlog.codec import (
     Compression,
@@ -48,7 +52,7 @@ from spine.eventlog.codec import (
     encoded_envelope,
     partition_key,
 )
-from spine.eventlog.spool import RETAIN_BYTES, Journal
+from spine.eventlog.spool import RETAIN_BYTES, SEGMENT_BYTES, Journal
 from spine.stackstate import PublisherRecord
 
 if TYPE_CHECKING:
@@ -73,6 +77,26 @@ class LossReport:
     """Events of the local log sent again."""
     unrepaired: int
     """Acknowledged events the local log no longer held (``retain_bytes``): lost for good."""
+    event: LogLoss | None = None
+    """The ``log.loss`` event the publisher wrote to the topic (when ``unrepaired``), for a
+    caller that also records events elsewhere (an in-process analysis, the run's own log)."""
+
+    def describe(self) -> str:
+        """One line for a console: the reason, and what was sent again and lost for good."""
+        if self.unrepaired:
+            return (
+                f"event log: {self.reason}; {self.unrepaired} events are lost for good, "
+                f"{self.resent} sent again"
+            )
+        return f"event log: {self.reason}; {self.resent} events sent again"
+
+
+def lost_for_good(n: int) -> str:
+    """The line a command prints before it exits non-zero for ``n`` events lost for good."""
+    return (
+        f"the event log lost {n} events for good: the broker lost events it had acknowledged "
+        "that the publisher's local log no longer held"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +104,7 @@ class PublisherStatistics:
     """A snapshot; counts are events unless named otherwise."""
 
     emitted: int
+    """Accepted, the publisher's own ``log.loss`` events included."""
     sent: int
     """Acknowledged by the broker (a re-sent envelope counts again)."""
     spooled: int
@@ -156,6 +181,8 @@ class Publisher:
         self.on_loss = on_loss
         self._journal = Journal(
             state_dir / "spool" / topic,
+            # Segments are dropped whole: a bound below a few segments needs smaller ones.
+            segment_bytes=min(SEGMENT_BYTES, max(retain_bytes // 4, 4096)),
             retain_bytes=retain_bytes,
             fsync_interval_s=None if fsync_interval_ms is None else fsync_interval_ms / 1000,
             owner=_owner(bootstrap, topic),
@@ -187,6 +214,12 @@ class Publisher:
         self._emitted = self._sent = self._spooled = self._batches = self._bytes = 0
         self._failures = self._losses = self._resent = self._unrepaired = 0
         self._encode_s = 0.0
+        self._origin = ("none", "publisher")
+
+    def attribute_to(self, experiment_id: str, run_id: str) -> None:
+        """The experiment and run a ``log.loss`` event names (``none``/``publisher`` until
+        told): the run whose events this publisher carries."""
+        self._origin = (experiment_id, run_id)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -250,6 +283,9 @@ class Publisher:
         (see :class:`~spine.eventlog.sink.EncodedEventSink`)."""
         if self._closed:
             raise EventLogError("emit() on a closed publisher")
+        self._accept(key, data)
+
+    def _accept(self, key: str, data: bytes) -> None:
         buf = self._buffers.get(key)
         if buf is None:
             buf = self._buffers[key] = []
@@ -527,7 +563,22 @@ class Publisher:
         self._topic_checked = False
         self._verified = False
         self._repairing = True
-        report = LossReport(reason, resent, unrepaired)
+        event = None
+        if unrepaired:
+            # Said in the log itself too, after what is sent again (also while closing).
+            experiment_id, run_id = self._origin
+            event = LogLoss(
+                experiment_id=experiment_id,
+                run_id=run_id,
+                generator_id="publisher",
+                ts_ns=time.time_ns(),
+                topic=self.topic,
+                reason=reason[:4000],
+                unrepaired=unrepaired,
+                resent=resent,
+            )
+            self._accept(partition_key(event), encode_event(event))
+        report = LossReport(reason, resent, unrepaired, event)
         if unrepaired:
             log.error(
                 "%s on %s: %d acknowledged events are lost for good (no longer in the local "

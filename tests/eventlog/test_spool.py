@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from schemas.events import Send
+from schemas.events import LogLoss, Send
 from spine.eventlog import codec
 from spine.eventlog.publisher import Publisher
 from spine.eventlog.reader import EventReader
@@ -326,7 +326,9 @@ async def test_what_the_log_no_longer_holds_is_reported_lost_never_silently(
             on_loss=reports.append,
         ) as pub:
             pub._journal.segment_bytes = 2000  # small segments, so old ones are dropped
-            for e in _sends(1000):
+            pub.attribute_to("exp-1", "run-1")
+            sent = _sends(1000)
+            for e in sent:
                 pub.emit(e)
                 await asyncio.sleep(0)
             await pub.flush(10)
@@ -335,6 +337,11 @@ async def test_what_the_log_no_longer_holds_is_reported_lost_never_silently(
             await broker.start()
             await pub.flush(20)
             stats = pub.statistics()
+            in_local_log = [
+                ev
+                for _, env in pub._journal.read(pub._journal.first_seq, 1 << 30)
+                for ev in codec.decode_batch(env.value, dict(env.headers))
+            ]
         assert stats.losses_detected == 1
         assert stats.unrepaired > 0
         assert stats.unrepaired + stats.resent == 1000  # each event either sent again or named
@@ -342,7 +349,19 @@ async def test_what_the_log_no_longer_holds_is_reported_lost_never_silently(
         assert report.unrepaired == stats.unrepaired
         assert "new one" in report.reason
         async with EventReader(broker.kafka_bootstrap, topic, deadletter_topic=None) as r:
-            assert len(await r.read(idle_timeout_s=2)) == stats.resent
+            got = await r.read(idle_timeout_s=2)
+        # The log says so itself: one log.loss event naming the exact number of events really
+        # missing from the topic.
+        (loss,) = [ev for ev in got if isinstance(ev, LogLoss)]
+        missing = {e.event_id for e in sent} - {ev.event_id for ev in got}
+        assert loss.unrepaired == stats.unrepaired == len(missing)
+        assert loss.resent == stats.resent == len(got) - 1
+        assert (loss.topic, loss.experiment_id, loss.run_id) == (topic, "exp-1", "run-1")
+        assert loss.reason == report.reason
+        assert report.event == loss
+        # On local disk too, like every event it publishes, queued after what it sent again.
+        assert in_local_log[-1] == loss
+        assert len(in_local_log) == stats.resent + 1
     finally:
         await broker.stop()
 

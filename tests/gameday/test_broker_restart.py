@@ -83,3 +83,63 @@ async def test_a_run_whose_broker_restarted_replays_to_its_live_results(
         for path, rec in stackstate.read_records(settings.state_dir):
             if rec is not None:
                 await stackstate.stop_record(settings.state_dir, path, rec)
+
+
+def _run_verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
+    (verdict,) = [r for r in results if r["kind"] == "result.verdict" and r["phase"] == ""]
+    return verdict
+
+
+async def test_a_run_whose_log_lost_events_for_good_fails_live_and_in_replay(
+    tmp_path: Path, procs: Processes
+) -> None:
+    """With no acknowledged batch kept, the restart loses events for good: the console, the
+    exit status, the live verdict and both replays say so, with the same count."""
+    settings = Settings(state_dir=tmp_path / "state")
+    stack = EmbeddedStack(settings, detached=True)
+    await stack.start()
+    stack.detach()
+    runs = tmp_path / "runs"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AFTERSHOCK_")},
+        "AFTERSHOCK_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "AFTERSHOCK_REDIS_URL": stack.redis_url,
+        "AFTERSHOCK_STATE_DIR": str(settings.state_dir),
+        "AFTERSHOCK_EVENTLOG_RETAIN_BYTES": "1",
+    }
+    proc = procs.popen(
+        _cli("run", str(SHORT), "--runs-dir", str(runs), "--line-every-s", "5"),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(90):
+            while sum(p.stat().st_size for p in runs.glob("*/events/*.seg")) < 50_000:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                await asyncio.sleep(0.1)
+        assert await restart_detached(settings, ["kafka"])
+        out, err = await asyncio.to_thread(proc.communicate, timeout=150)
+        said = out + err
+        assert proc.returncode == 1, said[-3000:]
+        (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.is_symlink()]
+        live = _run_verdict(json.loads((run_dir / "results.json").read_text())["results"])
+        (reason,) = [r for r in live["reasons"] if r.startswith("the event log lost")]
+        lost = int(reason.split()[4])
+        assert lost > 0
+        assert f"{lost} events are lost for good" in said  # the console line, as it happened
+        assert not live["passed"]
+        replayed = []
+        for where in ([], ["--run", str(run_dir)]):  # from Kafka, from the run's local log
+            replay = procs.run(
+                _cli("replay", "short-gameday", "--json", *where,
+                     "--config", str(run_dir / "analysis.json")),
+                env=env, text=True, timeout=120,
+            )  # fmt: skip
+            replayed.append(_run_verdict([json.loads(x) for x in replay.stdout.splitlines() if x]))
+        from_kafka, from_run = replayed
+        assert reason in from_kafka["reasons"]
+        assert not from_kafka["passed"]
+        assert _comparable([from_run]) == _comparable([live])  # the local log lost nothing
+    finally:
+        for path, rec in stackstate.read_records(settings.state_dir):
+            if rec is not None:
+                await stackstate.stop_record(settings.state_dir, path, rec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
@@ -29,3 +30,11 @@ async def fail(message: str) -> None:
 def absent(path: str) -> bool:
     """True while nothing is at ``path`` (a method's ``touch`` makes a later probe deviate)."""
     return not Path(path).exists()
+
+
+async def wait_for(path: str, timeout_s: float = 120.0) -> str:
+    """Return once something is at ``path``: a method holds until the test lets it go on."""
+    async with asyncio.timeout(timeout_s):
+        while not Path(path).exists():
+            await asyncio.sleep(0.02)
+    return path

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from injector.proxy import ProxyServer
 from spine.eventlog.publisher import Publisher
 from spine.eventlog.reader import EventReader
+from tests.lossy_broker import RETAIN_NOTHING, LossyBroker, jsonl_ids, losses, stderr_until
 from tests.proxy.helpers import Api
 
 if TYPE_CHECKING:
@@ -77,3 +78,45 @@ async def test_cli_publishes_to_kafka(
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 60) == 0
     assert await _read(stack, topic, 2) == ["fault.proxy_created", "fault.proxy_deleted"]
+
+
+async def test_cli_exits_4_when_its_event_log_lost_events_for_good(
+    tmp_path: Path, procs: Processes
+) -> None:
+    async with LossyBroker(tmp_path / "broker") as broker:
+        topic = broker.settings.topic_events
+        emitted = tmp_path / "events.jsonl"
+        proc = await procs.exec(
+            sys.executable, "-m", "aftershock.cli.main", "proxy", "serve", "--port", "0",
+            "--kafka-bootstrap", broker.bootstrap, "--topic", topic, "--events", str(emitted),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "AFTERSHOCK_STATE_DIR": str(tmp_path / "cli"), **RETAIN_NOTHING},
+        )  # fmt: skip
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        try:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            url = line.split()[-1]
+            import httpx
+
+            async with httpx.AsyncClient(base_url=url) as client:
+                for i in range(40):  # 80 events: several segments of the publisher's log
+                    body = {"name": f"p{i}", "upstream": "127.0.0.1:1"}
+                    assert (await client.post("/proxies", json=body)).status_code == 201
+                    assert (await client.delete(f"/proxies/p{i}")).status_code == 204
+            await broker.read(topic, at_least=80)
+            await broker.restart()
+            said = await stderr_until(proc.stderr, "lost for good")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), 60)
+        said += (await proc.stderr.read()).decode()
+        assert code == 4, said
+        got = await broker.read(topic, at_least=1)
+    (loss,) = losses(got)
+    missing = jsonl_ids(emitted) - {e.event_id for e in got}
+    assert loss.unrepaired == len(missing) > 0
+    assert loss.experiment_id == "none"  # the proxy serves any experiment
+    assert f"{loss.reason}; {loss.unrepaired} events are lost for good" in said
+    assert f"error: the event log lost {loss.unrepaired} events for good" in said
