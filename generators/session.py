@@ -435,7 +435,11 @@ class Session:
                 "round_trip",
                 context=self.root_ctx,
                 kind=SpanKind.CLIENT,
-                attributes={**attrs.round_trip, "aftershock.seq": seq}
+                attributes={
+                    # A weighted HTTP mix: the entry this very send will write.
+                    **(attrs.requests[conn.next_request()] if attrs.requests else attrs.round_trip),
+                    "aftershock.seq": seq,
+                }
                 if channel is None
                 else {
                     **attrs.broadcast,
