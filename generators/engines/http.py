@@ -43,7 +43,7 @@ _HOP_HEADERS = frozenset({"host", "content-length", "connection", "transfer-enco
 """Headers the engine writes itself."""
 
 
-def _text(body: bytes) -> str:
+def _text(body: bytes | bytearray) -> str:
     try:
         return body.decode()
     except UnicodeDecodeError:
@@ -165,7 +165,9 @@ class _HttpConnection(asyncio.Protocol):
         """Seqs of the requests written and not yet answered, oldest first."""
         self._waiting: tuple[bytes, int] | None = None
         """A request queued while the connection was full; written when an answer frees room."""
-        self._body: list[bytes] = []
+        self._body: bytes | bytearray = b""
+        """The answer's body so far: llhttp's one piece, or the pieces joined when it arrives in
+        several reads."""
         self._open = False
         self._we_closed = False
         self._bye = False
@@ -214,13 +216,18 @@ class _HttpConnection(asyncio.Protocol):
     # httptools callbacks ---------------------------------------------------------------------
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        part = self._body
+        if not part:
+            self._body = body
+        elif isinstance(part, bytearray):
+            part += body
+        else:
+            self._body = bytearray(part) + body
 
     def on_message_complete(self) -> None:
         parser = self._parser
-        parts = self._body
-        body = parts[0] if len(parts) == 1 else b"".join(parts)
-        self._body = []
+        body = self._body
+        self._body = b""
         status = parser.get_status_code()
         if status < 200:
             return  # interim (100 Continue, 103 Early Hints): the answer is still to come

@@ -354,3 +354,38 @@ def test_a_generator_that_falls_behind_records_it_and_blames_no_timeout_on_the_s
     sent = {(e.session, e.seq) for e in sink.events if isinstance(e, Send)}
     answered = {(e.session, e.seq) for e in sink.events if isinstance(e, Receive)}
     assert sent == answered
+
+
+async def test_an_answer_in_several_pieces_is_handed_over_whole() -> None:
+    """A chunked answer reaches the parser as one piece per chunk: the session gets the body
+    joined, once, matched to its request."""
+    chunks = [b"A1|first", b"|second|", b"x" * 3000, b"|\xc3\xa9nd"]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for chunk in chunks:
+                writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    handler = Answers()
+    engine = HttpEngine([HttpRequestSpec(name="get", method="GET", path="/")])
+    try:
+        conn = await engine.connect(Endpoint("127.0.0.1", port), handler, {}, 10)
+        try:
+            conn.send("", 1)
+            conn.send("", 2)
+            await handler.wait_for(2)
+        finally:
+            await conn.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    whole = b"".join(chunks).decode()
+    assert handler.messages == [(whole, 200, 1), (whole, 200, 2)]
