@@ -389,3 +389,40 @@ async def test_an_answer_in_several_pieces_is_handed_over_whole() -> None:
         await server.wait_closed()
     whole = b"".join(chunks).decode()
     assert handler.messages == [(whole, 200, 1), (whole, 200, 2)]
+
+
+async def test_each_mix_entry_sends_its_own_body_size(http_echo: HttpEcho) -> None:
+    """A mix entry's ``body_size`` sizes the body of the requests drawn from it; an entry
+    without one takes the send step's ``size``; a method without a body sends none."""
+    sink, stats = await _run(
+        http_echo,
+        script=[
+            {"do": "connect"},
+            {
+                "do": "send",
+                "count": 30,
+                "rate_per_s": 100,
+                "expect": "response",
+                "size": {"dist": "fixed", "bytes": 150},
+            },
+        ],
+        http_mix=[
+            {"name": "a", "method": "POST", "path": "/a", "body_size": _fixed(300)},
+            {"name": "b", "method": "PUT", "path": "/b", "body_size": _fixed(1200)},
+            {"name": "c", "method": "POST", "path": "/c"},
+            {"name": "d", "method": "GET", "path": "/d", "body_size": _fixed(9)},
+        ],
+    )  # fmt: skip
+    assert stats.errors == 0
+    lengths: dict[str, set[int]] = {}
+    for r in http_echo.requests:
+        lengths.setdefault(r.path, set()).add(len(r.body))
+    assert lengths == {"/a": {300}, "/b": {1200}, "/c": {150}, "/d": {0}}
+    # The session's record of each send: the stamp's size (a GET's stamp is not sent).
+    sent = [e.bytes for e in sink.events if isinstance(e, Send)]
+    assert len(sent) == len(http_echo.requests) == 60
+    assert {300, 1200, 150} <= set(sent)
+
+
+def _fixed(n: int) -> dict[str, Any]:
+    return {"dist": "fixed", "bytes": n}
