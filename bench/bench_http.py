@@ -126,6 +126,8 @@ load:
             "--quiet",
             "--trace-every",
             "0",
+            "--tick-ms",
+            str(args.tick_ms),
         ],
         cwd=tmp,
         env={**os.environ, "AFTERSHOCK_TOPIC_EVENTS": topic, "AFTERSHOCK_OTEL_EXPORTER": "none"},
@@ -243,7 +245,8 @@ def compare(port: int, args: argparse.Namespace, kafka: str, topic: str) -> None
     print(
         f"[http] {args.users} connections each, {args.rate:g} req/s offered in all, "
         f"{args.duration_s:g} s, {how}; CPU over a {args.window_s:g} s window after "
-        f"{args.warmup_s:g} s; aftershock events: {args.events}; load average "
+        f"{args.warmup_s:g} s; aftershock events: {args.events}, tick {args.tick_ms:g} ms; "
+        f"load average "
         f"{os.getloadavg()[0]:.1f}",
         flush=True,
     )
@@ -320,6 +323,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--body-bytes", type=int, default=100)
     p.add_argument("--events", choices=("kafka", "none"), default="kafka")
+    p.add_argument(
+        "--tick-ms", type=float, default=5.0, help="aftershock's send tick (generate --tick-ms)"
+    )
     p.add_argument("--apart", action="store_true", help="run the two tools one after the other")
     args = p.parse_args(argv)
     if args.warmup_s + args.window_s >= args.duration_s:

@@ -181,13 +181,19 @@ async def _run_profiles(
 
 
 def _options(
-    experiment_id: str, engine: str | None, trace_every: int, max_connecting: int, **kw: Any
+    experiment_id: str,
+    engine: str | None,
+    trace_every: int,
+    max_connecting: int,
+    tick_ms: float,
+    **kw: Any,
 ) -> GeneratorOptions:
     return GeneratorOptions(
         experiment_id=experiment_id,
         engine=engine,
         trace_every=trace_every,
         max_connecting=max_connecting,
+        tick_s=tick_ms / 1000,
         **kw,
     )
 
@@ -341,6 +347,7 @@ async def _member(
     engine: str | None,
     trace_every: int,
     max_connecting: int,
+    tick_ms: float,
     summary_every_s: float,
     quiet: bool,
 ) -> int:
@@ -358,6 +365,7 @@ async def _member(
             engine,
             trace_every,
             max_connecting,
+            tick_ms,
             generator_id=generator_id,
             member=member,
             members=plan.members,
@@ -447,6 +455,14 @@ def generate(
     max_connecting: Annotated[
         int, typer.Option(min=1, help="Connection attempts in flight at once.")
     ] = 500,
+    tick_ms: Annotated[
+        float,
+        typer.Option(
+            min=0.5,
+            max=1000,
+            help="The send tick: a send leaves at the first tick at or after it is due.",
+        ),
+    ] = 5.0,
     summary_every_s: Annotated[float, typer.Option(help="Live summary interval.")] = 2.0,
     quiet: Annotated[bool, typer.Option(help="Only the final summary.")] = False,
 ) -> None:
@@ -479,6 +495,7 @@ def generate(
                 signal,
                 trace_every,
                 max_connecting,
+                tick_ms,
                 summary_every_s,
                 quiet,
             )
@@ -504,6 +521,7 @@ async def _main(
     signal: str | None,
     trace_every: int,
     max_connecting: int,
+    tick_ms: float,
     summary_every_s: float,
     quiet: bool,
 ) -> int:
@@ -523,6 +541,7 @@ async def _main(
             engine,
             trace_every,
             max_connecting,
+            tick_ms,
             summary_every_s,
             quiet,
         )
@@ -536,6 +555,8 @@ async def _main(
             str(trace_every),
             "--max-connecting",
             str(max_connecting),
+            "--tick-ms",
+            str(tick_ms),
             "--summary-every-s",
             str(summary_every_s),
         ]
@@ -545,7 +566,7 @@ async def _main(
         return await _coordinate(
             run, settings, mode, exp, processes, total, args, summary_every_s, quiet
         )
-    options = _options(exp, engine, trace_every, max_connecting)
+    options = _options(exp, engine, trace_every, max_connecting, tick_ms)
     _echo(quiet, f"experiment {exp}: {sum(p.total_sessions for p in run.load)} sessions")
     started = time.monotonic()
     code = await _local(run, settings, mode, events_path, options, summary_every_s, quiet)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from generators.spanattrs import SpanAttributes
     from generators.stats import Counters
     from generators.ticker import Ticker
-    from schemas.load import Backoff, ScriptStep
+    from schemas.load import Backoff, ScriptStep, SizeDist
     from spine.activefaults import ActiveFaults
 
 
@@ -49,6 +49,9 @@ class RunContext:
     """Trace every n-th round trip (0: none); connects and reconnects are always traced."""
     late_s: float
     """A send leaving more than this after its scheduled time is recorded as late."""
+    body_sizes: tuple[SizeDist | None, ...] = ()
+    """HTTP: the ``body_size`` of each ``http_mix`` entry, in its order (None: the send step's
+    ``size``); empty when no entry has one."""
     faults: ActiveFaults | None = None
     """The faults in force, to mark the spans that run under them (None: not followed)."""
     stopped: asyncio.Future[None] = field(

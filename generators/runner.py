@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from generators.clock import Clock
     from generators.engines.base import Engine
-    from schemas.load import LoadProfile
+    from schemas.load import HttpRequestSpec, LoadProfile, SizeDist
     from schemas.targets import Target
     from spine.activefaults import ActiveFaults
     from spine.eventlog.sink import EventSink
@@ -190,6 +190,7 @@ class Generator:
             span_attributes=SpanAttributes.of(
                 self.target.name, self.target.protocol, endpoint, self.profile.http_mix
             ),
+            body_sizes=_body_sizes(self.target.protocol, self.profile.http_mix),
             faults=self._faults,
             key=opts.stamp_key or experiment_key(opts.experiment_id),
             script=tuple(self.profile.script),
@@ -235,3 +236,10 @@ class Generator:
             if auth is not None:
                 await auth.aclose()
         return self.statistics()
+
+
+def _body_sizes(protocol: WireProtocol, mix: list[HttpRequestSpec]) -> tuple[SizeDist | None, ...]:
+    """The ``body_size`` of each mix entry (see :attr:`RunContext.body_sizes`)."""
+    if protocol is not WireProtocol.HTTP or all(m.body_size is None for m in mix):
+        return ()
+    return tuple(m.body_size for m in mix)

@@ -108,6 +108,7 @@ class Session:
         "_active",
         "_drain",
         "_due",
+        "_entry_size",
         "_interval_s",
         "_lost",
         "_remaining",
@@ -172,6 +173,8 @@ class Session:
         self._send_tracked = False
         """The current send step expects an answer."""
         self._size: Callable[[], int] = lambda: 0
+        self._entry_size: tuple[Callable[[], int] | None, ...] | None = None
+        """HTTP: a size sampler per ``http_mix`` entry with a ``body_size`` (None: the step's)."""
         self._lost: asyncio.Future[None] | None = None
         self._sub_ack: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -356,6 +359,11 @@ class Session:
         self._remaining = step.count
         self._interval_s = 1.0 / step.rate_per_s
         self._size = size_sampler(step.size, lambda: self.rng)
+        self._entry_size = (
+            tuple(None if d is None else size_sampler(d, lambda: self.rng) for d in ctx.body_sizes)
+            if ctx.body_sizes
+            else None
+        )
         self._send_expect = step.expect
         self._send_tracked = step.expect != "none"
         self._send_timeout_s = step.timeout_ms / 1000
@@ -423,7 +431,11 @@ class Session:
             if late_ms > ctx.counters.max_late_ms:
                 ctx.counters.max_late_ms = late_ms
         seq = self.seq = self.seq + 1
-        stamp = self.stamper.stamp(seq, ctx.clock.wall_ns(), self._size())
+        size = self._size
+        if self._entry_size is not None:
+            # The body of the mix entry this send will write (drawn now, kept for the send).
+            size = self._entry_size[conn.next_request()] or size
+        stamp = self.stamper.stamp(seq, ctx.clock.wall_ns(), size())
         channel = self._send_channel
         frame = ctx.codec.publish(channel, stamp) if channel is not None else ctx.codec.echo(stamp)
         span: trace.Span | None = None
@@ -435,7 +447,11 @@ class Session:
                 "round_trip",
                 context=self.root_ctx,
                 kind=SpanKind.CLIENT,
-                attributes={**attrs.round_trip, "aftershock.seq": seq}
+                attributes={
+                    # A weighted HTTP mix: the entry this very send will write.
+                    **(attrs.requests[conn.next_request()] if attrs.requests else attrs.round_trip),
+                    "aftershock.seq": seq,
+                }
                 if channel is None
                 else {
                     **attrs.broadcast,

@@ -41,6 +41,11 @@ class SpanAttributes:
     connect: Mapping[str, AttributeValue]
     round_trip: Mapping[str, AttributeValue]
     broadcast: Mapping[str, AttributeValue] = field(default_factory=dict)
+    requests: tuple[Mapping[str, AttributeValue], ...] = ()
+    """With a weighted HTTP mix of more than one request: a round trip's attributes per entry
+    of the mix, in its order (the engine says which entry a send writes:
+    :meth:`~generators.engines.base.Connection.next_request`). Empty otherwise: every round
+    trip has ``round_trip``."""
 
     @classmethod
     def of(
@@ -78,14 +83,16 @@ class SpanAttributes:
             scheme = "https" if endpoint.secure else "http"
             http: Attributes = {**server, "network.protocol.name": "http"}
             request: Attributes = {**http}
-            kinds = {(m.method, m.path) for m in http_mix} or {("POST", endpoint.path)}
-            if len(kinds) == 1:  # else the engine picks per request: which one is not known here
-                ((method, path),) = kinds
-                request["http.request.method"] = method
-                request["url.full"] = _url(endpoint, scheme, path)
+            kinds = [(m.method, m.path) for m in http_mix] or [("POST", endpoint.path)]
+            per_kind = tuple(
+                {**http, "http.request.method": method, "url.full": _url(endpoint, scheme, path)}
+                for method, path in kinds
+            )
+            single = len(set(kinds)) == 1
             return cls(
                 session=session,
                 connect={**http, "url.full": _url(endpoint, scheme)},
-                round_trip=request,
+                round_trip=per_kind[0] if single else request,
+                requests=() if single else per_kind,
             )
         return cls(session=session, connect=server, round_trip=server)

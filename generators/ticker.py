@@ -77,6 +77,9 @@ class Ticker:
         """A time by which everything that had arrived on the sockets was read (see
         :meth:`run`)."""
         self._marking = False
+        self._unjudged = False
+        """An expectation still pending past its deadline waits for :attr:`_read_at` to pass
+        it: the next tick marks the socket pair (see :meth:`run`)."""
 
     def schedule(self, item: Tickable, at: float) -> None:
         """Fire ``item`` at ``at`` (or the next tick); an earlier schedule of it is dropped."""
@@ -153,16 +156,24 @@ class Ticker:
                 flush()
         self._done_tick = max(self._done_tick, current)
         upto = now if judged is None else judged
+        unjudged = False
         for fifo in self._expiries.values():
             deadlines = fifo.deadlines
             items, seqs = fifo.items, fifo.seqs
-            while deadlines and deadlines[0] <= upto:
-                deadlines.popleft()
-                item = items.popleft()
-                seq = seqs.popleft()
-                # Most messages are answered in time: no call for those.
-                if seq in item.pending:
-                    item.on_timeout(seq)
+            while deadlines and deadlines[0] <= now:
+                # Most messages are answered in time: dropped once their deadline is past, no
+                # call. One still pending is judged only by a time all answers had been read.
+                if seqs[0] in items[0].pending:
+                    if deadlines[0] > upto:
+                        unjudged = True
+                        break
+                    deadlines.popleft()
+                    items.popleft().on_timeout(seqs.popleft())
+                else:
+                    deadlines.popleft()
+                    items.popleft()
+                    seqs.popleft()
+        self._unjudged = unjudged
 
     async def run(self) -> None:
         """Tick until cancelled; an error of a tick is raised here.
@@ -203,7 +214,9 @@ class Ticker:
                 if deadline - now <= EARLY_S:
                     # _armed stays set: expect() arms nothing
                     self.run_due(now, deadline, judged=self._read_at)
-                if not self._marking:
+                if self._unjudged and not self._marking:
+                    # Only while an expectation waits to be judged: a mark costs a write, a
+                    # read and a pass of the loop.
                     self._marking = True
                     marked_at = now
                     writer.send(b"\0")

@@ -68,6 +68,11 @@ class Connection(Protocol):
         ``traceparent`` (W3C) travels with the message where the protocol has per-message
         headers (HTTP requests); streaming protocols carry it once, in the handshake."""
 
+    def next_request(self) -> int:
+        """The entry of the request mix (its index) that the next :meth:`send` writes: drawn
+        now and kept for that send, so a span started before the send names the request that
+        really leaves (HTTP's weighted mix). 0 for protocols without a mix."""
+
     def set_header(self, name: str, value: str) -> None:
         """Change a header used on later requests (HTTP); no-op for streaming protocols."""
 

@@ -43,7 +43,7 @@ _HOP_HEADERS = frozenset({"host", "content-length", "connection", "transfer-enco
 """Headers the engine writes itself."""
 
 
-def _text(body: bytes) -> str:
+def _text(body: bytes | bytearray) -> str:
     try:
         return body.decode()
     except UnicodeDecodeError:
@@ -51,9 +51,20 @@ def _text(body: bytes) -> str:
 
 
 class _Mix:
-    """The weighted request mix, each request line and header block pre-encoded."""
+    """The weighted request mix, each request pre-encoded up to what varies per request (the
+    body, and the traceparent when the request is traced)."""
 
-    __slots__ = ("_cum", "_heads", "_rng", "_single", "_total", "_with_body", "methods")
+    __slots__ = (
+        "_cum",
+        "_next",
+        "_plain",
+        "_rng",
+        "_single",
+        "_total",
+        "_traced",
+        "_with_body",
+        "methods",
+    )
 
     def __init__(self, mix: Sequence[HttpRequestSpec], rng: random.Random) -> None:
         self.methods = [(m.method, m.path) for m in mix]
@@ -62,7 +73,13 @@ class _Mix:
         self._total = self._cum[-1]
         self._single = len(mix) == 1
         self._rng = rng
-        self._heads: list[bytes] = []
+        self._next = -1
+        """The entry drawn ahead for the next request (:meth:`draw`); -1: none."""
+        self._plain: list[bytes] = []
+        """Per entry: the request without a traceparent (a ``%`` format of the body's length
+        and the body for a method with a body, else the whole request)."""
+        self._traced: list[bytes] = []
+        """Per entry: the same with a ``traceparent`` header (its value is the first field)."""
 
     def set_headers(self, host: str, headers: Mapping[str, str]) -> None:
         """Raises ``ValueError`` for a header that would break the request's framing."""
@@ -70,28 +87,46 @@ class _Mix:
             if any(c in name or c in value for c in "\r\n\x00") or ":" in name:
                 raise ValueError(f"header {name!r} cannot be sent: it has a line break or NUL")
         block = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self._heads = [
-            f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{block}".encode()
-            for method, path in self.methods
-        ]
+        plain: list[bytes] = []
+        traced: list[bytes] = []
+        for (method, path), with_body in zip(self.methods, self._with_body, strict=True):
+            # Escaped: the head is part of a % format (a path or header may hold a %).
+            raw = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{block}".encode()
+            head = raw.replace(b"%", b"%%")
+            tail = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n%b"
+            if with_body:
+                plain.append(head + tail)
+                traced.append(head + b"traceparent: %b\r\n" + tail)
+            else:
+                plain.append(raw + b"\r\n")
+                traced.append(head + b"traceparent: %b\r\n\r\n")
+        self._plain, self._traced = plain, traced
+
+    def draw(self) -> int:
+        """The entry of the next :meth:`request`, drawn now if it was not yet."""
+        i = self._next
+        if i < 0:
+            i = self._next = (
+                0 if self._single else bisect(self._cum, self._rng.random() * self._total)
+            )
+        return i
 
     def request(self, data: str, traceparent: str | None) -> bytes:
-        """One request of the mix; a method with a body carries ``data`` (the stamp)."""
-        i = 0 if self._single else bisect(self._cum, self._rng.random() * self._total)
-        head = self._heads[i]
-        tp = b"" if traceparent is None else b"traceparent: %s\r\n" % traceparent.encode()
+        """One request of the mix (the one :meth:`draw` chose, if it was called); a method
+        with a body carries ``data`` (the stamp)."""
+        i = self._next
+        if i < 0:
+            i = 0 if self._single else bisect(self._cum, self._rng.random() * self._total)
+        else:
+            self._next = -1
         if self._with_body[i]:
             body = data.encode()
-            return (
-                b"%s%bcontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n%b"
-                % (
-                    head,
-                    tp,
-                    len(body),
-                    body,
-                )
-            )
-        return head + tp + b"\r\n"
+            if traceparent is None:
+                return self._plain[i] % (len(body), body)
+            return self._traced[i] % (traceparent.encode(), len(body), body)
+        if traceparent is None:
+            return self._plain[i]
+        return self._traced[i] % traceparent.encode()
 
 
 class _HttpConnection(asyncio.Protocol):
@@ -130,7 +165,9 @@ class _HttpConnection(asyncio.Protocol):
         """Seqs of the requests written and not yet answered, oldest first."""
         self._waiting: tuple[bytes, int] | None = None
         """A request queued while the connection was full; written when an answer frees room."""
-        self._body: list[bytes] = []
+        self._body: bytes | bytearray = b""
+        """The answer's body so far: llhttp's one piece, or the pieces joined when it arrives in
+        several reads."""
         self._open = False
         self._we_closed = False
         self._bye = False
@@ -179,13 +216,18 @@ class _HttpConnection(asyncio.Protocol):
     # httptools callbacks ---------------------------------------------------------------------
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        part = self._body
+        if not part:
+            self._body = body
+        elif isinstance(part, bytearray):
+            part += body
+        else:
+            self._body = bytearray(part) + body
 
     def on_message_complete(self) -> None:
         parser = self._parser
-        parts = self._body
-        body = parts[0] if len(parts) == 1 else b"".join(parts)
-        self._body = []
+        body = self._body
+        self._body = b""
         status = parser.get_status_code()
         if status < 200:
             return  # interim (100 Continue, 103 Early Hints): the answer is still to come
@@ -238,6 +280,9 @@ class _HttpConnection(asyncio.Protocol):
         assert self._transport is not None
         self._inflight.append(seq)
         self._transport.write(request)
+
+    def next_request(self) -> int:
+        return self._mix.draw()
 
     def set_header(self, name: str, value: str) -> None:
         for key in [k for k in self._headers if k.lower() == name.lower()]:

@@ -115,6 +115,9 @@ class _PicowsConnection:
             raise ConnectionLost("WebSocket is not open")
         self._transport.send(_TEXT, data.encode())
 
+    def next_request(self) -> int:
+        return 0
+
     def set_header(self, name: str, value: str) -> None:
         return None
 

@@ -87,6 +87,9 @@ class _TcpConnection(asyncio.Protocol):
         else:
             transport.write(_LEN.pack(len(raw)) + raw)
 
+    def next_request(self) -> int:
+        return 0
+
     def set_header(self, name: str, value: str) -> None:
         return None
 

@@ -159,6 +159,9 @@ class _WsConnection(asyncio.Protocol):
         self._proto.send_text(data.encode())
         self._flush()
 
+    def next_request(self) -> int:
+        return 0
+
     def set_header(self, name: str, value: str) -> None:
         return None
 

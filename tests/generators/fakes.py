@@ -54,6 +54,9 @@ class FakeConnection:
         for reply in self.replies(data):
             loop.call_soon(self.handler.on_message, reply, None, None)
 
+    def next_request(self) -> int:
+        return 0
+
     def set_header(self, name: str, value: str) -> None:
         return None
 

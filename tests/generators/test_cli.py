@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import os
 import re
+import statistics
 import sys
 import uuid
 from collections import Counter
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from spine.stack import EmbeddedStack
-    from tests.generators.servers import ChatLikeServer
+    from tests.generators.servers import ChatLikeServer, TcpEcho
     from tests.processes import Processes
 
 pytestmark = pytest.mark.timeout(120)
@@ -122,3 +125,52 @@ async def test_a_bad_file_is_refused_with_the_place_named(tmp_path: Path, procs:
     code, out = await cli(procs, tmp_path, "missing.yaml", "--events", "none")
     assert code == 2
     assert "cannot read" in out
+
+
+TICKED = """\
+targets:
+  - {{name: echo, upstream: "{address}", protocol: tcp}}
+load:
+  - target: echo
+    duration_s: 1.5
+    ramp: {{shape: constant}}
+    tenants: [{{name: acme, users: 1}}]
+    script:
+      - do: connect
+      - do: send
+        rate_per_s: 50
+        expect: echo
+"""
+
+
+async def test_the_send_tick_is_the_one_asked_for(
+    tcp_echo: TcpEcho, tmp_path: Path, procs: Processes
+) -> None:
+    """A session due every 20 ms sends at most once per tick: with ``--tick-ms 100`` its sends
+    are a tick apart (and it says it fell behind), with the default 5 ms tick about 20 ms."""
+    (tmp_path / "run.yaml").write_text(TICKED.format(address=tcp_echo.address))
+
+    async def send_gaps_s(*args: str) -> tuple[list[float], str]:
+        events = tmp_path / f"events{len(args)}.jsonl"
+        code, out = await cli(
+            procs, tmp_path, "run.yaml", "--events", "jsonl", "--events-file", str(events), *args
+        )
+        assert code == 0, out
+        monos = [
+            e["mono_ns"] / 1e9
+            for e in map(json.loads, events.read_text().splitlines())
+            if e["kind"] == "session.send"
+        ]
+        return [b - a for a, b in itertools.pairwise(monos)], out
+
+    gaps, out = await send_gaps_s("--tick-ms", "100")
+    # 1.5 s of 100 ms ticks: at most 16 ticks (17 if the first lands at 0), one send each,
+    # where 75 sends fall due.
+    assert 5 <= len(gaps) + 1 <= 17, gaps
+    assert statistics.median(gaps) >= 0.095, gaps
+    assert "GENERATOR BEHIND" in out
+    gaps, out = await send_gaps_s()
+    assert statistics.median(gaps) < 0.05, gaps
+    code, out = await cli(procs, tmp_path, "run.yaml", "--events", "none", "--tick-ms", "0")
+    assert code == 2
+    assert "--tick-ms" in out

@@ -354,3 +354,75 @@ def test_a_generator_that_falls_behind_records_it_and_blames_no_timeout_on_the_s
     sent = {(e.session, e.seq) for e in sink.events if isinstance(e, Send)}
     answered = {(e.session, e.seq) for e in sink.events if isinstance(e, Receive)}
     assert sent == answered
+
+
+async def test_an_answer_in_several_pieces_is_handed_over_whole() -> None:
+    """A chunked answer reaches the parser as one piece per chunk: the session gets the body
+    joined, once, matched to its request."""
+    chunks = [b"A1|first", b"|second|", b"x" * 3000, b"|\xc3\xa9nd"]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for chunk in chunks:
+                writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    handler = Answers()
+    engine = HttpEngine([HttpRequestSpec(name="get", method="GET", path="/")])
+    try:
+        conn = await engine.connect(Endpoint("127.0.0.1", port), handler, {}, 10)
+        try:
+            conn.send("", 1)
+            conn.send("", 2)
+            await handler.wait_for(2)
+        finally:
+            await conn.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    whole = b"".join(chunks).decode()
+    assert handler.messages == [(whole, 200, 1), (whole, 200, 2)]
+
+
+async def test_each_mix_entry_sends_its_own_body_size(http_echo: HttpEcho) -> None:
+    """A mix entry's ``body_size`` sizes the body of the requests drawn from it; an entry
+    without one takes the send step's ``size``; a method without a body sends none."""
+    sink, stats = await _run(
+        http_echo,
+        script=[
+            {"do": "connect"},
+            {
+                "do": "send",
+                "count": 30,
+                "rate_per_s": 100,
+                "expect": "response",
+                "size": {"dist": "fixed", "bytes": 150},
+            },
+        ],
+        http_mix=[
+            {"name": "a", "method": "POST", "path": "/a", "body_size": _fixed(300)},
+            {"name": "b", "method": "PUT", "path": "/b", "body_size": _fixed(1200)},
+            {"name": "c", "method": "POST", "path": "/c"},
+            {"name": "d", "method": "GET", "path": "/d", "body_size": _fixed(9)},
+        ],
+    )  # fmt: skip
+    assert stats.errors == 0
+    lengths: dict[str, set[int]] = {}
+    for r in http_echo.requests:
+        lengths.setdefault(r.path, set()).add(len(r.body))
+    assert lengths == {"/a": {300}, "/b": {1200}, "/c": {150}, "/d": {0}}
+    # The session's record of each send: the stamp's size (a GET's stamp is not sent).
+    sent = [e.bytes for e in sink.events if isinstance(e, Send)]
+    assert len(sent) == len(http_echo.requests) == 60
+    assert {300, 1200, 150} <= set(sent)
+
+
+def _fixed(n: int) -> dict[str, Any]:
+    return {"dist": "fixed", "bytes": n}

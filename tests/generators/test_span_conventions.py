@@ -16,6 +16,7 @@ from schemas.targets import Target
 from spine.activefaults import FAULT_IDS_ATTRIBUTE, ActiveFaults, FaultMark
 from spine.eventlog import MemorySink
 from tests.generators.conftest import profile
+from tests.generators.servers import HttpEcho
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -100,31 +101,44 @@ async def test_http_round_trips_are_client_requests_with_status(
     _check_sessions_against_errors(sessions, sink)
 
 
-async def test_a_weighted_mix_names_no_method_it_cannot_know(
-    chat: ChatLikeServer, spans: Spans
-) -> None:
+async def test_a_weighted_mix_names_the_request_each_round_trip_sent(spans: Spans) -> None:
+    """Each round trip's span names the method and URL of the request that really left, as
+    the server saw it (matched by the span id in the request's traceparent)."""
     provider, exporter = spans
     prof = profile(
         target="api",
-        tenants=[{"name": "acme", "users": 1}],
+        tenants=[{"name": "acme", "users": 2}],
         http_mix=[
-            {"name": "echo", "method": "POST", "path": "/api/echo", "weight": 3},
-            {"name": "items", "method": "GET", "path": "/api/items", "weight": 1},
+            {"name": "echo", "method": "POST", "path": "/echo", "weight": 3},
+            {"name": "items", "method": "GET", "path": "/items%2F1?q=a%20b", "weight": 1},
+            {"name": "drop", "method": "DELETE", "path": "/things/7", "weight": 1},
         ],
         script=[{"do": "connect"},
-                {"do": "send", "count": 8, "rate_per_s": 100, "expect": "response"}],
+                {"do": "send", "count": 20, "rate_per_s": 100, "expect": "response"}],
     )  # fmt: skip
-    target = Target(name="api", upstream=chat.address, protocol="http")
-    await Generator(
-        prof, target, MemorySink(), GeneratorOptions(experiment_id="e"), tracer_provider=provider
-    ).run()
+    with HttpEcho() as server:
+        target = Target(name="api", upstream=server.address, protocol="http")
+        await Generator(
+            prof,
+            target,
+            MemorySink(),
+            GeneratorOptions(experiment_id="e"),
+            tracer_provider=provider,
+        ).run()
+        seen = list(server.requests)
+    base = f"http://127.0.0.1:{server.port}"
+    by_span = {r.headers["traceparent"].split("-")[2]: r for r in seen}
     trips = _by_name(exporter)["round_trip"]
-    assert len(trips) == 8
+    assert len(trips) == len(seen) == 40
     for s in trips:
         a = _attrs(s)
-        assert "http.request.method" not in a
-        assert "url.full" not in a
+        request = by_span[format(s.context.span_id, "016x")]
+        assert (a["http.request.method"], a["url.full"]) == (
+            request.method,
+            base + request.path,
+        )
         assert a["http.response.status_code"] == 200
+    assert {r.method for r in seen} == {"POST", "GET", "DELETE"}
 
 
 async def test_tcp_spans_name_the_server_and_transport(tcp_echo: TcpEcho, spans: Spans) -> None:
