@@ -5,8 +5,8 @@ it, the run's fan-out hands it to the Kafka publisher (embedded broker), to the 
 and to the live analysis (folded every 0.25 s of events, as the run does; the dashboard and the
 report render its results). ``before`` is the fan-out as it was (each event parsed into a model
 by the recorder, written to ``events.jsonl`` one line at a time with a flush, encoded again by
-the publisher); ``after`` is :class:`spine.eventlog.sink.Fanout` (bytes to the publisher and the
-local log, one model for the analysis). Each path runs in a fresh process;
+the publisher); ``after`` is :class:`spine.eventlog.sink.Fanout` (the same bytes to the publisher, the
+local log and the analysis, which decodes them in batches straight into its analysis form). Each path runs in a fresh process;
 the figure is process CPU time (``time.process_time``) over the events, flush and close
 included. ``--events N`` (default 300 000), ``--sessions N`` (default 200).
 """
