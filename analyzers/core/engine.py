@@ -141,6 +141,7 @@ class Analyzer:
         )
         self.faults = FaultWindows()
         self._health: dict[tuple[str, str], HealthKey] = {}
+        self._health_by_pair: dict[tuple[str, str], tuple[HealthKey, HealthKey, HealthKey]] = {}
         self._dims: dict[tuple[str, str], Dims] = {}
         self.load = LoadTracker()
         self.recovery = RecoveryTracker()
@@ -253,7 +254,10 @@ class Analyzer:
     def _expire(self, t: int) -> None:
         """Sends whose reply deadline passed before ``t`` are lost: observed as failures at
         their deadline (unless the client had reported them failed already)."""
-        for lost in self.integrity.expire(t - 1):
+        integrity = self.integrity
+        if not integrity.due(t - 1):
+            return
+        for lost in integrity.expire(t - 1):
             if lost.reported:
                 continue
             target = tenant = ""
@@ -300,11 +304,13 @@ class Analyzer:
 
     def _session(self, t: int, ev: Send | Receive | Connected | SessionError | Disconnect) -> None:
         integrity = self.integrity
-        self._expire(t)
-        pair = (ev.target, ev.tenant)
+        if integrity.due(t - 1):
+            self._expire(t)
+        target, tenant = ev.target, ev.tenant
+        pair = (target, tenant)
         dims = self._dims.get(pair)
         if dims is None:
-            self._dims[pair] = dims = (_OVERALL, ("target", ev.target), ("tenant", ev.tenant))
+            self._dims[pair] = dims = (_OVERALL, ("target", target), ("tenant", tenant))
         accs = self.load.accs_for(dims, pair)
         faults = self.faults.active_at(t)
         with_faults = (*dims, *[("fault", f) for f in faults]) if faults else dims
@@ -323,7 +329,9 @@ class Analyzer:
             lat = ev.latency_ms
             # The schema admits an infinite latency (JSON 1e999); it measures nothing.
             if lat is not None and lat != math.inf:
-                add_to_each([*[acc.latency for acc in accs], bucket.latency], lat)
+                sketches = [acc.latency for acc in accs]
+                sketches.append(bucket.latency)
+                add_to_each(sketches, lat)
             integrity.receive(ev, with_faults)
             if ev.origin_tenant is not None and ev.checksum_ok is not False:
                 self.isolation.receive(t, ev, faults, lambda: self._faults_after(t))
@@ -335,36 +343,47 @@ class Analyzer:
                 acc.errors[cls] = acc.errors.get(cls, 0) + 1
             if isinstance(ev, SessionError):
                 integrity.failed(ev)
-                self.patterns.error(t, ev.target, cls, self.faults.active_windows_at(t), faults)
+                self.patterns.error(t, target, cls, self.faults.active_windows_at(t), faults)
         if cls is not False:
             self._observe(
                 t,
-                ev.target,
-                ev.tenant,
-                (ev.run_id, ev.generator_id, ev.target, ev.session),
+                target,
+                tenant,
+                (ev.run_id, ev.generator_id, target, ev.session),
                 cls if isinstance(cls, str) else None,
             )
+
+    def _health_of(self, target: str, tenant: str) -> tuple[HealthKey, HealthKey, HealthKey]:
+        """The health keys an observation of (target, tenant) folds into, made on first use
+        in this order (the order :meth:`health_keys` holds them in)."""
+        hks = self._health_by_pair.get((target, tenant))
+        if hks is not None:
+            return hks
+        th = self.config.health
+        health = self._health
+        made = []
+        for key in (("target", target), ("tenant", tenant), _OVERALL):
+            hk = health.get(key)
+            if hk is None:
+                health[key] = hk = HealthKey(key[0], key[1], th)
+            made.append(hk)
+        hks = self._health_by_pair[(target, tenant)] = (made[0], made[1], made[2])
+        return hks
 
     def _observe(
         self, t: int, target: str, tenant: str, session: SessionKey, cls: str | None
     ) -> None:
         faults_at = self.faults.active_at
-        th = self.config.health
-        health = self._health
-        target_key: HealthKey | None = None
-        for scope, key in (("target", target), ("tenant", tenant), _OVERALL):
-            hk = health.get((scope, key))
-            if hk is None:
-                health[(scope, key)] = hk = HealthKey(scope, key, th)
+        hks = self._health_of(target, tenant)
+        for hk in hks:
             opened = hk.observe(t, cls, faults_at)
             if opened is not None:
                 opened.faults_after = self._faults_after(opened.started_ns)
-            if scope == "target":
-                target_key = hk
         recovery = self.recovery
         if cls is None:
             recovery.succeeded(t, session)
-        elif not recovery.failing(session):
+            return
+        if not recovery.failing(session):
             faults_then = (*faults_at(t), *self._faults_after(t))
             recovery.failed(
                 t,
@@ -376,20 +395,20 @@ class Analyzer:
                     *[("fault", f) for f in faults_then],
                 ),
             )
-        if cls is not None:
-            faults = set(faults_at(t))
-            if target_key is not None and target_key.current is not None:
-                faults.update(target_key.current.faults)
-            for f in faults:
-                scope_targets = self._fault_scope(f)
-                if scope_targets is not None and target not in scope_targets:
-                    continue
-                blast = self._blast.get(f)
-                if blast is None:
-                    self._blast[f] = blast = Blast()
-                blast.targets.add(target)
-                blast.tenants.add(tenant)
-                blast.sessions.add(session)
+        target_key = hks[0]
+        faults = set(faults_at(t))
+        if target_key.current is not None:
+            faults.update(target_key.current.faults)
+        for f in faults:
+            scope_targets = self._fault_scope(f)
+            if scope_targets is not None and target not in scope_targets:
+                continue
+            blast = self._blast.get(f)
+            if blast is None:
+                self._blast[f] = blast = Blast()
+            blast.targets.add(target)
+            blast.tenants.add(tenant)
+            blast.sessions.add(session)
 
     def _faults_after(self, t: int) -> list[str]:
         return self.faults.after_effect_at(t, int(self.config.after_effect_s * 1e9))
@@ -438,6 +457,7 @@ class Analyzer:
         if not isinstance(obj, cls):
             raise TypeError(f"snapshot holds {type(obj).__name__}, not an Analyzer")
         obj.clock = clock or SystemClock()
+        obj.__dict__.setdefault("_health_by_pair", {})  # a cache older snapshots lack
         obj._last_ingest_ns = obj.clock.now_ns()
         obj._buffer.touch_sources(obj._last_ingest_ns)
         return obj
