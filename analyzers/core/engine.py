@@ -321,7 +321,11 @@ class Analyzer:
             integrity.send(t, ev, with_faults)
             self.isolation.send(t, ev)
             return
-        cls = failure_class(ev)
+        if isinstance(ev, Receive):  # failure_class(ev), inlined for the commonest kind
+            status = ev.status
+            cls: str | bool | None = False if status is not None and status >= 500 else None
+        else:
+            cls = failure_class(ev)
         bucket = self.series.observe(t, ev, cls)
         if isinstance(ev, Receive):
             for acc in accs:
@@ -334,7 +338,7 @@ class Analyzer:
                 add_to_each(sketches, lat)
             integrity.receive(ev, with_faults)
             if ev.origin_tenant is not None and ev.checksum_ok is not False:
-                self.isolation.receive(t, ev, faults, lambda: self._faults_after(t))
+                self.isolation.receive(t, ev, faults, self._faults_after)
         elif isinstance(ev, Connected):
             for acc in accs:
                 acc.connects += 1
