@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from analyzers.core import AnalyzerConfig, SloSpec
+from analyzers.core.events import FORMS
 from analyzers.decode import Inbox
 from analyzers.live import LiveAnalyzers
 from schemas.results import ResultBase
@@ -102,7 +103,7 @@ class LiveAnalysis:
         batch = [
             e
             for e in self._inbox.take()
-            if e.experiment_id == exp and not isinstance(e, ResultBase)
+            if e.experiment_id == exp and (type(e) in FORMS or not isinstance(e, ResultBase))
         ]
         if batch:
             self._live.feed(exp, None, batch)

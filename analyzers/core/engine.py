@@ -19,6 +19,7 @@ from analyzers.core.cascade import Blast, DependencyGraph, hops_for
 from analyzers.core.clock import Clock, SystemClock
 from analyzers.core.config import AnalyzerConfig
 from analyzers.core.events import (
+    FORMS,
     Connected,
     Disconnect,
     Receive,
@@ -199,7 +200,7 @@ class Analyzer:
         exp = self.experiment_id
         now = self.clock.now_ns()
         for ev in events:
-            if ev.experiment_id != exp or isinstance(ev, ResultBase):
+            if ev.experiment_id != exp or (type(ev) not in FORMS and isinstance(ev, ResultBase)):
                 self._foreign += 1
                 continue
             ev = analysis_form(ev)
