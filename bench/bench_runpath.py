@@ -83,6 +83,8 @@ async def _measure(path: str, n_events: int, n_sessions: int, workdir: Path) -> 
         )
         sessions = [rec.session((f"t{i % 4}", f"u{i}", f"s{i}")) for i in range(n_sessions)]
         trace = (None, None)
+        for s in sessions:
+            s.use_trace(trace)  # as a session does with its root span's ids
         cpu0, t0 = time.process_time(), time.perf_counter()
         seq = 0
         while rec.emitted < n_events:
