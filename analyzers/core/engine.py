@@ -13,7 +13,7 @@ import math
 import pickle
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from analyzers.core.cascade import Blast, DependencyGraph, hops_for
 from analyzers.core.clock import Clock, SystemClock
@@ -82,6 +82,9 @@ ANALYZER_ID = "analyzer"
 _OVERALL = ("overall", "")
 _FAULT_KINDS = (ToxicAdded, ToxicUpdated, ToxicRemoved, ProxyDisabled, ProxyEnabled, ProxyDeleted)
 _NORMAL_CLOSE = {None, 1000, 1001}
+SessionFolded = Send | Receive | Connected | SessionError | Disconnect
+"""The session kinds that count for load, health and integrity."""
+_SESSION_FOLDED = frozenset((Send, Receive, Connected, SessionError, Disconnect))
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class Analyzer:
         self._health: dict[tuple[str, str], HealthKey] = {}
         self._health_by_pair: dict[tuple[str, str], tuple[HealthKey, HealthKey, HealthKey]] = {}
         self._dims: dict[tuple[str, str], Dims] = {}
+        self._of_pair: dict[tuple[str, str], tuple[Dims, list[LoadAcc]]] = {}
+        """Per (target, tenant): its dims and the current phase's accumulators of them."""
         self.load = LoadTracker()
         self.recovery = RecoveryTracker()
         self._folds(cfg)
@@ -200,10 +205,15 @@ class Analyzer:
         exp = self.experiment_id
         now = self.clock.now_ns()
         for ev in events:
-            if ev.experiment_id != exp or (type(ev) not in FORMS and isinstance(ev, ResultBase)):
+            if type(ev) in FORMS:  # already in its analysis form: no result, no conversion
+                if ev.experiment_id != exp:
+                    self._foreign += 1
+                    continue
+            elif ev.experiment_id != exp or isinstance(ev, ResultBase):
                 self._foreign += 1
                 continue
-            ev = analysis_form(ev)
+            else:
+                ev = analysis_form(ev)
             t = time_of(ev)
             late = buffer.push(t, ev, source, now)
             if late is not None:
@@ -244,8 +254,15 @@ class Analyzer:
 
     def _release(self, items: list[tuple[int, str, Fed]]) -> None:
         apply = self._apply
+        session = self._session
         for t, _, ev in items:
-            apply(t, ev)
+            if type(ev) in _SESSION_FOLDED and self.first_ns is not None:
+                # What _apply does for a session event, without its dispatch.
+                if t > self.last_ns:
+                    self.last_ns = t
+                session(t, cast("SessionFolded", ev))
+            else:
+                apply(t, ev)
         if items:
             self._advance(items[-1][0])
         wm = self._buffer.watermark_ns
@@ -283,7 +300,7 @@ class Analyzer:
             self.run_id = ev.run_id
         if t > self.last_ns:
             self.last_ns = t
-        if isinstance(ev, Send | Receive | Connected | SessionError | Disconnect):
+        if isinstance(ev, SessionFolded):
             self._session(t, ev)
         elif isinstance(ev, Subscribed):
             self.isolation.subscribed(ev)
@@ -295,6 +312,7 @@ class Analyzer:
             self._configure(ev.config)
         elif isinstance(ev, ExperimentPhase):
             self.load.begin(t, ev.phase)
+            self._of_pair.clear()  # the new phase's accumulators
         elif isinstance(ev, ExperimentStarted):
             self.started_ns = t
         elif isinstance(ev, ExperimentEnded):
@@ -303,16 +321,19 @@ class Analyzer:
         elif isinstance(ev, HypothesisProbeRan | ExperimentAborted):
             self.record.apply(t, ev)
 
-    def _session(self, t: int, ev: Send | Receive | Connected | SessionError | Disconnect) -> None:
+    def _session(self, t: int, ev: SessionFolded) -> None:
         integrity = self.integrity
         if integrity.due(t - 1):
             self._expire(t)
         target, tenant = ev.target, ev.tenant
         pair = (target, tenant)
-        dims = self._dims.get(pair)
-        if dims is None:
-            self._dims[pair] = dims = (_OVERALL, ("target", target), ("tenant", tenant))
-        accs = self.load.accs_for(dims, pair)
+        of_pair = self._of_pair.get(pair)
+        if of_pair is None:
+            dims = self._dims.get(pair)
+            if dims is None:
+                self._dims[pair] = dims = (_OVERALL, ("target", target), ("tenant", tenant))
+            of_pair = self._of_pair[pair] = (dims, self.load.accs_for(dims, pair))
+        dims, accs = of_pair
         faults = self.faults.active_at(t)
         with_faults = (*dims, *[("fault", f) for f in faults]) if faults else dims
         if isinstance(ev, Send):
@@ -325,9 +346,10 @@ class Analyzer:
         if isinstance(ev, Receive):  # failure_class(ev), inlined for the commonest kind
             status = ev.status
             cls: str | bool | None = False if status is not None and status >= 500 else None
+            bucket = self.series.received(t)  # never a failure of its own
         else:
             cls = failure_class(ev)
-        bucket = self.series.observe(t, ev, cls)
+            bucket = self.series.observe(t, ev, cls)
         if isinstance(ev, Receive):
             for acc in accs:
                 acc.received += 1
@@ -379,7 +401,7 @@ class Analyzer:
         self, t: int, target: str, tenant: str, session: SessionKey, cls: str | None
     ) -> None:
         faults_at = self.faults.active_at
-        hks = self._health_of(target, tenant)
+        hks = self._health_by_pair.get((target, tenant)) or self._health_of(target, tenant)
         for hk in hks:
             opened = hk.observe(t, cls, faults_at)
             if opened is not None:
@@ -462,7 +484,8 @@ class Analyzer:
         if not isinstance(obj, cls):
             raise TypeError(f"snapshot holds {type(obj).__name__}, not an Analyzer")
         obj.clock = clock or SystemClock()
-        obj.__dict__.setdefault("_health_by_pair", {})  # a cache older snapshots lack
+        for cache in ("_health_by_pair", "_of_pair"):  # caches older snapshots lack
+            obj.__dict__.setdefault(cache, {})
         obj._last_ingest_ns = obj.clock.now_ns()
         obj._buffer.touch_sources(obj._last_ingest_ns)
         return obj
