@@ -70,7 +70,7 @@ from schemas.results import (
     UserRecovery,
     Verdict,
 )
-from spine.sketch import add_to_each
+from spine.sketch import LogHistogram, add_to_each
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -147,8 +147,11 @@ class Analyzer:
         self._health: dict[tuple[str, str], HealthKey] = {}
         self._health_by_pair: dict[tuple[str, str], tuple[HealthKey, HealthKey, HealthKey]] = {}
         self._dims: dict[tuple[str, str], Dims] = {}
-        self._of_pair: dict[tuple[str, str], tuple[Dims, list[LoadAcc]]] = {}
-        """Per (target, tenant): its dims and the current phase's accumulators of them."""
+        self._of_pair: dict[
+            tuple[str, str], tuple[Dims, list[LoadAcc], tuple[LogHistogram, ...]]
+        ] = {}
+        """Per (target, tenant): its dims, the current phase's accumulators of them and their
+        latency sketches."""
         self.load = LoadTracker()
         self.recovery = RecoveryTracker()
         self._folds(cfg)
@@ -332,8 +335,9 @@ class Analyzer:
             dims = self._dims.get(pair)
             if dims is None:
                 self._dims[pair] = dims = (_OVERALL, ("target", target), ("tenant", tenant))
-            of_pair = self._of_pair[pair] = (dims, self.load.accs_for(dims, pair))
-        dims, accs = of_pair
+            accs = self.load.accs_for(dims, pair)
+            of_pair = self._of_pair[pair] = (dims, accs, tuple(acc.latency for acc in accs))
+        dims, accs, latencies = of_pair
         faults = self.faults.active_at(t)
         with_faults = (*dims, *[("fault", f) for f in faults]) if faults else dims
         if isinstance(ev, Send):
@@ -356,9 +360,7 @@ class Analyzer:
             lat = ev.latency_ms
             # The schema admits an infinite latency (JSON 1e999); it measures nothing.
             if lat is not None and lat != math.inf:
-                sketches = [acc.latency for acc in accs]
-                sketches.append(bucket.latency)
-                add_to_each(sketches, lat)
+                add_to_each([*latencies, bucket.latency], lat)
             integrity.receive(ev, with_faults)
             if ev.origin_tenant is not None and ev.checksum_ok is not False:
                 self.isolation.receive(t, ev, faults, self._faults_after)
