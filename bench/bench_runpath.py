@@ -5,10 +5,15 @@ it, the run's fan-out hands it to the Kafka publisher (embedded broker), to the 
 and to the live analysis (folded every 0.25 s of events, as the run does; the dashboard and the
 report render its results). ``before`` is the fan-out as it was (each event parsed into a model
 by the recorder, written to ``events.jsonl`` one line at a time with a flush, encoded again by
-the publisher); ``after`` is :class:`spine.eventlog.sink.Fanout` (bytes to the publisher and the
-local log, one model for the analysis). Each path runs in a fresh process;
-the figure is process CPU time (``time.process_time``) over the events, flush and close
-included. ``--events N`` (default 300 000), ``--sessions N`` (default 200).
+the publisher); ``after`` is :class:`spine.eventlog.sink.Fanout` (the same bytes to the
+publisher, the local log and the analysis, which decodes them in batches straight into its
+analysis form). Each path runs in a fresh process; the figure is process CPU time
+(``time.process_time``) over the events, flush, close and the analysis's drain included (every
+event is folded: without the drain, the events of the last ``allowed_lateness_s`` would be
+left out, a larger share of a faster path's events). ``workers`` is ``after`` as
+``aftershock run --workers N`` has it: the analysis runs in worker processes (not counted),
+the run's process only counts the experiment's events. ``--events N`` (default 300 000),
+``--sessions N`` (default 200).
 """
 
 from __future__ import annotations
@@ -44,7 +49,10 @@ class _BeforeFanout:
 
 
 async def _measure(path: str, n_events: int, n_sessions: int, workdir: Path) -> dict[str, float]:
+    from redis.asyncio import Redis
+
     from aftershock.gameday.analysis import LiveAnalysis
+    from aftershock.gameday.workers import WorkerAnalysis
     from analyzers.core.config import AnalyzerConfig
     from generators.recorder import Recorder
     from schemas.events import Protocol
@@ -57,6 +65,8 @@ async def _measure(path: str, n_events: int, n_sessions: int, workdir: Path) -> 
     settings = Settings(state_dir=workdir / "state")
     async with EmbeddedStack(settings) as stack:
         analysis = LiveAnalysis(EXPERIMENT, AnalyzerConfig())
+        live: LiveAnalysis | None = analysis
+        redis: Redis | None = None
         pub = Publisher(stack.kafka_bootstrap, settings.topic_events, state_dir=settings.state_dir)
         await pub.start()
         run_dir = workdir / "run"
@@ -69,7 +79,14 @@ async def _measure(path: str, n_events: int, n_sessions: int, workdir: Path) -> 
         else:
             local = RunLogWriter(run_dir / "events")
             closers.append(local.close)
-            fanout = Fanout(pub, local, analysis)
+            if path == "workers":
+                # `run --workers N`: the analysis runs in worker processes; the run's own
+                # process only counts the experiment's events (for the workers' drain).
+                redis = Redis.from_url(stack.redis_url)  # counting does not use it
+                fanout = Fanout(pub, local, WorkerAnalysis(EXPERIMENT, AnalyzerConfig(), redis))
+                live = None
+            else:
+                fanout = Fanout(pub, local, analysis)
         rec = Recorder(
             fanout,
             experiment_id=EXPERIMENT,
@@ -80,6 +97,8 @@ async def _measure(path: str, n_events: int, n_sessions: int, workdir: Path) -> 
         )
         sessions = [rec.session((f"t{i % 4}", f"u{i}", f"s{i}")) for i in range(n_sessions)]
         trace = (None, None)
+        for s in sessions:
+            s.use_trace(trace)  # as a session does with its root span's ids
         cpu0, t0 = time.process_time(), time.perf_counter()
         seq = 0
         while rec.emitted < n_events:
@@ -88,15 +107,19 @@ async def _measure(path: str, n_events: int, n_sessions: int, workdir: Path) -> 
                 s.receive_own(seq, 100, 1.5, trace)
             seq += 1
             if seq % 10 == 0:
-                await analysis.step()  # the run folds every 0.25 s
+                if live is not None:
+                    await live.step()  # the run folds every 0.25 s
                 await asyncio.sleep(0)  # the publisher's delivery task runs
-        await analysis.step()
+        if live is not None:
+            await live.drain(60)  # every event folded, as at the end of a run
         await pub.flush(60)
         for close in closers:
             close()
         cpu = time.process_time() - cpu0
         wall = time.perf_counter() - t0
         await pub.aclose()
+        if redis is not None:
+            await redis.aclose()
         size = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
     return {
         "events": rec.emitted,
@@ -116,7 +139,7 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench runpath", description=__doc__)
     p.add_argument("--events", type=int, default=300_000)
     p.add_argument("--sessions", type=int, default=200)
-    p.add_argument("--path", choices=["before", "after"], help=argparse.SUPPRESS)
+    p.add_argument("--path", choices=["before", "after", "workers"], help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="50 000 events")
     args = p.parse_args(argv)
     if args.quick:
@@ -125,7 +148,7 @@ def main(argv: list[str]) -> int:
         _child(args.path, args.events, args.sessions)
         return 0
     got = {}
-    for path in ("before", "after"):
+    for path in ("before", "after", "workers"):
         out = subprocess.run(
             [sys.executable, "-m", "bench.bench_runpath", "--path", path,
              "--events", str(args.events), "--sessions", str(args.sessions)],
@@ -139,8 +162,9 @@ def main(argv: list[str]) -> int:
             f"{path:<8} {f['cpu_us_per_event']:>13.2f} {f['wall_s']:>8.1f} "
             f"{f['log_bytes_per_event']:>18.1f}"
         )
-    ratio = got["after"]["cpu_us_per_event"] / got["before"]["cpu_us_per_event"]
-    print(f"after / before CPU per event: {ratio:.2f}")
+    before = got["before"]["cpu_us_per_event"]
+    print(f"after / before CPU per event: {got['after']['cpu_us_per_event'] / before:.2f}")
+    print(f"workers / before CPU per event: {got['workers']['cpu_us_per_event'] / before:.2f}")
     return 0
 
 

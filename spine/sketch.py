@@ -150,7 +150,14 @@ def add_to_each(sketches: list[LogHistogram], value: float) -> None:
     inv = first._inv_log_gamma
     i = math.ceil(math.log(value) * inv)
     for s in sketches:
-        if s._inv_log_gamma == inv:
-            s._add_at(i, value)
+        if s._inv_log_gamma == inv:  # _add_at(i, value), inlined: once per sketch and value
+            s.count += 1
+            s.total += value
+            if value < s.min:
+                s.min = value
+            if value > s.max:
+                s.max = value
+            counts = s.counts
+            counts[i] = counts.get(i, 0) + 1
         else:
             s.add(value)

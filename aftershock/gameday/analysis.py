@@ -11,7 +11,10 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from analyzers.core import AnalyzerConfig, SloSpec
+from analyzers.core.events import FORMS
+from analyzers.decode import Inbox
 from analyzers.live import LiveAnalyzers
+from schemas.results import ResultBase
 from schemas.targets import TargetGraph
 from spine.store import Span, write_results, write_span
 
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
     from analyzers.core import Analyzer
     from schemas.events import Event
     from schemas.experiment import Experiment
-    from schemas.results import ResultBase, ResultEvent
+    from schemas.results import ResultEvent
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +56,11 @@ def analyzer_config(exp: Experiment) -> AnalyzerConfig:
 
 
 class LiveAnalysis:
-    """An :class:`~spine.eventlog.EventSink`: events are buffered on :meth:`emit` (never
-    blocking) and folded by :meth:`run` every ``interval_s``; ``on_results`` is handed the
-    results that changed."""
+    """An :class:`~spine.eventlog.EncodedEventSink`: events are kept on :meth:`emit` and
+    :meth:`emit_encoded` (never blocking) and folded by :meth:`run` every ``interval_s``;
+    ``on_results`` is handed the results that changed. Events that come as bytes (everything
+    a run's fan-out hands on) are decoded straight into the analysis form, a batch per fold
+    (:class:`analyzers.decode.Inbox`), as the Faust worker decodes its records."""
 
     def __init__(
         self,
@@ -70,7 +75,7 @@ class LiveAnalysis:
         self.config = config
         self._live = LiveAnalyzers(lambda _e: config)
         self._slot = self._live.open(experiment_id, 0, None)
-        self._pending: list[Event] = []
+        self._inbox = Inbox()
         self._redis = redis
         self._on_results = on_results
         self._interval_s = interval_s
@@ -81,9 +86,27 @@ class LiveAnalysis:
     def analyzer(self) -> Analyzer:
         return self._slot.analyzer
 
+    @property
+    def invalid_events(self) -> int:
+        """Events handed over as bytes that were not valid events (left out)."""
+        return self._inbox.invalid
+
     def emit(self, event: Event) -> None:
-        if event.experiment_id == self.experiment_id and not event.kind.startswith("result."):
-            self._pending.append(event)
+        self._inbox.emit(event)
+
+    def emit_encoded(self, key: str, data: bytes) -> None:
+        self._inbox.emit_encoded(key, data)
+
+    def _feed(self) -> None:
+        """Fold what arrived: this experiment's events, no results."""
+        exp = self.experiment_id
+        batch = [
+            e
+            for e in self._inbox.take()
+            if e.experiment_id == exp and (type(e) in FORMS or not isinstance(e, ResultBase))
+        ]
+        if batch:
+            self._live.feed(exp, None, batch)
 
     def results_feed(self) -> AsyncIterator[ResultBase]:
         """Changed results from now on (what the injector's safeguards watch)."""
@@ -99,9 +122,7 @@ class LiveAnalysis:
     async def step(self, *, final: bool = False) -> list[ResultEvent]:
         """Fold what arrived, then publish the results that changed (and, ``final``, mark the
         stored results as the run's record even if nothing changed)."""
-        batch, self._pending = self._pending, []
-        if batch:
-            self._live.feed(self.experiment_id, None, batch)
+        self._feed()
         changed = self._live.changed_results(self.experiment_id)
         if changed or final:
             for q in self._subscribers:
@@ -134,9 +155,7 @@ class LiveAnalysis:
     def results_so_far(self) -> list[ResultEvent]:
         """Fold what arrived and finish the analysis, without publishing: the results of a
         run that stopped waiting."""
-        batch, self._pending = self._pending, []
-        if batch:
-            self._live.feed(self.experiment_id, None, batch)
+        self._feed()
         a = self.analyzer
         if not a.finished:
             a.finish()

@@ -428,7 +428,7 @@ class Gameday:
             now_s=time.monotonic,
         )
         tap_box.append(tap)
-        fanout.sinks.append(analysis)
+        fanout.add(analysis)
         self._loss_sinks = [local_log, analysis]
         # The run's analysis configuration goes first into its log: replay needs no flags.
         ts_ns, mono_ns = clock.stamp()

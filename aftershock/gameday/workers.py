@@ -16,6 +16,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from aftershock.gameday.children import die_with_parent
 from schemas.results import Verdict
 from spine.store import prefix, read_results
@@ -29,6 +31,16 @@ if TYPE_CHECKING:
     from analyzers.core import AnalyzerConfig
     from schemas.events import Event
     from schemas.results import ResultBase, ResultEvent
+
+
+class _Head(msgspec.Struct):
+    """Whose an encoded event is (its other fields are skipped)."""
+
+    experiment_id: str
+    kind: str
+
+
+_head = msgspec.json.Decoder(_Head)
 
 
 class AnalyzerWorkers:
@@ -113,8 +125,8 @@ class AnalyzerWorkers:
 
 class WorkerAnalysis:
     """The run's view of the workers' results: the same interface as the in-process
-    :class:`~aftershock.gameday.analysis.LiveAnalysis` (``emit``, ``results_feed``, ``run``,
-    ``drain``)."""
+    :class:`~aftershock.gameday.analysis.LiveAnalysis` (``emit``, ``emit_encoded``,
+    ``results_feed``, ``run``, ``drain``)."""
 
     def __init__(
         self,
@@ -143,6 +155,15 @@ class WorkerAnalysis:
 
     def emit(self, event: Event) -> None:
         if event.experiment_id == self.experiment_id and not event.kind.startswith("result."):
+            self.emitted += 1
+
+    def emit_encoded(self, key: str, data: bytes) -> None:
+        """Counts an event given as bytes, reading no more of it than whose it is."""
+        try:
+            head = _head.decode(data)
+        except (msgspec.DecodeError, ValueError):
+            return  # not an event: the workers will not accept it either
+        if head.experiment_id == self.experiment_id and not head.kind.startswith("result."):
             self.emitted += 1
 
     def results_feed(self) -> AsyncIterator[ResultBase]:

@@ -13,12 +13,13 @@ import math
 import pickle
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from analyzers.core.cascade import Blast, DependencyGraph, hops_for
 from analyzers.core.clock import Clock, SystemClock
 from analyzers.core.config import AnalyzerConfig
 from analyzers.core.events import (
+    FORMS,
     Connected,
     Disconnect,
     Receive,
@@ -70,7 +71,7 @@ from schemas.results import (
     UserRecovery,
     Verdict,
 )
-from spine.sketch import add_to_each
+from spine.sketch import LogHistogram, add_to_each
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -82,6 +83,9 @@ ANALYZER_ID = "analyzer"
 _OVERALL = ("overall", "")
 _FAULT_KINDS = (ToxicAdded, ToxicUpdated, ToxicRemoved, ProxyDisabled, ProxyEnabled, ProxyDeleted)
 _NORMAL_CLOSE = {None, 1000, 1001}
+SessionFolded = Send | Receive | Connected | SessionError | Disconnect
+"""The session kinds that count for load, health and integrity."""
+_SESSION_FOLDED = frozenset((Send, Receive, Connected, SessionError, Disconnect))
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,13 @@ class Analyzer:
         )
         self.faults = FaultWindows()
         self._health: dict[tuple[str, str], HealthKey] = {}
+        self._health_by_pair: dict[tuple[str, str], tuple[HealthKey, HealthKey, HealthKey]] = {}
         self._dims: dict[tuple[str, str], Dims] = {}
+        self._of_pair: dict[
+            tuple[str, str], tuple[Dims, list[LoadAcc], tuple[LogHistogram, ...]]
+        ] = {}
+        """Per (target, tenant): its dims, the current phase's accumulators of them and their
+        latency sketches."""
         self.load = LoadTracker()
         self.recovery = RecoveryTracker()
         self._folds(cfg)
@@ -199,10 +209,15 @@ class Analyzer:
         exp = self.experiment_id
         now = self.clock.now_ns()
         for ev in events:
-            if ev.experiment_id != exp or isinstance(ev, ResultBase):
+            if type(ev) in FORMS:  # already in its analysis form: no result, no conversion
+                if ev.experiment_id != exp:
+                    self._foreign += 1
+                    continue
+            elif ev.experiment_id != exp or isinstance(ev, ResultBase):
                 self._foreign += 1
                 continue
-            ev = analysis_form(ev)
+            else:
+                ev = analysis_form(ev)
             t = time_of(ev)
             late = buffer.push(t, ev, source, now)
             if late is not None:
@@ -243,8 +258,15 @@ class Analyzer:
 
     def _release(self, items: list[tuple[int, str, Fed]]) -> None:
         apply = self._apply
+        session = self._session
         for t, _, ev in items:
-            apply(t, ev)
+            if type(ev) in _SESSION_FOLDED and self.first_ns is not None:
+                # What _apply does for a session event, without its dispatch.
+                if t > self.last_ns:
+                    self.last_ns = t
+                session(t, cast("SessionFolded", ev))
+            else:
+                apply(t, ev)
         if items:
             self._advance(items[-1][0])
         wm = self._buffer.watermark_ns
@@ -254,7 +276,10 @@ class Analyzer:
     def _expire(self, t: int) -> None:
         """Sends whose reply deadline passed before ``t`` are lost: observed as failures at
         their deadline (unless the client had reported them failed already)."""
-        for lost in self.integrity.expire(t - 1):
+        integrity = self.integrity
+        if not integrity.due(t - 1):
+            return
+        for lost in integrity.expire(t - 1):
             if lost.reported:
                 continue
             target = tenant = ""
@@ -279,7 +304,7 @@ class Analyzer:
             self.run_id = ev.run_id
         if t > self.last_ns:
             self.last_ns = t
-        if isinstance(ev, Send | Receive | Connected | SessionError | Disconnect):
+        if isinstance(ev, SessionFolded):
             self._session(t, ev)
         elif isinstance(ev, Subscribed):
             self.isolation.subscribed(ev)
@@ -291,6 +316,7 @@ class Analyzer:
             self._configure(ev.config)
         elif isinstance(ev, ExperimentPhase):
             self.load.begin(t, ev.phase)
+            self._of_pair.clear()  # the new phase's accumulators
         elif isinstance(ev, ExperimentStarted):
             self.started_ns = t
         elif isinstance(ev, ExperimentEnded):
@@ -299,14 +325,20 @@ class Analyzer:
         elif isinstance(ev, HypothesisProbeRan | ExperimentAborted | LogLoss):
             self.record.apply(t, ev)
 
-    def _session(self, t: int, ev: Send | Receive | Connected | SessionError | Disconnect) -> None:
+    def _session(self, t: int, ev: SessionFolded) -> None:
         integrity = self.integrity
-        self._expire(t)
-        pair = (ev.target, ev.tenant)
-        dims = self._dims.get(pair)
-        if dims is None:
-            self._dims[pair] = dims = (_OVERALL, ("target", ev.target), ("tenant", ev.tenant))
-        accs = self.load.accs_for(dims, pair)
+        if integrity.due(t - 1):
+            self._expire(t)
+        target, tenant = ev.target, ev.tenant
+        pair = (target, tenant)
+        of_pair = self._of_pair.get(pair)
+        if of_pair is None:
+            dims = self._dims.get(pair)
+            if dims is None:
+                self._dims[pair] = dims = (_OVERALL, ("target", target), ("tenant", tenant))
+            accs = self.load.accs_for(dims, pair)
+            of_pair = self._of_pair[pair] = (dims, accs, tuple(acc.latency for acc in accs))
+        dims, accs, latencies = of_pair
         faults = self.faults.active_at(t)
         with_faults = (*dims, *[("fault", f) for f in faults]) if faults else dims
         if isinstance(ev, Send):
@@ -316,18 +348,23 @@ class Analyzer:
             integrity.send(t, ev, with_faults)
             self.isolation.send(t, ev)
             return
-        cls = failure_class(ev)
-        bucket = self.series.observe(t, ev, cls)
+        if isinstance(ev, Receive):  # failure_class(ev), inlined for the commonest kind
+            status = ev.status
+            cls: str | bool | None = False if status is not None and status >= 500 else None
+            bucket = self.series.received(t)  # never a failure of its own
+        else:
+            cls = failure_class(ev)
+            bucket = self.series.observe(t, ev, cls)
         if isinstance(ev, Receive):
             for acc in accs:
                 acc.received += 1
             lat = ev.latency_ms
             # The schema admits an infinite latency (JSON 1e999); it measures nothing.
             if lat is not None and lat != math.inf:
-                add_to_each([*[acc.latency for acc in accs], bucket.latency], lat)
+                add_to_each([*latencies, bucket.latency], lat)
             integrity.receive(ev, with_faults)
             if ev.origin_tenant is not None and ev.checksum_ok is not False:
-                self.isolation.receive(t, ev, faults, lambda: self._faults_after(t))
+                self.isolation.receive(t, ev, faults, self._faults_after)
         elif isinstance(ev, Connected):
             for acc in accs:
                 acc.connects += 1
@@ -336,36 +373,47 @@ class Analyzer:
                 acc.errors[cls] = acc.errors.get(cls, 0) + 1
             if isinstance(ev, SessionError):
                 integrity.failed(ev)
-                self.patterns.error(t, ev.target, cls, self.faults.active_windows_at(t), faults)
+                self.patterns.error(t, target, cls, self.faults.active_windows_at(t), faults)
         if cls is not False:
             self._observe(
                 t,
-                ev.target,
-                ev.tenant,
-                (ev.run_id, ev.generator_id, ev.target, ev.session),
+                target,
+                tenant,
+                (ev.run_id, ev.generator_id, target, ev.session),
                 cls if isinstance(cls, str) else None,
             )
+
+    def _health_of(self, target: str, tenant: str) -> tuple[HealthKey, HealthKey, HealthKey]:
+        """The health keys an observation of (target, tenant) folds into, made on first use
+        in this order (the order :meth:`health_keys` holds them in)."""
+        hks = self._health_by_pair.get((target, tenant))
+        if hks is not None:
+            return hks
+        th = self.config.health
+        health = self._health
+        made = []
+        for key in (("target", target), ("tenant", tenant), _OVERALL):
+            hk = health.get(key)
+            if hk is None:
+                health[key] = hk = HealthKey(key[0], key[1], th)
+            made.append(hk)
+        hks = self._health_by_pair[(target, tenant)] = (made[0], made[1], made[2])
+        return hks
 
     def _observe(
         self, t: int, target: str, tenant: str, session: SessionKey, cls: str | None
     ) -> None:
         faults_at = self.faults.active_at
-        th = self.config.health
-        health = self._health
-        target_key: HealthKey | None = None
-        for scope, key in (("target", target), ("tenant", tenant), _OVERALL):
-            hk = health.get((scope, key))
-            if hk is None:
-                health[(scope, key)] = hk = HealthKey(scope, key, th)
+        hks = self._health_by_pair.get((target, tenant)) or self._health_of(target, tenant)
+        for hk in hks:
             opened = hk.observe(t, cls, faults_at)
             if opened is not None:
                 opened.faults_after = self._faults_after(opened.started_ns)
-            if scope == "target":
-                target_key = hk
         recovery = self.recovery
         if cls is None:
             recovery.succeeded(t, session)
-        elif not recovery.failing(session):
+            return
+        if not recovery.failing(session):
             faults_then = (*faults_at(t), *self._faults_after(t))
             recovery.failed(
                 t,
@@ -377,20 +425,20 @@ class Analyzer:
                     *[("fault", f) for f in faults_then],
                 ),
             )
-        if cls is not None:
-            faults = set(faults_at(t))
-            if target_key is not None and target_key.current is not None:
-                faults.update(target_key.current.faults)
-            for f in faults:
-                scope_targets = self._fault_scope(f)
-                if scope_targets is not None and target not in scope_targets:
-                    continue
-                blast = self._blast.get(f)
-                if blast is None:
-                    self._blast[f] = blast = Blast()
-                blast.targets.add(target)
-                blast.tenants.add(tenant)
-                blast.sessions.add(session)
+        target_key = hks[0]
+        faults = set(faults_at(t))
+        if target_key.current is not None:
+            faults.update(target_key.current.faults)
+        for f in faults:
+            scope_targets = self._fault_scope(f)
+            if scope_targets is not None and target not in scope_targets:
+                continue
+            blast = self._blast.get(f)
+            if blast is None:
+                self._blast[f] = blast = Blast()
+            blast.targets.add(target)
+            blast.tenants.add(tenant)
+            blast.sessions.add(session)
 
     def _faults_after(self, t: int) -> list[str]:
         return self.faults.after_effect_at(t, int(self.config.after_effect_s * 1e9))
@@ -439,6 +487,8 @@ class Analyzer:
         if not isinstance(obj, cls):
             raise TypeError(f"snapshot holds {type(obj).__name__}, not an Analyzer")
         obj.clock = clock or SystemClock()
+        for cache in ("_health_by_pair", "_of_pair"):  # caches older snapshots lack
+            obj.__dict__.setdefault(cache, {})
         obj._last_ingest_ns = obj.clock.now_ns()
         obj._buffer.touch_sources(obj._last_ingest_ns)
         return obj

@@ -126,6 +126,9 @@ PAIRS: tuple[tuple[type[pyd.SessionEventBase], type[SessionEvent]], ...] = (
     (pyd.SessionError, SessionError),
     (pyd.Disconnect, Disconnect),
 )
+FORMS: frozenset[type] = frozenset(s for _, s in PAIRS)
+"""The analysis forms' classes: an event of one of them is a session event (asking a pydantic
+class ``isinstance`` costs several times more than this set lookup)."""
 _FORM: dict[type, tuple[type[SessionEvent], tuple[str, ...]]] = {
     p: (s, s.__struct_fields__) for p, s in PAIRS
 }

@@ -18,6 +18,7 @@ else the injector's.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from schemas.events import (
@@ -64,16 +65,19 @@ class FaultWindow:
 
 
 class FaultWindows:
+    _active_span: tuple[float, float, list[str]] | None = None  # absent from older snapshots
+
     def __init__(self) -> None:
         self._open: dict[tuple[str, str], FaultWindow] = {}
         self._closed: dict[tuple[str, str], FaultWindow] = {}
         """The last closed window per key: the proxy's report of the same revert lands here."""
         self.windows: list[FaultWindow] = []
-        self._active_cache: tuple[int, list[str]] | None = None
+        self._active_span = None
+        """``(lo, hi, ids)``: the ids :meth:`active_at` gives for any time in ``[lo, hi)``."""
 
     def apply(self, t: int, ev: FaultChange) -> FaultWindow | None:
         """Fold one fault event; returns the window it opened, if any."""
-        self._active_cache = None
+        self._active_span = None
         if isinstance(ev, ToxicAdded | ToxicUpdated):
             return self._open_window(
                 t, ev.proxy, ev.toxic.name, ev.fault_id, ev.toxic.type, ev.source
@@ -130,12 +134,28 @@ class FaultWindows:
             w.proxy_ended_ns = t
 
     def active_at(self, t: int) -> list[str]:
-        """Fault ids active at ``t``, in the order they began."""
-        cache = self._active_cache
-        if cache is not None and cache[0] == t:
-            return cache[1]
-        out = [w.fault_id for w in self.windows if w.active_at(t)]
-        self._active_cache = (t, out)
+        """Fault ids active at ``t``, in the order they began (the list is shared: read only)."""
+        span = self._active_span
+        if span is not None and span[0] <= t < span[1]:
+            return span[2]
+        # The answer holds from the latest window bound at or before t to the first after it.
+        lo: float = -math.inf
+        hi: float = math.inf
+        out: list[str] = []
+        for w in self.windows:
+            start, end = w.started_ns, w.ended_ns
+            if start <= t:
+                lo = max(lo, start)
+                if end is None or t < end:
+                    out.append(w.fault_id)
+            else:
+                hi = min(hi, start)
+            if end is not None:
+                if end <= t:
+                    lo = max(lo, end)
+                else:
+                    hi = min(hi, end)
+        self._active_span = (lo, hi, out)
         return out
 
     def after_effect_at(self, t: int, after_ns: int) -> list[str]:

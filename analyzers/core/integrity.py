@@ -98,17 +98,28 @@ class IntegrityTracker:
         return out
 
     def send(self, t: int, ev: Send, dims: Dims) -> None:
-        for c in self._counts(dims):
+        counts = self._by_dims.get(dims)
+        if counts is None:
+            counts = self._counts(dims)
+        for c in counts:
             c.sent += 1
         if ev.expect == "none":
             return
-        who = session_key(ev)
+        who = (ev.run_id, ev.generator_id, ev.target, ev.session)
         self._pending[(who, ev.seq)] = _Pending(t, dims, ev.trace_id)
         self._deadlines.append((t + self._timeout_ns, who, ev.seq))
 
     def trace_of(self, session: SessionKey, seq: int) -> str | None:
         p = self._pending.get((session, seq))
         return None if p is None else p.trace_id
+
+    def due(self, now: int) -> bool:
+        """Whether :meth:`expire` at ``now`` has anything to do (cheap: asked per event)."""
+        deadlines = self._deadlines
+        if deadlines and deadlines[0][0] <= now:
+            return True
+        order = self._expired_order
+        return bool(order) and order[0][0] < now - 4 * self._timeout_ns
 
     def expire(self, now: int) -> list[Lost]:
         """Sends whose reply deadline is at or before ``now`` and still unanswered."""
@@ -138,7 +149,9 @@ class IntegrityTracker:
                 p.reported = True
 
     def receive(self, ev: Receive, dims: Dims) -> None:
-        counts = self._counts(dims)
+        counts = self._by_dims.get(dims)
+        if counts is None:
+            counts = self._counts(dims)
         if ev.checksum_ok is False:
             # A stamp that failed its checksum says nothing trustworthy about its origin.
             for c in counts:
@@ -151,7 +164,7 @@ class IntegrityTracker:
             origin, seq = ev.session, ev.seq
         duplicate = reordered = late = False
         if seq is not None:
-            who = session_key(ev)
+            who = (ev.run_id, ev.generator_id, ev.target, ev.session)
             own = origin == ev.session
             tkey = (who, who if own else (ev.run_id, ev.target, origin))
             track = self._tracks.get(tkey)

@@ -76,7 +76,7 @@ class IsolationTracker:
             self._send_traces.pop(order.popleft()[1], None)
 
     def receive(
-        self, t: int, ev: Receive, faults: list[str], faults_after: Callable[[], list[str]]
+        self, t: int, ev: Receive, faults: list[str], faults_after: Callable[[int], list[str]]
     ) -> Violation | None:
         origin_tenant = ev.origin_tenant
         if origin_tenant is None or ev.checksum_ok is False:
@@ -120,7 +120,7 @@ class IsolationTracker:
             origin_seq=ev.origin_seq,
             faults_active=list(faults),
             source_event_id=ev.event_id,
-            faults_after=faults_after(),
+            faults_after=faults_after(t),
             channel=ev.channel,
         )
         self.violations.append(v)

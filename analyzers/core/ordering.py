@@ -149,19 +149,28 @@ class ReorderBuffer:
 
     def push(self, t: int, ev: Fed, source: str = "", now_ns: int = 0) -> Fed | None:
         """Buffer ``ev``; returns it back when it is late (to apply at once), else None."""
-        eid = _compact(ev.event_id)
-        if eid in self._seen:
-            self.stats.duplicates += 1
+        event_id = ev.event_id
+        eid: int | str = event_id
+        if len(event_id) == 32:  # _compact, inlined: this runs for every event
+            try:
+                eid = int(event_id, 16)
+            except ValueError:
+                eid = event_id
+        seen = self._seen
+        stats = self.stats
+        if eid in seen:
+            stats.duplicates += 1
             return None
         done = self._released_upto
         if done is not None and t < done - self.horizon_ns:
-            self.stats.too_late += 1
+            stats.too_late += 1
             return None
         self._src_seen[source] = now_ns
-        m = self._src_max.get(source)
+        src_max = self._src_max
+        m = src_max.get(source)
         if m is None or t > m:
-            self._src_max[source] = t
-        self._seen.add(eid)
+            src_max[source] = t
+        seen.add(eid)
         b = t // _BUCKET_NS
         bucket = self._buckets.get(b)
         if bucket is None:
@@ -169,18 +178,19 @@ class ReorderBuffer:
             if self._oldest_bucket is None or b < self._oldest_bucket:
                 self._oldest_bucket = b
         bucket.append(eid)
-        self.stats.accepted += 1
+        stats.accepted += 1
         if done is not None and t <= done:
-            self.stats.late += 1
+            stats.late += 1
             return ev
-        if self._max_t is None or t > self._max_t:
+        max_t = self._max_t
+        if max_t is None or t > max_t:
             self._max_t = t
         slot_id = t // _SLOT_NS
         slot = self._slots.get(slot_id)
         if slot is None:
             self._slots[slot_id] = slot = []
             heapq.heappush(self._slot_order, slot_id)
-        slot.append((t, ev.event_id, ev))
+        slot.append((t, event_id, ev))
         self._held += 1
         return None
 

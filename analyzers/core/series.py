@@ -58,7 +58,18 @@ class SeriesFold:
         return b
 
     def sent(self, t: int) -> None:
-        self._bucket(t).sent += 1
+        last = self._last
+        if last is not None and last[0] == t // self._bucket_ns:
+            last[1].sent += 1
+        else:
+            self._bucket(t).sent += 1
+
+    def received(self, t: int) -> _Bucket:
+        """:meth:`observe` of a receive that is no failure (the commonest event)."""
+        last = self._last
+        b = last[1] if last is not None and last[0] == t // self._bucket_ns else self._bucket(t)
+        b.received += 1
+        return b
 
     def observe(
         self, t: int, ev: Receive | Connected | SessionError | Disconnect, cls: str | bool | None

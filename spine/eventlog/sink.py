@@ -93,9 +93,9 @@ class JsonlSink:
 
 class Fanout:
     """One stream to several sinks, each event encoded once and built once: sinks that take
-    encoded events (``logs``: Kafka's publisher, a local log, a JSON-lines file) get its bytes
-    as they are; the others (``sinks``: an analysis, an observer) get the model. Itself an
-    :class:`EncodedEventSink`, so a producer that encodes its own events (the generators)
+    encoded events (``logs``: Kafka's publisher, a local log, a JSON-lines file, the run's live
+    analysis) get its bytes as they are; the others (``sinks``) get the model, parsed once.
+    Itself an :class:`EncodedEventSink`, so a producer that encodes its own events (the generators)
     hands them over as bytes."""
 
     def __init__(self, *sinks: EventSink) -> None:

@@ -17,11 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyzers.core.events import PAIRS, analysis_form
-from analyzers.decode import decode_record, fast_decode
+from analyzers.decode import decode_events, decode_record, fast_decode
 from analyzers.synth import synthetic_events
 from schemas.base import SCHEMA_VERSION
+from schemas.events import parse_event
 from spine.errors import DecodeError
 from spine.eventlog import codec
+from spine.eventlog.codec import encode_event
 
 KINDS = [p.model_fields["kind"].default for p, _ in PAIRS]
 IDS = st.text(min_size=1, max_size=12)
@@ -240,3 +242,51 @@ def test_other_kinds_are_decoded_by_pydantic_into_the_same_form() -> None:
     headers = dict(env.headers)
     assert fast_decode(env.value, headers) is None
     assert typed(decode_record(env.value, headers)) == typed(reference(env.value, headers))
+
+
+OTHER_KINDS = [
+    encode_event(e)
+    for e in synthetic_events(400, fault_every_s=0.02, fault_for_s=0.01)
+    if not e.kind.startswith("session.")
+][:6]
+BROKEN = [b"", b"not json", b"{}", b"[]", b"1},{", VALID[:-1], VALID + b",", b"\xff", VALID + VALID]
+
+
+def _reference_each(encoded: list[bytes]) -> tuple[list[Any], int]:
+    out, invalid = [], 0
+    for data in encoded:
+        try:
+            out.append(analysis_form(parse_event(data)))
+        except ValueError:
+            invalid += 1
+    return out, invalid
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        session_event().map(lambda i: json.dumps(i, ensure_ascii=False).encode())
+        | malformed().map(lambda i: json.dumps(i, ensure_ascii=False).encode())
+        | st.sampled_from(OTHER_KINDS)
+        | st.sampled_from(BROKEN),
+        max_size=8,
+    )
+)
+def test_encoded_events_decode_as_pydantic_decodes_each(encoded: list[bytes]) -> None:
+    """What the live analysis decodes from a run's fan-out: batches of single events' bytes,
+    any mix of kinds, valid or not, give each event's pydantic value in order."""
+    ids = any(b'"event_id"' not in data for data in encoded)
+    got, invalid = decode_events(encoded)
+    want, want_invalid = _reference_each(encoded)
+    assert (typed(got, ids), invalid) == (typed(want, ids), want_invalid)
+
+
+def test_a_run_of_session_events_is_decoded_as_one_batch() -> None:
+    events = list(synthetic_events(300, fault_every_s=0.02, fault_for_s=0.01))
+    encoded = [encode_event(e) for e in events]
+    got, invalid = decode_events(encoded)
+    assert invalid == 0
+    assert len(got) == len(events)
+    assert typed(got) == typed(_reference_each(encoded)[0])
+    sessions = [d for d, e in zip(encoded, events, strict=True) if e.kind.startswith("session.")]
+    assert all(isinstance(e, msgspec.Struct) for e in decode_events(sessions)[0])

@@ -2,7 +2,8 @@
 a reader of that sink gets back, each event once, in emit order (Kafka: in order per key).
 
 The sinks: the in-memory one, the JSON-lines file, the run's local log, the fan-out in front
-of them, and the Kafka publisher (against the embedded broker)."""
+of them, the in-process analysis's inbox (which gives events back in their analysis form) and
+the Kafka publisher (against the embedded broker)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
+from analyzers.core.events import analysis_form
+from analyzers.decode import Inbox
 from spine.eventlog import EncodedEventSink, MemorySink
 from spine.eventlog.codec import encode_event, partition_key
 from spine.eventlog.jsonl import iter_jsonl
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
+    from analyzers.core.events import Fed
     from schemas.events import Event
     from spine.stack import EmbeddedStack
 
@@ -34,10 +38,18 @@ class Case(Protocol):
 
     sink: MemorySink | EncodedEventSink
 
-    def read(self) -> list[Event]: ...
+    def read(self) -> list[Fed]: ...
+
+    def form(self, event: Event) -> Fed:
+        """``event`` as this sink gives it back."""
 
 
-class _Memory:
+class _Same:
+    def form(self, event: Event) -> Fed:
+        return event
+
+
+class _Memory(_Same):
     def __init__(self, tmp: Path) -> None:
         self.sink = MemorySink()
 
@@ -45,7 +57,7 @@ class _Memory:
         return list(self.sink.events)
 
 
-class _Jsonl:
+class _Jsonl(_Same):
     def __init__(self, tmp: Path) -> None:
         self.sink = JsonlSink(tmp / "events.jsonl", batch=3)
 
@@ -54,7 +66,7 @@ class _Jsonl:
         return list(iter_jsonl(self.sink.path))
 
 
-class _RunLog:
+class _RunLog(_Same):
     def __init__(self, tmp: Path) -> None:
         self.sink = RunLogWriter(tmp / "events", batch_events=4)
 
@@ -63,7 +75,7 @@ class _RunLog:
         return list(iter_run_events(self.sink.dir))
 
 
-class _Fanned:
+class _Fanned(_Same):
     """A fan-out to a model sink and an encoded one: both get everything."""
 
     def __init__(self, tmp: Path) -> None:
@@ -77,7 +89,23 @@ class _Fanned:
         return list(self.memory.events)
 
 
+class _Analysis:
+    """The end of a run's fan-out that the live analysis folds from."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.sink = Inbox()
+
+    def read(self) -> list[Fed]:
+        got = self.sink.take()
+        assert self.sink.take() == []  # taken once
+        return got
+
+    def form(self, event: Event) -> Fed:
+        return analysis_form(event)
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
+    "analysis": _Analysis,
     "memory": _Memory,
     "jsonl": _Jsonl,
     "runlog": _RunLog,
@@ -100,7 +128,7 @@ def test_a_sink_gives_back_what_was_emitted_in_order(name: str, tmp_path: Path) 
     events = [e.model_copy(update={"event_id": f"{i:032x}"}) for i, e in enumerate(events)]
     case = CASES[name](tmp_path)
     _emit(case.sink, events)
-    assert case.read() == events
+    assert case.read() == [case.form(e) for e in events]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -30,6 +30,7 @@ from aftershock.report.files import ANALYSIS_FILE, EVENTS_FILE, write_meta
 from analyzers.core import Analyzer, AnalyzerConfig, SloSpec
 from analyzers.replay import replay_kafka
 from schemas.events import ExperimentAborted, ExperimentEnded
+from spine.eventlog.sink import Fanout
 from spine.store import read_results
 from tests.analyzers.live_scenario import CONFIG, MS, T0, S, scenario
 from tests.analyzers.test_worker import Worker, comparable, produce, worker_env, worker_topics
@@ -74,9 +75,10 @@ async def _live(exp: str, events: list[Event]) -> list[ResultEvent]:
     """As ``aftershock run`` analyses in process: events emitted as they come, folded in
     steps, drained at the end."""
     analysis = LiveAnalysis(exp, CONFIG)
+    fanout = Fanout(analysis)  # the analysis takes the bytes the publisher and local log take
     for i in range(0, len(events), 40):
         for ev in events[i : i + 40]:
-            analysis.emit(ev)
+            fanout.emit(ev)
         await analysis.step()
     return await analysis.drain(10.0)
 

@@ -1,4 +1,5 @@
-"""A small game day on loopback, its events fanned out to every sink a test needs: two load
+"""A small game day on loopback, its events fanned out (the run's own fan-out) to every sink a
+test needs: two load
 profiles (two targets, one tenant name) through the real fault proxy, a store ← front
 dependency, one outage driven by the injector, and the run's analysis configuration written
 first into the log."""
@@ -6,7 +7,6 @@ first into the log."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import yaml
@@ -26,16 +26,7 @@ from tests.truth.sut import Relay, TruthEcho
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from schemas.events import Event
-
-
-@dataclass
-class Fanout:
-    sinks: list[object]
-
-    def emit(self, event: Event) -> None:
-        for s in self.sinks:
-            s.emit(event)  # type: ignore[attr-defined]
+    from spine.eventlog import EventSink
 
 
 def _profile(target: str) -> LoadProfile:
@@ -55,7 +46,7 @@ def _profile(target: str) -> LoadProfile:
     )
 
 
-async def run_scenario(experiment_id: str, tmp_path: Path, sink: Fanout) -> AnalyzerConfig:
+async def run_scenario(experiment_id: str, tmp_path: Path, sink: EventSink) -> AnalyzerConfig:
     """Run the game day; returns the configuration it wrote into the log."""
     async with TruthEcho() as store, ProxyServer(host="127.0.0.1", port=0, sink=sink) as proxy:
         ctl = ToxiproxyController(str(proxy.api_url))

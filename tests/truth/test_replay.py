@@ -16,10 +16,11 @@ from aftershock.gameday.analysis import LiveAnalysis
 from analyzers.core import AnalyzerConfig
 from analyzers.replay import replay_kafka
 from spine.eventlog.publisher import Publisher
+from spine.eventlog.sink import Fanout
 from spine.store import read_results
 from tests.analyzers.build import one
 from tests.analyzers.test_worker import Worker, comparable, worker_env, worker_topics
-from tests.truth.scenario import Fanout, run_scenario
+from tests.truth.scenario import run_scenario
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,7 +40,7 @@ async def test_replay_without_flags_equals_live_bit_for_bit(
     # Live analysis as `aftershock run` does it, given the configuration directly.
     live = LiveAnalysis(exp, AnalyzerConfig(), interval_s=0.05)
     async with Publisher(stack.kafka_bootstrap, topic, state_dir=tmp_path) as pub:
-        sink = Fanout([pub, live])
+        sink = Fanout(pub, live)
         async with asyncio.TaskGroup() as tg:
             stepper = tg.create_task(live.run())
             config = await run_scenario(exp, tmp_path, sink)
@@ -68,7 +69,7 @@ async def test_a_worker_judges_the_run_by_its_logged_configuration(
     tag, topics = await worker_topics(stack)
     exp = f"truth-worker-{tag}"
     async with Publisher(stack.kafka_bootstrap, topics["events"], state_dir=tmp_path) as pub:
-        await run_scenario(exp, tmp_path, Fanout([pub]))
+        await run_scenario(exp, tmp_path, Fanout(pub))
     replayed = await replay_kafka(stack.kafka_bootstrap, topics["events"], exp)
     assert [(h.target, h.via) for h in one(replayed, "result.cascade", fault_id="cut").hops] == [
         ("store", None),
