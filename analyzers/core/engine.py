@@ -30,7 +30,7 @@ from analyzers.core.events import (
 from analyzers.core.faults import FaultWindow, FaultWindows
 from analyzers.core.health import Episode, HealthKey
 from analyzers.core.integrity import Counts, Dims, IntegrityTracker, SessionKey
-from analyzers.core.isolation import IsolationTracker
+from analyzers.core.isolation import IsolationTracker, group_violations
 from analyzers.core.load import QUANTILES, LoadAcc, LoadTracker
 from analyzers.core.ordering import ReorderBuffer, TimeBase
 from analyzers.core.patterns import PatternTracker
@@ -60,6 +60,7 @@ from schemas.results import (
     FailureEpisode,
     FaultFingerprint,
     Integrity,
+    IsolationGroup,
     IsolationViolation,
     LatencySummary,
     LoadSummary,
@@ -598,32 +599,62 @@ class _Report:
         return nearest_rank(durations, 0.95) / 1e9 if durations else None
 
     def violations(self) -> list[ResultEvent]:
+        """One ``result.isolation_group`` per group of violations (exact counts) and the first
+        ``violation_examples`` violations of each group as ``result.isolation_violation``."""
         faults = self.a.faults
-        return [
-            IsolationViolation(
-                **self._ids("violation", v.source_event_id),
-                scope="tenant",
-                scope_key=v.victim_tenant,
-                violation=v.violation,
-                target=v.target,
-                victim_tenant=v.victim_tenant,
-                victim_user=v.victim_user,
-                victim_session=v.victim_session,
-                victim_trace_id=v.victim_trace_id,
-                origin_tenant=v.origin_tenant,
-                origin_user=v.origin_user,
-                origin_session=v.origin_session,
-                origin_trace_id=v.origin_trace_id,
-                origin_seq=v.origin_seq,
-                seen_ns=v.t,
-                faults_active=v.faults_active,
-                faults_after=v.faults_after,
-                fault_relation=_relation(_measured_against(faults, v.t, v.faults_after), v.t),
-                channel=v.channel,
-                source_event_id=v.source_event_id,
+        cap = self.a.config.violation_examples
+        out: list[ResultEvent] = []
+        for key, members in group_violations(self.a.isolation.violations).items():
+            kept = members[:cap]
+            traces = [v.victim_trace_id for v in members if v.victim_trace_id]
+            sessions = list(dict.fromkeys(v.victim_session for v in members))
+            first = members[0]
+            out.append(
+                IsolationGroup(
+                    **self._ids("violation-group", key),
+                    scope="tenant",
+                    scope_key=first.victim_tenant,
+                    group_id=key,
+                    violation=first.violation,
+                    target=first.target,
+                    origin_tenant=first.origin_tenant,
+                    victim_tenant=first.victim_tenant,
+                    faults_active=list(first.faults_active),
+                    faults_after=list(first.faults_after),
+                    count=len(members),
+                    first_ns=min(v.t for v in members),
+                    last_ns=max(v.t for v in members),
+                    example_trace_ids=list(dict.fromkeys(traces))[:cap],
+                    example_sessions=sessions[:cap],
+                    examples_kept=len(kept),
+                )
             )
-            for v in self.a.isolation.violations
-        ]
+            out += [
+                IsolationViolation(
+                    **self._ids("violation", v.source_event_id),
+                    scope="tenant",
+                    scope_key=v.victim_tenant,
+                    violation=v.violation,
+                    target=v.target,
+                    victim_tenant=v.victim_tenant,
+                    victim_user=v.victim_user,
+                    victim_session=v.victim_session,
+                    victim_trace_id=v.victim_trace_id,
+                    origin_tenant=v.origin_tenant,
+                    origin_user=v.origin_user,
+                    origin_session=v.origin_session,
+                    origin_trace_id=v.origin_trace_id,
+                    origin_seq=v.origin_seq,
+                    seen_ns=v.t,
+                    faults_active=v.faults_active,
+                    faults_after=v.faults_after,
+                    fault_relation=_relation(_measured_against(faults, v.t, v.faults_after), v.t),
+                    channel=v.channel,
+                    source_event_id=v.source_event_id,
+                )
+                for v in kept
+            ]
+        return out
 
     def integrity(self) -> list[ResultEvent]:
         out: list[ResultEvent] = []

@@ -11,6 +11,10 @@ reconnects). It is judged only for sessions whose generator records subscription
 ``session.subscribed`` from that generator in that run): older logs carry none. The
 origin's trace id comes from the origin's ``session.send`` (kept for a bounded time) or,
 failing that, the origin session's last trace.
+
+Violations are reported in **groups**: one per (kind, target, origin tenant, victim tenant,
+faults active, faults after), with the exact count, the first and last time and a few
+examples (:func:`group_violations`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,23 @@ class Violation:
     source_event_id: str
     faults_after: list[str]
     channel: str | None
+
+
+def group_key(v: Violation) -> str:
+    """The group a violation belongs to: ``kind/target/origin>victim/during/after`` (fault
+    ids joined by ``+``, ``-`` for none)."""
+    return (
+        f"{v.violation}/{v.target}/{v.origin_tenant}>{v.victim_tenant}/"
+        f"{'+'.join(v.faults_active) or '-'}/{'+'.join(v.faults_after) or '-'}"
+    )
+
+
+def group_violations(violations: list[Violation]) -> dict[str, list[Violation]]:
+    """Violations by :func:`group_key`, each group in the order seen, groups sorted by key."""
+    groups: dict[str, list[Violation]] = {}
+    for v in violations:
+        groups.setdefault(group_key(v), []).append(v)
+    return dict(sorted(groups.items()))
 
 
 class IsolationTracker:
