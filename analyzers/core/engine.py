@@ -30,7 +30,7 @@ from analyzers.core.events import (
 from analyzers.core.faults import FaultWindow, FaultWindows
 from analyzers.core.health import Episode, HealthKey
 from analyzers.core.integrity import Counts, Dims, IntegrityTracker, SessionKey
-from analyzers.core.isolation import IsolationTracker, group_violations
+from analyzers.core.isolation import IsolationTracker
 from analyzers.core.load import QUANTILES, LoadAcc, LoadTracker
 from analyzers.core.ordering import ReorderBuffer, TimeBase
 from analyzers.core.patterns import PatternTracker
@@ -163,7 +163,9 @@ class Analyzer:
         """The folds whose behaviour the configuration sets, empty."""
         self.graph = DependencyGraph(cfg.graph)
         self.integrity = IntegrityTracker(int(cfg.reply_timeout_s * 1e9), cfg.reorder_window)
-        self.isolation = IsolationTracker(int(2 * cfg.reply_timeout_s * 1e9))
+        self.isolation = IsolationTracker(
+            int(2 * cfg.reply_timeout_s * 1e9), cfg.violation_examples
+        )
         self.patterns = PatternTracker(int(cfg.burst_gap_s * 1e9), cfg.burst_min_errors)
 
     def _configure(self, logged: AnalyzerConfig) -> None:
@@ -604,28 +606,25 @@ class _Report:
         faults = self.a.faults
         cap = self.a.config.violation_examples
         out: list[ResultEvent] = []
-        for key, members in group_violations(self.a.isolation.violations).items():
-            kept = members[:cap]
-            traces = [v.victim_trace_id for v in members if v.victim_trace_id]
-            sessions = list(dict.fromkeys(v.victim_session for v in members))
-            first = members[0]
+        for key, g in sorted(self.a.isolation.groups.items()):
+            kept, like = g.examples[:cap], g.like
             out.append(
                 IsolationGroup(
                     **self._ids("violation-group", key),
                     scope="tenant",
-                    scope_key=first.victim_tenant,
+                    scope_key=like.victim_tenant,
                     group_id=key,
-                    violation=first.violation,
-                    target=first.target,
-                    origin_tenant=first.origin_tenant,
-                    victim_tenant=first.victim_tenant,
-                    faults_active=list(first.faults_active),
-                    faults_after=list(first.faults_after),
-                    count=len(members),
-                    first_ns=min(v.t for v in members),
-                    last_ns=max(v.t for v in members),
-                    example_trace_ids=list(dict.fromkeys(traces))[:cap],
-                    example_sessions=sessions[:cap],
+                    violation=like.violation,
+                    target=like.target,
+                    origin_tenant=like.origin_tenant,
+                    victim_tenant=like.victim_tenant,
+                    faults_active=list(like.faults_active),
+                    faults_after=list(like.faults_after),
+                    count=g.count,
+                    first_ns=g.first_ns,
+                    last_ns=g.last_ns,
+                    example_trace_ids=g.traces[:cap],
+                    example_sessions=g.sessions[:cap],
                     examples_kept=len(kept),
                 )
             )
@@ -844,7 +843,7 @@ class _Report:
         a = self.a
         hk = a.health_keys().get(dim)
         eps = hk.episodes if hk else []
-        violations = [v for v in a.isolation.violations if dim == _OVERALL or v.target == dim[1]]
+        violations = [t for t, target in a.isolation.seen if dim == _OVERALL or target == dim[1]]
         if not phase:
             f = hk.figures() if hk else None
             whole = self.whole_run().get(dim, LoadAcc())
@@ -873,7 +872,7 @@ class _Report:
             p99_ms=acc.latency.quantile(0.99),
             mttr_s=sum(durations) / len(durations) / 1e9 if durations else None,
             isolation_violations=sum(
-                1 for v in violations if any(s <= v.t < e for s, e in intervals)
+                1 for t in violations if any(s <= t < e for s, e in intervals)
             ),
             error_ratio=_ratio_or_none(acc),
             loss_ratio=None,
