@@ -23,6 +23,7 @@ def _key(r: Any) -> str:
 KIND_ORDER = (
     "result.episode",
     "result.availability",
+    "result.isolation_group",
     "result.isolation_violation",
     "result.integrity",
     "result.latency",
@@ -78,12 +79,19 @@ def render(results: Sequence[ResultEvent]) -> str:
             f"{'contained' if r.contained else 'NOT contained'}"
         )
     section("isolation violations")
+    groups = by.get("result.isolation_group", [])
+    for g in groups:
+        lines.append(
+            f"{g.violation}: {g.origin_tenant} -> {g.victim_tenant} on {g.target or '-'} "
+            f"faults {','.join(g.faults_active) or '-'} after {','.join(g.faults_after) or '-'}: "
+            f"{g.count} from {g.first_ns} to {g.last_ns}"
+        )
     for r in by.get("result.isolation_violation", []):
         lines.append(
-            f"{r.violation}: {r.origin_tenant}/{r.origin_session} -> {r.victim_tenant}/"
+            f"  e.g. {r.violation}: {r.origin_tenant}/{r.origin_session} -> {r.victim_tenant}/"
             f"{r.victim_session} at {r.seen_ns} faults {','.join(r.faults_active) or '-'}"
         )
-    if not by.get("result.isolation_violation"):
+    if not groups:
         lines.append("none")
     section("integrity")
     for r in by.get("result.integrity", []):

@@ -53,8 +53,11 @@ class _Stop(Exception):
 
 
 def span_ids(span: trace.Span) -> Trace:
+    """The span's (trace id, span id), for the session's events; none for a span that is not
+    recorded (no tracing, or a session left out by the sampler), so every trace id an event
+    names is a trace that was written."""
     ctx = span.get_span_context()
-    if not ctx.is_valid:
+    if not ctx.is_valid or not ctx.trace_flags.sampled:
         return NO_TRACE
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
 

@@ -18,7 +18,7 @@ from schemas.experiment import (
     LatencySafeguard,
     Safeguard,
 )
-from schemas.results import Availability, FailureEpisode, IsolationViolation, LatencySummary
+from schemas.results import Availability, FailureEpisode, IsolationGroup, LatencySummary
 from spine.store import prefix as store_prefix
 from spine.store import read_results, result_field
 
@@ -35,7 +35,8 @@ def _at_ns(r: ResultBase) -> int:
 @dataclass
 class _Track:
     breach_since_ns: int | None = None
-    count: int = 0
+    groups: dict[str, int] = field(default_factory=dict)
+    """Isolation: the latest count of each violation group."""
 
 
 @dataclass
@@ -60,14 +61,15 @@ class SafeguardMonitor:
         track = self._tracks.setdefault(i, _Track())
         where = f" on {sg.target}" if sg.target else ""
         if isinstance(sg, IsolationSafeguard):
-            if isinstance(r, IsolationViolation) and (
-                sg.target is None or r.scope_key == sg.target
-            ):
-                track.count += 1
-                if track.count > sg.above:
+            # Groups carry exact counts and are updated as more violations arrive; the
+            # individual violation records are only a few examples of each.
+            if isinstance(r, IsolationGroup) and (sg.target is None or r.target == sg.target):
+                track.groups[r.group_id] = r.count
+                seen = sum(track.groups.values())
+                if seen > sg.above:
                     return (
                         f"isolation violation{where}: tenant {r.victim_tenant} received "
-                        f"{r.origin_tenant}'s message ({track.count} seen, limit {sg.above})"
+                        f"{r.origin_tenant}'s message ({seen} seen, limit {sg.above})"
                     )
             return None
         if isinstance(sg, EpisodeSafeguard):

@@ -73,6 +73,10 @@ class AnalyzerConfig(Frozen):
     after_effect_s: float = Field(default=5.0, ge=0)
     """An episode or violation that begins within this long after a fault ended, with no
     fault active, is attributed to that fault as its after-effect."""
+    violation_examples: int = Field(default=5, ge=0)
+    """Of each isolation group (kind, target, origin and victim tenant, faults), how many
+    violations are kept as individual ``result.isolation_violation`` records (the first
+    ones seen); the group's ``result.isolation_group`` counts every one."""
     burst_gap_s: float = Field(default=0.5, gt=0)
     burst_min_errors: int = Field(default=5, ge=2)
     baseline_phase: str = "baseline"

@@ -102,6 +102,35 @@ class IsolationViolation(ResultBase):
     source_event_id: str
 
 
+class IsolationGroup(ResultBase):
+    """Every isolation violation of one kind from one origin tenant to one victim tenant on
+    one target, under the same faults: the exact ``count``, the first and last time one was
+    seen, and a few examples. The figures the SLOs and the report use; the individual
+    ``result.isolation_violation`` records are only the first few of each group
+    (``AnalyzerConfig.violation_examples``)."""
+
+    kind: Literal["result.isolation_group"] = "result.isolation_group"
+    group_id: str
+    """``kind/target/origin>victim/faults during/faults after``: the group's key."""
+    violation: Literal["tenant", "user", "subscription"] = "tenant"
+    target: str = ""
+    origin_tenant: Identifier
+    victim_tenant: Identifier
+    faults_active: list[str] = Field(default_factory=list)
+    """The faults in effect when these violations were seen (attributed "during")."""
+    faults_after: list[str] = Field(default_factory=list)
+    """Faults lifted within ``after_effect_s`` before, none active (attributed "after")."""
+    count: int = Field(ge=1)
+    first_ns: int
+    last_ns: int
+    example_trace_ids: list[str] = Field(default_factory=list)
+    """Victim trace ids of the first violations that had one, at most the example cap."""
+    example_sessions: list[str] = Field(default_factory=list)
+    """Victim sessions of the first violations (distinct), at most the example cap."""
+    examples_kept: int = Field(default=0, ge=0)
+    """How many of the group's violations are kept as ``result.isolation_violation``."""
+
+
 class Integrity(ResultBase):
     kind: Literal["result.integrity"] = "result.integrity"
     sent: int = Field(ge=0)
@@ -330,6 +359,7 @@ ResultEvent = (
     | Availability
     | UserRecovery
     | IsolationViolation
+    | IsolationGroup
     | Integrity
     | LatencySummary
     | Cascade
@@ -346,6 +376,7 @@ RESULT_TYPES: tuple[type[ResultBase], ...] = (
     Availability,
     UserRecovery,
     IsolationViolation,
+    IsolationGroup,
     Integrity,
     LatencySummary,
     Cascade,

@@ -41,6 +41,7 @@ def result_field(r: ResultEvent) -> str:
         getattr(r, "episode_id", None)
         or getattr(r, "burst_id", None)
         or getattr(r, "source_event_id", None)
+        or getattr(r, "group_id", None)
         or getattr(r, "fault_type", None)
         or getattr(r, "phase", "")
     )

@@ -18,13 +18,16 @@ import logging
 import os
 import re
 import threading
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, BinaryIO
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.util import ns_to_iso_str
+from opentelemetry.trace import StatusCode
 
 from spine import __version__
 
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext
 
     from spine.settings import Settings
 
@@ -42,20 +46,78 @@ _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 log = logging.getLogger(__name__)
 
 
+def _hex_id(value: int, width: int) -> str:
+    return f"0x{value:0{width}x}"
+
+
+def _context(ctx: SpanContext) -> dict[str, object]:
+    out: dict[str, object] = {
+        "trace_id": _hex_id(ctx.trace_id, 32),
+        "span_id": _hex_id(ctx.span_id, 16),
+    }
+    if ctx.trace_state:
+        out["trace_state"] = ctx.trace_state.to_header()
+    return out
+
+
+def span_record(span: ReadableSpan) -> dict[str, object]:
+    """One span as the span files hold it: the OpenTelemetry SDK's JSON form
+    (``ReadableSpan.to_json``), written compact and without what says nothing about this
+    span — an unset status, empty events and links, an empty trace state, and the resource
+    (the same for every span of a file: :class:`JsonlSpanExporter` writes it once)."""
+    ctx = span.get_span_context()
+    out: dict[str, object] = {"name": span.name}
+    if ctx is not None:
+        out["context"] = _context(ctx)
+    out["kind"] = str(span.kind)
+    out["parent_id"] = _hex_id(span.parent.span_id, 16) if span.parent is not None else None
+    out["start_time"] = ns_to_iso_str(span.start_time or 0)
+    out["end_time"] = ns_to_iso_str(span.end_time or 0)
+    if span.status.status_code is not StatusCode.UNSET:
+        status: dict[str, object] = {"status_code": span.status.status_code.name}
+        if span.status.description:
+            status["description"] = span.status.description
+        out["status"] = status
+    if span.attributes:
+        out["attributes"] = dict(span.attributes)
+    if span.events:
+        out["events"] = [
+            {
+                "name": e.name,
+                "timestamp": ns_to_iso_str(e.timestamp),
+                "attributes": dict(e.attributes or {}),
+            }
+            for e in span.events
+        ]
+    if span.links:
+        out["links"] = [
+            {"context": _context(link.context), "attributes": dict(link.attributes or {})}
+            for link in span.links
+        ]
+    return out
+
+
 class JsonlSpanExporter(SpanExporter):
-    """Appends one JSON object per finished span to a file."""
+    """Appends one compact JSON object per finished span to a file (:func:`span_record`).
+    The first span the exporter writes also carries the spans' resource (``"resource":
+    {"attributes": ...}``), which is the same for all of them."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file: TextIO | None = path.open("a", encoding="utf-8")
+        self._file: BinaryIO | None = path.open("ab")
         self._lock = threading.Lock()
+        self._resource_written = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = "".join(s.to_json(indent=None) + "\n" for s in spans)
+        records = [span_record(s) for s in spans]
         with self._lock:
             if self._file is None:
                 return SpanExportResult.FAILURE
+            if not self._resource_written and spans:
+                records[0]["resource"] = {"attributes": dict(spans[0].resource.attributes)}
+                self._resource_written = True
+            lines = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
             try:
                 self._file.write(lines)
                 self._file.flush()

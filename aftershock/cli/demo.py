@@ -111,6 +111,9 @@ def burst(experiment_id: str, users_per_tenant: int, messages: int, seed: int = 
 
 
 SHIPPED_GAMEDAY = Path("experiments") / "chat-gameday.yaml"
+DEMO_TRACE_SESSIONS = 0.25
+"""The demo traces a quarter of its sessions (every 20th round trip of each, as any run), so
+its span files stay small; every figure is still computed from every session's events."""
 
 
 def shipped_gameday() -> Path:
@@ -142,7 +145,8 @@ def demo(
     ] = None,
 ) -> None:
     """Run the shipped game day against the sample chat system (isolation defect on) and
-    write its report; exits 1 with the failing SLOs named, as that game day is meant to."""
+    write its report; exits 1 with the failing SLOs named, as that game day is meant to.
+    A quarter of the sessions are traced (``aftershock run --trace-sessions 0.25``)."""
     settings = Settings(**({"state_dir": state_dir} if state_dir else {}))  # type: ignore[arg-type]
     if event_log_only:
         asyncio.run(_demo(settings, users_per_tenant, messages))
@@ -164,6 +168,7 @@ def demo(
         sample=True,
         bug=["isolation"],
         ignore_safeguard=["isolation_violations"],
+        trace_sessions=DEMO_TRACE_SESSIONS,
     )
 
 

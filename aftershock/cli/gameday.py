@@ -147,6 +147,12 @@ def run(
     trace_every: Annotated[
         int, typer.Option(help="Trace every n-th round trip of a session (0: none).", min=0)
     ] = 20,
+    trace_sessions: Annotated[
+        float,
+        typer.Option(
+            help="Share of sessions traced (0 to 1; a session is one trace).", min=0.0, max=1.0
+        ),
+    ] = 1.0,
     workers: Annotated[
         int,
         typer.Option(
@@ -248,6 +254,7 @@ def run(
         dashboard=dashboard,
         line_every_s=line_every_s,
         trace_every=trace_every,
+        trace_sessions=trace_sessions,
         ignore_safeguards=tuple(ignore_safeguard or ()),
         workers=workers,
         interrupt_timeout_s=interrupt_timeout_s,

@@ -8,7 +8,8 @@ from the analyzers' fold) and its outcome; nothing is recomputed here. Shape::
      "failing": [check names], "reasons": [...],
      "verdict": the run's verdict record or null, "phase_verdicts": [...],
      "figures": {"availability", "latency", "load", "integrity", "episodes",
-                 "isolation_violations", "cascades": [result records]}}
+                 "isolation_groups", "isolation_examples", "cascades": [result records],
+                 "isolation_violations": the exact count (the groups' counts summed)}}
 
 A game day that could not run at all (a bad experiment file, a service that would not start)
 still gives a document: ``exit_code`` 2, ``outcome`` ``ERROR``, and ``error`` saying why.
@@ -76,7 +77,9 @@ def summary_document(outcome: RunOutcome) -> dict[str, Any]:
             "load": _dump([r for r in f.all if isinstance(r, LoadSummary)]),
             "integrity": _dump(f.integrity),
             "episodes": _dump(f.episodes),
-            "isolation_violations": _dump(f.violations),
+            "isolation_violations": f.violation_count,
+            "isolation_groups": _dump(f.violation_groups),
+            "isolation_examples": _dump(f.violations),
             "cascades": _dump(f.cascades),
         },
     )

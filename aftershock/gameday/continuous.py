@@ -368,7 +368,7 @@ class Continuous:
                         if a.mttr_s is not None:
                             self.g_mttr.labels(exp, a.scope_key).set(a.mttr_s)
                 if f.verdict is not None:
-                    self.g_violations.labels(exp).set(len(f.violations))
+                    self.g_violations.labels(exp).set(f.violation_count)
         key = f"aftershock:{exp}:continuous"
         try:
             pipe = redis.pipeline(transaction=False)

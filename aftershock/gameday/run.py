@@ -88,6 +88,9 @@ class GamedayOptions:
     line_every_s: float = 5.0
     trace_every: int = 20
     """Trace every n-th round trip of each session (0: sessions and connects only)."""
+    trace_sessions: float = 1.0
+    """The share of sessions traced (each session is one trace, sampled whole by its trace
+    id); the system under test continues only the traces that are sampled."""
     drain_timeout_s: float = 15.0
     workers: int = 0
     """Analyzer worker processes (``aftershock analyze``) to start; 0 analyses in process."""
@@ -444,7 +447,11 @@ class Gameday:
         )
 
         provider, shutdown_tracing = configure_tracing(
-            self.settings, "aftershock-run", run_dir=run_dir, set_global=self.opts.global_tracing
+            self.settings,
+            "aftershock-run",
+            run_dir=run_dir,
+            sample_ratio=self.opts.trace_sessions,
+            set_global=self.opts.global_tracing,
         )
         stack.callback(shutdown_tracing)
         executor.opts.tracer_provider = provider  # also when not global (continuous rounds)

@@ -87,7 +87,7 @@ def compare(current: RunData, baseline: RunData) -> Comparison:
         )
     )
     rows.append(
-        Row("isolation violations", float(len(cur.violations)), float(len(base.violations)))
+        Row("isolation violations", float(cur.violation_count), float(base.violation_count))
     )
     ci, bi = cur.overall_integrity(), base.overall_integrity()
     for name in ("lost", "corrupted", "duplicated", "reordered"):

@@ -310,23 +310,23 @@ def _availability(f: Findings, tb: TimeBase) -> str:
 
 
 def _violations(f: Findings, tb: TimeBase, template: str | None) -> str:
-    groups = f.violation_groups()
+    groups = f.violation_groups
     summary = ""
-    if f.violations:
+    if groups:
         summary = (
-            f'<p class="meta">{_count(len(f.violations), "message")} reached a session they '
+            f'<p class="meta">{_count(f.violation_count, "message")} reached a session they '
             f"must never reach (tenant: another tenant's; user: another session's private "
             f"reply; subscription: a channel it never subscribed to), in "
-            f"{_count(len(groups), 'group')} (kind, origin tenant, victim tenant, faults); "
-            "every one is in results.json.</p>"
+            f"{_count(len(groups), 'group')} (kind, target, origin tenant, victim tenant, "
+            "faults); results.json has every group and the first few violations of each.</p>"
         )
     return (
         '<h2 id="isolation">Isolation violations</h2>'
         + summary
         + _table(
             [
-                "origin tenant",
                 "kind",
+                "target",
                 "origin tenant",
                 "victim tenant",
                 "faults",
@@ -338,13 +338,16 @@ def _violations(f: Findings, tb: TimeBase, template: str | None) -> str:
             (
                 [
                     _td(g.violation),
+                    _td(g.target or "–"),
                     _td(g.origin_tenant),
                     _td(g.victim_tenant),
-                    _td(g.faults),
+                    _td(fault_attribution(g.faults_active, g.faults_after)),
                     _td(g.count, num=True),
                     _td(tb.at(g.first_ns), num=True),
                     _td(tb.at(g.last_ns), num=True),
-                    "<td>" + " ".join(trace_ref(t, template) for t in g.example_traces) + "</td>",
+                    "<td>"
+                    + " ".join(trace_ref(t, template) for t in g.example_trace_ids)
+                    + "</td>",
                 ]
                 for g in groups
             ),

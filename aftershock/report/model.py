@@ -8,7 +8,7 @@ record of the analyzers (:mod:`analyzers.core`); the renderings only format them
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
@@ -21,6 +21,7 @@ from schemas.results import (
     Cascade,
     FailureEpisode,
     Integrity,
+    IsolationGroup,
     IsolationViolation,
     LatencySummary,
     LiveFigures,
@@ -104,6 +105,13 @@ class Findings:
         self.violations = sorted(
             (r for r in records if isinstance(r, IsolationViolation)), key=lambda r: r.seen_ns
         )
+        """Examples: the first few violations of each group."""
+        self.violation_groups = sorted(
+            (r for r in records if isinstance(r, IsolationGroup)),
+            key=lambda g: (-g.count, g.first_ns, g.group_id),
+        )
+        """Violations grouped by the analyzers (kind, target, tenants, faults), largest
+        first."""
         self.integrity = sorted(
             (r for r in records if isinstance(r, Integrity)), key=lambda r: (r.scope, r.scope_key)
         )
@@ -178,21 +186,11 @@ class Findings:
         """Latency summaries of the whole system and of each target, without empty ones."""
         return [x for x in self.latency if x.count and x.scope in ("overall", "target")]
 
-    def violation_groups(self, examples: int = 3) -> list[ViolationGroup]:
-        """Isolation violations grouped by (kind, origin tenant, victim tenant, faults)."""
-        groups: dict[tuple[str, str, str, str], ViolationGroup] = {}
-        for v in self.violations:
-            faults = fault_attribution(v.faults_active, v.faults_after)
-            key = (v.violation, v.origin_tenant, v.victim_tenant, faults)
-            g = groups.get(key)
-            if g is None:
-                groups[key] = g = ViolationGroup(*key, 0, v.seen_ns, v.seen_ns)
-            g.count += 1
-            g.first_ns = min(g.first_ns, v.seen_ns)
-            g.last_ns = max(g.last_ns, v.seen_ns)
-            if v.victim_trace_id and len(g.example_traces) < examples:
-                g.example_traces.append(v.victim_trace_id)
-        return sorted(groups.values(), key=lambda g: (-g.count, g.first_ns))
+    @property
+    def violation_count(self) -> int:
+        """Every isolation violation of the run: the sum of the groups' exact counts (the
+        individual records are only a few examples of each group)."""
+        return sum(g.count for g in self.violation_groups)
 
     def timebase(self, meta: RunMeta) -> TimeBase:
         origin = self.series.origin_ns or meta.started_ns or 0
@@ -214,20 +212,6 @@ class Findings:
             )
         stuck = ", ".join(t.target for t in failed if not t.recovered)
         return f"Not every target recovered: {stuck} had not recovered when the run ended."
-
-
-@dataclass
-class ViolationGroup:
-    violation: str
-    """The kind: ``tenant``, ``user`` or ``subscription``."""
-    origin_tenant: str
-    victim_tenant: str
-    faults: str
-    """How the group is attributed: ``f1 (during), f0 (after)``; ``–`` none."""
-    count: int
-    first_ns: int
-    last_ns: int
-    example_traces: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
-from aftershock.report.model import Findings, TimeBase, check_status
+from aftershock.report.model import Findings, TimeBase, check_status, fault_attribution
 from spine.telemetry import trace_link
 
 if TYPE_CHECKING:
@@ -143,18 +143,20 @@ def render_markdown(data: RunData, comparison: Comparison | None = None) -> str:
         )
     if not f.cascades:
         lines.append("No fault propagated to a target.")
-    lines += ["", f"## Isolation violations: {len(f.violations)}", ""]
-    groups = f.violation_groups()
+    lines += ["", f"## Isolation violations: {f.violation_count}", ""]
+    groups = f.violation_groups
     if groups:
         lines += [
-            "| kind | origin → victim tenant | faults | count | first | last | example traces |",
-            "|---|---|---|---:|---:|---:|---|",
+            "| kind | target | origin → victim tenant | faults | count | first | last "
+            "| example traces |",
+            "|---|---|---|---|---:|---:|---:|---|",
         ]
         lines += [
-            f"| {g.violation} | {_cell(g.origin_tenant)} → {_cell(g.victim_tenant)} "
-            f"| {_cell(g.faults)} | {g.count:,} "
+            f"| {g.violation} | {_cell(g.target or '–')} "
+            f"| {_cell(g.origin_tenant)} → {_cell(g.victim_tenant)} "
+            f"| {_cell(fault_attribution(g.faults_active, g.faults_after))} | {g.count:,} "
             f"| {tb.at(g.first_ns)} | {tb.at(g.last_ns)} "
-            f"| {', '.join(_trace(t) for t in g.example_traces) or '–'} |"
+            f"| {', '.join(_trace(t) for t in g.example_trace_ids) or '–'} |"
             for g in groups
         ]
     i = f.overall_integrity()

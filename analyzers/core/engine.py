@@ -62,6 +62,7 @@ from schemas.results import (
     FailureEpisode,
     FaultFingerprint,
     Integrity,
+    IsolationGroup,
     IsolationViolation,
     LatencySummary,
     LoadSummary,
@@ -173,7 +174,9 @@ class Analyzer:
         """The folds whose behaviour the configuration sets, empty."""
         self.graph = DependencyGraph(cfg.graph)
         self.integrity = IntegrityTracker(int(cfg.reply_timeout_s * 1e9), cfg.reorder_window)
-        self.isolation = IsolationTracker(int(2 * cfg.reply_timeout_s * 1e9))
+        self.isolation = IsolationTracker(
+            int(2 * cfg.reply_timeout_s * 1e9), cfg.violation_examples
+        )
         self.patterns = PatternTracker(int(cfg.burst_gap_s * 1e9), cfg.burst_min_errors)
 
     def _configure(self, logged: AnalyzerConfig) -> None:
@@ -649,32 +652,59 @@ class _Report:
         return nearest_rank(durations, 0.95) / 1e9 if durations else None
 
     def violations(self) -> list[ResultEvent]:
+        """One ``result.isolation_group`` per group of violations (exact counts) and the first
+        ``violation_examples`` violations of each group as ``result.isolation_violation``."""
         faults = self.a.faults
-        return [
-            IsolationViolation(
-                **self._ids("violation", v.source_event_id),
-                scope="tenant",
-                scope_key=v.victim_tenant,
-                violation=v.violation,
-                target=v.target,
-                victim_tenant=v.victim_tenant,
-                victim_user=v.victim_user,
-                victim_session=v.victim_session,
-                victim_trace_id=v.victim_trace_id,
-                origin_tenant=v.origin_tenant,
-                origin_user=v.origin_user,
-                origin_session=v.origin_session,
-                origin_trace_id=v.origin_trace_id,
-                origin_seq=v.origin_seq,
-                seen_ns=v.t,
-                faults_active=v.faults_active,
-                faults_after=v.faults_after,
-                fault_relation=_relation(_measured_against(faults, v.t, v.faults_after), v.t),
-                channel=v.channel,
-                source_event_id=v.source_event_id,
+        cap = self.a.config.violation_examples
+        out: list[ResultEvent] = []
+        for key, g in sorted(self.a.isolation.groups.items()):
+            kept, like = g.examples[:cap], g.like
+            out.append(
+                IsolationGroup(
+                    **self._ids("violation-group", key),
+                    scope="tenant",
+                    scope_key=like.victim_tenant,
+                    group_id=key,
+                    violation=like.violation,
+                    target=like.target,
+                    origin_tenant=like.origin_tenant,
+                    victim_tenant=like.victim_tenant,
+                    faults_active=list(like.faults_active),
+                    faults_after=list(like.faults_after),
+                    count=g.count,
+                    first_ns=g.first_ns,
+                    last_ns=g.last_ns,
+                    example_trace_ids=g.traces[:cap],
+                    example_sessions=g.sessions[:cap],
+                    examples_kept=len(kept),
+                )
             )
-            for v in self.a.isolation.violations
-        ]
+            out += [
+                IsolationViolation(
+                    **self._ids("violation", v.source_event_id),
+                    scope="tenant",
+                    scope_key=v.victim_tenant,
+                    violation=v.violation,
+                    target=v.target,
+                    victim_tenant=v.victim_tenant,
+                    victim_user=v.victim_user,
+                    victim_session=v.victim_session,
+                    victim_trace_id=v.victim_trace_id,
+                    origin_tenant=v.origin_tenant,
+                    origin_user=v.origin_user,
+                    origin_session=v.origin_session,
+                    origin_trace_id=v.origin_trace_id,
+                    origin_seq=v.origin_seq,
+                    seen_ns=v.t,
+                    faults_active=v.faults_active,
+                    faults_after=v.faults_after,
+                    fault_relation=_relation(_measured_against(faults, v.t, v.faults_after), v.t),
+                    channel=v.channel,
+                    source_event_id=v.source_event_id,
+                )
+                for v in kept
+            ]
+        return out
 
     def integrity(self) -> list[ResultEvent]:
         out: list[ResultEvent] = []
@@ -864,7 +894,7 @@ class _Report:
         a = self.a
         hk = a.health_keys().get(dim)
         eps = hk.episodes if hk else []
-        violations = [v for v in a.isolation.violations if dim == _OVERALL or v.target == dim[1]]
+        violations = [t for t, target in a.isolation.seen if dim == _OVERALL or target == dim[1]]
         if not phase:
             f = hk.figures() if hk else None
             whole = self.whole_run().get(dim, LoadAcc())
@@ -893,7 +923,7 @@ class _Report:
             p99_ms=acc.latency.quantile(0.99),
             mttr_s=sum(durations) / len(durations) / 1e9 if durations else None,
             isolation_violations=sum(
-                1 for v in violations if any(s <= v.t < e for s, e in intervals)
+                1 for t in violations if any(s <= t < e for s, e in intervals)
             ),
             error_ratio=_ratio_or_none(acc),
             loss_ratio=None,

@@ -11,6 +11,10 @@ reconnects). It is judged only for sessions whose generator records subscription
 ``session.subscribed`` from that generator in that run): older logs carry none. The
 origin's trace id comes from the origin's ``session.send`` (kept for a bounded time) or,
 failing that, the origin session's last trace.
+
+Violations are reported in **groups**: one per (kind, target, origin tenant, victim tenant,
+faults active, faults after), with the exact count, the first and last time and a few
+examples (:class:`ViolationGroup`); only those examples are kept in memory.
 """
 
 from __future__ import annotations
@@ -46,9 +50,48 @@ class Violation:
     channel: str | None
 
 
+def group_key(v: Violation) -> str:
+    """The group a violation belongs to: ``kind/target/origin>victim/during/after`` (fault
+    ids joined by ``+``, ``-`` for none)."""
+    return (
+        f"{v.violation}/{v.target}/{v.origin_tenant}>{v.victim_tenant}/"
+        f"{'+'.join(v.faults_active) or '-'}/{'+'.join(v.faults_after) or '-'}"
+    )
+
+
+@dataclass
+class ViolationGroup:
+    """Every violation of one :func:`group_key`: counted exactly, the first few kept."""
+
+    key: str
+    like: Violation
+    """The group's first violation: its kind, target, tenants and faults are the group's."""
+    count: int
+    first_ns: int
+    last_ns: int
+    examples: list[Violation]
+    """The first violations of the group, at most the example cap."""
+    traces: list[str]
+    """Distinct victim trace ids of its first violations that have one, at most the cap."""
+    sessions: list[str]
+    """Its first distinct victim sessions, at most the cap."""
+
+    def add(self, v: Violation, cap: int) -> None:
+        self.count += 1
+        self.first_ns = min(self.first_ns, v.t)
+        self.last_ns = max(self.last_ns, v.t)
+        if len(self.examples) < cap:
+            self.examples.append(v)
+        if v.victim_trace_id and len(self.traces) < cap and v.victim_trace_id not in self.traces:
+            self.traces.append(v.victim_trace_id)
+        if len(self.sessions) < cap and v.victim_session not in self.sessions:
+            self.sessions.append(v.victim_session)
+
+
 class IsolationTracker:
-    def __init__(self, remember_ns: int) -> None:
+    def __init__(self, remember_ns: int, examples: int) -> None:
         self._remember_ns = remember_ns
+        self._examples = examples
         # Keyed by (run, target, session): what a stamp's origin can be matched on.
         self._send_traces: dict[tuple[str, str, str, int], str] = {}
         self._order: deque[tuple[int, tuple[str, str, str, int]]] = deque()
@@ -56,7 +99,9 @@ class IsolationTracker:
         self._subscriptions: dict[SessionKey, set[str]] = {}
         self._reporting: set[tuple[str, str]] = set()
         """(run, generator) that record subscriptions."""
-        self.violations: list[Violation] = []
+        self.groups: dict[str, ViolationGroup] = {}
+        self.seen: list[tuple[int, str]] = []
+        """(time, target) of every violation: what the SLOs count, by target and phase."""
 
     def subscribed(self, ev: Subscribed) -> None:
         key = (ev.run_id, ev.generator_id, ev.target, ev.session)
@@ -123,5 +168,10 @@ class IsolationTracker:
             faults_after=faults_after(t),
             channel=ev.channel,
         )
-        self.violations.append(v)
+        self.seen.append((t, v.target))
+        key = group_key(v)
+        g = self.groups.get(key)
+        if g is None:
+            g = self.groups[key] = ViolationGroup(key, v, 0, t, t, [], [], [])
+        g.add(v, self._examples)
         return v

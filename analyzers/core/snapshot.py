@@ -61,7 +61,7 @@ def series_results(
                 "open_episodes": open_eps,
                 "episodes": figures.episodes if figures else 0,
                 "mttr_s": figures.mttr_s if figures else None,
-                "isolation_violations": len(a.isolation.violations),
+                "isolation_violations": len(a.isolation.seen),
                 "events": a.stats().released,
             }
         ),

@@ -22,19 +22,18 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from pydantic import ValidationError
 
 from spine.localhost import raise_descriptor_limit
+from spine.telemetry import JsonlSpanExporter
 
 from .config import Bug, ChatConfig, Defects
 from .gateway import Gateway
 from .message_service import MessageService
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
-    from opentelemetry.sdk.trace import ReadableSpan
+    from collections.abc import Callable
 
 STOP_WITHIN_S = 10.0
 """After SIGTERM or SIGINT the process ends within this, its stacks on stderr if it had to."""
@@ -110,22 +109,6 @@ def configure_tracing(service_name: str, spans_file: Path | None) -> TracerProvi
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider
-
-
-class JsonlSpanExporter(SpanExporter):
-    """One JSON object per finished span, appended to a file."""
-
-    def __init__(self, path: Path) -> None:
-        self._file = path.open("a", encoding="utf-8")
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        for span in spans:
-            self._file.write(span.to_json(indent=None) + "\n")
-        self._file.flush()
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        self._file.close()
 
 
 async def serve(args: argparse.Namespace, config: ChatConfig) -> None:

@@ -11,6 +11,7 @@ from schemas.targets import Target, TargetGraph
 from tests.analyzers.build import (
     EXP,
     by_kind,
+    ns,
     one,
     probe,
     receive,
@@ -197,3 +198,55 @@ def test_loss_shows_up_as_failures_in_health(lateness_s: float) -> None:
     ep = one(results, "result.episode", scope="target")
     assert ep.error_classes.get("lost_reply", 0) > 0
     assert one(results, "result.integrity", scope="overall").lost == 100
+
+
+def test_violations_are_grouped_with_exact_counts_and_a_few_examples() -> None:
+    # More violations than the example cap in every group: a count taken from the individual
+    # records would be wrong.
+    leaks: list[tuple[float, str, str]] = []  # (time ms, origin tenant, expected group)
+    events: list[Event] = [toxic_added(5_000, "gw-proxy", "storm", "reset_peer", fault_id="storm")]
+    events.append(toxic_removed(8_000, "gw-proxy", "storm"))
+    for i in range(12):  # during the fault
+        leaks.append((5_100 + i * 100, "a", "tenant/gw/a>b/storm/-"))
+    for i in range(7):  # within after_effect_s of its end, no fault active
+        leaks.append((9_000 + i * 100, "a", "tenant/gw/a>b/-/storm"))
+    for i in range(4):  # long after
+        leaks.append((30_000 + i * 100, "a", "tenant/gw/a>b/-/-"))
+    for i in range(3):  # another origin tenant
+        leaks.append((30_050 + i * 100, "c", "tenant/gw/c>b/-/-"))
+    for n, (t, origin, _) in enumerate(leaks):
+        events.append(send(t - 5, n, f"{origin}1", origin, expect="broadcast", channel="general"))
+        events.append(
+            receive(t, f"b{n % 3}", f"{origin}1", n, "b", origin_tenant=origin, channel="general",
+                    trace=f"{n:032x}")
+        )  # fmt: skip
+    results = run(events, AnalyzerConfig(violation_examples=2))
+    groups = {g.group_id: g for g in by_kind(results, "result.isolation_group")}
+    expected: dict[str, list[float]] = {}
+    for t, _, key in leaks:
+        expected.setdefault(key, []).append(t)
+    assert {k: g.count for k, g in groups.items()} == {k: len(v) for k, v in expected.items()}
+    for key, times in expected.items():
+        g = groups[key]
+        assert (g.first_ns, g.last_ns) == (ns(times[0]), ns(times[-1]))
+        assert g.examples_kept == 2
+        assert len(g.example_trace_ids) == 2
+        assert len(g.example_sessions) == 2
+    during = groups["tenant/gw/a>b/storm/-"]
+    assert (during.faults_active, during.faults_after) == (["storm"], [])
+    assert groups["tenant/gw/a>b/-/storm"].faults_after == ["storm"]
+    # the examples are the first two of each group, nothing more
+    examples = by_kind(results, "result.isolation_violation")
+    assert sorted(v.seen_ns for v in examples) == sorted(
+        ns(t) for times in expected.values() for t in times[:2]
+    )
+    assert {v.fault_relation for v in examples if v.faults_active} == {"during"}
+    assert {v.fault_relation for v in examples if v.faults_after} == {"after"}
+    # every figure counts every violation, not the records kept
+    verdict = one(results, "result.verdict", phase="")
+    assert "isolation_violations 26 exceeds 0" in verdict.reasons
+    assert one(results, "result.live").isolation_violations == 26
+    # a cap of 0 keeps groups only
+    bare = run(events, AnalyzerConfig(violation_examples=0))
+    assert by_kind(bare, "result.isolation_violation") == []
+    assert sum(g.count for g in by_kind(bare, "result.isolation_group")) == 26

@@ -29,10 +29,10 @@ from aftershock.report import RunData, RunMeta, write_reports
 from aftershock.report.files import ANALYSIS_FILE, EVENTS_FILE, write_meta
 from analyzers.core import Analyzer, AnalyzerConfig, SloSpec
 from analyzers.replay import replay_kafka
-from schemas.events import ExperimentAborted, ExperimentEnded
+from schemas.events import ExperimentAborted, ExperimentEnded, Receive
 from spine.eventlog.sink import Fanout
 from spine.store import read_results
-from tests.analyzers.live_scenario import CONFIG, MS, T0, S, scenario
+from tests.analyzers.live_scenario import CONFIG, LATE, LATE_BY_NS, MS, T0, S, scenario
 from tests.analyzers.test_worker import Worker, comparable, produce, worker_env, worker_topics
 
 if TYPE_CHECKING:
@@ -45,6 +45,29 @@ if TYPE_CHECKING:
     from tests.processes import Processes
 
 RENDERED = ("summary.md", "report.html", "junit.xml")
+LEAKS = 12
+
+
+def _with_leaks(events: list[Event]) -> list[Event]:
+    """The scenario with ``LEAKS`` of acme's messages delivered to ``globex-1`` at 5 s."""
+    who = {"experiment_id": "x", "run_id": "run-1", "generator_id": "g1", "tenant": "globex",
+           "user": "u1", "session": "globex-1", "target": "gateway", "protocol": "ws"}  # fmt: skip
+    leaks = [
+        Receive(
+            **who,
+            ts_ns=T0 + 5 * S + i * 10 * MS,
+            bytes=10,
+            origin_tenant="acme",
+            origin_session="acme-1",
+            origin_seq=50 + i,
+            checksum_ok=True,
+        )
+        for i in range(LEAKS)
+    ]
+    # in the scenario's emit order (its late generator's events come when they are due)
+    return sorted(
+        [*events, *leaks], key=lambda e: e.ts_ns + (LATE_BY_NS if e.generator_id == LATE else 0)
+    )
 
 
 def _events(exp: str, events: list[Event] | None = None) -> list[Event]:
@@ -71,10 +94,12 @@ def _outputs(run_dir: Path, exp: str, results: list[ResultEvent]) -> dict[str, A
     return out
 
 
-async def _live(exp: str, events: list[Event]) -> list[ResultEvent]:
+async def _live(
+    exp: str, events: list[Event], config: AnalyzerConfig = CONFIG
+) -> list[ResultEvent]:
     """As ``aftershock run`` analyses in process: events emitted as they come, folded in
     steps, drained at the end."""
-    analysis = LiveAnalysis(exp, CONFIG)
+    analysis = LiveAnalysis(exp, config)
     fanout = Fanout(analysis)  # the analysis takes the bytes the publisher and local log take
     for i in range(0, len(events), 40):
         for ev in events[i : i + 40]:
@@ -89,11 +114,14 @@ async def test_live_worker_and_replay_give_the_same_outputs(
 ) -> None:
     tag, topics = await worker_topics(stack)
     exp = f"fold-{tag}"
-    events = _events(exp)
-    live = await _live(exp, events)
+    # More isolation violations than the examples kept, allowed by the SLO: every path must
+    # count all of them from the groups, and keep the same few examples.
+    config = CONFIG.model_copy(update={"slos": [SloSpec(max_isolation_violations=LEAKS)]})
+    events = _events(exp, _with_leaks(scenario()))
+    live = await _live(exp, events, config)
 
     redis = Redis.from_url(stack.redis_url)
-    await redis.set(f"aftershock:{exp}:analyzer-config", CONFIG.model_dump_json())
+    await redis.set(f"aftershock:{exp}:analyzer-config", config.model_dump_json())
     await produce(stack.kafka_bootstrap, topics["events"], events)
     env = worker_env(stack, topics, tmp_path / "state")
     log = tmp_path / "worker.log"
@@ -117,13 +145,13 @@ async def test_live_worker_and_replay_give_the_same_outputs(
     finally:
         worker.kill(signal.SIGTERM)
         await redis.aclose()
-    replayed = await replay_kafka(stack.kafka_bootstrap, topics["events"], exp, CONFIG)
+    replayed = await replay_kafka(stack.kafka_bootstrap, topics["events"], exp, config)
 
     # aftershock report: the run directory's own log, replayed
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     write_meta(run_dir, _meta(exp))
-    (run_dir / ANALYSIS_FILE).write_text(CONFIG.model_dump_json())
+    (run_dir / ANALYSIS_FILE).write_text(config.model_dump_json())
     (run_dir / EVENTS_FILE).write_text("".join(e.model_dump_json() + "\n" for e in events))
     code = await asyncio.to_thread(_report_cli, procs, run_dir)
     assert code.returncode == 0, code.stderr
@@ -150,6 +178,12 @@ async def test_live_worker_and_replay_give_the_same_outputs(
     assert overall.split("|")[3].strip() == n
     assert overall.split("|")[4].strip() == f"{mttr} s"
     assert f"## Isolation violations: {violations}" in summary
+    assert int(violations) == LEAKS
+    groups = [r for r in first["results"] if r["kind"] == "result.isolation_group"]
+    assert [g["count"] for g in groups] == [LEAKS]
+    examples = [r for r in first["results"] if r["kind"] == "result.isolation_violation"]
+    assert len(examples) == config.violation_examples < LEAKS
+    assert f"{LEAKS} messages reached a session" in first["report.html"]
     assert "open_episodes=0" in line
     assert "## Verdict: PASS" in summary
     assert "Verdict: PASS" in first["report.html"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from aftershock.report.html import render_html
 from aftershock.report.model import RunData, RunMeta
 from aftershock.report.text import render_markdown
-from schemas.results import IsolationViolation
+from schemas.results import IsolationGroup, IsolationViolation
 
 if TYPE_CHECKING:
     import pytest
@@ -23,7 +23,13 @@ def _data() -> RunData:
         origin_tenant="globex", origin_session="s2", origin_trace_id=ORIGIN,
         seen_ns=1_800_000_000_000_000_000, source_event_id="ev1",
     )  # fmt: skip
-    return RunData.of(RunMeta(experiment_id="e", run_id="r"), [v])
+    g = IsolationGroup(
+        experiment_id="e", run_id="r", generator_id="analyzer", ts_ns=1,
+        group_id="tenant/chat/globex>acme/-/-", victim_tenant="acme", origin_tenant="globex",
+        count=1, first_ns=v.seen_ns, last_ns=v.seen_ns, example_trace_ids=[VICTIM],
+        example_sessions=["s1"], examples_kept=1,
+    )  # fmt: skip
+    return RunData.of(RunMeta(experiment_id="e", run_id="r"), [v, g])
 
 
 def test_trace_ids_link_to_the_viewer(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -98,8 +98,13 @@ def test_isolation_bug_fails_the_run_naming_the_slo(
     # the dashboard's last line is the final results' live record, as the summary says
     results = json.loads((run_dir / "results.json").read_text())["results"]
     (live,) = [r for r in results if r["kind"] == "result.live"]
-    violations = sum(r["kind"] == "result.isolation_violation" for r in results)
+    groups = [r for r in results if r["kind"] == "result.isolation_group"]
+    violations = sum(g["count"] for g in groups)
     assert live["isolation_violations"] == violations > 0
+    # every group keeps at most its first few violations as records
+    examples = [r for r in results if r["kind"] == "result.isolation_violation"]
+    assert len(examples) == sum(g["examples_kept"] for g in groups)
+    assert all(g["examples_kept"] == min(g["count"], 5) for g in groups)
     assert lines[-1].endswith(f"isolation={violations}"), lines[-1]
     assert f"episodes={live['episodes']} " in lines[-1]
     assert f"## Isolation violations: {violations}" in (run_dir / "summary.md").read_text()

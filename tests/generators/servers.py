@@ -15,6 +15,7 @@ import itertools
 import struct
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,6 +40,8 @@ class ChatLikeServer:
         self.clock = clock
         self.calls = Calls()
         self.leak_to: str | None = None
+        self.leaked: Counter[tuple[str, str]] = Counter()
+        """Cross-tenant deliveries made (``leak_to``), by (origin tenant, victim tenant)."""
         self.corrupt_echo = False
         self.fail_login = False
         self.max_sockets: int | None = None
@@ -165,12 +168,15 @@ class ChatLikeServer:
                     await ws.send_str(json.dumps({"op": "echo", "data": data}))
                 elif op == "publish":
                     out = json.dumps({"op": "message", "channel": m["channel"], "data": m["data"]})
-                    targets = set(self._subs.get((tenant, m["channel"]), set()))
-                    if self.leak_to is not None:
-                        targets |= self._subs.get((self.leak_to, m["channel"]), set())
-                    for peer in targets:
+                    own = set(self._subs.get((tenant, m["channel"]), set()))
+                    leak: set[web.WebSocketResponse] = set()
+                    if self.leak_to is not None and self.leak_to != tenant:
+                        leak = self._subs.get((self.leak_to, m["channel"]), set()) - own
+                    for peer in own | leak:
                         with contextlib.suppress(ConnectionError):
                             await peer.send_str(out)
+                            if peer in leak:
+                                self.leaked[(tenant, self.leak_to or "")] += 1
                 else:
                     await ws.send_str(json.dumps({"op": "error", "code": "bad_op", "message": op}))
         finally:

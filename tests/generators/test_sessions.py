@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
 
 from generators.runner import Generator, GeneratorOptions
 from schemas.events import (
@@ -24,9 +28,6 @@ from spine.eventlog import MemorySink
 from tests.generators.conftest import profile
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
     from tests.generators.servers import ChatLikeServer, TcpEcho
 
 
@@ -280,3 +281,48 @@ async def test_http_weighted_mix_records_status_and_echo(
     span_ids = {f"00-{e.trace_id}-{e.span_id}-01" for e in recv}
     assert set(sent_parents) <= span_ids
     assert len(set(sent_parents)) == len(sent_parents)
+
+
+class _EveryOther(Sampler):
+    """Records every other root span (a session), deterministically."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        self.n += 1
+        decision = Decision.RECORD_AND_SAMPLE if self.n % 2 else Decision.DROP
+        return SamplingResult(decision)
+
+    def get_description(self) -> str:
+        return "every other"
+
+
+async def test_sessions_left_out_by_the_sampler_name_no_trace(chat: ChatLikeServer) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(_EveryOther()))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sink = MemorySink()
+    prof = profile(auth={"base_url": chat.base_url}, tenants=[{"name": "acme", "users": 6}])
+    await Generator(
+        prof,
+        ws_target(chat),
+        sink,
+        GeneratorOptions(experiment_id="exp-s", trace_every=1),
+        tracer_provider=provider,
+    ).run()
+    recorded = {format(s.context.trace_id, "032x") for s in exporter.get_finished_spans()}
+    by_session: dict[str, set[str | None]] = {}
+    for e in sink.events:
+        if isinstance(e, (Send, Receive, ConnectStart)):
+            by_session.setdefault(e.session, set()).add(e.trace_id)
+    traced = {s for s, ids in by_session.items() if ids != {None}}
+    untraced = {s for s, ids in by_session.items() if ids == {None}}
+    # half the sessions traced, half not; every trace id an event names was recorded
+    assert len(traced) == len(untraced) == 3
+    for s in traced:
+        assert None not in by_session[s]
+        assert by_session[s] <= recorded
+    # the handshake passes the sampling decision on: the server continues only traced ones
+    sampled = [int(h["traceparent"][-2:], 16) & 1 for h in chat.calls.ws_headers]
+    assert sorted(sampled) == [0, 0, 0, 1, 1, 1]

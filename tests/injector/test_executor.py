@@ -13,7 +13,7 @@ from injector.executor import Executor, RunOptions
 from injector.journal import FaultState, read_journal
 from injector.validate import load_experiment
 from schemas.events import ExperimentAborted, HypothesisProbeRan
-from schemas.results import IsolationViolation
+from schemas.results import IsolationGroup
 from spine.eventlog import MemorySink
 
 from .conftest import plan, round_trip_ms, write_experiment
@@ -354,16 +354,18 @@ async def test_safeguard_trip_aborts_and_reverts(
 
     async def results() -> AsyncIterator[Any]:
         await asyncio.sleep(0.3)
-        yield IsolationViolation(
+        yield IsolationGroup(
             experiment_id="exp-test",
             run_id="r",
             generator_id="analyzer",
             ts_ns=1,
+            group_id="tenant/echo/acme>globex/-/-",
+            target="echo",
             victim_tenant="globex",
-            victim_session="s1",
             origin_tenant="acme",
-            seen_ns=1,
-            source_event_id="e1",
+            count=1,
+            first_ns=1,
+            last_ns=1,
         )
         await asyncio.sleep(60)
 

@@ -10,7 +10,7 @@ from schemas.experiment import (
     IsolationSafeguard,
     LatencySafeguard,
 )
-from schemas.results import Availability, IsolationViolation, LatencySummary
+from schemas.results import Availability, IsolationGroup, LatencySummary
 
 S = 1_000_000_000
 COMMON = {"experiment_id": "e", "run_id": "r", "generator_id": "analyzer"}
@@ -96,16 +96,28 @@ def test_isolation_and_latency() -> None:
             LatencySafeguard(metric="p99_latency", above_ms=500),
         ]
     )
-    v = IsolationViolation(
-        **COMMON,
-        ts_ns=1,
-        victim_tenant="b",
-        victim_session="s",
-        origin_tenant="a",
-        seen_ns=1,
-        source_event_id="x",
-    )
-    assert m.observe(v) is None
-    assert "isolation violation" in (m.observe(v) or "")
+
+    def group(gid: str, count: int, target: str = "chat") -> IsolationGroup:
+        return IsolationGroup(
+            **COMMON,
+            ts_ns=1,
+            group_id=gid,
+            target=target,
+            victim_tenant="b",
+            origin_tenant="a",
+            count=count,
+            first_ns=1,
+            last_ns=1,
+        )
+
+    # A group is re-emitted with its growing count: its latest count is what is seen, not
+    # the number of records (and examples of violations are not counted on their own).
+    assert m.observe(group("g1", 1)) is None
+    assert m.observe(group("g1", 1)) is None
+    assert m.observe(group("g1", 1)) is None
+    assert "(2 seen, limit 1)" in (m.observe(group("g2", 1)) or "")
+    scoped = SafeguardMonitor([IsolationSafeguard(metric="isolation_violations", target="chat")])
+    assert scoped.observe(group("g1", 5, target="other")) is None
+    assert "(1 seen, limit 0)" in (scoped.observe(group("g2", 1)) or "")
     lat = LatencySummary(**COMMON, ts_ns=1, count=10, p99_ms=900.0)
     assert "p99 latency 900.0ms > 500ms" in (m.observe(lat) or "")

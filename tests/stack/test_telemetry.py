@@ -233,3 +233,49 @@ async def test_generators_follow_what_the_injector_announces(stack: EmbeddedStac
     finally:
         await redis.delete(faults_key(exp))
         await redis.aclose()
+
+
+def test_span_files_hold_the_sdk_form_compact(tmp_path: Path) -> None:
+    from opentelemetry.trace import Link, StatusCode
+
+    from aftershock.gameday.traces import read_spans
+    from spine.telemetry import JsonlSpanExporter, span_record
+
+    path = tmp_path / "spans.jsonl"
+    provider = TracerProvider(resource=service_resource("svc"))
+    provider.add_span_processor(SimpleSpanProcessor(JsonlSpanExporter(path)))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("session", attributes={"aftershock.tenant": "acme"}) as root:
+        link = Link(root.get_span_context(), {"why": "fault"})
+        child = tracer.start_span("round_trip", links=[link], attributes={"aftershock.seq": 3})
+        child.add_event("retry", {"n": 1})
+        child.set_status(StatusCode.ERROR, "timed out")
+        child.end()
+    provider.shutdown()
+    first, second = (json.loads(line) for line in path.read_text().splitlines())
+    # what the SDK writes, less what says nothing: the same fields with the same values
+    for raw, span in zip((first, second), (child, root), strict=True):
+        sdk = json.loads(span.to_json())  # type: ignore[attr-defined]
+        for ctx in [sdk["context"], *(lk["context"] for lk in sdk["links"])]:
+            assert ctx.pop("trace_state") == "[]"  # an empty trace state is left out
+        assert raw == span_record(span) | ({"resource": raw["resource"]} if raw is first else {})
+        resource = sdk.pop("resource")
+        assert resource["attributes"]["service.name"] == "svc"
+        if raw is first:
+            assert raw["resource"] == {"attributes": resource["attributes"]}
+        for key, value in raw.items():
+            if key != "resource":
+                assert sdk[key] == value, key
+        left_out = {k: sdk[k] for k in set(sdk) - set(raw)}
+        assert left_out in ({"events": [], "links": [], "status": {"status_code": "UNSET"}},
+                            {})  # fmt: skip
+    assert first["resource"]["attributes"]["service.name"] == "svc"  # once, on the first span
+    assert "resource" not in second
+    assert first["status"] == {"status_code": "ERROR", "description": "timed out"}
+    assert first["links"][0]["attributes"] == {"why": "fault"}
+    assert not {"status", "events", "links"} & set(second)
+    spans = {s.name: s for s in read_spans(path)}
+    assert spans["round_trip"].failed
+    assert spans["round_trip"].description == "timed out"
+    assert spans["round_trip"].parent_id == spans["session"].span_id
+    assert spans["session"].attributes == {"aftershock.tenant": "acme"}

@@ -11,7 +11,7 @@ from generators.runner import Generator, GeneratorOptions
 from schemas.load import LoadProfile
 from schemas.targets import Target
 from spine.eventlog import MemorySink
-from tests.analyzers.build import by_kind
+from tests.analyzers.build import by_kind, one
 from tests.truth.sut import ChannelChat
 
 pytestmark = pytest.mark.timeout(120)
@@ -60,10 +60,20 @@ async def test_messages_on_unsubscribed_channels_are_subscription_violations(
     analyzer = Analyzer(exp)
     analyzer.ingest(sink.events)
     analyzer.finish()
-    violations = by_kind(analyzer.results(), "result.isolation_violation")
+    results = analyzer.results()
+    violations = by_kind(results, "result.isolation_violation")
+    groups = by_kind(results, "result.isolation_group")
     assert chat.delivered >= 6 * 6 * 20  # the legitimate fan-out on alpha, every copy
-    assert len(violations) == chat.misdelivered
+    # the groups count every misdelivery the chat logged; only the first few are records
+    assert sum(g.count for g in groups) == chat.misdelivered
+    assert one(results, "result.live").isolation_violations == chat.misdelivered
+    assert {(g.violation, g.origin_tenant, g.victim_tenant) for g in groups} <= {
+        ("subscription", "acme", "acme")
+    }
+    cap = analyzer.config.violation_examples
+    assert len(violations) == sum(min(g.count, cap) for g in groups)
     assert {v.violation for v in violations} <= {"subscription"}
     assert {v.channel for v in violations} <= {"beta"}
     if bug:
         assert chat.misdelivered == 6 * 6 * 10
+        assert len(violations) == cap < chat.misdelivered
