@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from aftershock.report.model import Findings, check_status, fault_attribution
 from aftershock.report.svg import Line, Mark, cascade_graph, fault_colour, line_chart
+from spine.settings import Settings
 from spine.telemetry import trace_link
 
 if TYPE_CHECKING:
@@ -60,11 +61,11 @@ def _count(n: int, noun: str) -> str:
 
 def trace_ref(trace_id: str | None, template: str | None = None) -> str:
     """A trace id as the report shows it, linked to the trace viewer when a URL template with
-    ``{trace_id}`` is given or set (the ``trace_url_template`` setting)."""
+    ``{trace_id}`` is given."""
     if not trace_id:
         return "–"
     code = f"<code>{escape(trace_id)}</code>"
-    link = trace_link(trace_id, template)
+    link = trace_link(trace_id, template) if template else None
     return code if link is None else f'<a href="{escape(link)}">{code}</a>'
 
 
@@ -441,7 +442,10 @@ def _comparison(c: Comparison | None) -> str:
 def render_html(
     data: RunData, comparison: Comparison | None = None, *, trace_url_template: str | None = None
 ) -> str:
-    """The report; trace ids link to the trace viewer (see :func:`trace_ref`)."""
+    """The report; trace ids link to the trace viewer (see :func:`trace_ref`): by
+    ``trace_url_template``, else by the setting of that name (read once)."""
+    if trace_url_template is None:
+        trace_url_template = Settings().trace_url_template
     f = Findings(data.records())
     m = data.meta
     tb = f.timebase(m)

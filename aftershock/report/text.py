@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
 from aftershock.report.model import Findings, TimeBase, check_status, fault_attribution
+from spine.settings import Settings
 from spine.telemetry import trace_link
 
 if TYPE_CHECKING:
@@ -20,11 +21,12 @@ if TYPE_CHECKING:
     from aftershock.report.model import RunData
 
 
-def _trace(trace_id: str | None) -> str:
-    """A trace id, linked to the trace viewer when ``trace_url_template`` is set."""
+def _trace(trace_id: str | None, template: str | None) -> str:
+    """A trace id, linked to the trace viewer when ``template`` (the ``trace_url_template``
+    setting, read once per report) is set."""
     if not trace_id:
         return "`–`"
-    link = trace_link(trace_id)
+    link = trace_link(trace_id, template) if template else None
     return f"[`{trace_id}`]({link})" if link else f"`{trace_id}`"
 
 
@@ -146,6 +148,7 @@ def render_markdown(data: RunData, comparison: Comparison | None = None) -> str:
     lines += ["", f"## Isolation violations: {f.violation_count}", ""]
     groups = f.violation_groups
     if groups:
+        template = Settings().trace_url_template
         lines += [
             "| kind | target | origin → victim tenant | faults | count | first | last "
             "| example traces |",
@@ -156,7 +159,7 @@ def render_markdown(data: RunData, comparison: Comparison | None = None) -> str:
             f"| {_cell(g.origin_tenant)} → {_cell(g.victim_tenant)} "
             f"| {_cell(fault_attribution(g.faults_active, g.faults_after))} | {g.count:,} "
             f"| {tb.at(g.first_ns)} | {tb.at(g.last_ns)} "
-            f"| {', '.join(_trace(t) for t in g.example_trace_ids) or '–'} |"
+            f"| {', '.join(_trace(t, template) for t in g.example_trace_ids) or '–'} |"
             for g in groups
         ]
     i = f.overall_integrity()
