@@ -62,7 +62,8 @@ COMMANDS: dict[str, Lazy] = {
         "aftershock.cli.gameday",
         "dashboard",
         "Watch a game day running elsewhere: the live dashboard, read from Redis (the run's own "
-        "snapshot, else the analyzers' live results). Exits 1 when Redis knows nothing of it.",
+        "snapshot, else the analyzers' live results). Exits 1 when Redis knows nothing of it; "
+        "Ctrl-C ends it (0), within 10 s whatever Redis does.",
     ),
     "validate": Lazy(
         "injector.cli",
