@@ -17,8 +17,9 @@ A timer publishes changed results to the results topic and to Redis, and checkpo
 Several workers with the same ``app_id`` share the partitions.
 
 Stored results are the record of a run. A new group starts reading the events topic where the
-stored results say analysis stopped (``start_at="stored"``: the start of the earliest
-experiment whose analysis is not final, else the end of the latest final one), at a chosen
+stored results of runs logged to that topic say analysis stopped (``start_at="stored"``: the
+start of the earliest experiment whose analysis is not final, else the end of the latest final
+one; runs of other topics are ignored), at a chosen
 time, or at the beginning; and an experiment whose stored results are final and cover the
 events this worker has (its first event is not after their end) is never written again.
 """
@@ -189,7 +190,7 @@ class AnalyzerWorker:
         if start == "earliest":
             return None
         if start == "stored":
-            ns = await resume_point_ns(self.redis)
+            ns = await resume_point_ns(self.redis, self.settings.topic_events)
             return None if ns is None else ns // 1_000_000
         return start
 
@@ -336,7 +337,9 @@ class AnalyzerWorker:
                     await write_results(self.redis, exp, changed, asdict(stats))
                     if a.first_ns is not None:
                         end = max(a.last_ns, a.ended_ns or 0)
-                        span = Span(a.run_id or "-", a.first_ns, end, a.finished)
+                        span = Span(
+                            a.run_id or "-", a.first_ns, end, a.finished, self.settings.topic_events
+                        )
                         await write_span(self.redis, exp, span)
                         if a.finished:
                             self._marked_final.add(exp)

@@ -8,9 +8,11 @@ Layout, per experiment ``E``:
 - ``aftershock:E:results:updated_ns`` — wall-clock ns of the last write;
 - ``aftershock:E:results:kinds`` — a set of the kinds written;
 - ``aftershock:E:results:span`` — what the stored results cover: ``run_id``, ``first_ns`` and
-  ``end_ns`` (event time) and ``final`` (``1`` once the analysis saw the run end and finished).
+  ``end_ns`` (event time), ``final`` (``1`` once the analysis saw the run end and finished) and
+  ``topic`` (the events topic the run was published to; absent when unknown).
   Results marked final are never rewritten by a re-analysis of the same events, and a new
-  analyzer worker starts reading the log where the stored spans say analysis stopped.
+  analyzer worker starts reading its events topic where the stored spans *of that topic* say
+  analysis stopped: a run logged to another topic says nothing about where to start in this one.
 
 Writes are idempotent (same key, same value), so replaying into Redis is harmless. A new run of
 an experiment starts by clearing what an earlier run left (:func:`clear_results`).
@@ -109,6 +111,8 @@ class Span:
     first_ns: int
     end_ns: int
     final: bool
+    topic: str = ""
+    """The events topic the run was published to; empty when unknown."""
 
 
 async def write_span(redis: Redis, experiment_id: str, span: Span) -> None:
@@ -119,6 +123,7 @@ async def write_span(redis: Redis, experiment_id: str, span: Span) -> None:
             "first_ns": str(span.first_ns),
             "end_ns": str(span.end_ns),
             "final": "1" if span.final else "0",
+            "topic": span.topic,
         },
     )
 
@@ -135,6 +140,7 @@ def _span(raw: Mapping[bytes | str, bytes | str]) -> Span | None:
             first_ns=int(text["first_ns"]),
             end_ns=int(text["end_ns"]),
             final=text["final"] == "1",
+            topic=text.get("topic", ""),
         )
     except (KeyError, ValueError):
         return None
@@ -144,15 +150,17 @@ async def read_span(redis: Redis, experiment_id: str) -> Span | None:
     return _span(await redis.hgetall(f"{prefix(experiment_id)}:span"))
 
 
-async def resume_point_ns(redis: Redis) -> int | None:
-    """Where analysis of the log should resume (event time, ns), by the stored spans: the
-    start of the earliest experiment whose analysis is not final, else the end of the latest
-    final one; None when no results are stored."""
+async def resume_point_ns(redis: Redis, topic: str) -> int | None:
+    """Where analysis of the events topic ``topic`` should resume (event time, ns), by the
+    stored spans of runs published to it (or to an unrecorded topic): the start of the earliest
+    experiment whose analysis is not final, else the end of the latest final one; None when no
+    such results are stored. Runs of other topics are other logs: their times say nothing
+    about this one."""
     unfinished: list[int] = []
     finished: list[int] = []
     async for key in redis.scan_iter(match="aftershock:*:results:span", count=500):
         span = _span(await redis.hgetall(key))
-        if span is not None:
+        if span is not None and span.topic in ("", topic):
             (finished if span.final else unfinished).append(
                 span.end_ns if span.final else span.first_ns
             )

@@ -70,9 +70,11 @@ class LiveAnalysis:
         redis: Redis | None = None,
         on_results: Callable[[list[ResultEvent]], None] | None = None,
         interval_s: float = 0.25,
+        topic: str = "",
     ) -> None:
         self.experiment_id = experiment_id
         self.config = config
+        self.topic = topic  # the events topic the run is published to, recorded in its span
         self._live = LiveAnalyzers(lambda _e: config)
         self._slot = self._live.open(experiment_id, 0, None)
         self._inbox = Inbox()
@@ -139,7 +141,7 @@ class LiveAnalysis:
                         )
                         if a.first_ns is not None:
                             end = max(a.last_ns, a.ended_ns or 0)
-                            span = Span(a.run_id or "-", a.first_ns, end, a.finished)
+                            span = Span(a.run_id or "-", a.first_ns, end, a.finished, self.topic)
                             await write_span(self._redis, self.experiment_id, span)
                 except Exception as exc:  # live results in Redis are a convenience
                     self.redis_failures += 1

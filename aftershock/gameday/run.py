@@ -367,6 +367,7 @@ class Gameday:
                 self.experiment_id,
                 config,
                 redis=redis,
+                topic=self.settings.topic_events,
                 on_results=lambda rs: tap_box[0].update_results(rs) if tap_box else None,
             )
         executor = self.executor = Executor(

@@ -62,14 +62,15 @@ async def produce(bootstrap: str, topic: str, events: list[Event]) -> None:
         await producer.stop()
 
 
-async def store_final(redis: Redis, exp: str, events: list[Event]) -> None:
-    """As a finished in-process run leaves its results."""
+async def store_final(redis: Redis, exp: str, events: list[Event], topic: str) -> None:
+    """As a finished in-process run published to ``topic`` leaves its results."""
     a = Analyzer(exp, EARLIER, config_from_log=False)
     a.ingest(events)
     a.finish()
     await write_results(redis, exp, a.results(), {"accepted": len(events)})
     assert a.first_ns is not None
-    await write_span(redis, exp, Span(a.run_id or "-", a.first_ns, a.ended_ns or a.last_ns, True))
+    end = a.ended_ns or a.last_ns
+    await write_span(redis, exp, Span(a.run_id or "-", a.first_ns, end, True, topic))
 
 
 async def stored(redis: Redis, exp: str) -> dict[bytes, Any]:
@@ -95,7 +96,7 @@ async def test_a_new_worker_leaves_earlier_runs_results_unchanged(
         new: shifted(events_for(new), now + 5 * 10**9),
     }
     for exp in (old, recent):
-        await store_final(redis, exp, logs[exp])
+        await store_final(redis, exp, logs[exp], topics["events"])
         await produce(stack.kafka_bootstrap, topics["events"], logs[exp])
     before = {exp: await stored(redis, exp) for exp in (old, recent)}
     assert all(before.values())
