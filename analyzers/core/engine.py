@@ -222,6 +222,9 @@ class Analyzer:
             else:
                 ev = analysis_form(ev)
             t = time_of(ev)
+            wm = buffer.overtaken(t, now)
+            if wm is not None:
+                self._release(buffer.pop_ready(wm))
             late = buffer.push(t, ev, source, now)
             if late is not None:
                 self._apply(t, late)

@@ -18,8 +18,10 @@ of the highest event time seen from that source, minus the allowed lateness — 
 that lags (a consumer catching up on a backlog reads partitions unevenly) holds the others
 back instead of having its events arrive late. Released events leave sorted by (event time,
 event id), so any interleaving of partitions whose lag stays below the lateness yields the
-same sequence. An event at or before the point already released is late: it is still applied
-(counted in ``late``), at its place in arrival order.
+same sequence. An event at or before the watermark as it stood when it arrived is late: what
+the watermark had passed is released first, then the late event is applied (counted in
+``late``), at its place in arrival order. Which events are late, and where they fold, thus
+depend on the order of arrival alone, never on how arrivals are grouped between releases.
 
 Duplicates. Ids are remembered from arrival until ``dedup_horizon`` (event time) after the
 watermark passed them, in time buckets, so memory is bounded by rate × (lateness + horizon).
@@ -146,6 +148,22 @@ class ReorderBuffer:
 
     def __len__(self) -> int:
         return self._held
+
+    def overtaken(self, t: int, now_ns: int) -> int | None:
+        """The watermark as of this arrival when an event at ``t`` is at or behind it and it
+        has moved past what was released (release up to it before pushing the event), else
+        None. Whether an event is late then depends on the order events arrive in, never on
+        how they were grouped into :meth:`push` calls between releases: the same log folds
+        the same live (a release every fraction of a second) and in replay (a release per
+        batch of thousands)."""
+        m = self._max_t
+        if m is None or t > m - self.lateness_ns:  # the watermark is never above this
+            return None
+        wm = self.watermark_at(now_ns)
+        if wm is None or t > wm:
+            return None
+        done = self._released_upto
+        return wm if done is None or wm > done else None
 
     def push(self, t: int, ev: Fed, source: str = "", now_ns: int = 0) -> Fed | None:
         """Buffer ``ev``; returns it back when it is late (to apply at once), else None."""

@@ -117,7 +117,9 @@ def golden_events(run_id: str = "run-a", *, outage: bool = True) -> list[Event]:
             )
             evs.append(ProxyEnabled(**ids, ts_ns=T0 + 40 * S, proxy="redis", source=src))
     evs.append(ExperimentEnded(**ids, ts_ns=T0 + 60 * S, status="completed"))
-    return evs
+    # In the order a run's log holds them: as they happened (the fault events among the
+    # sessions', not seconds behind the watermark).
+    return sorted(evs, key=lambda e: e.ts_ns)
 
 
 def golden_results(run_id: str = "run-a", *, failing: bool = True) -> list[ResultEvent]:

@@ -28,11 +28,15 @@ from aftershock.gameday.live import LiveTap
 from aftershock.report import RunData, RunMeta, write_reports
 from aftershock.report.files import ANALYSIS_FILE, EVENTS_FILE, write_meta
 from analyzers.core import Analyzer, AnalyzerConfig, SloSpec
-from analyzers.replay import replay_kafka
+from analyzers.replay import analyze_batches, read_run, replay_kafka
 from schemas.events import ExperimentAborted, ExperimentEnded, Receive
+from spine.eventlog.runlog import EVENTS_DIR, RunLogWriter
 from spine.eventlog.sink import Fanout
 from spine.store import read_results
+from tests.analyzers.build import EXP
 from tests.analyzers.live_scenario import CONFIG, LATE, LATE_BY_NS, MS, T0, S, scenario
+from tests.analyzers.test_ordering_replay import held_up
+from tests.analyzers.test_ordering_replay import scenario as ordering_scenario
 from tests.analyzers.test_worker import Worker, comparable, produce, worker_env, worker_topics
 
 if TYPE_CHECKING:
@@ -304,3 +308,27 @@ def test_an_slo_without_data_is_no_data_never_pass(tmp_path: Path) -> None:
     case = junit.find(".//testcase[@name='redis:p99_latency']")
     assert case is not None
     assert case.find("skipped") is not None
+
+
+async def test_a_late_fault_event_folds_the_same_live_and_from_the_run_log(
+    tmp_path: Path,
+) -> None:
+    """A busy machine holds a fault's start up for 1.5 s between stamping and emitting it,
+    so it arrives behind the watermark. The live analysis (folding every few events) and a
+    replay or report of the run's local log (folding thousands at a time) see it at the same
+    place in the same order and must give the same records: here they used to attribute
+    sends and receives to the fault differently."""
+    events = held_up(ordering_scenario(), "fault.toxic_added", 1_500)
+    config = AnalyzerConfig()
+    log = RunLogWriter(tmp_path / EVENTS_DIR)
+    analysis = LiveAnalysis(EXP, config)
+    fanout = Fanout(log, analysis)  # as `aftershock run` wires them
+    for i in range(0, len(events), 40):
+        for ev in events[i : i + 40]:
+            fanout.emit(ev)
+        await analysis.step()
+    live = await analysis.drain(10.0)
+    log.close()
+    from_log = analyze_batches(EXP, read_run(tmp_path, EXP), config)
+    assert [r.model_dump() for r in live] == [r.model_dump() for r in from_log]
+    assert analysis.analyzer.stats().late > 0  # the case this test is about

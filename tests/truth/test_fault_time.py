@@ -7,6 +7,7 @@ the window, so nothing the fault caused is left unattributed."""
 from __future__ import annotations
 
 import asyncio
+import heapq
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -112,7 +113,13 @@ async def test_every_short_outage_is_attributed_from_the_proxy_cut(
         health=HealthThresholds(window_s=0.2, min_failures=3, recover_hold_s=0.4)
     )
     analyzer = Analyzer(EXP, config)
-    analyzer.ingest([*sink.events, *truth.events] if proxy_reports else sink.events)
+    # The proxy's events arrive as they happen, among the clients' (as a run's fan-out hands
+    # them on); appended after the whole run they would all be late.
+    analyzer.ingest(
+        list(heapq.merge(sink.events, truth.events, key=lambda e: e.ts_ns))
+        if proxy_reports
+        else sink.events
+    )
     analyzer.finish()
     results = analyzer.results()
     every = [e for e in by_kind(results, "result.episode") if e.scope == "target"]
