@@ -8,11 +8,17 @@ its own topics (``await stack.create_topics([...])``).
 
 ``procs`` starts a test's processes (tests/processes.py): whatever the test's outcome, they are
 stopped, reaped and their pipes closed when it ends.
+
+Tests send SIGINT to the processes they start, as a terminal's Ctrl-C would reach a foreground
+command. A suite started in the background by a shell without job control inherits SIGINT
+ignored, and so would every process it starts (an ignored signal stays ignored across exec):
+the session takes back Python's default handling first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import TYPE_CHECKING
 
 import pytest
@@ -23,6 +29,11 @@ from tests.processes import Processes
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
