@@ -242,3 +242,43 @@ def test_records_decoded_as_the_worker_does_give_the_same_results() -> None:
     assert fast > 0
     assert slow > 0
     assert [r.model_dump() for r in a.results()] == EXPECTED
+
+
+class _Stamped:
+    """What :class:`~analyzers.core.ordering.TimeBase` reads of an event."""
+
+    def __init__(self, generator_id: str, run_id: str, ts_ns: int, mono_ns: int) -> None:
+        self.generator_id = generator_id
+        self.run_id = run_id
+        self.ts_ns = ts_ns
+        self.mono_ns = mono_ns
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["g1", "g2"]),
+            st.sampled_from(["r1", "r2"]),
+            st.integers(0, 10_000),
+            st.integers(0, 5_000),
+        ),
+        max_size=40,
+    ),
+    st.integers(0, 3_000),
+)
+def test_a_batch_gets_the_event_times_of_one_event_at_a_time(
+    stamps: list[tuple[str, str, int, int]], max_step: int
+) -> None:
+    """Runs of one generator and run, interleaved runs, unmonotonic stamps and clock steps
+    beyond ``max_step`` (re-anchoring): the batch gives every value, anchor and count the
+    per-event path gives."""
+    from analyzers.core.ordering import TimeBase
+
+    events: list[Any] = [_Stamped(*s) for s in stamps]
+    one = TimeBase({"g2": 7}, max_step)
+    batch = TimeBase({"g2": 7}, max_step)
+    expected = [one.time_of(ev) for ev in events]
+    assert batch.times_of(events[:5]) + batch.times_of(events[5:]) == expected
+    assert batch.reanchored == one.reanchored
+    assert batch._anchors == one._anchors
