@@ -223,11 +223,8 @@ class Analyzer:
                 self._foreign += 1
             else:
                 keep(analysis_form(ev))
-        push = buffer.push
-        for t, ev in zip(timebase.times_of(kept), kept, strict=True):
-            late = push(t, ev, source, now)
-            if late is not None:
-                self._apply(t, late)
+        for t, late in buffer.push_many(timebase.times_of(kept), kept, source, now):
+            self._apply(t, late)
         self._release(buffer.pop_ready(buffer.watermark_at(now)))
         self._last_ingest_ns = now
 

@@ -181,50 +181,65 @@ class ReorderBuffer:
 
     def push(self, t: int, ev: Fed, source: str = "", now_ns: int = 0) -> Fed | None:
         """Buffer ``ev``; returns it back when it is late (to apply at once), else None."""
-        event_id = ev.event_id
-        eid: int | str = event_id
-        if len(event_id) == 32:  # _compact, inlined: this runs for every event
-            try:
-                eid = int(event_id, 16)
-            except ValueError:
-                eid = event_id
+        late = self.push_many([t], [ev], source, now_ns)
+        return late[0][1] if late else None
+
+    def push_many(
+        self, times: Sequence[int], events: Sequence[Fed], source: str = "", now_ns: int = 0
+    ) -> list[tuple[int, Fed]]:
+        """:meth:`push` each event at its time, in order; returns the late ones with their
+        times, in order (to apply at once: nothing buffered depends on applying them)."""
+        late: list[tuple[int, Fed]] = []
         seen = self._seen
         stats = self.stats
-        if eid in seen:
-            stats.duplicates += 1
-            return None
         done = self._released_upto
-        if done is not None and t < done - self.horizon_ns:
-            stats.too_late += 1
-            return None
-        self._src_seen[source] = now_ns
+        floor = None if done is None else done - self.horizon_ns
+        src_seen = self._src_seen
         src_max = self._src_max
-        m = src_max.get(source)
-        if m is None or t > m:
-            src_max[source] = t
-        seen.add(eid)
-        b = t // _BUCKET_NS
-        bucket = self._buckets.get(b)
-        if bucket is None:
-            self._buckets[b] = bucket = []
-            if self._oldest_bucket is None or b < self._oldest_bucket:
-                self._oldest_bucket = b
-        bucket.append(eid)
-        stats.accepted += 1
-        if done is not None and t <= done:
-            stats.late += 1
-            return ev
-        max_t = self._max_t
-        if max_t is None or t > max_t:
-            self._max_t = t
-        slot_id = t // _SLOT_NS
-        slot = self._slots.get(slot_id)
-        if slot is None:
-            self._slots[slot_id] = slot = []
-            heapq.heappush(self._slot_order, slot_id)
-        slot.append((t, event_id, ev))
-        self._held += 1
-        return None
+        buckets = self._buckets
+        slots = self._slots
+        for t, ev in zip(times, events, strict=True):
+            event_id = ev.event_id
+            eid: int | str = event_id
+            if len(event_id) == 32:  # _compact, inlined: this runs for every event
+                try:
+                    eid = int(event_id, 16)
+                except ValueError:
+                    eid = event_id
+            if eid in seen:
+                stats.duplicates += 1
+                continue
+            if floor is not None and t < floor:
+                stats.too_late += 1
+                continue
+            src_seen[source] = now_ns
+            m = src_max.get(source)
+            if m is None or t > m:
+                src_max[source] = t
+            seen.add(eid)
+            b = t // _BUCKET_NS
+            bucket = buckets.get(b)
+            if bucket is None:
+                buckets[b] = bucket = []
+                if self._oldest_bucket is None or b < self._oldest_bucket:
+                    self._oldest_bucket = b
+            bucket.append(eid)
+            stats.accepted += 1
+            if done is not None and t <= done:
+                stats.late += 1
+                late.append((t, ev))
+                continue
+            max_t = self._max_t
+            if max_t is None or t > max_t:
+                self._max_t = t
+            slot_id = t // _SLOT_NS
+            slot = slots.get(slot_id)
+            if slot is None:
+                slots[slot_id] = slot = []
+                heapq.heappush(self._slot_order, slot_id)
+            slot.append((t, event_id, ev))
+            self._held += 1
+        return late
 
     def pop_ready(self, limit: int | None) -> list[tuple[int, str, Fed]]:
         """Entries ``(event time, event id, event)`` at or before ``limit`` (a watermark),
