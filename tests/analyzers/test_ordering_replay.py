@@ -282,3 +282,42 @@ def test_a_batch_gets_the_event_times_of_one_event_at_a_time(
     assert batch.times_of(events[:5]) + batch.times_of(events[5:]) == expected
     assert batch.reanchored == one.reanchored
     assert batch._anchors == one._anchors
+
+
+class _Identified:
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 5_000_000_000)),
+        max_size=40,
+    ),
+    st.integers(0, 40),
+    st.integers(0, 5_000_000_000),
+)
+def test_a_batch_is_buffered_as_one_event_at_a_time(
+    pushes: list[tuple[int, int]], cut: int, limit: int
+) -> None:
+    """Duplicate ids (hex and not), events late or too late after a release: a batch gives the
+    late events, the statistics and what is buffered exactly as pushing each event does."""
+    from analyzers.core.ordering import ReorderBuffer
+
+    ids = [f"{n:032x}" if n % 3 else f"id-{n}" for n, _ in pushes]
+    events: list[Any] = [_Identified(i) for i in ids]
+    times = [t for _, t in pushes]
+    one = ReorderBuffer(lateness_ns=0, horizon_ns=2_000_000_000)
+    batch = ReorderBuffer(lateness_ns=0, horizon_ns=2_000_000_000)
+    late_one: list[tuple[int, Any]] = []
+    late_batch: list[tuple[int, Any]] = []
+    for lo, hi in ((0, cut), (cut, len(events))):
+        for t, ev in zip(times[lo:hi], events[lo:hi], strict=True):
+            if one.push(t, ev, "p0", 5) is not None:
+                late_one.append((t, ev))
+        late_batch += batch.push_many(times[lo:hi], events[lo:hi], "p0", 5)
+        assert one.pop_ready(limit) == batch.pop_ready(limit)
+    assert late_batch == late_one
+    assert batch.stats == one.stats
+    assert batch.drain() == one.drain()
