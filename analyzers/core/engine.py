@@ -208,26 +208,24 @@ class Analyzer:
         in their analysis form (:mod:`analyzers.core.events`); both fold the same.
         """
         buffer = self._buffer
-        time_of = self._timebase.time_of
+        timebase = self._timebase
         exp = self.experiment_id
         now = self.clock.now_ns()
+        kept: list[Fed] = []
+        keep = kept.append
         for ev in events:
             if type(ev) in FORMS:  # already in its analysis form: no result, no conversion
                 if ev.experiment_id != exp:
                     self._foreign += 1
                     continue
+                keep(ev)
             elif ev.experiment_id != exp or isinstance(ev, ResultBase):
                 self._foreign += 1
-                continue
             else:
-                ev = analysis_form(ev)
-            t = time_of(ev)
-            wm = buffer.overtaken(t, now)
-            if wm is not None:
-                self._release(buffer.pop_ready(wm))
-            late = buffer.push(t, ev, source, now)
-            if late is not None:
-                self._apply(t, late)
+                keep(analysis_form(ev))
+        # an event the watermark overtook first releases up to it (see ReorderBuffer.overtaken)
+        release = self._release_upto
+        buffer.push_many(timebase.times_of(kept), kept, source, now, self._apply, release)
         self._release(buffer.pop_ready(buffer.watermark_at(now)))
         self._last_ingest_ns = now
 
@@ -261,6 +259,9 @@ class Analyzer:
             hk.finish()
         self.patterns.advance(self.last_ns + int(self.config.burst_gap_s * 1e9) + 1)
         self.finished = True
+
+    def _release_upto(self, watermark: int) -> None:
+        self._release(self._buffer.pop_ready(watermark))
 
     def _release(self, items: list[tuple[int, str, Fed]]) -> None:
         apply = self._apply
@@ -345,7 +346,9 @@ class Analyzer:
             accs = self.load.accs_for(dims, pair)
             of_pair = self._of_pair[pair] = (dims, accs, tuple(acc.latency for acc in accs))
         dims, accs, latencies = of_pair
-        faults = self.faults.active_at(t)
+        fw = self.faults
+        span = fw._active_span  # FaultWindows.active_at's cached answer, looked up inline
+        faults = span[2] if span is not None and span[0] <= t < span[1] else fw.active_at(t)
         with_faults = (*dims, *[("fault", f) for f in faults]) if faults else dims
         if isinstance(ev, Send):
             for acc in accs:
@@ -380,7 +383,14 @@ class Analyzer:
             if isinstance(ev, SessionError):
                 integrity.failed(ev)
                 self.patterns.error(t, target, cls, self.faults.active_windows_at(t), faults)
-        if cls is not False:
+        if cls is None:  # a success: _observe's first steps, inlined for the commonest case
+            faults_at = fw.active_at
+            for hk in self._health_by_pair.get(pair) or self._health_of(target, tenant):
+                opened = hk.observe(t, None, faults_at)
+                if opened is not None:
+                    opened.faults_after = self._faults_after(opened.started_ns)
+            self.recovery.succeeded(t, (ev.run_id, ev.generator_id, target, ev.session))
+        elif cls is not False:
             self._observe(
                 t,
                 target,

@@ -38,7 +38,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from analyzers.core.events import Fed
 
@@ -81,6 +81,38 @@ class TimeBase:
                 self.reanchored += 1
             self._anchors[key] = anchor = base
         return anchor + ev.mono_ns + offset
+
+    def times_of(self, events: Sequence[Fed]) -> list[int]:
+        """:meth:`time_of` of each event, in order: the same values and the same anchors and
+        count of re-anchorings as calling it for each. A batch keeps the anchor of a run of
+        events from one generator and run at hand instead of looking it up per event."""
+        offsets = self._offsets
+        anchors = self._anchors
+        max_step = self._max_step_ns
+        out: list[int] = []
+        append = out.append
+        gen: str | None = None
+        run: str | None = None
+        key: tuple[str, str] = ("", "")
+        offset = 0
+        anchor: int | None = None
+        for ev in events:
+            mono = ev.mono_ns
+            if mono <= 0:
+                append(ev.ts_ns + offsets.get(ev.generator_id, 0))
+                continue
+            if ev.generator_id != gen or ev.run_id != run:
+                gen, run = ev.generator_id, ev.run_id
+                key = (gen, run)
+                offset = offsets.get(gen, 0)
+                anchor = anchors.get(key)
+            base = ev.ts_ns - mono
+            if anchor is None or abs(base - anchor) > max_step:
+                if anchor is not None:
+                    self.reanchored += 1
+                anchors[key] = anchor = base
+            append(anchor + mono + offset)
+        return out
 
 
 @dataclass
@@ -167,50 +199,81 @@ class ReorderBuffer:
 
     def push(self, t: int, ev: Fed, source: str = "", now_ns: int = 0) -> Fed | None:
         """Buffer ``ev``; returns it back when it is late (to apply at once), else None."""
-        event_id = ev.event_id
-        eid: int | str = event_id
-        if len(event_id) == 32:  # _compact, inlined: this runs for every event
-            try:
-                eid = int(event_id, 16)
-            except ValueError:
-                eid = event_id
+        late: list[Fed] = []
+        self.push_many([t], [ev], source, now_ns, lambda _t, e: late.append(e))
+        return late[0] if late else None
+
+    def push_many(
+        self,
+        times: Sequence[int],
+        events: Sequence[Fed],
+        source: str,
+        now_ns: int,
+        apply_late: Callable[[int, Fed], object],
+        release_upto: Callable[[int], object] | None = None,
+    ) -> None:
+        """:meth:`push` each event at its time, in order, handing a late one to
+        ``apply_late`` as it comes. With ``release_upto``, an event :meth:`overtaken` by the
+        watermark first has everything up to the watermark released through it (which calls
+        :meth:`pop_ready`): the batch then folds exactly as one event per call would."""
         seen = self._seen
         stats = self.stats
-        if eid in seen:
-            stats.duplicates += 1
-            return None
         done = self._released_upto
-        if done is not None and t < done - self.horizon_ns:
-            stats.too_late += 1
-            return None
-        self._src_seen[source] = now_ns
+        floor = None if done is None else done - self.horizon_ns
+        src_seen = self._src_seen
         src_max = self._src_max
-        m = src_max.get(source)
-        if m is None or t > m:
-            src_max[source] = t
-        seen.add(eid)
-        b = t // _BUCKET_NS
-        bucket = self._buckets.get(b)
-        if bucket is None:
-            self._buckets[b] = bucket = []
-            if self._oldest_bucket is None or b < self._oldest_bucket:
-                self._oldest_bucket = b
-        bucket.append(eid)
-        stats.accepted += 1
-        if done is not None and t <= done:
-            stats.late += 1
-            return ev
-        max_t = self._max_t
-        if max_t is None or t > max_t:
-            self._max_t = t
-        slot_id = t // _SLOT_NS
-        slot = self._slots.get(slot_id)
-        if slot is None:
-            self._slots[slot_id] = slot = []
-            heapq.heappush(self._slot_order, slot_id)
-        slot.append((t, event_id, ev))
-        self._held += 1
-        return None
+        buckets = self._buckets
+        slots = self._slots
+        behind = self.lateness_ns
+        for t, ev in zip(times, events, strict=True):
+            if release_upto is not None:
+                top = self._max_t
+                if top is not None and t <= top - behind:  # else it cannot be overtaken
+                    wm = self.overtaken(t, now_ns)
+                    if wm is not None:
+                        release_upto(wm)
+                        done = self._released_upto
+                        floor = None if done is None else done - self.horizon_ns
+            event_id = ev.event_id
+            eid: int | str = event_id
+            if len(event_id) == 32:  # _compact, inlined: this runs for every event
+                try:
+                    eid = int(event_id, 16)
+                except ValueError:
+                    eid = event_id
+            if eid in seen:
+                stats.duplicates += 1
+                continue
+            if floor is not None and t < floor:
+                stats.too_late += 1
+                continue
+            src_seen[source] = now_ns
+            m = src_max.get(source)
+            if m is None or t > m:
+                src_max[source] = t
+            seen.add(eid)
+            b = t // _BUCKET_NS
+            bucket = buckets.get(b)
+            if bucket is None:
+                buckets[b] = bucket = []
+                if self._oldest_bucket is None or b < self._oldest_bucket:
+                    self._oldest_bucket = b
+            bucket.append(eid)
+            stats.accepted += 1
+            if done is not None and t <= done:
+                stats.late += 1
+                apply_late(t, ev)
+                continue
+            max_t = self._max_t
+            if max_t is None or t > max_t:
+                self._max_t = t
+            slot_id = t // _SLOT_NS
+            slot = slots.get(slot_id)
+            if slot is None:
+                slots[slot_id] = slot = []
+                heapq.heappush(self._slot_order, slot_id)
+            slot.append((t, event_id, ev))
+            self._held += 1
 
     def pop_ready(self, limit: int | None) -> list[tuple[int, str, Fed]]:
         """Entries ``(event time, event id, event)`` at or before ``limit`` (a watermark),

@@ -282,3 +282,84 @@ def test_late_arrivals_fold_the_same_for_any_batching(seed: int, chunks: list[in
     first = results_of(events, chunk=chunks[0])
     for chunk in chunks[1:]:
         assert results_of(events, chunk=chunk) == first
+
+
+class _Stamped:
+    """What :class:`~analyzers.core.ordering.TimeBase` reads of an event."""
+
+    def __init__(self, generator_id: str, run_id: str, ts_ns: int, mono_ns: int) -> None:
+        self.generator_id = generator_id
+        self.run_id = run_id
+        self.ts_ns = ts_ns
+        self.mono_ns = mono_ns
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["g1", "g2"]),
+            st.sampled_from(["r1", "r2"]),
+            st.integers(0, 10_000),
+            st.integers(0, 5_000),
+        ),
+        max_size=40,
+    ),
+    st.integers(0, 3_000),
+)
+def test_a_batch_gets_the_event_times_of_one_event_at_a_time(
+    stamps: list[tuple[str, str, int, int]], max_step: int
+) -> None:
+    """Runs of one generator and run, interleaved runs, unmonotonic stamps and clock steps
+    beyond ``max_step`` (re-anchoring): the batch gives every value, anchor and count the
+    per-event path gives."""
+    from analyzers.core.ordering import TimeBase
+
+    events: list[Any] = [_Stamped(*s) for s in stamps]
+    one = TimeBase({"g2": 7}, max_step)
+    batch = TimeBase({"g2": 7}, max_step)
+    expected = [one.time_of(ev) for ev in events]
+    assert batch.times_of(events[:5]) + batch.times_of(events[5:]) == expected
+    assert batch.reanchored == one.reanchored
+    assert batch._anchors == one._anchors
+
+
+class _Identified:
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 5_000_000_000)),
+        max_size=40,
+    ),
+    st.integers(0, 40),
+    st.integers(0, 5_000_000_000),
+)
+def test_a_batch_is_buffered_as_one_event_at_a_time(
+    pushes: list[tuple[int, int]], cut: int, limit: int
+) -> None:
+    """Duplicate ids (hex and not), events late or too late after a release: a batch gives the
+    late events, the statistics and what is buffered exactly as pushing each event does."""
+    from analyzers.core.ordering import ReorderBuffer
+
+    ids = [f"{n:032x}" if n % 3 else f"id-{n}" for n, _ in pushes]
+    events: list[Any] = [_Identified(i) for i in ids]
+    times = [t for _, t in pushes]
+    one = ReorderBuffer(lateness_ns=0, horizon_ns=2_000_000_000)
+    batch = ReorderBuffer(lateness_ns=0, horizon_ns=2_000_000_000)
+    late_one: list[tuple[int, Any]] = []
+    late_batch: list[tuple[int, Any]] = []
+    for lo, hi in ((0, cut), (cut, len(events))):
+        for t, ev in zip(times[lo:hi], events[lo:hi], strict=True):
+            if one.push(t, ev, "p0", 5) is not None:
+                late_one.append((t, ev))
+        batch.push_many(
+            times[lo:hi], events[lo:hi], "p0", 5, lambda t, ev: late_batch.append((t, ev))
+        )
+        assert one.pop_ready(limit) == batch.pop_ready(limit)
+    assert late_batch == late_one
+    assert batch.stats == one.stats
+    assert batch.drain() == one.drain()
