@@ -361,7 +361,10 @@ async def test_what_the_log_no_longer_holds_is_reported_lost_never_silently(
         assert report.event == loss
         # On local disk too, like every event it publishes, queued after what it sent again.
         assert in_local_log[-1] == loss
-        assert len(in_local_log) == stats.resent + 1
+        # Before it, what it sent again (retain_bytes=1: how much of that the log still keeps
+        # depends on when its segments rolled and were acknowledged).
+        resent = {ev.event_id for ev in got if not isinstance(ev, LogLoss)}
+        assert {ev.event_id for ev in in_local_log[:-1]} <= resent
     finally:
         await broker.stop()
 
