@@ -132,11 +132,15 @@ async def test_a_dependent_failing_after_the_fault_ended_is_its_after_effect(
     c = one(results, "result.cascade", fault_id="store-cut")
     assert c.origin_target == "store"
     assert (c.window_start_ns, c.window_end_ns) == (cut.ts_ns, back.ts_ns)
-    assert [(h.target, h.via, h.relation) for h in c.hops] == [
-        ("store", None, "during"),
-        ("mid", "store", "during"),
-        ("front", "mid", "after"),
-    ]
-    assert c.hops[2].failed_after_ms == (front_failures[0] - cut.ts_ns) / 1e6
+    # store and mid both sit behind the cut: whose clients notice first is a race on a busy
+    # machine; front fails last, after the fault ended
+    hops = {h.target: h for h in c.hops}
+    assert {t: (h.via, h.relation) for t, h in hops.items()} == {
+        "store": (None, "during"),
+        "mid": ("store", "during"),
+        "front": ("mid", "after"),
+    }
+    assert c.hops[-1].target == "front"
+    assert hops["front"].failed_after_ms == (front_failures[0] - cut.ts_ns) / 1e6
     assert c.contained is False
     assert c.blast_targets == 3
