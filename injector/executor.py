@@ -56,6 +56,7 @@ from injector.journal import (
     StateLoss,
     SteadyState,
     SteadyStates,
+    failure_reason,
     timings_of,
 )
 from injector.safeguards import RedisResults, SafeguardMonitor
@@ -989,7 +990,10 @@ class Executor:
                 await shielded(lambda: clear_state(redis, self.experiment_id), 1.0)
         if self.hooks.any:
             await shielded(self._last_hooks, limit * 4)
-        self.sink.emit(ExperimentEnded(**self._common(), status=status, deviated=self.deviated))
+        reason = failure_reason(self.error, self.deviated) if status == "failed" else ""
+        self.sink.emit(
+            ExperimentEnded(**self._common(), status=status, deviated=self.deviated, reason=reason)
+        )
         if self._span is not None:
             self._span.set_attribute("aftershock.status", self.status)
             self._span.end()

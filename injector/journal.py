@@ -263,6 +263,16 @@ class Journal(_Model):
         return out
 
 
+def failure_reason(error: str | None, deviated: bool) -> str:
+    """Why a run whose journal is ``failed`` failed, in words: its error, else the
+    steady-state hypothesis (deviated after the method, or not met before it)."""
+    if error:
+        return error
+    if deviated:
+        return "the steady-state hypothesis deviated"
+    return "the steady-state hypothesis was not met before the method"
+
+
 def timings_of(faults: list[FaultRecord]) -> Timings:
     def col(name: str) -> list[float]:
         return [v for f in faults if (v := getattr(f, name)) is not None]

@@ -248,6 +248,9 @@ class ExperimentEnded(EventBase):
     kind: Literal["experiment.ended"] = "experiment.ended"
     status: Literal["completed", "failed", "aborted", "interrupted"]
     deviated: bool = False
+    reason: str = ""
+    """Why a ``failed`` run failed (see ``injector.journal.failure_reason``); empty otherwise.
+    The run verdict says ``run failed: <reason>``, replayed from the log as live."""
 
 
 # --- the event log ---------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from injector.controller import ToxiproxyController
 from injector.errors import InjectorError
 from injector.executor import Executor, experiment_id_of
 from injector.executor import RunOptions as InjectorOptions
+from injector.journal import failure_reason
 from schemas.events import ExperimentAnalysis
 from schemas.results import TimeSeries
 from spine import clock
@@ -539,11 +540,7 @@ class Gameday:
                 status, note = "aborted", journal.aftershock.abort_reason or ""
             elif journal.status == "failed":
                 status = "failed"
-                note = journal.aftershock.error or (
-                    "the steady-state hypothesis deviated"
-                    if journal.deviated
-                    else "the steady-state hypothesis was not met before the method"
-                )
+                note = failure_reason(journal.aftershock.error, journal.deviated)
         except asyncio.CancelledError:
             status, note = "interrupted", self.interrupted or "cancelled"
             raise

@@ -105,6 +105,8 @@ class RunRecord:
     safeguards: list[str] = field(default_factory=list)
     aborted: str | None = None
     status: str | None = None
+    failed_because: str = ""
+    """Why the run failed, as the injector said (``experiment.ended``'s ``reason``)."""
     log_lost: int = 0
     """Events the run's event log lost for good (``log.loss``)."""
 
@@ -130,6 +132,7 @@ class RunRecord:
             self.log_lost += ev.unrepaired
         else:
             self.status = ev.status
+            self.failed_because = ev.reason if ev.status == "failed" else ""
 
 
 def log_lost_reason(n: int) -> str:
@@ -175,6 +178,8 @@ def run_reasons(
     ]
     if record.log_lost:
         reasons.append(log_lost_reason(record.log_lost))
+    if record.status == "failed" and record.failed_because:
+        reasons.append(f"run failed: {record.failed_because}")
     if record.status in ("aborted", "interrupted") and not record.safeguards:
         reasons.append(f"run {record.status}" + (f": {record.aborted}" if record.aborted else ""))
     return reasons

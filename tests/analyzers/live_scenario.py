@@ -111,6 +111,7 @@ def scenario(*, ended: bool = True, deviated: bool = False) -> list[Event]:
         )  # fmt: skip
         evs.append(
             ExperimentEnded(**inj, ts_ns=T0 + 9990 * MS, status="failed" if deviated else
-                            "completed", deviated=deviated)
+                            "completed", deviated=deviated,
+                            reason="the steady-state hypothesis deviated" if deviated else "")
         )  # fmt: skip
     return sorted(evs, key=lambda e: e.ts_ns + (LATE_BY_NS if e.generator_id == LATE else 0))

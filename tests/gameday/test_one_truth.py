@@ -291,6 +291,10 @@ def test_every_output_says_the_same_verdict(case: str, tmp_path: Path, procs: Pr
     a.finish()
     again = RunData.of(_meta(exp, status, note), a.results())
     assert comparable(again.records()) == comparable(data.records())
+    # replay, from the log alone (no run.json): the same reasons, how the run ended included,
+    # except where the game day knows more (its Ctrl-C; the log says the experiment aborted)
+    (alone,) = [r for r in a.results() if r.kind == "result.verdict" and not r.phase]
+    assert (alone.reasons == v["reasons"]) is (case != "interrupted"), alone.reasons
 
 
 def test_an_slo_without_data_is_no_data_never_pass(tmp_path: Path) -> None:
