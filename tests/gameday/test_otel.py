@@ -194,9 +194,12 @@ def test_spans_by_the_conventions_with_faults_and_failures(
     trips_marked = [s for s in trips if marked(s)]
     assert trips_marked
 
-    # round trips given up during the outage are errors; so are the sessions that had errors
+    # round trips given up during the outage are errors; so are the sessions that had errors.
+    # Whether the outage caught a trip in flight (or the gateway closed every session between
+    # two sends) depends on timing: the run's own events say whether any was given up.
     failed_trips = [s for s in trips if s.status.code == Status.STATUS_CODE_ERROR]
-    assert failed_trips
+    given_up = [e for e in events if e["kind"] == "session.error" and e.get("seq") is not None]
+    assert bool(failed_trips) == bool(given_up), (len(failed_trips), len(given_up))
     assert all(attrs(s.attributes)["error.type"] for s in failed_trips)
     failed_traces = {s.trace_id for s in failed_trips}
     for s in sessions:
