@@ -115,12 +115,13 @@ def resolve_secrets(secrets: Mapping[str, Mapping[str, SecretValue]]) -> dict[st
 
 class _TypedTemplate(string.Template):
     """``$name`` / ``${name}`` as Chaos Toolkit substitutes them: a string that is only one
-    placeholder takes the value's type; unknown names are left as written."""
+    ``${name}`` takes the value's type (a bare ``$name`` is always made a string); unknown
+    names are left as written."""
 
     def typed_substitute(self, mapping: Mapping[str, Any]) -> Any:
         whole = self.pattern.fullmatch(self.template)
         if whole is not None:
-            name = whole.group("named") or whole.group("braced")
+            name = whole.group("braced")
             if name is not None and name in mapping:
                 return mapping[name]
         return self.safe_substitute(mapping)

@@ -13,7 +13,7 @@ from typing import Any
 from chaoslib import substitute as ctk_substitute
 from chaoslib.control import get_context_controls
 from chaoslib.hypothesis import within_tolerance as ctk_within_tolerance
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
@@ -50,6 +50,7 @@ mappings = st.dictionaries(
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(data, mappings, st.dictionaries(st.sampled_from(["s1", "s2"]), mappings, max_size=2))
+@example(["$a", "${a}", "x $a"], {"a": None}, {})  # a bare $a is made a string; ${a} is not
 def test_substitution_is_chaostoolkits(value: Any, config: Any, secrets: Any) -> None:
     assert Substitution(config, secrets)(value) == ctk_substitute(value, config, secrets)
 
