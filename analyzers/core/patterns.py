@@ -54,7 +54,10 @@ class PatternTracker:
             self._counter[target] = idx
             b = Burst(target, idx, t, t, 0, {}, list(faults))
             self._open[target] = b
-        b.ended_ns = t
+        if t > b.ended_ns:  # a late error lies inside the burst, it does not end it
+            b.ended_ns = t
+        elif t < b.started_ns:
+            b.started_ns = t
         b.errors += 1
         b.error_classes[error_class] = b.error_classes.get(error_class, 0) + 1
         for w in active:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -298,15 +297,23 @@ def test_late_arrivals_fold_the_same_for_any_batching(seed: int, chunks: list[in
         assert results_of(events, chunk=chunk) == first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: with these events arriving up to 3 s after they were stamped, an "
-    "error burst ends 0.2 s apart and counts one error apart between one event per ingest call "
-    "and two (where a late error meets the burst's closing)",
-)
 def test_late_errors_end_an_error_burst_the_same_for_any_batching() -> None:
+    """Found by the property above: a late error folded into an open burst had moved the
+    burst's end back to its own time, so when the burst closed depended on the batches."""
     events = _delayed(927)
     assert results_of(events, chunk=2) == results_of(events, chunk=1)
+
+
+def test_a_late_error_lies_inside_its_burst() -> None:
+    from analyzers.core.patterns import PatternTracker
+
+    p = PatternTracker(gap_ns=1_000, min_errors=2)
+    for t in (5_000, 5_600, 5_200, 4_900):  # the last two arrive late
+        p.error(t, "gw", "timeout", [], [])
+    p.advance(6_500)  # 900 after the newest error: still open
+    (b,) = p.all_bursts()
+    assert (b.started_ns, b.ended_ns, b.errors) == (4_900, 5_600, 4)
+    assert p.bursts == []
 
 
 class _Stamped:
