@@ -139,9 +139,21 @@ async def test_every_short_outage_is_attributed_from_the_proxy_cut(
             seen.append(i)
     assert len(seen) >= len(durations) // 2, (seen, summary)  # most cuts were seen
     episodes = [e for e in every if e.faults_active]
-    assert [e.faults_active for e in episodes] == [[f"cut-{i}"] for i in seen], summary
+    began = {int(e.faults_active[0].removeprefix("cut-")): e for e in episodes}
+    assert [e.faults_active for e in episodes] == [[f"cut-{i}"] for i in sorted(began)], summary
+    assert set(began) <= set(seen), summary  # no episode for a cut no client saw
+    assert len(began) >= len(durations) // 2, summary
     asked = [e for e in sink.events if isinstance(e, ProxyDisabled)]
-    for ep, i in zip(episodes, seen, strict=True):
+    # A seen cut that began no episode of its own found the target still in the episode of
+    # the cut before (not yet recovered on a starved machine), or, without the proxy's own
+    # events, tripped the health window only after the injector's revert request: an
+    # after-effect of the cut.
+    after = {i for i in seen if any(f"cut-{i}" in e.faults_after for e in every)}
+    for i in set(seen) - set(began):
+        at = cuts[i].ts_ns
+        carried = [e for e in every if e.started_ns < at and (e.ended_ns or at + 1) > at]
+        assert carried or (not proxy_reports and i in after), (i, summary)
+    for i, ep in sorted(began.items()):
         cut, up, request = cuts[i], back[i], asked[i]
         assert ep.fault_relation == "during"
         assert request.ts_ns <= cut.ts_ns  # stamped before the request left
@@ -173,4 +185,4 @@ async def test_every_short_outage_is_attributed_from_the_proxy_cut(
             assert (c.window_start_ns, c.window_end_ns) == (cut.ts_ns, up.ts_ns)
         else:
             assert (c.window_start_ns, c.window_end_ns) == (request.ts_ns, revert.ts_ns)
-        assert [h.target for h in c.hops] == (["svc"] if i in seen else [])
+        assert [h.target for h in c.hops] == (["svc"] if i in set(began) | after else [])
