@@ -80,15 +80,7 @@ async def _sink(
         from spine.eventlog.publisher import Publisher, lost_for_good
 
         assert kafka is not None
-        async with Publisher(
-            kafka,
-            settings.topic_events,
-            state_dir=settings.state_dir,
-            linger_ms=PUBLISH_LINGER_MS,
-            durable_window_ms=settings.eventlog_durable_window_ms,
-            fsync_interval_ms=settings.eventlog_fsync_interval_ms,
-            retain_bytes=settings.eventlog_retain_bytes,
-        ) as pub:
+        async with Publisher.configured(kafka, settings, linger_ms=PUBLISH_LINGER_MS) as pub:
             pub.attribute_to(options.experiment_id, options.run_id)
 
             def describe() -> str:

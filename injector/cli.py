@@ -127,15 +127,7 @@ async def _run(
         from spine.eventlog.publisher import Publisher
 
         publisher = await resources.enter_async_context(
-            Publisher(
-                kafka_bootstrap,
-                settings.topic_events,
-                state_dir=settings.state_dir,
-                durable_window_ms=settings.eventlog_durable_window_ms,
-                fsync_interval_ms=settings.eventlog_fsync_interval_ms,
-                retain_bytes=settings.eventlog_retain_bytes,
-                on_loss=_report_loss,
-            )
+            Publisher.configured(kafka_bootstrap, settings, on_loss=_report_loss)
         )
         sinks.append(publisher)
     sink: EventSink = Fanout(*sinks)

@@ -296,15 +296,7 @@ class Gameday:
         # Entered before every producer (the proxy, generators), so it closes after they
         # stopped: it flushes and checks the broker before the broker stops.
         self.publisher = await stack.enter_async_context(
-            Publisher(
-                kafka,
-                s.topic_events,
-                state_dir=s.state_dir,
-                durable_window_ms=s.eventlog_durable_window_ms,
-                fsync_interval_ms=s.eventlog_fsync_interval_ms,
-                retain_bytes=s.eventlog_retain_bytes,
-                on_loss=self._log_lost,
-            )
+            Publisher.configured(kafka, s, on_loss=self._log_lost)
         )
         api_url = s.toxiproxy_url
         if api_url is None:

@@ -133,14 +133,8 @@ def serve(
             sinks: list[EventSink] = [jsonl] if jsonl is not None else []
             if kafka_bootstrap:
                 settings = Settings()
-                publisher = Publisher(
-                    kafka_bootstrap,
-                    topic or settings.topic_events,
-                    state_dir=settings.state_dir,
-                    durable_window_ms=settings.eventlog_durable_window_ms,
-                    fsync_interval_ms=settings.eventlog_fsync_interval_ms,
-                    retain_bytes=settings.eventlog_retain_bytes,
-                    on_loss=_report_loss,
+                publisher = Publisher.configured(
+                    kafka_bootstrap, settings, topic=topic, on_loss=_report_loss
                 )
                 resources.callback(lambda: lost.append(publisher.statistics().unrepaired))
                 sinks.append(await resources.enter_async_context(publisher))

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from aiokafka.structs import RecordMetadata
 
     from schemas.events import Event
+    from spine.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,29 @@ class Publisher:
         self._failures = self._losses = self._resent = self._unrepaired = 0
         self._encode_s = 0.0
         self._origin = ("none", "publisher")
+
+    @classmethod
+    def configured(
+        cls,
+        bootstrap: str,
+        settings: Settings,
+        *,
+        topic: str | None = None,
+        linger_ms: float = 5.0,
+        on_loss: Callable[[LossReport], None] | None = None,
+    ) -> Publisher:
+        """A publisher of ``topic`` (default: the events topic) as the settings configure the
+        event log: its state directory, durable window, fsync interval and retained bytes."""
+        return cls(
+            bootstrap,
+            topic or settings.topic_events,
+            state_dir=settings.state_dir,
+            linger_ms=linger_ms,
+            durable_window_ms=settings.eventlog_durable_window_ms,
+            fsync_interval_ms=settings.eventlog_fsync_interval_ms,
+            retain_bytes=settings.eventlog_retain_bytes,
+            on_loss=on_loss,
+        )
 
     def attribute_to(self, experiment_id: str, run_id: str) -> None:
         """The experiment and run a ``log.loss`` event names (``none``/``publisher`` until

@@ -392,3 +392,18 @@ def test_a_spool_left_by_an_earlier_version_is_adopted_and_sent(tmp_path: Path) 
     assert journal.unacked_events == 3  # no acknowledgement state: all of it is sent
     assert _keys(journal.read(journal.watermark + 1, 10**9)) == ["k0", "k1", "k2"]
     journal.close(clean=False)
+
+
+def test_a_configured_publisher_takes_the_event_log_settings(tmp_path: Path) -> None:
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        eventlog_durable_window_ms=250,
+        eventlog_fsync_interval_ms=40,
+        eventlog_retain_bytes=123_456,
+    )
+    pub = Publisher.configured("127.0.0.1:9", settings, linger_ms=7)
+    assert (pub.topic, pub.linger_s, pub.durable_window_s) == (settings.topic_events, 0.007, 0.25)
+    journal = pub._journal
+    assert (journal.retain_bytes, journal.fsync_interval_s) == (123_456, 0.04)
+    assert journal.root == settings.state_dir / "spool" / settings.topic_events
+    assert Publisher.configured("127.0.0.1:9", settings, topic="other").topic == "other"
