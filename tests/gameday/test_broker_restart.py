@@ -5,6 +5,7 @@ yields the live analysis' results."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -17,6 +18,8 @@ from spine.settings import Settings
 from spine.stack import EmbeddedStack, restart_detached
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from tests.processes import Processes
 
 SHORT = Path(__file__).parent / "short-gameday.yaml"
@@ -33,9 +36,13 @@ def _comparable(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: json.dumps(r, sort_keys=True))
 
 
-async def test_a_run_whose_broker_restarted_replays_to_its_live_results(
-    tmp_path: Path, procs: Processes
-) -> None:
+@contextlib.asynccontextmanager
+async def _run_whose_broker_restarts(
+    tmp_path: Path, procs: Processes, **env_extra: str
+) -> AsyncIterator[tuple[subprocess.Popen[str], Path, dict[str, str]]]:
+    """``aftershock run`` of the short game day against a detached embedded stack whose broker
+    is restarted (empty, with a new cluster id) once the run's local log holds 50 kB: yields
+    the run's process, its runs directory and environment; stops the stack afterwards."""
     settings = Settings(state_dir=tmp_path / "state")
     stack = EmbeddedStack(settings, detached=True)
     await stack.start()
@@ -46,17 +53,29 @@ async def test_a_run_whose_broker_restarted_replays_to_its_live_results(
         "AFTERSHOCK_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         "AFTERSHOCK_REDIS_URL": stack.redis_url,
         "AFTERSHOCK_STATE_DIR": str(settings.state_dir),
+        **env_extra,
     }
-    proc = procs.popen(
-        _cli("run", str(SHORT), "--runs-dir", str(runs), "--line-every-s", "5"),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
     try:
+        proc = procs.popen(
+            _cli("run", str(SHORT), "--runs-dir", str(runs), "--line-every-s", "5"),
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
         async with asyncio.timeout(90):  # the run is under way: its local log grows
             while sum(p.stat().st_size for p in runs.glob("*/events/*.seg")) < 50_000:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 await asyncio.sleep(0.1)
-        assert await restart_detached(settings, ["kafka"])  # empty, with a new cluster id
+        assert await restart_detached(settings, ["kafka"])
+        yield proc, runs, env
+    finally:
+        for path, rec in stackstate.read_records(settings.state_dir):
+            if rec is not None:
+                await stackstate.stop_record(settings.state_dir, path, rec)
+
+
+async def test_a_run_whose_broker_restarted_replays_to_its_live_results(
+    tmp_path: Path, procs: Processes
+) -> None:
+    async with _run_whose_broker_restarts(tmp_path, procs) as (proc, runs, env):
         _out, err = await asyncio.to_thread(proc.communicate, timeout=150)
         assert proc.returncode in (0, 1), err[-3000:]
         assert "events sent again" in err  # the console says what happened
@@ -79,10 +98,6 @@ async def test_a_run_whose_broker_restarted_replays_to_its_live_results(
         assert local.returncode == 0, local.stderr[-3000:]
         from_run = [json.loads(line) for line in local.stdout.splitlines() if line.strip()]
         assert _comparable(from_run) == _comparable(live)
-    finally:
-        for path, rec in stackstate.read_records(settings.state_dir):
-            if rec is not None:
-                await stackstate.stop_record(settings.state_dir, path, rec)
 
 
 def _run_verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -95,28 +110,9 @@ async def test_a_run_whose_log_lost_events_for_good_fails_live_and_in_replay(
 ) -> None:
     """With no acknowledged batch kept, the restart loses events for good: the console, the
     exit status, the live verdict and both replays say so, with the same count."""
-    settings = Settings(state_dir=tmp_path / "state")
-    stack = EmbeddedStack(settings, detached=True)
-    await stack.start()
-    stack.detach()
-    runs = tmp_path / "runs"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AFTERSHOCK_")},
-        "AFTERSHOCK_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "AFTERSHOCK_REDIS_URL": stack.redis_url,
-        "AFTERSHOCK_STATE_DIR": str(settings.state_dir),
-        "AFTERSHOCK_EVENTLOG_RETAIN_BYTES": "1",
-    }
-    proc = procs.popen(
-        _cli("run", str(SHORT), "--runs-dir", str(runs), "--line-every-s", "5"),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(90):
-            while sum(p.stat().st_size for p in runs.glob("*/events/*.seg")) < 50_000:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                await asyncio.sleep(0.1)
-        assert await restart_detached(settings, ["kafka"])
+    async with _run_whose_broker_restarts(
+        tmp_path, procs, AFTERSHOCK_EVENTLOG_RETAIN_BYTES="1"
+    ) as (proc, runs, env):
         out, err = await asyncio.to_thread(proc.communicate, timeout=150)
         said = out + err
         assert proc.returncode == 1, said[-3000:]
@@ -139,7 +135,3 @@ async def test_a_run_whose_log_lost_events_for_good_fails_live_and_in_replay(
         assert reason in from_kafka["reasons"]
         assert not from_kafka["passed"]
         assert _comparable([from_run]) == _comparable([live])  # the local log lost nothing
-    finally:
-        for path, rec in stackstate.read_records(settings.state_dir):
-            if rec is not None:
-                await stackstate.stop_record(settings.state_dir, path, rec)

@@ -61,6 +61,17 @@ class Answers:
                 await self.arrived.wait()
 
 
+async def _two_answered(engine: HttpEngine, endpoint: Endpoint, handler: Answers) -> None:
+    """Two requests on one connection, until both are answered."""
+    conn = await engine.connect(endpoint, handler, {}, 10)
+    try:
+        conn.send("", 1)
+        conn.send("", 2)
+        await handler.wait_for(2)
+    finally:
+        await conn.close()
+
+
 def _http(server: HttpEcho, **over: Any) -> tuple[Any, Target]:
     data: dict[str, Any] = {
         "target": "api",
@@ -181,13 +192,7 @@ async def test_a_server_closing_after_each_answer_costs_a_reconnect_not_an_error
 async def test_an_interim_answer_is_not_taken_for_the_answer(http_echo: HttpEcho) -> None:
     handler = Answers()
     engine = HttpEngine([HttpRequestSpec(name="get", method="GET", path="/early")])
-    conn = await engine.connect(Endpoint.parse(http_echo.address), handler, {}, 10)
-    try:
-        conn.send("", 1)
-        conn.send("", 2)
-        await handler.wait_for(2)
-    finally:
-        await conn.close()
+    await _two_answered(engine, Endpoint.parse(http_echo.address), handler)
     assert handler.messages == [("/early", 200, 1), ("/early", 200, 2)]
 
 
@@ -377,13 +382,7 @@ async def test_an_answer_in_several_pieces_is_handed_over_whole() -> None:
     handler = Answers()
     engine = HttpEngine([HttpRequestSpec(name="get", method="GET", path="/")])
     try:
-        conn = await engine.connect(Endpoint("127.0.0.1", port), handler, {}, 10)
-        try:
-            conn.send("", 1)
-            conn.send("", 2)
-            await handler.wait_for(2)
-        finally:
-            await conn.close()
+        await _two_answered(engine, Endpoint("127.0.0.1", port), handler)
     finally:
         server.close()
         await server.wait_closed()
