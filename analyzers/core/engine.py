@@ -13,7 +13,7 @@ import math
 import pickle
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from analyzers.core.cascade import Blast, DependencyGraph, hops_for
 from analyzers.core.clock import Clock, SystemClock
@@ -29,7 +29,7 @@ from analyzers.core.events import (
     analysis_form,
 )
 from analyzers.core.faults import FaultWindow, FaultWindows
-from analyzers.core.health import Episode, HealthKey
+from analyzers.core.health import Episode, Health, HealthKey
 from analyzers.core.integrity import Counts, Dims, IntegrityTracker, SessionKey
 from analyzers.core.isolation import IsolationTracker
 from analyzers.core.load import QUANTILES, LoadAcc, LoadTracker
@@ -75,13 +75,14 @@ from schemas.results import (
 from spine.sketch import LogHistogram, add_to_each
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from analyzers.core.events import Fed
     from schemas.results import Relation, Scope
 
 ANALYZER_ID = "analyzer"
 _OVERALL = ("overall", "")
+_UP = Health.UP
 _FAULT_KINDS = (ToxicAdded, ToxicUpdated, ToxicRemoved, ProxyDisabled, ProxyEnabled, ProxyDeleted)
 _NORMAL_CLOSE = {None, 1000, 1001}
 SessionFolded = Send | Receive | Connected | SessionError | Disconnect
@@ -149,11 +150,9 @@ class Analyzer:
         self._health: dict[tuple[str, str], HealthKey] = {}
         self._health_by_pair: dict[tuple[str, str], tuple[HealthKey, HealthKey, HealthKey]] = {}
         self._dims: dict[tuple[str, str], Dims] = {}
-        self._of_pair: dict[
-            tuple[str, str], tuple[Dims, list[LoadAcc], tuple[LogHistogram, ...]]
-        ] = {}
+        self._of_pair: dict[tuple[str, str], tuple[Dims, list[LoadAcc], list[LogHistogram]]] = {}
         """Per (target, tenant): its dims, the current phase's accumulators of them and their
-        latency sketches."""
+        latency sketches (a cache, not in snapshots)."""
         self.load = LoadTracker()
         self.recovery = RecoveryTracker()
         self._folds(cfg)
@@ -265,13 +264,14 @@ class Analyzer:
 
     def _release(self, items: list[tuple[int, str, Fed]]) -> None:
         apply = self._apply
-        session = self._session
+        session: Callable[[int, Any], None] = self._session  # takes SessionFolded
+        folded = _SESSION_FOLDED
         for t, _, ev in items:
-            if type(ev) in _SESSION_FOLDED and self.first_ns is not None:
+            if type(ev) in folded and self.first_ns is not None:
                 # What _apply does for a session event, without its dispatch.
                 if t > self.last_ns:
                     self.last_ns = t
-                session(t, cast("SessionFolded", ev))
+                session(t, ev)
             else:
                 apply(t, ev)
         if items:
@@ -334,62 +334,76 @@ class Analyzer:
 
     def _session(self, t: int, ev: SessionFolded) -> None:
         integrity = self.integrity
-        if integrity.due(t - 1):
+        if t > integrity.next_due_ns:  # integrity.due(t - 1), without the call
             self._expire(t)
         target, tenant = ev.target, ev.tenant
         pair = (target, tenant)
         of_pair = self._of_pair.get(pair)
         if of_pair is None:
-            dims = self._dims.get(pair)
-            if dims is None:
-                self._dims[pair] = dims = (_OVERALL, ("target", target), ("tenant", tenant))
-            accs = self.load.accs_for(dims, pair)
-            of_pair = self._of_pair[pair] = (dims, accs, tuple(acc.latency for acc in accs))
+            of_pair = self._pair_state(pair)
         dims, accs, latencies = of_pair
         fw = self.faults
         span = fw._active_span  # FaultWindows.active_at's cached answer, looked up inline
         faults = span[2] if span is not None and span[0] <= t < span[1] else fw.active_at(t)
         with_faults = (*dims, *[("fault", f) for f in faults]) if faults else dims
-        if isinstance(ev, Send):
+        series = self.series
+        last = series._last  # SeriesFold's current bucket, looked up inline
+        kind = type(ev)
+        if kind is Send:
             for acc in accs:
                 acc.sent += 1
-            self.series.sent(t)
-            integrity.send(t, ev, with_faults)
-            self.isolation.send(t, ev)
+            if last is not None and last[0] == t // series._bucket_ns:
+                last[1].sent += 1
+            else:
+                series.sent(t)
+            integrity.send(t, ev, with_faults)  # type: ignore[arg-type]  # kind is Send
+            if ev.trace_id is not None:  # isolation remembers traced sends only
+                self.isolation.send(t, ev)  # type: ignore[arg-type]
             return
-        if isinstance(ev, Receive):  # failure_class(ev), inlined for the commonest kind
-            status = ev.status
-            cls: str | bool | None = False if status is not None and status >= 500 else None
-            bucket = self.series.received(t)  # never a failure of its own
-        else:
-            cls = failure_class(ev)
-            bucket = self.series.observe(t, ev, cls)
-        if isinstance(ev, Receive):
+        cls: str | bool | None
+        if kind is Receive:
+            status = ev.status  # type: ignore[union-attr]  # kind is Receive
+            # failure_class(ev), inlined for the commonest kind
+            cls = False if status is not None and status >= 500 else None
+            if last is not None and last[0] == t // series._bucket_ns:
+                bucket = last[1]  # series.received(t), inlined: never a failure of its own
+                bucket.received += 1
+            else:
+                bucket = series.received(t)
             for acc in accs:
                 acc.received += 1
-            lat = ev.latency_ms
+            lat = ev.latency_ms  # type: ignore[union-attr]
             # The schema admits an infinite latency (JSON 1e999); it measures nothing.
             if lat is not None and lat != math.inf:
-                add_to_each([*latencies, bucket.latency], lat)
-            integrity.receive(ev, with_faults)
-            if ev.origin_tenant is not None and ev.checksum_ok is not False:
-                self.isolation.receive(t, ev, faults, self._faults_after)
-        elif isinstance(ev, Connected):
-            for acc in accs:
-                acc.connects += 1
+                latencies[-1] = bucket.latency  # the last place is the series bucket's
+                add_to_each(latencies, lat)
+            integrity.receive(ev, with_faults)  # type: ignore[arg-type]
+            if ev.origin_tenant is not None and ev.checksum_ok is not False:  # type: ignore[union-attr]
+                self.isolation.receive(t, ev, faults, self._faults_after)  # type: ignore[arg-type]
+        else:
+            cls = failure_class(ev)
+            series.observe(t, ev, cls)  # type: ignore[arg-type]  # not a send
+            if kind is Connected:
+                for acc in accs:
+                    acc.connects += 1
         if isinstance(cls, str):
             for acc in accs:
                 acc.errors[cls] = acc.errors.get(cls, 0) + 1
-            if isinstance(ev, SessionError):
-                integrity.failed(ev)
+            if kind is SessionError:
+                integrity.failed(ev)  # type: ignore[arg-type]
                 self.patterns.error(t, target, cls, self.faults.active_windows_at(t), faults)
         if cls is None:  # a success: _observe's first steps, inlined for the commonest case
-            faults_at = fw.active_at
-            for hk in self._health_by_pair.get(pair) or self._health_of(target, tenant):
-                opened = hk.observe(t, None, faults_at)
+            hks = self._health_by_pair.get(pair) or self._health_of(target, tenant)
+            for hk in hks:
+                if hk.state is _UP:  # a success cannot open or close an episode
+                    hk.observe_ok(t)
+                    continue
+                opened = hk.observe(t, None, fw.active_at)
                 if opened is not None:
                     opened.faults_after = self._faults_after(opened.started_ns)
-            self.recovery.succeeded(t, (ev.run_id, ev.generator_id, target, ev.session))
+            recovery = self.recovery
+            if recovery.any_failing:
+                recovery.succeeded(t, (ev.run_id, ev.generator_id, target, ev.session))
         elif cls is not False:
             self._observe(
                 t,
@@ -398,6 +412,19 @@ class Analyzer:
                 (ev.run_id, ev.generator_id, target, ev.session),
                 cls if isinstance(cls, str) else None,
             )
+
+    def _pair_state(self, pair: tuple[str, str]) -> tuple[Dims, list[LoadAcc], list[LogHistogram]]:
+        """The dims of (target, tenant), the current phase's accumulators of them and their
+        latency sketches (with a last place for the series bucket's), made on first use in
+        the phase."""
+        dims = self._dims.get(pair)
+        if dims is None:
+            self._dims[pair] = dims = (_OVERALL, ("target", pair[0]), ("tenant", pair[1]))
+        accs = self.load.accs_for(dims, pair)
+        sketches = [acc.latency for acc in accs]
+        sketches.append(sketches[-1])  # replaced by the series bucket's before each use
+        of_pair = self._of_pair[pair] = (dims, accs, sketches)
+        return of_pair
 
     def _health_of(self, target: str, tenant: str) -> tuple[HealthKey, HealthKey, HealthKey]:
         """The health keys an observation of (target, tenant) folds into, made on first use
@@ -503,8 +530,8 @@ class Analyzer:
         if not isinstance(obj, cls):
             raise TypeError(f"snapshot holds {type(obj).__name__}, not an Analyzer")
         obj.clock = clock or SystemClock()
-        for cache in ("_health_by_pair", "_of_pair"):  # caches older snapshots lack
-            obj.__dict__.setdefault(cache, {})
+        obj.__dict__.setdefault("_health_by_pair", {})  # a cache older snapshots lack
+        obj._of_pair = {}  # older snapshots hold it, in an older form
         obj._last_ingest_ns = obj.clock.now_ns()
         obj._buffer.touch_sources(obj._last_ingest_ns)
         return obj
@@ -512,6 +539,7 @@ class Analyzer:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["clock"] = None
+        state["_of_pair"] = {}  # rebuilt on use from the load tracker's accumulators
         return state
 
     # --- results --------------------------------------------------------------------------

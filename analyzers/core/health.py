@@ -135,6 +135,22 @@ class HealthKey:
                 ep.relapses += 1
         return None
 
+    def observe_ok(self, t: int) -> None:
+        """:meth:`observe` of a success while the key is UP, which can neither open nor
+        close an episode: only the timeline and the window move."""
+        if self.first_ns is None:
+            self.first_ns = t
+        if t > self.last_ns:
+            self.last_ns = t
+        else:
+            t = self.last_ns
+        window = self._window
+        window.append((t, None))
+        horizon = t - self._window_ns
+        while window[0][0] <= horizon:
+            if window.popleft()[1] is not None:
+                self._fails -= 1
+
     def advance(self, t: int) -> None:
         """Event time reached ``t`` with every earlier observation folded."""
         if self.state is Health.RECOVERING and t - self._rec_start >= self._hold_ns:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from analyzers.core.events import Receive, Send, SessionError
@@ -33,6 +33,10 @@ SessionKey = tuple[str, str, str, str]
 
 def session_key(ev: Send | Receive | SessionError) -> SessionKey:
     return (ev.run_id, ev.generator_id, ev.target, ev.session)
+
+
+_NEVER = 1 << 62
+"""Later than any event time (ns)."""
 
 
 @dataclass(slots=True)
@@ -78,10 +82,35 @@ class IntegrityTracker:
         self.counts: dict[Dim, Counts] = {}
         self._pending: dict[tuple[SessionKey, int], _Pending] = {}
         self._deadlines: deque[tuple[int, SessionKey, int]] = deque()
+        """(deadline, session, seq) of each send, in the order they were folded."""
         self._expired: dict[tuple[SessionKey, int], int] = {}
         self._expired_order: deque[tuple[int, tuple[SessionKey, int]]] = deque()
         self._tracks: dict[tuple[SessionKey, tuple[str, ...]], _SeqTrack] = {}
         self._by_dims: dict[Dims, list[Counts]] = {}
+        self.next_due_ns = _NEVER
+        """The earliest ``now`` at which :meth:`due` is true (asked per event, read directly)."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reschedule()  # a snapshot written before next_due_ns existed
+
+    def _reschedule(self) -> None:
+        """Drops deadlines at the head whose send was answered (they can expire nothing),
+        then sets when :meth:`expire` next has something to do."""
+        deadlines = self._deadlines
+        pending = self._pending
+        timeout = self._timeout_ns
+        while deadlines:
+            deadline, session, seq = deadlines[0]
+            p = pending.get((session, seq))
+            if p is not None and p.t + timeout == deadline:
+                break
+            deadlines.popleft()
+        order = self._expired_order
+        due = deadlines[0][0] if deadlines else _NEVER
+        if order:
+            due = min(due, order[0][0] + 4 * self._timeout_ns + 1)
+        self.next_due_ns = due
 
     def _counts(self, dims: Dims) -> list[Counts]:
         out = self._by_dims.get(dims)
@@ -107,7 +136,11 @@ class IntegrityTracker:
             return
         who = (ev.run_id, ev.generator_id, ev.target, ev.session)
         self._pending[(who, ev.seq)] = _Pending(t, dims, ev.trace_id)
-        self._deadlines.append((t + self._timeout_ns, who, ev.seq))
+        deadline = t + self._timeout_ns
+        if not self._deadlines and deadline < self.next_due_ns:
+            self.next_due_ns = deadline
+        # (Not the pending key: a tuple per send kept alive here costs the collector.)
+        self._deadlines.append((deadline, who, ev.seq))
 
     def trace_of(self, session: SessionKey, seq: int) -> str | None:
         p = self._pending.get((session, seq))
@@ -115,30 +148,33 @@ class IntegrityTracker:
 
     def due(self, now: int) -> bool:
         """Whether :meth:`expire` at ``now`` has anything to do (cheap: asked per event)."""
-        deadlines = self._deadlines
-        if deadlines and deadlines[0][0] <= now:
-            return True
-        order = self._expired_order
-        return bool(order) and order[0][0] < now - 4 * self._timeout_ns
+        return now >= self.next_due_ns
 
     def expire(self, now: int) -> list[Lost]:
-        """Sends whose reply deadline is at or before ``now`` and still unanswered."""
+        """Sends whose reply deadline is at or before ``now`` and still unanswered. A send
+        expires at its own deadline only: one sent again under the same session and sequence
+        number after the first was answered has a deadline of its own."""
         lost: list[Lost] = []
         deadlines = self._deadlines
+        pending = self._pending
+        timeout = self._timeout_ns
         while deadlines and deadlines[0][0] <= now:
             deadline, session, seq = deadlines.popleft()
-            p = self._pending.pop((session, seq), None)
-            if p is None:
+            key = (session, seq)
+            p = pending.get(key)
+            if p is None or p.t + timeout != deadline:
                 continue
+            del pending[key]
             for c in self._counts(p.dims):
                 c.lost += 1
-            self._expired[(session, seq)] = deadline
-            self._expired_order.append((deadline, (session, seq)))
+            self._expired[key] = deadline
+            self._expired_order.append((deadline, key))
             lost.append(Lost(deadline, session, seq, p.dims, p.reported))
         horizon = now - 4 * self._timeout_ns
         order = self._expired_order
         while order and order[0][0] < horizon:
             self._expired.pop(order.popleft()[1], None)
+        self._reschedule()
         return lost
 
     def failed(self, ev: SessionError) -> None:

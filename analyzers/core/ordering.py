@@ -220,60 +220,89 @@ class ReorderBuffer:
         stats = self.stats
         done = self._released_upto
         floor = None if done is None else done - self.horizon_ns
-        src_seen = self._src_seen
         src_max = self._src_max
         buckets = self._buckets
         slots = self._slots
         behind = self.lateness_ns
-        for t, ev in zip(times, events, strict=True):
-            if release_upto is not None:
-                top = self._max_t
-                if top is not None and t <= top - behind:  # else it cannot be overtaken
+        # Kept in locals through the loop, written back before anything reads them
+        # (overtaken, the release it calls, and the end of the batch).
+        heard = False  # src_seen[source] = now_ns, once per batch with an accepted event
+        smax = src_max.get(source)
+        max_t = self._max_t
+        b_id: int | None = None  # the last event's dedup bucket and slot, at hand
+        s_id: int | None = None
+        bucket: list[int | str] = []
+        slot: list[tuple[int, str, Fed]] = []
+        held = 0
+        try:
+            for t, ev in zip(times, events, strict=True):
+                if release_upto is not None and max_t is not None and t <= max_t - behind:
+                    # else it cannot be overtaken
+                    if heard and smax is not None:
+                        src_max[source] = smax
+                    self._max_t = max_t
+                    self._held += held
+                    held = 0
                     wm = self.overtaken(t, now_ns)
                     if wm is not None:
                         release_upto(wm)
                         done = self._released_upto
                         floor = None if done is None else done - self.horizon_ns
-            event_id = ev.event_id
-            eid: int | str = event_id
-            if len(event_id) == 32:  # _compact, inlined: this runs for every event
-                try:
-                    eid = int(event_id, 16)
-                except ValueError:
-                    eid = event_id
-            if eid in seen:
-                stats.duplicates += 1
-                continue
-            if floor is not None and t < floor:
-                stats.too_late += 1
-                continue
-            src_seen[source] = now_ns
-            m = src_max.get(source)
-            if m is None or t > m:
-                src_max[source] = t
-            seen.add(eid)
-            b = t // _BUCKET_NS
-            bucket = buckets.get(b)
-            if bucket is None:
-                buckets[b] = bucket = []
-                if self._oldest_bucket is None or b < self._oldest_bucket:
-                    self._oldest_bucket = b
-            bucket.append(eid)
-            stats.accepted += 1
-            if done is not None and t <= done:
-                stats.late += 1
-                apply_late(t, ev)
-                continue
-            max_t = self._max_t
-            if max_t is None or t > max_t:
-                self._max_t = t
-            slot_id = t // _SLOT_NS
-            slot = slots.get(slot_id)
-            if slot is None:
-                slots[slot_id] = slot = []
-                heapq.heappush(self._slot_order, slot_id)
-            slot.append((t, event_id, ev))
-            self._held += 1
+                        b_id = s_id = None  # the release may have dropped them
+                event_id = ev.event_id
+                eid: int | str = event_id
+                if len(event_id) == 32:  # _compact, inlined: this runs for every event
+                    try:
+                        eid = int(event_id, 16)
+                    except ValueError:
+                        eid = event_id
+                if eid in seen:
+                    stats.duplicates += 1
+                    continue
+                if floor is not None and t < floor:
+                    stats.too_late += 1
+                    continue
+                if not heard:
+                    self._src_seen[source] = now_ns
+                    heard = True
+                if smax is None or t > smax:
+                    smax = t
+                seen.add(eid)
+                b = t // _BUCKET_NS
+                if b != b_id:
+                    got = buckets.get(b)
+                    if got is None:
+                        buckets[b] = got = []
+                        if self._oldest_bucket is None or b < self._oldest_bucket:
+                            self._oldest_bucket = b
+                    bucket, b_id = got, b
+                bucket.append(eid)
+                stats.accepted += 1
+                if done is not None and t <= done:
+                    stats.late += 1
+                    if heard and smax is not None:
+                        src_max[source] = smax
+                    self._max_t = max_t
+                    self._held += held
+                    held = 0
+                    apply_late(t, ev)
+                    continue
+                if max_t is None or t > max_t:
+                    max_t = t
+                slot_id = t // _SLOT_NS
+                if slot_id != s_id:
+                    got_slot = slots.get(slot_id)
+                    if got_slot is None:
+                        slots[slot_id] = got_slot = []
+                        heapq.heappush(self._slot_order, slot_id)
+                    slot, s_id = got_slot, slot_id
+                slot.append((t, event_id, ev))
+                held += 1
+        finally:
+            if heard and smax is not None:
+                src_max[source] = smax
+            self._max_t = max_t
+            self._held += held
 
     def pop_ready(self, limit: int | None) -> list[tuple[int, str, Fed]]:
         """Entries ``(event time, event id, event)`` at or before ``limit`` (a watermark),

@@ -36,6 +36,11 @@ class RecoveryTracker:
         self._failing: dict[SessionKey, tuple[int, tuple[Dim, ...]]] = {}
         self.by_dim: dict[Dim, Recoveries] = {}
 
+    @property
+    def any_failing(self) -> bool:
+        """Whether any session's recovery is running (else a success ends none)."""
+        return bool(self._failing)
+
     def failing(self, session: SessionKey) -> bool:
         return session in self._failing
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from analyzers.core import Analyzer, AnalyzerConfig
+from analyzers.core.integrity import IntegrityTracker
 from schemas.targets import Target, TargetGraph
 from tests.analyzers.build import (
     EXP,
@@ -182,6 +183,51 @@ def test_a_reply_after_the_timeout_is_lost_and_late_not_duplicate() -> None:
     events += probe(100, 10_000, [], session="other")
     i = one(run(events), "result.integrity", scope="overall")
     assert (i.lost, i.late_replies, i.duplicated) == (1, 1, 0)
+
+
+def test_a_sequence_number_sent_again_expires_at_its_own_deadline() -> None:
+    # A session that starts its sequence numbers over (a reconnect) sends seq 1 twice: the
+    # first is answered at once, the second (3 s later) never. The first send's deadline
+    # (5 s) must not expire the second: it is lost at its own deadline, 8 s.
+    tracker = IntegrityTracker(timeout_ns=5_000_000_000, reorder_window=64)
+    dims = (("overall", ""),)
+    tracker.send(ns(0), send(0, 1), dims)
+    tracker.receive(receive(10, "s1", "s1", 1), dims)
+    tracker.send(ns(3_000), send(3_000, 1), dims)
+    assert tracker.expire(ns(5_000)) == []  # only the answered send's deadline has passed
+    assert tracker.pending == 1
+    assert tracker.expire(ns(8_000) - 1) == []
+    assert tracker.due(ns(8_000))
+    [lost] = tracker.expire(ns(8_000))
+    assert (lost.t, lost.seq) == (ns(8_000), 1)
+    assert tracker.counts[("overall", "")].lost == 1
+    assert tracker.expire(ns(60_000)) == []
+    assert tracker.pending == 0
+
+
+def test_expiry_does_not_depend_on_how_events_are_grouped() -> None:
+    # Sends every 100 ms for 20 s, every fifth never answered, some answers after the
+    # timeout: the same figures whether the analyzer gets one event at a time or all at once.
+    events: list[Event] = []
+    for i in range(200):
+        t = i * 100.0
+        events.append(send(t, i, "s1"))
+        if i % 5:
+            events.append(receive(t + (1_500 if i % 7 == 0 else 5), "s1", "s1", i))
+    events += probe(20_000, 30_000, [], session="other")
+    ordered = sorted(events, key=lambda e: e.ts_ns)
+    got = []
+    for batch in (1, 13, len(ordered)):
+        a = Analyzer(EXP, AnalyzerConfig(reply_timeout_s=1.0, allowed_lateness_s=0.0))
+        for i in range(0, len(ordered), batch):
+            a.ingest(ordered[i : i + batch])
+        a.finish()
+        got.append([r.model_dump() for r in a.results() if r.kind == "result.integrity"])
+    assert got[0] == got[1] == got[2]
+    i = one(a.results(), "result.integrity", scope="overall", scope_key="")
+    # 40 never answered; 23 answered 1.5 s late (i % 7 == 0 and i % 5 != 0)
+    late = sum(1 for i in range(200) if i % 5 and i % 7 == 0)
+    assert (i.sent, i.lost, i.late_replies) == (200, 40 + late, late)
 
 
 @pytest.mark.parametrize("lateness_s", [0.0, 1.0])
