@@ -38,10 +38,13 @@ KIND_ORDER = (
 
 
 def canonical(results: Sequence[ResultEvent]) -> list[ResultEvent]:
-    """One order for results however they were obtained (analyzer, Redis, file)."""
+    """One order for results however they were obtained (analyzer, Redis, file): by kind,
+    then scope and key, then what tells records of a kind apart (``result_field``, unique per
+    kind as in the results store)."""
     order = {kind: i for i, kind in enumerate(KIND_ORDER)}
     return sorted(
-        results, key=lambda r: (order.get(r.kind, 99), r.scope, r.scope_key, result_field(r))
+        results,
+        key=lambda r: (order.get(r.kind, 99), r.kind, r.scope, r.scope_key, result_field(r)),
     )
 
 

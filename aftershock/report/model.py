@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from analyzers.core.verdict import exit_code, settle
+from analyzers.report import canonical
 from schemas.base import Frozen
 from schemas.events import EventAdapter
 from schemas.results import (
@@ -74,7 +75,9 @@ class RunData(Frozen):
                 reasons=["the analysis gave no run verdict"],
             )
             settled.append(settle(empty, meta.status, meta.note))
-        return cls(meta=meta, results=[r.model_dump(mode="json") for r in settled])
+        # One order however the records were obtained (the run's analysis, its workers through
+        # Redis, a replay): `aftershock replay --json` prints the same records in this order.
+        return cls(meta=meta, results=[r.model_dump(mode="json") for r in canonical(settled)])
 
     def records(self) -> list[ResultEvent]:
         out: list[ResultEvent] = []

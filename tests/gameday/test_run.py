@@ -131,6 +131,14 @@ def test_isolation_bug_fails_the_run_naming_the_slo(
     assert _run_checks(again) == _run_checks(live)
     # every record, the time series, the dashboard's figures and the verdict: exactly
     assert again["results"] == live["results"]
+    # and `aftershock replay` of the run's log prints the same records, in the same order
+    replay = procs.run(
+        _cli("replay", "short-gameday", "--json", "--run", str(run_dir),
+             "--config", str(run_dir / "analysis.json")),
+        env=_env(stack, tmp_path), text=True, timeout=120,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    assert [json.loads(line) for line in replay.stdout.splitlines()] == live["results"]
 
     # a failed session's trace, with the fault active when it failed
     traces = procs.run(
