@@ -52,6 +52,9 @@ class RunContext:
     body_sizes: tuple[SizeDist | None, ...] = ()
     """HTTP: the ``body_size`` of each ``http_mix`` entry, in its order (None: the send step's
     ``size``); empty when no entry has one."""
+    bodiless: tuple[bool, ...] = ()
+    """HTTP: for each ``http_mix`` entry, in its order, whether its requests carry no body (a
+    GET, say: its sends record 0 bytes); empty when every entry has one, or not HTTP."""
     faults: ActiveFaults | None = None
     """The faults in force, to mark the spans that run under them (None: not followed)."""
     stopped: asyncio.Future[None] = field(

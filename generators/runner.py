@@ -19,6 +19,7 @@ from generators.clock import SystemClock, wait_any
 from generators.codec import ChatCodec, Codec, RawCodec
 from generators.context import RunContext
 from generators.engines.base import Endpoint
+from generators.engines.http import BODY_METHODS
 from generators.engines.registry import engine_for
 from generators.errors import PlanError
 from generators.limits import check_capacity
@@ -191,6 +192,7 @@ class Generator:
                 self.target.name, self.target.protocol, endpoint, self.profile.http_mix
             ),
             body_sizes=_body_sizes(self.target.protocol, self.profile.http_mix),
+            bodiless=_bodiless(self.target.protocol, self.profile.http_mix),
             faults=self._faults,
             key=opts.stamp_key or experiment_key(opts.experiment_id),
             script=tuple(self.profile.script),
@@ -236,6 +238,12 @@ class Generator:
             if auth is not None:
                 await auth.aclose()
         return self.statistics()
+
+
+def _bodiless(protocol: WireProtocol, mix: list[HttpRequestSpec]) -> tuple[bool, ...]:
+    """Whether each mix entry's requests carry no body (see :attr:`RunContext.bodiless`)."""
+    flags = tuple(m.method not in BODY_METHODS for m in mix)
+    return flags if protocol is WireProtocol.HTTP and any(flags) else ()
 
 
 def _body_sizes(protocol: WireProtocol, mix: list[HttpRequestSpec]) -> tuple[SizeDist | None, ...]:

@@ -435,9 +435,13 @@ class Session:
                 ctx.counters.max_late_ms = late_ms
         seq = self.seq = self.seq + 1
         size = self._size
-        if self._entry_size is not None:
-            # The body of the mix entry this send will write (drawn now, kept for the send).
-            size = self._entry_size[conn.next_request()] or size
+        bodiless = False
+        if self._entry_size is not None or ctx.bodiless:
+            # The mix entry this send will write (drawn now, kept for the send): its body.
+            entry = conn.next_request()
+            if self._entry_size is not None:
+                size = self._entry_size[entry] or size
+            bodiless = bool(ctx.bodiless) and ctx.bodiless[entry]
         stamp = self.stamper.stamp(seq, ctx.clock.wall_ns(), size())
         channel = self._send_channel
         frame = ctx.codec.publish(channel, stamp) if channel is not None else ctx.codec.echo(stamp)
@@ -477,7 +481,8 @@ class Session:
         elif span is not None:
             end_span(ctx, span)
         ctx.counters.sends += 1
-        self.log.send(seq, len(frame), channel, self._send_expect, ids, late_ms)
+        # The bytes of the message that left: a request without a body (a GET) sends none.
+        self.log.send(seq, 0 if bodiless else len(frame), channel, self._send_expect, ids, late_ms)
         if self._remaining is not None:
             self._remaining -= 1
             if self._remaining <= 0:

@@ -35,7 +35,7 @@ from schemas.load import HttpOptions, HttpRequestSpec, RequestConnect
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _CONNECT_SEQ = -1
 """The seq of a connect request in the FIFO: its answer completes the connect, it is not a
 message of the session."""
@@ -68,7 +68,7 @@ class _Mix:
 
     def __init__(self, mix: Sequence[HttpRequestSpec], rng: random.Random) -> None:
         self.methods = [(m.method, m.path) for m in mix]
-        self._with_body = [m.method in _BODY_METHODS for m in mix]
+        self._with_body = [m.method in BODY_METHODS for m in mix]
         self._cum = list(accumulate(m.weight for m in mix))
         self._total = self._cum[-1]
         self._single = len(mix) == 1
@@ -339,7 +339,7 @@ class _HttpConnection(asyncio.Protocol):
         assert self._transport is not None
         self._answered = asyncio.get_running_loop().create_future()
         block = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        length = "content-length: 0\r\n" if spec.method in _BODY_METHODS else ""
+        length = "content-length: 0\r\n" if spec.method in BODY_METHODS else ""
         self._inflight.append(_CONNECT_SEQ)
         line = f"{spec.method} {spec.path} HTTP/1.1\r\nHost: {self._host}\r\n"
         self._transport.write(f"{line}{block}{length}\r\n".encode())

@@ -32,6 +32,8 @@ class Calls:
     logouts: list[str] = field(default_factory=list)
     ws_headers: list[dict[str, str]] = field(default_factory=list)
     api_traceparents: list[str] = field(default_factory=list)
+    api_bodies: list[tuple[str, int]] = field(default_factory=list)
+    """(method, bytes of the request body) of each /api request, as the server read it."""
 
 
 class ChatLikeServer:
@@ -129,9 +131,12 @@ class ChatLikeServer:
 
     async def _echo(self, request: web.Request) -> web.Response:
         self.calls.api_traceparents.append(request.headers.get("traceparent", ""))
-        return web.Response(body=await request.read(), status=200)
+        body = await request.read()
+        self.calls.api_bodies.append((request.method, len(body)))
+        return web.Response(body=body, status=200)
 
     async def _items(self, request: web.Request) -> web.Response:
+        self.calls.api_bodies.append((request.method, len(await request.read())))
         return web.json_response([{"id": 1}, {"id": 2}])
 
     async def _health(self, request: web.Request) -> web.Response:

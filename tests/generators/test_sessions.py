@@ -281,6 +281,11 @@ async def test_http_weighted_mix_records_status_and_echo(
     span_ids = {f"00-{e.trace_id}-{e.span_id}-01" for e in recv}
     assert set(sent_parents) <= span_ids
     assert len(set(sent_parents)) == len(sent_parents)
+    # each send's bytes are the body that left: what the server read, a GET's none
+    sends = [e for e in sink.events if isinstance(e, Send)]
+    assert sorted(e.bytes for e in sends) == sorted(n for _, n in chat.calls.api_bodies)
+    assert {m for m, _ in chat.calls.api_bodies} == {"GET", "POST"}
+    assert [n for m, n in chat.calls.api_bodies if m == "GET"].count(0) == len(plain) > 0
 
 
 class _EveryOther(Sampler):
