@@ -109,8 +109,12 @@ async def test_every_short_outage_is_attributed_from_the_proxy_cut(
     assert [e.fault_id for e in back] == [f"cut-{i}" for i in range(len(durations))]
     failures = sorted(e.ts_ns for e in sink.events if _is_failure(e))
 
+    # A key trips on 3 failures within 0.2 s, whatever else it saw (the ratio is as good as
+    # none): the rule the test applies below to tell which cuts the clients saw. With the
+    # default ratio a short cut's burst of disconnects can be outnumbered by the replies of
+    # the 0.2 s before it, and on a starved machine no later failure comes before the cut ends.
     config = AnalyzerConfig(
-        health=HealthThresholds(window_s=0.2, min_failures=3, recover_hold_s=0.4)
+        health=HealthThresholds(window_s=0.2, min_failures=3, fail_ratio=0.001, recover_hold_s=0.4)
     )
     analyzer = Analyzer(EXP, config)
     # The proxy's events arrive as they happen, among the clients' (as a run's fan-out hands
@@ -135,7 +139,8 @@ async def test_every_short_outage_is_attributed_from_the_proxy_cut(
     seen = []
     for i, (cut, up) in enumerate(zip(cuts, back, strict=True)):
         inside = [t for t in failures if cut.ts_ns <= t < up.ts_ns]
-        if any(inside[j + n - 1] - inside[j] <= window_ns for j in range(len(inside) - n + 1)):
+        # (the window holds what is less than window_s old)
+        if any(inside[j + n - 1] - inside[j] < window_ns for j in range(len(inside) - n + 1)):
             seen.append(i)
     assert len(seen) >= len(durations) // 2, (seen, summary)  # most cuts were seen
     episodes = [e for e in every if e.faults_active]
