@@ -97,6 +97,24 @@ def test_arrival_order_within_the_lateness_changes_nothing() -> None:
     assert _fold(shuffled)[:2] == _fold(events)[:2]
 
 
+def test_events_counts_every_event_folded_once_late_ones_included() -> None:
+    # The scenario fed in two halves, the second half's first ten events arriving after
+    # the watermark passed them (late: folded at once), plus a copy of five events: the
+    # count is every distinct event, as the log holds them.
+    events = scenario()
+    half = len(events) // 2
+    a = Analyzer(EXP, CONFIG)
+    a.ingest(events[:half] + events[half + 10 :] + events[:5])
+    a.tick()
+    a.ingest(events[half : half + 10])
+    a.finish()
+    stats = a.stats()
+    assert stats.late > 0
+    assert stats.duplicates == 5
+    live = next(r for r in a.results() if isinstance(r, LiveFigures))
+    assert live.events == len(events) == stats.released + stats.late
+
+
 def test_an_open_episode_shows_before_the_end() -> None:
     cut = [e for e in scenario(ended=False) if e.ts_ns < scenario()[0].ts_ns + 7_500_000_000]
     a = Analyzer(EXP, CONFIG)
