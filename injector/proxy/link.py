@@ -78,7 +78,12 @@ class Link:
         sink = self.sink
         if sink is not None and not sink.is_closing():
             if sink.can_write_eof():
-                sink.write_eof()
+                try:
+                    sink.write_eof()
+                except OSError:
+                    # The peer is gone and the socket with it (ENOTCONN: a reset not read
+                    # yet); asyncio's transport raises where uvloop's reports it as lost.
+                    sink.abort()
             else:
                 sink.close()
         self.conn.link_finished()

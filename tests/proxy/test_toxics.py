@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import time
 from typing import TYPE_CHECKING
 
@@ -301,3 +303,43 @@ async def test_half_close_keeps_the_other_direction_open(
         writer.write_eof()  # the reply still comes back, after the latency
         assert await asyncio.wait_for(reader.read(), 5) == b"last words"
         writer.close()
+
+
+async def test_removing_a_toxic_that_holds_a_close_for_a_reset_client(server: ProxyServer) -> None:
+    """A slow_close toxic holds the upstream's close; meanwhile the client resets its socket
+    and the proxy has not read the reset yet (its reading of the client is paused, as flow
+    control pauses it). Removing the toxic passes the close on to a socket that is no longer
+    connected (ENOTCONN): the removal still succeeds and the proxy keeps serving."""
+
+    async def close_at_once(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.close()
+
+    upstream = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+    try:
+        async with Api(server) as api:
+            host, port = await api.proxy("p", upstream.sockets[0].getsockname()[1])
+            await api.toxic("p", type="slow_close", attributes={"delay": 60_000})
+            client = socket.create_connection((host, port))
+            proxy = server.proxies["p"]
+            async with asyncio.timeout(10):  # accepted and dialled; the upstream closed
+                while not any(c.down.stages and c.up.sink for c in proxy.connections.values()):
+                    await asyncio.sleep(0.01)
+            (conn,) = proxy.connections.values()
+            transport = conn.client_side.transport
+            assert transport is not None
+            transport.pause_reading()
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # a reset
+            await asyncio.sleep(0.2)  # the proxy's socket has it; the proxy has not read it
+            assert not transport.is_closing()
+            await api.delete_toxic("p", "slow_close_downstream")  # 204, not a 500
+            async with asyncio.timeout(10):
+                while proxy.connections:
+                    await asyncio.sleep(0.01)
+            # and the proxy still proxies: the upstream's close comes through at once
+            reader, writer = await asyncio.open_connection(host, port)
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+            writer.close()
+    finally:
+        upstream.close()
+        await upstream.wait_closed()
