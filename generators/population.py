@@ -24,16 +24,17 @@ class SessionPlan:
     channels: tuple[str, ...]
 
 
-def _tenant_sessions(t: TenantSpec) -> list[tuple[str, str]]:
+def _tenant_sessions(t: TenantSpec, tag: str) -> list[tuple[str, str]]:
     return [
-        (f"{t.name}-u{u}", f"{t.name}-u{u}-s{s}")
+        (f"{t.name}-u{u}", f"{t.name}-u{u}-s{s}{tag}")
         for s in range(t.sessions_per_user)
         for u in range(t.users)
     ]
 
 
-def build_population(profile: LoadProfile) -> list[SessionPlan]:
-    queues = [(t, _tenant_sessions(t)) for t in profile.tenants]
+def build_population(profile: LoadProfile, session_tag: str = "") -> list[SessionPlan]:
+    """The sessions, named ``<tenant>-u<k>-s<j><session_tag>`` (users ``<tenant>-u<k>``)."""
+    queues = [(t, _tenant_sessions(t, session_tag)) for t in profile.tenants]
     order: list[tuple[TenantSpec, str, str]] = []
     longest = max(len(q) for _, q in queues)
     for i in range(longest):

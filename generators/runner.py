@@ -56,6 +56,11 @@ class GeneratorOptions:
     experiment_id: str
     run_id: str = field(default_factory=new_run_id)
     generator_id: str = field(default_factory=default_generator_id)
+    session_tag: str = ""
+    """Appended to every session name (``<tenant>-u<k>-s<j><tag>``): keeps apart the sessions
+    of load profiles that share a target and tenant names (a stamp names its origin session
+    by name only, so two sessions of one name on one target would take each other's
+    broadcasts for their own)."""
     engine: str | None = None
     """Engine name (``ws``, ``picows``, ``http``, ``tcp``); None: the target protocol's default."""
     compression: str | None = None
@@ -119,7 +124,7 @@ class Generator:
             target.protocol, profile, options.engine, options.compression
         )
         self.plans: list[SessionPlan] = shard(
-            build_population(profile), options.member, options.members
+            build_population(profile, options.session_tag), options.member, options.members
         )
         if options.limit is not None:
             self.plans = self.plans[: options.limit]

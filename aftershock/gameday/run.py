@@ -64,7 +64,7 @@ from spine.store import clear_results
 from spine.telemetry import configure_tracing, otlp_endpoint
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Sequence
     from contextlib import AsyncExitStack
     from pathlib import Path
 
@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 
     from aftershock.report.model import RunStatus
     from schemas.experiment import Experiment
+    from schemas.load import LoadProfile
     from schemas.results import ResultEvent
     from spine.eventlog import EventSink
     from spine.settings import Settings
@@ -472,7 +473,7 @@ class Gameday:
         # The injector announces its faults in Redis; the sessions' spans name the ones they
         # ran under and link to them (the same way as generators on other hosts).
         faults = ActiveFaults()
-        for profile in ax.load:
+        for profile, tag in zip(ax.load, session_tags(ax.load), strict=True):
             if profile.target not in targets:
                 raise RunSetupError(f"load profile names unknown target {profile.target!r}")
             self.generators.append(
@@ -483,6 +484,7 @@ class Gameday:
                     GeneratorOptions(
                         experiment_id=self.experiment_id,
                         run_id=run_id,
+                        session_tag=tag,
                         trace_every=self.opts.trace_every,
                     ),
                     tracer_provider=provider,
@@ -608,6 +610,19 @@ class Gameday:
         return RunOutcome(
             f.exit_code, run_dir, data.meta.status, f.failing_checks(), reasons, wall_s, f.state
         )
+
+
+def session_tags(load: Sequence[LoadProfile]) -> list[str]:
+    """Per load profile, what its session names end with: ``-p<n>`` (its place in the list,
+    from 1) for a profile whose target an earlier profile loads too, else nothing. Sessions
+    of one run are then never named alike on one target, whatever tenant names the profiles
+    reuse."""
+    seen: set[str] = set()
+    tags = []
+    for n, profile in enumerate(load, start=1):
+        tags.append(f"-p{n}" if profile.target in seen else "")
+        seen.add(profile.target)
+    return tags
 
 
 def _origin(results: list[ResultEvent]) -> int | None:

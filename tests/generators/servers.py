@@ -44,6 +44,8 @@ class ChatLikeServer:
         self.leak_to: str | None = None
         self.leaked: Counter[tuple[str, str]] = Counter()
         """Cross-tenant deliveries made (``leak_to``), by (origin tenant, victim tenant)."""
+        self.delivered = 0
+        """WebSocket messages carrying a client's data sent (echoes and channel messages)."""
         self.corrupt_echo = False
         self.fail_login = False
         self.max_sockets: int | None = None
@@ -171,6 +173,7 @@ class ChatLikeServer:
                     if self.corrupt_echo:
                         data = data[:10] + ("Q" if data[10] != "Q" else "R") + data[11:]
                     await ws.send_str(json.dumps({"op": "echo", "data": data}))
+                    self.delivered += 1
                 elif op == "publish":
                     out = json.dumps({"op": "message", "channel": m["channel"], "data": m["data"]})
                     own = set(self._subs.get((tenant, m["channel"]), set()))
@@ -180,6 +183,7 @@ class ChatLikeServer:
                     for peer in own | leak:
                         with contextlib.suppress(ConnectionError):
                             await peer.send_str(out)
+                            self.delivered += 1
                             if peer in leak:
                                 self.leaked[(tenant, self.leak_to or "")] += 1
                 else:

@@ -13,6 +13,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
 
+from aftershock.gameday.run import session_tags
+from analyzers.core import Analyzer
 from generators.runner import Generator, GeneratorOptions
 from schemas.events import (
     Connected,
@@ -23,6 +25,7 @@ from schemas.events import (
     SessionError,
     parse_event,
 )
+from schemas.results import Integrity
 from schemas.targets import Target
 from spine.eventlog import MemorySink
 from tests.generators.conftest import profile
@@ -243,6 +246,47 @@ async def test_raw_tcp_length_prefixed_framing() -> None:
         stats = await Generator(prof, target, sink, GeneratorOptions(experiment_id="e")).run()
     assert stats.round_trips == 12
     assert stats.checksum_failures == 0
+
+
+async def test_profiles_reusing_tenant_names_on_one_target_never_take_each_others_messages(
+    chat: ChatLikeServer,
+) -> None:
+    """Two load profiles of one run (one generator id, as ``aftershock run`` gives them) on the
+    same target with the same tenants, broadcasting on the same channel: each session counts
+    exactly its own messages as its own, and the analyzer finds nothing lost or duplicated."""
+    sink = MemorySink()
+    prof = profile(auth={"base_url": chat.base_url})
+    tags = session_tags([prof, prof])
+    assert tags == ["", "-p2"]
+    gens = [
+        Generator(
+            prof,
+            ws_target(chat),
+            sink,
+            GeneratorOptions(
+                experiment_id="exp-1", run_id="r1", generator_id="g1", session_tag=tag
+            ),
+        )
+        for tag in tags
+    ]
+    await asyncio.gather(*(g.run() for g in gens))
+    sends = [e for e in sink.events if isinstance(e, Send)]
+    recv = [e for e in sink.events if isinstance(e, Receive)]
+    sessions = {e.session for e in sends}
+    assert len(sessions) == 8  # 2 profiles x 4, none named alike
+    assert sum(s.endswith("-p2") for s in sessions) == 4
+    # ground truth: every message the server sent was received, each once
+    assert len(recv) == chat.delivered
+    for session in sessions:
+        mine = sorted(e.seq for e in sends if e.session == session)
+        answered = sorted(e.seq for e in recv if e.session == session and e.seq is not None)
+        assert mine == answered == [1, 2, 3, 4, 5], session
+    a = Analyzer("exp-1")
+    a.ingest(sink.events)
+    a.finish()
+    (overall,) = [r for r in a.results() if isinstance(r, Integrity) and r.scope == "overall"]
+    assert (overall.sent, overall.lost, overall.duplicated, overall.late_replies) == (40, 0, 0, 0)
+    assert overall.received == len(recv)
 
 
 async def test_http_weighted_mix_records_status_and_echo(
