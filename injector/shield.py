@@ -12,8 +12,10 @@ if TYPE_CHECKING:
 
 
 async def shielded(fn: Callable[[], Coroutine[Any, Any, Any]], limit_s: float) -> None:
-    """Run ``fn()`` to completion (or ``limit_s``) even if the caller is cancelled meanwhile;
-    a cancellation that arrived is re-raised afterwards."""
+    """Run ``fn()`` to completion (or ``limit_s``, then ``TimeoutError``) even if the caller
+    is cancelled meanwhile. A cancellation that arrives is absorbed, not re-raised: the
+    caller's next clean-up step (the executor's reverts after its rollbacks, say) must run
+    too; callers learn of the interruption from their own state, not from this call."""
     task: asyncio.Task[Any] = asyncio.ensure_future(fn())
     deadline = time.monotonic() + limit_s
     cancelled = False
