@@ -273,10 +273,13 @@ class Publisher:
         if self._closed:
             return
         self._closed = True
+        closing = asyncio.ensure_future(self._close())
         try:
-            await asyncio.shield(self._close())
+            await asyncio.shield(closing)
         except asyncio.CancelledError:
-            await self._close()  # second chance: the flush must not be lost to Ctrl-C
+            # Second chance: the flush must not be lost to one Ctrl-C. The same close goes
+            # on (not a second one beside it); a further cancellation cuts it short.
+            await closing
             raise
 
     async def _close(self) -> None:

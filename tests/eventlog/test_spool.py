@@ -141,6 +141,37 @@ async def test_unreachable_broker_spools_and_next_publisher_drains(
         assert await read_events(r, 500) == events
 
 
+async def test_a_close_cancelled_once_still_keeps_everything(
+    stack: EmbeddedStack, topics: Topics, tmp_path: Path
+) -> None:
+    """Ctrl-C while the publisher flushes to an unreachable broker: the close goes on (the
+    cancellation is raised once it is done), everything is on disk, and the next publisher
+    delivers each event once."""
+    events = _sends(300)
+    dead = f"127.0.0.1:{free_port('127.0.0.1')}"
+    pub = Publisher(dead, topics.events, state_dir=tmp_path, delivery_timeout_s=1,
+                    flush_timeout_s=1.0)  # fmt: skip
+    await pub.start()
+    for e in events:
+        pub.emit(e)
+    closing = asyncio.create_task(pub.aclose())
+    await asyncio.sleep(0.2)  # flushing: the broker never answers
+    closing.cancel()
+    try:
+        await closing
+        raise AssertionError("the cancellation was swallowed")
+    except asyncio.CancelledError:
+        pass
+    stats = pub.statistics()
+    assert (stats.sent, stats.in_spool) == (0, 300)
+    await pub.aclose()  # idempotent
+    async with Publisher(stack.kafka_bootstrap, topics.events, state_dir=tmp_path) as pub2:
+        await pub2.flush(10)
+        assert pub2.statistics().sent == 300
+    async with EventReader(stack.kafka_bootstrap, topics.events, deadletter_topic=None) as r:
+        assert await read_events(r, 300) == events
+
+
 async def test_memory_bound_spills_to_disk_and_keeps_order(
     stack: EmbeddedStack, topics: Topics, tmp_path: Path
 ) -> None:
