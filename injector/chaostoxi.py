@@ -20,20 +20,31 @@ from injector.errors import ControllerError, ProxyNotFound
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from contextlib import AbstractContextManager
 
     from injector.controller import Controller, ProxyInfo, ToxicInfo
+
+Stamp = dict[str, Any]
+"""The common fields of the events reporting a change (times taken before its request)."""
 
 MODULES = ("chaostoxi.proxy.actions", "chaostoxi.proxy.probes", "chaostoxi.toxic.actions")
 
 
 class Recorder(Protocol):
-    """What the bridge reports so the run can emit events and revert what it created."""
+    """What the bridge reports so the run can emit events and revert what it created.
 
-    def toxic_added(self, proxy: str, toxic: ToxicInfo) -> None: ...
+    A change is made inside :meth:`acting` for the fault it is (a toxic's name, or
+    ``<proxy>-down``): requests then carry the run's attribution, so a proxy that reports
+    changes itself names the experiment, and the time it gives is taken before the request
+    leaves, as for the run's own faults; the report that follows carries it."""
 
-    def toxic_removed(self, proxy: str, name: str) -> None: ...
+    def acting(self, fault_id: str) -> AbstractContextManager[Stamp]: ...
 
-    def proxy_enabled(self, proxy: str, enabled: bool) -> None: ...
+    def toxic_added(self, proxy: str, toxic: ToxicInfo, at: Stamp) -> None: ...
+
+    def toxic_removed(self, proxy: str, name: str, at: Stamp) -> None: ...
+
+    def proxy_enabled(self, proxy: str, enabled: bool, at: Stamp) -> None: ...
 
 
 class ChaostoxiCallError(ControllerError):
@@ -114,9 +125,10 @@ class Bridge:
             body["upstream"] = upstream_address
         if enabled is not None:
             body["enabled"] = enabled
-        proxy = await self.ctl.update_proxy(proxy_name, body)
+        with self.recorder.acting(f"{proxy_name}-down") as at:
+            proxy = await self.ctl.update_proxy(proxy_name, body)
         if enabled is not None:
-            self.recorder.proxy_enabled(proxy_name, enabled)
+            self.recorder.proxy_enabled(proxy_name, enabled, at)
         self._port_to_environment(proxy)
         return True
 
@@ -182,20 +194,22 @@ class Bridge:
             "toxicity": toxicity,
             "attributes": attributes or {},
         }
-        toxic = await self.ctl.add_toxic(for_proxy, body)
-        self.recorder.toxic_added(for_proxy, toxic)
+        with self.recorder.acting(toxic_name) as at:
+            toxic = await self.ctl.add_toxic(for_proxy, body)
+        self.recorder.toxic_added(for_proxy, toxic, at)
         return toxic.name == toxic_name
 
     async def delete_toxic(self, for_proxy: str, toxic_name: str) -> bool:
         """True once removed; False when the server refuses (an unknown toxic included), as
         the original returns the response's ``ok``."""
         try:
-            await self.ctl.remove_toxic(for_proxy, toxic_name)
+            with self.recorder.acting(toxic_name) as at:
+                await self.ctl.remove_toxic(for_proxy, toxic_name)
         except ControllerError as exc:
             if exc.status is None:
                 raise
             return False
-        self.recorder.toxic_removed(for_proxy, toxic_name)
+        self.recorder.toxic_removed(for_proxy, toxic_name, at)
         return True
 
     async def create_latency_toxic(

@@ -1048,7 +1048,15 @@ class _BridgeRecorder:
                 return f
         return None
 
-    def toxic_added(self, proxy: str, toxic: ToxicInfo) -> None:
+    @contextlib.contextmanager
+    def acting(self, fault_id: str) -> Iterator[dict[str, Any]]:
+        """The events' fields, stamped now (before the request); requests made inside carry
+        the run's attribution for ``fault_id``."""
+        common = self.ex._common()
+        with attributed(Attribution(self.ex.experiment_id, self.ex.run_id, fault_id)):
+            yield common
+
+    def toxic_added(self, proxy: str, toxic: ToxicInfo, at: dict[str, Any]) -> None:
         fr = FaultRun(
             fault_id=toxic.name,
             proxy=proxy,
@@ -1062,7 +1070,7 @@ class _BridgeRecorder:
         self.ex.faults.append(fr)
         self.ex.sink.emit(
             ToxicAdded(
-                **self.ex._common(),
+                **at,
                 proxy=proxy,
                 source="injector",
                 fault_id=toxic.name,
@@ -1071,7 +1079,7 @@ class _BridgeRecorder:
         )
         self.ex._save()
 
-    def toxic_removed(self, proxy: str, name: str) -> None:
+    def toxic_removed(self, proxy: str, name: str, at: dict[str, Any]) -> None:
         fr = self._find(proxy, name)
         if fr is not None:
             fr.to(FaultState.REVERTING)
@@ -1079,7 +1087,7 @@ class _BridgeRecorder:
             fr.reverted_at_s = round(self.ex.timeline.offset_s(), 6)
         self.ex.sink.emit(
             ToxicRemoved(
-                **self.ex._common(),
+                **at,
                 proxy=proxy,
                 source="injector",
                 fault_id=name,
@@ -1089,7 +1097,7 @@ class _BridgeRecorder:
         )
         self.ex._save()
 
-    def proxy_enabled(self, proxy: str, enabled: bool) -> None:
+    def proxy_enabled(self, proxy: str, enabled: bool, at: dict[str, Any]) -> None:
         fault_id = f"{proxy}-down"
         if not enabled:
             if self._find(proxy, fault_id) is None:
@@ -1099,18 +1107,14 @@ class _BridgeRecorder:
                 fr.injected_at_s = round(self.ex.timeline.offset_s(), 6)
                 self.ex.faults.append(fr)
             self.ex.sink.emit(
-                ProxyDisabled(
-                    **self.ex._common(), proxy=proxy, source="injector", fault_id=fault_id
-                )
+                ProxyDisabled(**at, proxy=proxy, source="injector", fault_id=fault_id)
             )
         else:
             found = self._find(proxy, fault_id)
             if found is not None:
                 found.to(FaultState.REVERTING)
                 found.to(FaultState.REVERTED)
-            self.ex.sink.emit(
-                ProxyEnabled(**self.ex._common(), proxy=proxy, source="injector", fault_id=fault_id)
-            )
+            self.ex.sink.emit(ProxyEnabled(**at, proxy=proxy, source="injector", fault_id=fault_id))
         self.ex._save()
 
 

@@ -389,7 +389,7 @@ async def test_safeguard_trip_aborts_and_reverts(
 
 
 async def test_chaostoxi_experiment_runs_unchanged(
-    echo: Echo, controller: ToxiproxyController
+    echo: Echo, controller: ToxiproxyController, proxy_sink: MemorySink
 ) -> None:
     from pathlib import Path
 
@@ -418,6 +418,18 @@ async def test_chaostoxi_experiment_runs_unchanged(
     ]
     # the toxic is gone: the quickest of three round trips is under its 280 ms floor
     assert min([await round_trip_ms(listen) for _ in range(3)]) < 280
+    # The proxy's own record of the change names the run and the fault (the action's requests
+    # carry the run's attribution), and the run's report of it is stamped before the request.
+    ours = {e.kind: e for e in sink.events if e.kind.startswith("fault.toxic_")}
+    theirs = {e.kind: e for e in proxy_sink.events if e.kind.startswith("fault.toxic_")}
+    for kind in ("fault.toxic_added", "fault.toxic_removed"):
+        assert (theirs[kind].source, ours[kind].source) == ("proxy", "injector")
+        assert (theirs[kind].experiment_id, theirs[kind].run_id, theirs[kind].fault_id) == (
+            ex.experiment_id,
+            ex.run_id,
+            "db-latency",
+        )
+        assert ours[kind].ts_ns <= theirs[kind].ts_ns
 
 
 async def test_chaostoxi_toxic_is_removed_even_without_rollbacks(
