@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from analyzers.core.events import Fed
     from schemas.results import ResultEvent
 
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
 """2: buffered session events are held in their analysis form (:mod:`analyzers.core.events`).
 3: the analyzer also holds the time series and the run record (:mod:`analyzers.core.series`,
 :mod:`analyzers.core.verdict`); sessions are known by their whole identity; user recoveries,
-after-effects, the run's configuration from its log."""
+after-effects, the run's configuration from its log.
+4: sequence tracks hold the sequence numbers missing below the highest; integrity knows when
+expiry is next due."""
 
 
 @dataclass

@@ -11,10 +11,8 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from analyzers.core import AnalyzerConfig, SloSpec
-from analyzers.core.events import FORMS
 from analyzers.decode import Inbox
 from analyzers.live import LiveAnalyzers
-from schemas.results import ResultBase
 from schemas.targets import TargetGraph
 from spine.store import Span, write_results, write_span
 
@@ -24,9 +22,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from analyzers.core import Analyzer
-    from schemas.events import Event
     from schemas.experiment import Experiment
-    from schemas.results import ResultEvent
+    from schemas.results import ResultBase, ResultEvent
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +52,10 @@ def analyzer_config(exp: Experiment) -> AnalyzerConfig:
     )
 
 
-class LiveAnalysis:
-    """An :class:`~spine.eventlog.EncodedEventSink`: events are kept on :meth:`emit` and
-    :meth:`emit_encoded` (never blocking) and folded by :meth:`run` every ``interval_s``;
+class LiveAnalysis(Inbox):
+    """An :class:`~spine.eventlog.EncodedEventSink` (an :class:`~analyzers.decode.Inbox`):
+    events are kept on :meth:`emit` and :meth:`emit_encoded` (never blocking, one call each on
+    the hot path) and folded by :meth:`run` every ``interval_s``;
     ``on_results`` is handed the results that changed. Events that come as bytes (everything
     a run's fan-out hands on) are decoded straight into the analysis form, a batch per fold
     (:class:`analyzers.decode.Inbox`), as the Faust worker decodes its records."""
@@ -77,7 +75,7 @@ class LiveAnalysis:
         self.topic = topic  # the events topic the run is published to, recorded in its span
         self._live = LiveAnalyzers(lambda _e: config)
         self._slot = self._live.open(experiment_id, 0, None)
-        self._inbox = Inbox()
+        super().__init__()
         self._redis = redis
         self._on_results = on_results
         self._interval_s = interval_s
@@ -91,24 +89,14 @@ class LiveAnalysis:
     @property
     def invalid_events(self) -> int:
         """Events handed over as bytes that were not valid events (left out)."""
-        return self._inbox.invalid
-
-    def emit(self, event: Event) -> None:
-        self._inbox.emit(event)
-
-    def emit_encoded(self, key: str, data: bytes) -> None:
-        self._inbox.emit_encoded(key, data)
+        return self.invalid
 
     def _feed(self) -> None:
-        """Fold what arrived: this experiment's events, no results."""
-        exp = self.experiment_id
-        batch = [
-            e
-            for e in self._inbox.take()
-            if e.experiment_id == exp and (type(e) in FORMS or not isinstance(e, ResultBase))
-        ]
+        """Fold what arrived. The analyzer leaves out (and counts, as a worker does) events
+        of other experiments and results."""
+        batch = self.take()
         if batch:
-            self._live.feed(exp, None, batch)
+            self._live.feed(self.experiment_id, None, batch)
 
     def results_feed(self) -> AsyncIterator[ResultBase]:
         """Changed results from now on (what the injector's safeguards watch)."""

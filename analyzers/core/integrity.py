@@ -60,8 +60,12 @@ class _Pending:
 
 @dataclass(slots=True)
 class _SeqTrack:
+    """One origin's sequence numbers as a receiver saw them: the highest, and those of the
+    ``reorder_window`` below it that have not arrived (messages come nearly in order, so this
+    set is short and an in-order arrival touches no set)."""
+
     high: int = -1
-    seen: set[int] = field(default_factory=set)
+    missing: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -206,18 +210,22 @@ class IntegrityTracker:
             track = self._tracks.get(tkey)
             if track is None:
                 self._tracks[tkey] = track = _SeqTrack()
-            if seq in track.seen:
-                duplicate = True
+            high = track.high
+            window = self._window
+            if seq > high:
+                if seq > high + 1:  # a gap: what it skipped, within the window, is missing
+                    missing = track.missing
+                    missing.update(range(max(high + 1, seq - window + 1), seq))
+                    if len(missing) > window:
+                        track.missing = {m for m in missing if m > seq - window}
+                track.high = seq
+            elif seq <= high - window:
+                reordered = True  # too far below the highest to be told from a duplicate
+            elif seq in track.missing:
+                track.missing.discard(seq)
+                reordered = True
             else:
-                if seq < track.high:
-                    reordered = True
-                else:
-                    track.high = seq
-                if seq > track.high - self._window:
-                    track.seen.add(seq)
-                if len(track.seen) > self._window + self._window // 4:
-                    floor = track.high - self._window
-                    track.seen = {s for s in track.seen if s > floor}
+                duplicate = True
             if own and not duplicate and self._pending.pop((who, seq), None) is None:
                 late = self._expired.pop((who, seq), None) is not None
         for c in counts:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzers.core import Analyzer, AnalyzerConfig
-from analyzers.core.integrity import IntegrityTracker
+from analyzers.core.integrity import Counts, IntegrityTracker
 from schemas.targets import Target, TargetGraph
 from tests.analyzers.build import (
     EXP,
@@ -296,3 +298,31 @@ def test_violations_are_grouped_with_exact_counts_and_a_few_examples() -> None:
     bare = run(events, AnalyzerConfig(violation_examples=0))
     assert by_kind(bare, "result.isolation_violation") == []
     assert sum(g.count for g in by_kind(bare, "result.isolation_group")) == 26
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 120), max_size=200),
+    st.sampled_from([16, 32]),
+)
+def test_duplicates_and_reordering_follow_their_definition(seqs: list[int], window: int) -> None:
+    """Whatever order sequence numbers arrive in (gaps, repeats, stragglers), each receipt is
+    counted as the definition says, kept against every number that arrived before it."""
+    tracker = IntegrityTracker(timeout_ns=5_000_000_000, reorder_window=window)
+    dims = (("overall", ""),)
+    arrived: set[int] = set()
+    high = -1
+    duplicated = reordered = 0
+    for i, seq in enumerate(seqs):
+        if seq > high:
+            high = seq
+        elif seq <= high - window:
+            reordered += 1  # too far below the highest to be told from a duplicate
+        elif seq in arrived:
+            duplicated += 1
+        else:
+            reordered += 1
+        arrived.add(seq)
+        tracker.receive(receive(float(i), "s1", "other", seq), dims)
+    c = tracker.counts.get(("overall", ""), Counts())
+    assert (c.received, c.duplicated, c.reordered) == (len(seqs), duplicated, reordered)
