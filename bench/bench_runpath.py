@@ -6,8 +6,8 @@ and to the live analysis (folded every 0.25 s of events, as the run does; the da
 report render its results). ``before`` is the fan-out as it was (each event parsed into a model
 by the recorder, written to ``events.jsonl`` one line at a time with a flush, encoded again by
 the publisher); ``after`` is :class:`spine.eventlog.sink.Fanout` (the same bytes to the
-publisher, the local log and the analysis, which decodes them in batches straight into its
-analysis form). Each path runs in a fresh process; the figure is process CPU time
+publisher and the analysis, which decodes them in batches straight into its analysis form;
+the local log keeps the publisher's sealed batches). Each path runs in a fresh process; the figure is process CPU time
 (``time.process_time``) over the events, flush, close and the analysis's drain included (every
 event is folded: without the drain, the events of the last ``allowed_lateness_s`` would be
 left out, a larger share of a faster path's events). ``workers`` is ``after`` as
@@ -77,16 +77,18 @@ async def _measure(path: str, n_events: int, n_sessions: int, workdir: Path) -> 
             closers.append(jsonl.close)
             fanout = _BeforeFanout([jsonl, pub, analysis])
         else:
+            # As the run: its log keeps the publisher's batches as they are sealed.
             local = RunLogWriter(run_dir / "events")
-            closers.append(local.close)
+            pub.on_sealed = local.write_batch
+            closers.extend([pub.seal, local.close])
             if path == "workers":
                 # `run --workers N`: the analysis runs in worker processes; the run's own
                 # process only counts the experiment's events (for the workers' drain).
                 redis = Redis.from_url(stack.redis_url)  # counting does not use it
-                fanout = Fanout(pub, local, WorkerAnalysis(EXPERIMENT, AnalyzerConfig(), redis))
+                fanout = Fanout(pub, WorkerAnalysis(EXPERIMENT, AnalyzerConfig(), redis))
                 live = None
             else:
-                fanout = Fanout(pub, local, analysis)
+                fanout = Fanout(pub, analysis)
         rec = Recorder(
             fanout,
             experiment_id=EXPERIMENT,

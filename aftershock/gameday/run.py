@@ -414,9 +414,12 @@ class Gameday:
             )
             self._set_up()
         local_log = RunLogWriter(run_dir / EVENTS_DIR)
-        stack.callback(local_log.close)
         assert self.publisher is not None
-        fanout.logs.extend([self.publisher, local_log])
+        publisher = self.publisher
+        # The run's log keeps the publisher's batches as they are sealed (compressed once).
+        publisher.on_sealed = local_log.write_batch
+        stack.callback(self._close_local_log, publisher, local_log)
+        fanout.logs.append(publisher)
         planned_s = max([ax.planned_duration_s, *(p.duration_s for p in ax.load)], default=0.0)
         tap = LiveTap(
             title=self.exp.title,
@@ -427,7 +430,7 @@ class Gameday:
         )
         tap_box.append(tap)
         fanout.add(analysis)
-        self._loss_sinks = [local_log, analysis]
+        self._loss_sinks = [analysis]  # the publisher's loss event reaches the log in a batch
         # The run's analysis configuration goes first into its log: replay needs no flags.
         ts_ns, mono_ns = clock.stamp()
         fanout.emit(
@@ -573,6 +576,14 @@ class Gameday:
             dashboard.show_final(tap.snapshot())
         assert self._outcome is not None
         return self._outcome
+
+    @staticmethod
+    def _close_local_log(publisher: Publisher, local_log: RunLogWriter) -> None:
+        """What the run emitted is sealed into its log, which then closes (the publisher
+        itself closes later, after its last check of the broker)."""
+        publisher.seal()
+        publisher.on_sealed = None
+        local_log.close()
 
     def _with_log_losses(self, outcome: RunOutcome) -> RunOutcome:
         """Events the broker lost for good (checked when the publisher closed) fail the run."""

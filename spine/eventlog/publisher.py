@@ -180,6 +180,10 @@ class Publisher:
         self.partitions = partitions
         self.compression = compression
         self.on_loss = on_loss
+        self.on_sealed: Callable[[Envelope], None] | None = None
+        """Handed every batch as it is sealed (before it goes to the local log and the
+        broker): a run's own log keeps the same batches (:meth:`RunLogWriter.write_batch`).
+        Batches sent again after a loss are not handed again."""
         self._journal = Journal(
             state_dir / "spool" / topic,
             # Segments are dropped whole: a bound below a few segments needs smaller ones.
@@ -396,7 +400,14 @@ class Publisher:
         t0 = time.thread_time()
         env = encoded_envelope(key, items, self.compression)
         self._encode_s += time.thread_time() - t0
+        if self.on_sealed is not None:
+            self.on_sealed(env)
         self._enqueue(replace(env, timestamp_ms=time.time_ns() // 1_000_000))
+
+    def seal(self) -> None:
+        """Seal every open batch now: on the local log (and :attr:`on_sealed`), on its way to
+        the broker."""
+        self._seal_all()
 
     def _seal_all(self) -> None:
         for key in list(self._buffers):

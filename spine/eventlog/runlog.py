@@ -1,10 +1,13 @@
-"""A run's local event log: the events of one game day, in emit order, as zstd batches.
+"""A run's local event log: the events of one game day as zstd batches.
 
 ``<run_dir>/events/<20-digit first batch number>.seg`` segment files hold frames in the
 publisher's local log format (:mod:`spine.eventlog.spool`): each frame is one record value of
 the wire format (a zstd-compressed JSON array of events, :func:`~spine.eventlog.codec.join_batch`)
-with its headers and count. The writer takes events as their wire bytes
-(:meth:`RunLogWriter.emit_encoded`, what producers encode once) and seals a batch every
+with its headers and count. A game day hands it its publisher's batches as they are sealed
+(:meth:`RunLogWriter.write_batch`): the same batches as on Kafka, compressed once, in the order
+sealed — emit order within a partition key, as on Kafka; across keys a batch waits at most the
+publisher's durable window (the analyzers re-order by event time). The writer also takes events
+as their wire bytes (:meth:`RunLogWriter.emit_encoded`) and seals a batch every
 ``batch_events`` events or ``window_s`` after its first event (a timer on the running loop),
 whichever comes first; ``close()`` seals the rest. Appends are unbuffered writes: ``kill -9``
 loses at most the open batch.
@@ -100,8 +103,20 @@ class RunLogWriter:
         if not self._items:
             return
         items, self._items = self._items, []
+        self._write(encoded_envelope("", items, self.compression))
+
+    def write_batch(self, env: Envelope) -> None:
+        """Append a batch already encoded: a run hands its publisher's sealed batches here
+        (:attr:`Publisher.on_sealed`), so its log holds the same zstd batches as Kafka,
+        compressed once. Events gathered by :meth:`emit_encoded` are sealed first."""
+        if self._closed:
+            return
+        if self._items:
+            self.seal()
+        self._write(env)
+
+    def _write(self, env: Envelope) -> None:
         self._seq += 1
-        env = encoded_envelope("", items, self.compression)
         frame = pack(self._seq, Envelope(b"", env.value, env.headers, env.count))
         try:
             if self._file is None or self._file_bytes + len(frame) > self.segment_bytes:
@@ -109,10 +124,10 @@ class RunLogWriter:
             assert self._file is not None
             self._file.write(frame)
         except OSError:
-            self.errors += len(items)
+            self.errors += env.count
             return
         self._file_bytes += len(frame)
-        self.events += len(items)
+        self.events += env.count
         self.bytes += len(frame)
 
     def _roll(self) -> None:

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from schemas.events import Send
 from spine.errors import EventFileError
 from spine.eventlog import codec
+from spine.eventlog.publisher import Publisher
 from spine.eventlog.runlog import RunLogWriter, iter_raw, iter_run_events, read_run_batches
+from spine.stack import free_port
 from tests.eventlog.samples import every_kind, sample
 
 if TYPE_CHECKING:
@@ -140,3 +142,58 @@ def test_reap_reads_a_runs_local_log(tmp_path: Path) -> None:
         log.emit(e)
     log.close()
     assert list(read_events(tmp_path / "events")) == events
+
+
+async def test_a_run_log_keeps_the_publishers_batches(tmp_path: Path) -> None:
+    """As a game day wires it: the publisher hands each batch it seals to the run's log, which
+    then holds every event once, in emit order within each partition key (as Kafka does), in
+    the same batches as the publisher's own log. The broker is unreachable: sealing never
+    waits for it."""
+    events = [
+        sample(Send, session=f"s{i % 3}", tenant=f"t{i % 2}", seq=i, bytes=10) for i in range(900)
+    ]
+    events += every_kind()
+    dead = f"127.0.0.1:{free_port('127.0.0.1')}"
+    log = RunLogWriter(tmp_path / "events")
+    pub = Publisher(dead, "events", state_dir=tmp_path / "state", batch_events=100,
+                    delivery_timeout_s=1, flush_timeout_s=0.2)  # fmt: skip
+    sealed: list[codec.Envelope] = []
+
+    def keep(env: codec.Envelope) -> None:
+        sealed.append(env)
+        log.write_batch(env)
+
+    pub.on_sealed = keep
+    await pub.start()
+    try:
+        for i, e in enumerate(events):
+            if i % 2:
+                pub.emit_encoded(codec.partition_key(e), codec.encode_event(e))
+            else:
+                pub.emit(e)
+        pub.seal()
+    finally:
+        pub.on_sealed = None
+        log.close()
+        await pub.aclose()
+    got = list(iter_run_events(tmp_path / "events"))
+    assert sorted(e.event_id for e in got) == sorted(e.event_id for e in events)
+    by_key: dict[str, list[str]] = {}
+    for e in got:
+        by_key.setdefault(codec.partition_key(e), []).append(e.event_id)
+    for key, ids in by_key.items():
+        assert ids == [e.event_id for e in events if codec.partition_key(e) == key], key
+    assert [(env.count, len(env.value)) for env in sealed] == _frame_counts(tmp_path / "events")
+    assert log.events == len(events) == sum(env.count for env in sealed)
+
+
+def _frame_counts(directory: Path) -> list[tuple[int, int]]:
+    """(events, bytes of the compressed value) of each frame of a run log, in order."""
+    from spine.eventlog.spool import read_frames
+
+    out = []
+    for seg in sorted(directory.glob("*.seg")):
+        frames, torn = read_frames(seg.read_bytes())
+        assert not torn
+        out += [(env.count, len(env.value)) for _, env in frames]
+    return out
