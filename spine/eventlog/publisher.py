@@ -324,6 +324,9 @@ class Publisher:
         self._emitted += 1
         self._buffered += 1
         if self._buffered == 1:
+            # The delivery task waits on _wake only when nothing is buffered (_is_idle): the
+            # first event buffered is the one to wake it.
+            self._wake.set()
             self._oldest_buffered = time.monotonic()
             if self._seal_timer is None:
                 # On disk within the window even while the delivery task waits on the broker.
@@ -339,8 +342,6 @@ class Publisher:
             and time.monotonic() - self._oldest_buffered > self.durable_window_s
         ):
             self._seal_all()  # the caller's loop has not yielded: put it on disk now
-        if not self._wake.is_set():
-            self._wake.set()
 
     def statistics(self) -> PublisherStatistics:
         j = self._journal
