@@ -266,16 +266,18 @@ class Analyzer:
         apply = self._apply
         session: Callable[[int, Any], None] = self._session  # takes SessionFolded
         folded = _SESSION_FOLDED
+        started = self.first_ns is not None
         for t, _, ev in items:
-            if type(ev) in folded and self.first_ns is not None:
-                # What _apply does for a session event, without its dispatch.
-                if t > self.last_ns:
-                    self.last_ns = t
-                session(t, ev)
+            if started and type(ev) in folded:
+                session(t, ev)  # what _apply does for a session event, without its dispatch
             else:
-                apply(t, ev)
+                apply(t, ev)  # (sets first_ns)
+                started = True
         if items:
-            self._advance(items[-1][0])
+            last = items[-1][0]  # items come in time order: the latest is last
+            if last > self.last_ns:
+                self.last_ns = last
+            self._advance(last)
         wm = self._buffer.watermark_ns
         if wm is not None:
             self._advance(wm)
