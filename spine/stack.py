@@ -41,6 +41,10 @@ _TOPIC_ALREADY_EXISTS = 36
 _UNKNOWN_TOPIC = 3
 _PORT_RACE_RETRIES = 3
 _POLL_S = 0.02
+CONFIGURED_PORT_WAIT_S = 5.0
+"""How long a server wanted on a configured port waits for it to be free: just after a restart
+the port can be held a moment longer (the old server going, or a client's outgoing connection
+given it as its local port: loopback ports of the ephemeral range are shared with those)."""
 
 
 def tansu_binary(settings: Settings) -> Path:
@@ -261,12 +265,19 @@ class EmbeddedStack:
         """Spawn the server on a port and wait until it accepts connections.
 
         A free port picked here can be taken by someone else before the server binds it; then
-        the server exits and we retry on another port. A configured port is tried once.
+        the server exits and we retry on another port. A configured port is waited for up to
+        :data:`CONFIGURED_PORT_WAIT_S`, then it is a :class:`PortInUseError`.
         """
         host = self.settings.bind_host
-        for _ in range(_PORT_RACE_RETRIES):
+        deadline = time.monotonic() + CONFIGURED_PORT_WAIT_S
+        tries = 0
+        while True:
+            tries += 1
             if configured_port and not port_is_free(host, configured_port):
-                raise PortInUseError(name, host, configured_port)
+                if time.monotonic() >= deadline:
+                    raise PortInUseError(name, host, configured_port)
+                await asyncio.sleep(0.1)
+                continue
             port = configured_port or free_port(host)
             pid, log_path = self._spawn(name, argv(port), port, stop_signal)
             status = await _wait_listening(pid, host, port)
@@ -279,8 +290,10 @@ class EmbeddedStack:
                     f"log {log_path}:\n{log}"
                 )
             if configured_port:
-                raise PortInUseError(name, host, configured_port)
-        raise ServiceStartError(f"{name}: could not bind a free port on {host}")
+                if time.monotonic() >= deadline:
+                    raise PortInUseError(name, host, configured_port)
+            elif tries >= _PORT_RACE_RETRIES:
+                raise ServiceStartError(f"{name}: could not bind a free port on {host}")
 
     def _spawn(self, name: str, argv: list[str], port: int, stop_signal: str) -> tuple[int, Path]:
         log_dir = self._log_dir()

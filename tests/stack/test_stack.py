@@ -111,6 +111,24 @@ async def test_configured_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     )
 
 
+async def test_a_configured_port_held_a_moment_longer_is_waited_for(tmp_path: Path) -> None:
+    """Restarting a server on its port just after it stopped: the port may be held a moment
+    longer (here by a socket released after 1 s); the start waits for it instead of failing."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    loop = asyncio.get_running_loop()
+    loop.call_later(1.0, taken.close)
+    t0 = loop.time()
+    try:
+        async with EmbeddedStack(_settings(tmp_path, redis_port=port)) as stack:
+            assert stack.redis_url.endswith(f":{port}/0")
+            assert loop.time() - t0 >= 0.9
+    finally:
+        taken.close()
+
+
 async def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-tansu"
     with pytest.raises(BinaryNotFoundError, match="no-such-tansu"):
