@@ -90,6 +90,11 @@ SessionFolded = Send | Receive | Connected | SessionError | Disconnect
 _SESSION_FOLDED = frozenset((Send, Receive, Connected, SessionError, Disconnect))
 
 
+_PairState = tuple[Dims, list[LoadAcc], list[LogHistogram], list[Counts] | None]
+"""Per (target, tenant): its dims, the current phase's accumulators and latency sketches, its
+integrity counters."""
+
+
 @dataclass(frozen=True)
 class AnalyzerStats:
     accepted: int
@@ -150,7 +155,7 @@ class Analyzer:
         self._health: dict[tuple[str, str], HealthKey] = {}
         self._health_by_pair: dict[tuple[str, str], tuple[HealthKey, HealthKey, HealthKey]] = {}
         self._dims: dict[tuple[str, str], Dims] = {}
-        self._of_pair: dict[tuple[str, str], tuple[Dims, list[LoadAcc], list[LogHistogram]]] = {}
+        self._of_pair: dict[tuple[str, str], _PairState] = {}
         """Per (target, tenant): its dims, the current phase's accumulators of them and their
         latency sketches (a cache, not in snapshots)."""
         self.load = LoadTracker()
@@ -343,11 +348,15 @@ class Analyzer:
         of_pair = self._of_pair.get(pair)
         if of_pair is None:
             of_pair = self._pair_state(pair)
-        dims, accs, latencies = of_pair
+        dims, accs, latencies, icounts = of_pair
         fw = self.faults
         span = fw._active_span  # FaultWindows.active_at's cached answer, looked up inline
         faults = span[2] if span is not None and span[0] <= t < span[1] else fw.active_at(t)
-        with_faults = (*dims, *[("fault", f) for f in faults]) if faults else dims
+        if faults:
+            with_faults = (*dims, *[("fault", f) for f in faults])
+            icounts = None  # looked up by the integrity tracker
+        else:
+            with_faults = dims
         series = self.series
         last = series._last  # SeriesFold's current bucket, looked up inline
         kind = type(ev)
@@ -358,7 +367,9 @@ class Analyzer:
                 last[1].sent += 1
             else:
                 series.sent(t)
-            integrity.send(t, ev, with_faults)  # type: ignore[arg-type]  # kind is Send
+            if icounts is None and not faults:
+                icounts = self._pair_counts(pair, dims)
+            integrity.send(t, ev, with_faults, icounts)  # type: ignore[arg-type]  # kind is Send
             if ev.trace_id is not None:  # isolation remembers traced sends only
                 self.isolation.send(t, ev)  # type: ignore[arg-type]
             return
@@ -379,7 +390,9 @@ class Analyzer:
             if lat is not None and lat != math.inf:
                 latencies[-1] = bucket.latency  # the last place is the series bucket's
                 add_to_each(latencies, lat)
-            integrity.receive(ev, with_faults)  # type: ignore[arg-type]
+            if icounts is None and not faults:
+                icounts = self._pair_counts(pair, dims)
+            integrity.receive(ev, with_faults, icounts)  # type: ignore[arg-type]
             if ev.origin_tenant is not None and ev.checksum_ok is not False:  # type: ignore[union-attr]
                 self.isolation.receive(t, ev, faults, self._faults_after)  # type: ignore[arg-type]
         else:
@@ -415,18 +428,25 @@ class Analyzer:
                 cls if isinstance(cls, str) else None,
             )
 
-    def _pair_state(self, pair: tuple[str, str]) -> tuple[Dims, list[LoadAcc], list[LogHistogram]]:
+    def _pair_state(self, pair: tuple[str, str]) -> _PairState:
         """The dims of (target, tenant), the current phase's accumulators of them and their
         latency sketches (with a last place for the series bucket's), made on first use in
-        the phase."""
+        the phase; their integrity counters once a send or receive made them."""
         dims = self._dims.get(pair)
         if dims is None:
             self._dims[pair] = dims = (_OVERALL, ("target", pair[0]), ("tenant", pair[1]))
         accs = self.load.accs_for(dims, pair)
         sketches = [acc.latency for acc in accs]
         sketches.append(sketches[-1])  # replaced by the series bucket's before each use
-        of_pair = self._of_pair[pair] = (dims, accs, sketches)
+        of_pair = self._of_pair[pair] = (dims, accs, sketches, None)
         return of_pair
+
+    def _pair_counts(self, pair: tuple[str, str], dims: Dims) -> list[Counts]:
+        """The integrity counters of a pair's dims (no fault), kept in its state."""
+        counts = self.integrity.counts_for(dims)
+        dims, accs, sketches, _ = self._of_pair[pair]
+        self._of_pair[pair] = (dims, accs, sketches, counts)
+        return counts
 
     def _health_of(self, target: str, tenant: str) -> tuple[HealthKey, HealthKey, HealthKey]:
         """The health keys an observation of (target, tenant) folds into, made on first use

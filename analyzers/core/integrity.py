@@ -130,10 +130,17 @@ class IntegrityTracker:
         self._by_dims[dims] = out
         return out
 
-    def send(self, t: int, ev: Send, dims: Dims) -> None:
-        counts = self._by_dims.get(dims)
+    def counts_for(self, dims: Dims) -> list[Counts]:
+        """The counters of ``dims`` (made on first use): what :meth:`send` and :meth:`receive`
+        count into, for a caller that keeps them at hand."""
+        return self._counts(dims)
+
+    def send(self, t: int, ev: Send, dims: Dims, counts: list[Counts] | None = None) -> None:
+        """``counts``: ``counts_for(dims)``, when the caller has it at hand."""
         if counts is None:
-            counts = self._counts(dims)
+            counts = self._by_dims.get(dims)
+            if counts is None:
+                counts = self._counts(dims)
         for c in counts:
             c.sent += 1
         if ev.expect == "none":
@@ -188,10 +195,12 @@ class IntegrityTracker:
             if p is not None:
                 p.reported = True
 
-    def receive(self, ev: Receive, dims: Dims) -> None:
-        counts = self._by_dims.get(dims)
+    def receive(self, ev: Receive, dims: Dims, counts: list[Counts] | None = None) -> None:
+        """``counts``: ``counts_for(dims)``, when the caller has it at hand."""
         if counts is None:
-            counts = self._counts(dims)
+            counts = self._by_dims.get(dims)
+            if counts is None:
+                counts = self._counts(dims)
         if ev.checksum_ok is False:
             # A stamp that failed its checksum says nothing trustworthy about its origin.
             for c in counts:
