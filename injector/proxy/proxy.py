@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import socket
 from typing import TYPE_CHECKING, Protocol
@@ -34,6 +35,8 @@ class ProxyHost(Protocol):
     async def dial_targets(self, host: str, port: int) -> list[tuple[str, int]]: ...
 
 
+log = logging.getLogger(__name__)
+
 _BIND_ERRNOS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 """Failures Go reports from the bind step (``listen tcp A: bind: ...``)."""
 
@@ -56,6 +59,10 @@ class Proxy:
         self.connections: dict[str, Connection] = {}
         self.closed_bytes = {Direction.UPSTREAM: [0, 0], Direction.DOWNSTREAM: [0, 0]}
         self._server: asyncio.AbstractServer | None = None
+        self._accepting: socket.socket | None = None
+        """The listening socket, on asyncio's selector loop (see :meth:`_accept_ready`)."""
+        self._listening = False
+        """From just before the listener starts until it is stopped."""
         self._upstream_address = ("127.0.0.1", 0)
         self.direct_targets: list[tuple[str, int]] | None = None
         self._set_upstream(upstream)
@@ -99,6 +106,9 @@ class Proxy:
         return max(windows, default=0)
 
     def connection_accepted(self, conn: Connection) -> None:
+        if not self._listening:
+            conn.close()  # its protocol started after the proxy stopped
+            return
         self.connections[conn.id] = conn
         self.host.spawn(conn.dial())
 
@@ -149,10 +159,19 @@ class Proxy:
             sock.bind(address)
             sock.listen(4096)
             sock.setblocking(False)
-            self._server = await loop.create_server(
-                lambda: Connection(self, loop).client_side, sock=sock, backlog=4096
-            )
+            self._listening = True
+            if isinstance(loop, asyncio.SelectorEventLoop):
+                # asyncio's own server drops, unclosed, a connection it accepted in the loop
+                # iteration before the server closed (Python 3.11, Server._attach): accepted
+                # here instead, each connection is ours from the accept on.
+                loop.add_reader(sock.fileno(), self._accept_ready, sock)
+                self._accepting = sock
+            else:
+                self._server = await loop.create_server(
+                    lambda: Connection(self, loop).client_side, sock=sock, backlog=4096
+                )
         except OSError as exc:
+            self._listening = False
             sock.close()
             op = "bind" if exc.errno in _BIND_ERRNOS else "listen"
             raise ListenError(f"listen tcp {shown}: {op}: {_strerror(exc)}") from None
@@ -163,11 +182,44 @@ class Proxy:
     def stop(self) -> None:
         """Close the listener and every open connection."""
         self.enabled = False
+        self._listening = False
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        listening, self._accepting = self._accepting, None
+        if listening is not None:
+            with contextlib.suppress(Exception):  # no loop any more
+                asyncio.get_running_loop().remove_reader(listening.fileno())
+            listening.close()
         for conn in list(self.connections.values()):
             conn.close()
+
+    def _accept_ready(self, listening: socket.socket) -> None:
+        """Accept what is waiting (a bounded batch per loop iteration, as asyncio does) and
+        hand each connection to its protocol; one accepted after the stop is closed."""
+        loop = asyncio.get_running_loop()
+        for _ in range(256):
+            try:
+                conn, _ = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors, say: the listener stays
+                log.warning("proxy %s: accept failed: %s", self.name, exc)
+                return
+            conn.setblocking(False)
+            if self._accepting is not listening:
+                conn.close()
+                continue
+            self.host.spawn(self._serve(loop, conn))
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+        try:
+            await loop.connect_accepted_socket(
+                lambda: Connection(self, loop).client_side, sock=conn
+            )
+        except BaseException:
+            conn.close()
+            raise
 
     def change_upstream(self, upstream: str) -> None:
         self.upstream = upstream

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import socket
 import struct
 import time
@@ -343,3 +345,31 @@ async def test_removing_a_toxic_that_holds_a_close_for_a_reset_client(server: Pr
     finally:
         upstream.close()
         await upstream.wait_closed()
+
+
+async def test_a_connection_accepted_as_its_proxy_stops_is_closed(
+    server: ProxyServer, echo_port: int
+) -> None:
+    """A client connects and the proxy is stopped (disabled, deleted) a few loop iterations
+    later, whatever the count: the client's connection is closed, none is left open or
+    uncounted (asyncio's own server dropped, unclosed, one accepted in the iteration before
+    it closed)."""
+    loop = asyncio.get_running_loop()
+    async with Api(server) as api:
+        for yields in range(8):
+            name = f"p{yields}"
+            host, port = await api.proxy(name, echo_port)
+            proxy = server.proxies[name]
+            client = socket.create_connection((host, port))  # the kernel accepts at once
+            client.setblocking(False)
+            try:
+                for _ in range(yields):
+                    await asyncio.sleep(0)
+                proxy.stop()
+                with contextlib.suppress(ConnectionError):  # reset, if never accepted
+                    got = await asyncio.wait_for(loop.sock_recv(client, 1), 10)
+                    assert got == b"", yields  # closed by the proxy
+                assert proxy.connections == {}, yields
+            finally:
+                client.close()
+    gc.collect()  # an unclosed socket would warn here
