@@ -1,19 +1,19 @@
 """The game day's own CPU per session event on the run path: ``python -m bench runpath``.
 
 What ``aftershock run`` does with each session event in its own process: the recorder encodes
-it, the run's fan-out hands it to the Kafka publisher (embedded broker), to the run's local log,
-and to the live analysis (folded every 0.25 s of events, as the run does; the dashboard and the
-report render its results). ``before`` is the fan-out as it was (each event parsed into a model
-by the recorder, written to ``events.jsonl`` one line at a time with a flush, encoded again by
-the publisher); ``after`` is :class:`spine.eventlog.sink.Fanout` (the same bytes to the
-publisher and the analysis, which decodes them in batches straight into its analysis form;
-the local log keeps the publisher's sealed batches). Each path runs in a fresh process; the figure is process CPU time
-(``time.process_time``) over the events, flush, close and the analysis's drain included (every
-event is folded: without the drain, the events of the last ``allowed_lateness_s`` would be
-left out, a larger share of a faster path's events). ``workers`` is ``after`` as
-``aftershock run --workers N`` has it: the analysis runs in worker processes (not counted),
-the run's process only counts the experiment's events. ``--events N`` (default 300 000),
-``--sessions N`` (default 200).
+it, the run's fan-out hands it to the Kafka publisher (embedded broker; the run's local log
+keeps its batches), and to the live analysis (folded every 0.25 s of events, as the run does;
+the dashboard and the report render its results). ``before`` is the fan-out as it was (each
+event parsed into a model by the recorder, written to ``events.jsonl`` one line at a time with
+a flush, encoded again by the publisher); ``after`` is :class:`spine.eventlog.sink.Fanout` (the
+same bytes to the publisher and the analysis, which decodes them in batches straight into its
+analysis form; the local log keeps the publisher's sealed batches). Each path runs in a fresh
+process; the figure is process CPU time (``time.process_time``) over the events, flush, close
+and the analysis's drain included (every event is folded: without the drain, the events of the
+last ``allowed_lateness_s`` would be left out, a larger share of a faster path's events).
+``workers`` is ``after`` as ``aftershock run --workers N`` has it: the analysis runs in worker
+processes (not counted), the run's process only counts the experiment's events. ``--events N``
+(default 300 000), ``--sessions N`` (default 200).
 """
 
 from __future__ import annotations

@@ -368,7 +368,7 @@ class Analyzer:
             else:
                 series.sent(t)
             if icounts is None and not faults:
-                icounts = self._pair_counts(pair, dims)
+                icounts = self._pair_counts(pair)
             integrity.send(t, ev, with_faults, icounts)  # type: ignore[arg-type]  # kind is Send
             if ev.trace_id is not None:  # isolation remembers traced sends only
                 self.isolation.send(t, ev)  # type: ignore[arg-type]
@@ -391,7 +391,7 @@ class Analyzer:
                 latencies[-1] = bucket.latency  # the last place is the series bucket's
                 add_to_each(latencies, lat)
             if icounts is None and not faults:
-                icounts = self._pair_counts(pair, dims)
+                icounts = self._pair_counts(pair)
             integrity.receive(ev, with_faults, icounts)  # type: ignore[arg-type]
             if ev.origin_tenant is not None and ev.checksum_ok is not False:  # type: ignore[union-attr]
                 self.isolation.receive(t, ev, faults, self._faults_after)  # type: ignore[arg-type]
@@ -441,10 +441,10 @@ class Analyzer:
         of_pair = self._of_pair[pair] = (dims, accs, sketches, None)
         return of_pair
 
-    def _pair_counts(self, pair: tuple[str, str], dims: Dims) -> list[Counts]:
+    def _pair_counts(self, pair: tuple[str, str]) -> list[Counts]:
         """The integrity counters of a pair's dims (no fault), kept in its state."""
-        counts = self.integrity.counts_for(dims)
         dims, accs, sketches, _ = self._of_pair[pair]
+        counts = self.integrity.counts_for(dims)
         self._of_pair[pair] = (dims, accs, sketches, counts)
         return counts
 

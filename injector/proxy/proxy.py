@@ -207,7 +207,7 @@ class Proxy:
                 log.warning("proxy %s: accept failed: %s", self.name, exc)
                 return
             conn.setblocking(False)
-            if self._accepting is not listening:
+            if self._accepting is not listening:  # stopped earlier in this loop iteration
                 conn.close()
                 continue
             self.host.spawn(self._serve(loop, conn))
