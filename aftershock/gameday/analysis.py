@@ -86,11 +86,6 @@ class LiveAnalysis(Inbox):
     def analyzer(self) -> Analyzer:
         return self._slot.analyzer
 
-    @property
-    def invalid_events(self) -> int:
-        """Events handed over as bytes that were not valid events (left out)."""
-        return self.invalid
-
     def _feed(self) -> None:
         """Fold what arrived. The analyzer leaves out (and counts, as a worker does) events
         of other experiments and results."""

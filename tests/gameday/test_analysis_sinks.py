@@ -69,7 +69,7 @@ async def test_the_live_analysis_folds_bytes_as_it_folds_models() -> None:
     want = await by_model.drain(10.0)
     got = await by_bytes.drain(10.0)
     assert [r.model_dump_json() for r in got] == [r.model_dump_json() for r in want]
-    assert by_bytes.invalid_events == len([i for i in range(len(events)) if i % 50 == 0])
+    assert by_bytes.invalid == len([i for i in range(len(events)) if i % 50 == 0])
     # the same, but the other experiment's events it was handed are counted as left out
     foreign_fed = len([i for i in range(len(events)) if i % 50 == 0])
     assert by_bytes.analyzer.stats() == replace(by_model.analyzer.stats(), foreign=foreign_fed)
