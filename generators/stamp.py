@@ -111,7 +111,8 @@ class Stamper:
 
 
 def verify(key: bytes, text: str) -> Origin | None:
-    """Parse and check a stamp; None when ``text`` is not a stamp at all."""
+    """Parse and check a stamp; None when ``text`` is not a stamp at all. Never raises: any
+    text a server sends back is a stamp that holds, one that does not, or no stamp."""
     if not text.startswith(VERSION + "|"):
         return None
     body, sep, mac = text.rpartition("|")
@@ -127,7 +128,8 @@ def verify(key: bytes, text: str) -> Origin | None:
         expected = mac_for(key).hex(body.encode())
     except UnicodeEncodeError:
         expected = ""
-    ok = len(mac) == MAC_HEX and hmac.compare_digest(expected, mac)
+    # compare_digest refuses non-ASCII text (TypeError): a MAC garbled into any is no match.
+    ok = len(mac) == MAC_HEX and mac.isascii() and hmac.compare_digest(expected, mac)
     _, tenant, user, session = parts[:4]
     return _origin(
         (

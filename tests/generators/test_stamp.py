@@ -71,3 +71,24 @@ def test_stamp_mac_is_hmac_sha256_of_the_body() -> None:
     s = Stamper(KEY, "acme", "u", "s").stamp(7, 99, 120)
     body, _, mac = s.rpartition("|")
     assert mac == hmac.digest(KEY, body.encode(), "sha256")[:8].hex()
+
+
+@given(st.text(max_size=300))
+@example("A1|t|u|s|1|ff|x|" + "\ufffd" * 16)
+@example("A1|t|u|s|99999999999999999999" + "9" * 5000 + "|ff|x|0123456789abcdef")
+def test_any_text_is_a_stamp_that_holds_one_that_does_not_or_none(text: str) -> None:
+    o = verify(KEY, text)  # never raises
+    assert (o is None) == (not text.startswith("A1|"))
+    assert o is None or not o.checksum_ok
+
+
+@given(st.integers(min_value=0), st.characters(codec=None) | st.sampled_from("\ufffd\x80\ud800é"))
+def test_any_one_character_changed_to_any_other_is_caught(at: int, char: str) -> None:
+    """Whatever a character turns into in transit (a replacement character after a bad UTF-8
+    byte, a lone surrogate, a letter): the check fails, it never raises."""
+    s = Stamper(KEY, "acme", "u", "s").stamp(1, 5, 64)
+    i = at % len(s)
+    if s[i] == char:
+        return
+    o = verify(KEY, s[:i] + char + s[i + 1 :])
+    assert o is None or not o.checksum_ok
