@@ -16,7 +16,9 @@ import orjson
 class Incoming(NamedTuple):
     op: str
     """``echo``, ``message`` (broadcast), ``subscribed``, ``error``, ``other`` (a well-formed
-    frame this client does not track) or ``invalid`` (unparseable: corrupted in transit)."""
+    frame this client does not track) or ``invalid`` (not understood: not a JSON object, or an
+    echo or message without its string ``data`` or a message without its ``channel``; a frame
+    corrupted in transit). Decoding never raises: whatever a server sends is one of these."""
     data: str
     channel: str | None
 
@@ -64,11 +66,13 @@ class ChatCodec:
         if op == "echo" or op == "message":
             data = msg.get("data")
             channel = msg.get("channel")
-            return Incoming(
-                op,
-                data if isinstance(data, str) else frame,
-                channel if isinstance(channel, str) else None,
-            )
+            # The protocol's data is a string, and a channel message names its channel: a frame
+            # without them (a key garbled in transit) is not understood. Taken as unstamped
+            # data, it would hide the corruption; a message without its channel would be
+            # judged as one sent to this user alone (an isolation violation).
+            if not isinstance(data, str) or (op == "message" and not isinstance(channel, str)):
+                return Incoming("invalid", frame, None)
+            return Incoming(op, data, channel if isinstance(channel, str) else None)
         if op == "subscribed":
             return Incoming("subscribed", "", None)
         if op == "error":
