@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
+import termios
 from typing import Self
 
 
@@ -20,6 +23,15 @@ async def close_accepted(writers: set[asyncio.StreamWriter]) -> None:
     for w in closing:
         with contextlib.suppress(ConnectionError):
             await w.wait_closed()
+
+
+def unread_bytes(transport: asyncio.BaseTransport) -> int:
+    """Bytes waiting in the socket of ``transport`` that its protocol has not read yet: a
+    server that waits for 0 after each write makes the client's reads exactly its writes."""
+    sock = transport.get_extra_info("socket")
+    n = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.FIONREAD, n)
+    return n[0]
 
 
 class LineServer:

@@ -5,12 +5,9 @@ frame says what was left unread."""
 
 from __future__ import annotations
 
-import array
 import asyncio
-import fcntl
 import itertools
 import struct
-import termios
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,7 +17,7 @@ from hypothesis import strategies as st
 
 from generators.engines.base import Closed, Endpoint
 from generators.engines.tcp import MAX_FRAME, Framing, TcpEngine
-from tests.loopback import close_accepted
+from tests.loopback import close_accepted, unread_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -86,14 +83,6 @@ class Frames:
         self.ended.set()
 
 
-def _unread(conn: Connection) -> int:
-    """Bytes waiting in the client's socket, not yet read by its protocol."""
-    sock = conn._transport.get_extra_info("socket")  # type: ignore[attr-defined]
-    n = array.array("i", [0])
-    fcntl.ioctl(sock.fileno(), termios.FIONREAD, n)
-    return n[0]
-
-
 async def exchange(
     framing: Framing, chunks: list[bytes], limit: int, *, end: bool = True
 ) -> Frames:
@@ -115,7 +104,7 @@ async def exchange(
                     break
                 writer.write(chunk)
                 await writer.drain()
-                while conn.is_open and _unread(conn) > 0:
+                while conn.is_open and unread_bytes(conn._transport) > 0:  # type: ignore[attr-defined]
                     await asyncio.sleep(0)  # one loop turn: the client reads
             if end:
                 writer.close()
