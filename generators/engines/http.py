@@ -9,6 +9,11 @@ one's: no task, future or timer per request. Timeouts are the ticker's: the sess
 :meth:`_HttpConnection.expire` for an overdue answer, and the connection closes, as HTTP clients
 do, since every answer behind the lost one would be late too.
 
+An answer whose length the server does not declare (no ``content-length``, not chunked) ends
+when the server closes the connection, as HTTP/1.1 says: llhttp has no end-of-stream call, so
+the connection completes it then. A response longer than the engine's limit ends the connection
+as an error: what a server sends is never buffered without bound.
+
 What a session's connect step does is the profile's choice (``http.connect``): open the TCP
 connection only, or also send one request and wait for its answer. Plain ``http`` targets only:
 HTTP/2 and TLS session resumption are not spoken; ``secure`` targets get TLS with the system's
@@ -41,6 +46,8 @@ _CONNECT_SEQ = -1
 message of the session."""
 _HOP_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding"})
 """Headers the engine writes itself."""
+MAX_RESPONSE = 16 * 1024 * 1024
+"""The default limit of one response's length in bytes (head and body)."""
 
 
 def _text(body: bytes | bytearray) -> str:
@@ -136,22 +143,34 @@ class _HttpConnection(asyncio.Protocol):
     __slots__ = (
         "_answered",
         "_body",
+        "_broken",
         "_bye",
         "_depth",
         "_handler",
         "_headers",
         "_host",
+        "_in_body",
         "_inflight",
         "_lost",
+        "_max_response",
         "_mix",
         "_open",
         "_parser",
+        "_read",
+        "_sized",
         "_transport",
         "_waiting",
         "_we_closed",
     )
 
-    def __init__(self, mix: _Mix, host: str, headers: dict[str, str], depth: int) -> None:
+    def __init__(
+        self,
+        mix: _Mix,
+        host: str,
+        headers: dict[str, str],
+        depth: int,
+        max_response: int = MAX_RESPONSE,
+    ) -> None:
         self._handler: MessageHandler = _Silent()
         """Silent until the connect completes (a failed connect raises instead)."""
         self._mix = mix
@@ -170,6 +189,16 @@ class _HttpConnection(asyncio.Protocol):
         several reads."""
         self._open = False
         self._we_closed = False
+        self._broken = False
+        """The server broke the protocol; the connection was reported ended (:meth:`_fail`)."""
+        self._max_response = max_response
+        self._read = 0
+        """Bytes read since the last complete response (about: what follows an answer in the
+        same read is not counted), held against ``_max_response``."""
+        self._in_body = False
+        """The response being read has its head complete."""
+        self._sized = False
+        """The response being read declared its length (``content-length``, or chunked)."""
         self._bye = False
         """The server said ``Connection: close`` (or spoke HTTP/1.0): it ends after this answer."""
         self._answered: asyncio.Future[int] | None = None
@@ -184,6 +213,12 @@ class _HttpConnection(asyncio.Protocol):
         self._open = True
 
     def data_received(self, data: bytes) -> None:
+        if self._broken:
+            return
+        read = self._read = self._read + len(data)
+        if read > self._max_response:
+            self._fail(f"a response longer than {self._max_response} bytes")
+            return
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade:
@@ -193,6 +228,9 @@ class _HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._open = False
+        if exc is None and self._in_body and not (self._sized or self._we_closed or self._broken):
+            # A body without a declared length ends with the connection (RFC 9112 6.3).
+            self.on_message_complete()
         if not self._lost.done():
             self._lost.set_result(None)
         answered = self._answered
@@ -215,6 +253,16 @@ class _HttpConnection(asyncio.Protocol):
 
     # httptools callbacks ---------------------------------------------------------------------
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Only to know, should the server close within the body, whether that ends the body.
+        if len(name) == 14 and name.lower() == b"content-length":
+            self._sized = True
+        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+            self._sized = value.rstrip().lower().endswith(b"chunked")
+
+    def on_headers_complete(self) -> None:
+        self._in_body = True
+
     def on_body(self, body: bytes) -> None:
         part = self._body
         if not part:
@@ -228,6 +276,8 @@ class _HttpConnection(asyncio.Protocol):
         parser = self._parser
         body = self._body
         self._body = b""
+        self._read = 0
+        self._in_body = self._sized = False
         status = parser.get_status_code()
         if status < 200:
             return  # interim (100 Continue, 103 Early Hints): the answer is still to come
@@ -323,6 +373,8 @@ class _HttpConnection(asyncio.Protocol):
     def _fail(self, why: str) -> None:
         """The server broke the protocol: end the connection as an error."""
         self._open = False
+        self._broken = True
+        self._body = b""
         if self._transport is not None and not self._transport.is_closing():
             self._transport.abort()
         if not self._lost.done():
@@ -372,8 +424,10 @@ class HttpEngine:
         mix: Sequence[HttpRequestSpec] = (),
         seed: int | None = None,
         options: HttpOptions | None = None,
+        max_response_bytes: int = MAX_RESPONSE,
     ) -> None:
         self._mix = list(mix)
+        self.max_response_bytes = max_response_bytes
         self._rng = random.Random(seed)
         self._options = options or HttpOptions()
         self._tls: ssl.SSLContext | None = None
@@ -403,7 +457,9 @@ class HttpEngine:
             self._tls = ssl.create_default_context()
         loop = asyncio.get_running_loop()
         try:
-            conn = _HttpConnection(_Mix(mix, rng), authority, own, opts.pipelining)
+            conn = _HttpConnection(
+                _Mix(mix, rng), authority, own, opts.pipelining, self.max_response_bytes
+            )
         except ValueError as exc:
             raise ConnectError(f"connect to {url}: {exc}") from exc
         try:
