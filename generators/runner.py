@@ -85,6 +85,10 @@ def validate_plan(profile: LoadProfile, target: Target) -> None:
     """Reject profiles the target's protocol cannot run, naming the offending step."""
     if profile.target != target.name:
         raise PlanError(f"load profile is for target {profile.target!r}, not {target.name!r}")
+    try:
+        Endpoint.parse(target.address, target.path)
+    except PlanError as exc:
+        raise PlanError(f"target {target.name!r}: {exc}") from None
     ws = target.protocol is WireProtocol.WS
     for i, step in enumerate(profile.script):
         where = f"script[{i}] ({step.do})"

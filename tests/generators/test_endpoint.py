@@ -1,0 +1,98 @@
+"""Target addresses: every valid form (host:port, [IPv6]:port, with a path) parses to its parts
+and back to the same URL; anything else is a ``PlanError`` naming the address, never another
+exception, and a generator refuses such a target before it runs."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from generators.engines.base import Endpoint
+from generators.errors import PlanError
+from generators.runner import Generator, GeneratorOptions
+from schemas.targets import Target
+from spine.eventlog import MemorySink
+from tests.generators.conftest import profile
+
+LABEL = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=20)
+names = st.lists(LABEL, min_size=1, max_size=4).map(".".join)
+ipv4 = st.ip_addresses(v=4).map(str)
+ipv6 = st.ip_addresses(v=6).map(str)
+ports = st.integers(1, 65535)
+paths = st.lists(st.text("abcdefghijklmnopqrstuvwxyz0123456789-._~", max_size=8), max_size=4).map(
+    lambda parts: "/" + "/".join(parts)
+)
+
+
+@given(host=names | ipv4 | ipv6, port=ports, path=paths)
+@example(host="::ffff:127.0.0.1", port=1, path="/")
+@example(host="localhost", port=65535, path="/ws")
+def test_a_valid_address_parses_to_its_parts_and_back(host: str, port: int, path: str) -> None:
+    written = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    ep = Endpoint.parse(written, path)
+    assert (ep.host, ep.port, ep.path) == (host, port, path)
+    url = urlsplit(ep.url("ws"))
+    assert url.hostname is not None
+    assert (url.scheme, url.port, url.path) == ("ws", port, path)
+    if ":" in host:
+        assert ipaddress.ip_address(url.hostname) == ipaddress.ip_address(host)
+    else:
+        assert url.hostname == host
+    assert Endpoint.parse(url.netloc, url.path) == ep  # the URL's authority reads back
+
+
+def _parsed(address: str) -> Endpoint | PlanError:
+    try:
+        return Endpoint.parse(address)
+    except PlanError as exc:
+        return exc
+
+
+@given(
+    st.text(max_size=40)
+    | st.builds(
+        "{}:{}".format, names | ipv4 | st.text(max_size=12), st.text("0123456789", max_size=6)
+    )
+    | st.builds("[{}]:{}".format, ipv6 | st.text(max_size=12), ports)
+)
+@example("127.0.0.1:99999")
+@example("127.0.0.1:0")
+@example("host:٨٠")  # digits, but not ASCII ones
+@example("host: 80")
+@example(":80")
+@example("host")
+@example("::1:80")
+@example("[::1")
+@example("[not-ipv6]:80")
+@example("a..b:80")
+@example(("a" * 64) + ".example:80")  # a label the resolver cannot encode
+@example("x y:80")
+@example("\ud800:80")
+def test_anything_else_is_a_plan_error_naming_the_address(address: str) -> None:
+    ep = _parsed(address)
+    if isinstance(ep, PlanError):
+        assert str(ep).startswith(f"invalid address {address!r}: ")
+        return
+    # Accepted: then it is one of the valid forms.
+    host, _, port = address.rpartition(":")
+    assert port.isascii()
+    assert port.isdigit()
+    assert ep.port == int(port)
+    assert 1 <= ep.port <= 65535
+    assert host in (ep.host, f"[{ep.host}]")
+    assert ep.host
+    if host.startswith("["):
+        ipaddress.IPv6Address(ep.host)
+    else:
+        assert ":" not in ep.host
+
+
+@pytest.mark.parametrize("upstream", ["127.0.0.1:99999", "a..b:80", "host:٨٠"])
+def test_a_generator_refuses_a_target_it_could_not_reach(upstream: str) -> None:
+    target = Target(name="gw", upstream=upstream, protocol="ws", path="/ws")
+    with pytest.raises(PlanError, match=f"target 'gw': invalid address '{upstream}'"):
+        Generator(profile(), target, MemorySink(), GeneratorOptions(experiment_id="e"))
