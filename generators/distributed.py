@@ -30,11 +30,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from generators.errors import CoordinationError
+from generators.profile_file import check_run_data
 from generators.stats import GeneratorStats
 
 START_DELAY_S = 0.5
 HEARTBEAT_TTL_MS = 5000
 Signal = Literal["stop", "abort"]
+EVENTS_MODES = ("kafka", "jsonl", "none")
 
 
 def prefix(experiment_id: str) -> str:
@@ -51,9 +53,38 @@ class Plan:
         return orjson.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> Plan:
-        data = orjson.loads(raw)
-        return cls(run_file=data["run_file"], members=int(data["members"]), options=data["options"])
+    def from_json(cls, raw: bytes | str, where: str = "generator plan") -> Plan:
+        """The plan in ``raw``, checked through (its run file too); raises ``CoordinationError``
+        naming ``where`` (the Redis key it was read from) and the field."""
+
+        def bad(why: str) -> CoordinationError:
+            return CoordinationError(f"{where}: {why}")
+
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise bad(f"not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise bad(f"a JSON object was expected, not {type(data).__name__}")
+        for key in ("members", "run_file", "options"):
+            if key not in data:
+                raise bad(f"{key}: missing")
+        members, run_file, options = data["members"], data["run_file"], data["options"]
+        if type(members) is not int or members < 1:
+            raise bad(f"members: a whole number of at least 1 was expected, not {members!r}")
+        if not isinstance(run_file, dict):
+            raise bad(f"run_file: a JSON object was expected, not {type(run_file).__name__}")
+        if not isinstance(options, dict):
+            raise bad(f"options: a JSON object was expected, not {type(options).__name__}")
+        if options.get("events", "none") not in EVENTS_MODES:
+            raise bad(f"options.events: one of {', '.join(EVENTS_MODES)} was expected")
+        bootstrap = options.get("kafka_bootstrap")
+        if bootstrap is not None and not isinstance(bootstrap, str):
+            raise bad("options.kafka_bootstrap: text or null was expected")
+        _, problems = check_run_data(run_file, within=("run_file",))
+        if problems:
+            raise bad("invalid run file:\n  " + "\n  ".join(problems))
+        return cls(run_file=run_file, members=members, options=options)
 
 
 class Coordination:
@@ -114,7 +145,7 @@ class Coordination:
         while True:
             raw = await self._redis.get(self._k("plan"))
             if raw is not None:
-                return Plan.from_json(raw)
+                return Plan.from_json(raw, self._k("plan"))
             if time.monotonic() > deadline:
                 raise CoordinationError(
                     f"no generator plan for experiment {self.experiment_id!r} after "

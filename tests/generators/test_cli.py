@@ -126,6 +126,11 @@ async def test_a_bad_file_is_refused_with_the_place_named(tmp_path: Path, procs:
     code, out = await cli(procs, tmp_path, "missing.yaml", "--events", "none")
     assert code == 2
     assert "cannot read" in out
+    (tmp_path / "latin1.yaml").write_bytes(b"targets:\n  - name: caf\xe9\n")
+    code, out = await cli(procs, tmp_path, "latin1.yaml", "--events", "none")
+    assert code == 2
+    assert "latin1.yaml: invalid load profile file:\n  line 2: not UTF-8 text (byte 0xe9)" in out
+    assert "Traceback" not in out
 
 
 TICKED = """\
