@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
+import orjson
 
 from generators.clock import wait_any
 from generators.errors import AuthError
@@ -131,8 +133,17 @@ class AuthManager:
             data.get("refresh_token"),
             data.get("expires_in_s"),
         )
-        if not isinstance(access, str) or not isinstance(ttl, int | float):
-            raise AuthError(f"malformed token response: {sorted(data)}")
+        if not isinstance(access, str):
+            raise AuthError(f"malformed token response: no access_token text in {sorted(data)}")
+        if not access or not access.isascii() or not access.isprintable() or " " in access:
+            # It goes into an Authorization header (as HTTP clients encode them: ASCII).
+            raise AuthError("malformed token response: access_token is not printable ASCII")
+        # A token that expires at once (or at no number) would be refreshed over and over.
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+            raise AuthError(
+                f"malformed token response: expires_in_s must be a positive number of seconds, "
+                f"not {ttl!r:.40}"
+            )
         state.access = access
         state.refresh = refresh if isinstance(refresh, str) else None
         now = self._clock.monotonic()
@@ -161,8 +172,8 @@ class AuthManager:
         if resp.status_code == 204 or not resp.content:
             return {}
         try:
-            data = resp.json()
-        except ValueError as exc:
+            data = orjson.loads(resp.content)  # bounded depth; no NaN or Infinity
+        except orjson.JSONDecodeError as exc:
             raise AuthError(f"POST {path} answered non-JSON: {resp.text[:200]}") from exc
         if not isinstance(data, dict):
             raise AuthError(f"POST {path} answered {type(data).__name__}, not an object")
