@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -87,6 +89,33 @@ class Plan:
         return cls(run_file=run_file, members=members, options=options)
 
 
+_STATS_TYPES = typing.get_type_hints(GeneratorStats)
+
+
+def stats_from_json(raw: bytes | str, where: str) -> GeneratorStats:
+    """A member's statistics as it wrote them to Redis (``where``: the key, and the field of a
+    hash); raises ``CoordinationError`` naming ``where`` and the field."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CoordinationError(f"{where}: not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CoordinationError(f"{where}: a JSON object was expected, not {type(data).__name__}")
+    values: dict[str, Any] = {}
+    for name, kind in _STATS_TYPES.items():
+        if name not in data:
+            raise CoordinationError(f"{where}: {name}: missing")
+        value = values[name] = data[name]
+        if kind is int:
+            ok, expected = type(value) is int and value >= 0, "a count"
+        else:  # float, or float | None
+            number = type(value) in (int, float) and math.isfinite(value)
+            ok, expected = number or (value is None and kind is not float), "a number"
+        if not ok:
+            raise CoordinationError(f"{where}: {name}: {expected} was expected, not {value!r:.40}")
+    return GeneratorStats(**values)
+
+
 class Coordination:
     """One process's view of a distributed experiment. Async context manager (owns the client)."""
 
@@ -126,17 +155,18 @@ class Coordination:
         async for key in self._redis.scan_iter(match=self._k("hb:*"), count=1000):
             raw = await self._redis.get(key)
             if raw is not None:
-                text = key if isinstance(key, str) else key.decode()
+                text = key if isinstance(key, str) else key.decode(errors="replace")
                 name = text.removeprefix(self._k("hb:"))
-                out[name] = GeneratorStats(**orjson.loads(raw))
+                out[name] = stats_from_json(raw, text)
         return out
 
     async def finished(self) -> dict[str, GeneratorStats]:
         raw = await self._redis.hgetall(self._k("done"))
-        return {
-            (k if isinstance(k, str) else k.decode()): GeneratorStats(**orjson.loads(v))
-            for k, v in raw.items()
-        }
+        out: dict[str, GeneratorStats] = {}
+        for key, value in raw.items():
+            name = key if isinstance(key, str) else key.decode(errors="replace")
+            out[name] = stats_from_json(value, f"{self._k('done')}[{name}]")
+        return out
 
     # member ------------------------------------------------------------------------------------
 

@@ -1,21 +1,24 @@
-"""Run documents read from outside: the file ``aftershock generate`` reads and the plan members
-read back from Redis. A valid document reads back as written, in YAML or any JSON spelling; any
-other bytes give the project's error naming the file (or key) and, for a field gone bad, that
-field; never a traceback of the parser underneath."""
+"""Run documents read from outside: the file ``aftershock generate`` reads, and the plan and the
+statistics generators read back from Redis. A valid document reads back as written, in YAML or
+any JSON spelling; any other bytes give the project's error naming the file (or key) and, for a
+field gone bad, that field; never a traceback of the parser underneath."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import typing
 from typing import TYPE_CHECKING, Any
 
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from generators.distributed import Plan
+from generators.distributed import Plan, stats_from_json
 from generators.errors import CoordinationError
 from generators.profile_file import ProfileFileError, RunFile, load_run_file
+from generators.stats import GeneratorStats
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -89,6 +92,7 @@ spellings = st.integers(0, 7)
 
 # -- documents with one field gone bad ------------------------------------------------------
 
+ABSENT = object()
 NASTY: list[Any] = [
     None, [], {}, {"zz": 1}, [[1]], -1, 0, 1.5, True, "", "x" * 201, "h:99999", "a..b:80",
     "[::1]:80", "1e400", "NaN",
@@ -231,7 +235,7 @@ def test_any_bytes_load_or_give_the_file_error(tmp_path_factory: Any, content: b
         assert got.problems
 
 
-# -- the plan read back from Redis -------------------------------------------------------------
+# -- what is read back from Redis ---------------------------------------------------------------
 
 
 OPTIONS = st.fixed_dictionaries(
@@ -289,3 +293,59 @@ def test_any_plan_bytes_give_a_plan_or_the_coordination_error(raw: bytes) -> Non
     else:
         assert got.members >= 1
         RunFile.model_validate(got.run_file)
+
+
+counts = st.integers(0, 2**63 - 1)
+numbers = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53)
+stats = st.builds(
+    GeneratorStats,
+    **{
+        name: counts if kind is int else numbers if kind is float else st.none() | numbers
+        for name, kind in typing.get_type_hints(GeneratorStats).items()
+    },
+)
+HB = "aftershock:exp:gen:hb:g1"
+
+
+def _stats(raw: str | bytes) -> GeneratorStats | CoordinationError:
+    try:
+        return stats_from_json(raw, HB)
+    except CoordinationError as exc:
+        return exc
+
+
+@settings(max_examples=100, deadline=None)
+@given(stats)
+def test_statistics_read_back_as_written(written: GeneratorStats) -> None:
+    assert stats_from_json(json.dumps(dataclasses.asdict(written)), HB) == written
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    written=stats,
+    field=st.sampled_from([f.name for f in dataclasses.fields(GeneratorStats)]),
+    value=st.sampled_from([*NASTY, ABSENT]),
+)
+def test_statistics_with_a_field_gone_bad_name_the_key_and_the_field(
+    written: GeneratorStats, field: str, value: Any
+) -> None:
+    data = dataclasses.asdict(written)
+    if value is ABSENT:
+        del data[field]
+    else:
+        data[field] = value
+    got = _stats(json.dumps(data))
+    if isinstance(got, CoordinationError):
+        assert str(got).startswith(f"{HB}: {field}: ")
+    else:
+        assert dataclasses.asdict(got) == data
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=200))
+@example(b"[" * 2000)
+@example(b'{"elapsed_s": NaN}')
+def test_any_statistics_bytes_give_statistics_or_the_coordination_error(raw: bytes | str) -> None:
+    got = _stats(raw)
+    if isinstance(got, CoordinationError):
+        assert str(got).startswith(f"{HB}: ")
