@@ -48,6 +48,10 @@ _HOP_HEADERS = frozenset({"host", "content-length", "connection", "transfer-enco
 """Headers the engine writes itself."""
 MAX_RESPONSE = 16 * 1024 * 1024
 """The default limit of one response's length in bytes (head and body)."""
+MAX_HEAD = 64 * 1024
+"""The limit of a response's head in bytes (servers' own limits are 8-64 KiB). httptools joins
+a header's pieces one read at a time, so a header without end would cost time growing with the
+square of its length."""
 
 
 def _text(body: bytes | bytearray) -> str:
@@ -218,6 +222,9 @@ class _HttpConnection(asyncio.Protocol):
         read = self._read = self._read + len(data)
         if read > self._max_response:
             self._fail(f"a response longer than {self._max_response} bytes")
+            return
+        if read > MAX_HEAD and not self._in_body:
+            self._fail(f"a response head longer than {MAX_HEAD} bytes")
             return
         try:
             self._parser.feed_data(data)

@@ -17,7 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from generators.engines.base import Closed, Endpoint
-from generators.engines.http import MAX_RESPONSE, HttpEngine
+from generators.engines.http import MAX_HEAD, MAX_RESPONSE, HttpEngine
 from generators.errors import ConnectError
 from schemas.load import HttpOptions, HttpRequestSpec, RequestConnect
 from tests.loopback import close_accepted, unread_bytes
@@ -259,23 +259,29 @@ def test_a_connect_request_ends_connected_or_in_a_connect_error(data: bytes) -> 
         _check_ended_once(outcome)  # connected on a 200; then the request, then the end
 
 
+BODY_OVER = f"longer than {MAX_RESPONSE}"
+HEAD_OVER = f"head longer than {MAX_HEAD}"
+
+
 @pytest.mark.parametrize(
-    "head",
+    ("head", "why"),
     [
-        b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nfffffffff\r\n",
-        b"HTTP/1.1 200 OK\r\nx-endless: ",
-        b"HTTP/1.1 200 OK\r\n\r\n",
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999\r\n\r\n", BODY_OVER),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nfffffffff\r\n", BODY_OVER),
+        (b"HTTP/1.1 200 OK\r\n\r\n", BODY_OVER),
+        (b"HTTP/1.1 200 OK\r\nx-endless: ", HEAD_OVER),
+        (b"HTTP/1.1 200 OK\r\n" + b"x-many: 1\r\n" * 10_000, HEAD_OVER),
     ],
 )
 async def test_a_response_over_the_limit_ends_a_connection_the_server_keeps_open(
-    head: bytes,
+    head: bytes, why: str
 ) -> None:
     """The server goes on sending one response (a body, a header) and never ends it: the
-    client ends the connection itself once the response passes the limit, saying why."""
-    filler = b"y" * 4096
+    client ends the connection itself once the response (or its head) passes the limit, saying
+    why."""
+    filler = b"y" * 65536
     outcome = await exchange([head, *[filler] * (MAX_RESPONSE // len(filler) + 2)], end=False)
     assert outcome.answers.messages == []
     closed = _check_ended_once(outcome)
     assert closed.by == "error"
-    assert closed.reason == f"a response longer than {MAX_RESPONSE} bytes"
+    assert closed.reason == f"a response {why} bytes"
