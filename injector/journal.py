@@ -24,9 +24,11 @@ import threading
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from injector.errors import JournalError
 from spine import __version__
+from spine.errors import first_problem
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -294,7 +296,16 @@ def write_journal(path: Path, journal: Journal) -> None:
 
 
 def read_journal(path: Path) -> Journal:
-    return Journal.model_validate_json(path.read_bytes())
+    """The journal at ``path``; :class:`JournalError` naming the file and what is wrong when it
+    cannot be read or is not a journal (truncated, garbled, a field of the wrong type)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise JournalError(f"cannot read journal {path}: {exc.strerror}") from exc
+    try:
+        return Journal.model_validate_json(data)
+    except ValidationError as exc:
+        raise JournalError(f"{path} is not an Aftershock journal: {first_problem(exc)}") from exc
 
 
 class JournalWriter:

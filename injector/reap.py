@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import ValidationError
-
 from injector.errors import ControllerError, JournalError, ProxyNotFound, ToxicNotFound
 from injector.journal import LIVE_STATES, read_journal
 from spine.eventlog.jsonl import iter_jsonl
@@ -42,14 +40,7 @@ class ReapResult:
 
 def leftovers_from_journal(path: Path) -> tuple[str, list[Leftover]]:
     """(experiment id, what the journal says may still be on the server)."""
-    try:
-        journal = read_journal(path)
-    except OSError as exc:
-        raise JournalError(f"cannot read journal {path}: {exc.strerror}") from exc
-    except ValidationError as exc:
-        raise JournalError(
-            f"{path} is not an Aftershock journal: {exc.error_count()} errors"
-        ) from exc
+    journal = read_journal(path)
     out = [
         Leftover(f.proxy, f.kind, f.toxic_name or f.fault_id)
         for f in journal.aftershock.faults

@@ -19,10 +19,16 @@ its own subtree in its ``errors.py``::
     ├── AnalyzerError               analyzers/errors.py
     └── GamedayError                aftershock/report/errors.py
 
-Foreign errors (OS, Kafka client) are mapped at the boundary: ``raise Mapped(msg) from exc``.
+Foreign errors (OS, Kafka client) are mapped at the boundary: ``raise Mapped(msg) from exc``;
+:func:`first_problem` words a pydantic ``ValidationError`` for such a message.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class AftershockError(Exception):
@@ -77,3 +83,17 @@ class DecodeError(EventLogError):
 
 class SpoolError(EventLogError):
     """The publisher's local log cannot be written or read."""
+
+
+def first_problem(exc: ValidationError) -> str:
+    """What a pydantic validation error says first, for a message that also names the file:
+    ``field.path: message`` (only the message when it is about the whole input, such as
+    invalid JSON), and how many other problems there are."""
+    errors = exc.errors(include_url=False)
+    if not errors:  # pydantic never raises one without errors; say something all the same
+        return str(exc)
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"])
+    text = f"{where}: {first['msg']}" if where else first["msg"]
+    more = len(errors) - 1
+    return f"{text} (and {more} more problem{'s' if more > 1 else ''})" if more else text
