@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import socket
 import statistics
 import threading
@@ -25,6 +26,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_jsonable_python
 
 from injector.errors import JournalError
 from spine import __version__
@@ -69,7 +71,10 @@ LIVE_STATES = frozenset(
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # Binary in an activity or an output (YAML's !!binary) is written as base64 text.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, ser_json_bytes="base64"
+    )
 
 
 CHAOSLIB_JOURNAL_VERSION = "1.44.0"
@@ -287,11 +292,46 @@ def timings_of(faults: list[FaultRecord]) -> Timings:
     )
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _plain(value: object) -> object:
+    """``value`` with JSON's types only, each string encodable as UTF-8 (see
+    :func:`journal_text`)."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {_key(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    return _plain(to_jsonable_python(value, bytes_mode="base64", fallback=repr))
+
+
+def _key(key: object) -> object:
+    if key is None or isinstance(key, bool | int | float):
+        return key  # json writes these as text itself
+    plain = _plain(key)
+    return plain if isinstance(plain, str) else json.dumps(plain, ensure_ascii=False)
+
+
+def journal_text(journal: Journal) -> str:
+    """The journal as its file holds it: JSON, UTF-8 throughout.
+
+    The experiment and activities are kept as the file had them, and a YAML file may hold
+    what JSON has no type for (dates, sets, binary): those are written as pydantic writes them
+    (ISO 8601 text, lists, base64), mapping keys as text. A string may hold a lone surrogate
+    (a probe's output decoded from JSON, say), which UTF-8 cannot: it is written as U+FFFD, as
+    a JSON decoder reads one."""
+    return json.dumps(_plain(journal.ctk()), indent=2, ensure_ascii=False)
+
+
 def write_journal(path: Path, journal: Journal) -> None:
     """Atomically replace ``path``: a reader (or a reaper after a crash) never sees half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(journal.ctk(), indent=2, ensure_ascii=False))
+    tmp.write_text(journal_text(journal), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -315,7 +355,8 @@ class JournalWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.error: OSError | None = None
+        self.error: Exception | None = None
+        """Why a write failed (the latest failure), if one did."""
         self._cond = threading.Condition()
         self._pending: Journal | None = None
         self._submitted = 0
@@ -362,7 +403,7 @@ class JournalWriter:
                 self._pending = None
             try:
                 write_journal(self.path, journal)
-            except OSError as exc:
+            except Exception as exc:  # any failure: the thread must live to write the next one
                 self.error = exc  # reported at the end of the run; the run goes on
             with self._cond:
                 self._written = seq

@@ -4,6 +4,7 @@ the file and what is wrong (``aftershock injector reap`` reads journals after a 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from injector.journal import (
     FaultState,
     HookRecord,
     Journal,
+    JournalWriter,
     Spread,
     StateLoss,
     SteadyState,
@@ -161,6 +163,51 @@ journals = st.builds(
 )
 
 
+# What else an experiment file (YAML) and a probe can give: dates, sets, binary, keys that are
+# not text, and text with lone surrogates (a JSON body with an escaped half of a pair).
+any_text = st.text(
+    st.characters(exclude_categories=()) | st.sampled_from(["\ud800", "\udbff", "\udc00"]),
+    max_size=8,
+)
+yaml_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | seconds
+    | any_text
+    | st.dates()
+    | st.datetimes()
+    | st.datetimes(timezones=st.just(dt.UTC))
+    | st.binary(max_size=8)
+)
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.frozensets(any_text, max_size=3)
+        | st.dictionaries(any_text | st.integers() | st.dates(), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+yaml_mappings = st.dictionaries(any_text, yaml_values, max_size=4)
+yaml_journals = st.builds(
+    lambda journal, experiment, activity, output, error: journal.model_copy(
+        update={
+            "experiment": experiment,
+            "run": [
+                r.model_copy(update={"activity": activity, "output": output}) for r in journal.run
+            ],
+            "aftershock": journal.aftershock.model_copy(update={"error": error}),
+        }
+    ),
+    journals,
+    yaml_mappings,
+    yaml_mappings,
+    yaml_values,
+    st.none() | any_text,
+)
+
+
 def _minimal() -> dict[str, Any]:
     """The smallest journal there is, as written on disk."""
     return {
@@ -194,6 +241,72 @@ def test_a_written_journal_reads_back_the_same(
     on_disk = json.loads(path.read_text(encoding="utf-8"))
     assert on_disk["chaoslib-version"] == journal.chaoslib_version
     assert list(on_disk)[-1] == "aftershock"
+
+
+@settings(max_examples=100, deadline=None)
+@given(journal=yaml_journals)
+def test_any_journal_is_written_and_reads_back_as_written(
+    tmp_path_factory: pytest.TempPathFactory, journal: Journal
+) -> None:
+    path = tmp_path_factory.mktemp("journal") / "journal.json"
+    write_journal(path, journal)
+    again = read_journal(path)
+    write_journal(path, again)
+    assert read_journal(path) == again
+    assert again.aftershock == journal.aftershock.model_copy(
+        update={"error": _no_surrogates(journal.aftershock.error)}
+    )
+
+
+def _no_surrogates(text: str | None) -> str | None:
+    return None if text is None else re.sub("[\ud800-\udfff]", "\ufffd", text)
+
+
+def test_what_json_has_no_type_for_is_written_as_text(tmp_path: Path) -> None:
+    journal = Journal.model_validate_json(json.dumps(_minimal()))
+    run = ActivityRun(
+        activity={"name": "p"}, status="succeeded", output="a\ud800b", start="", end="", duration=0
+    )
+    journal = journal.model_copy(
+        update={
+            "experiment": {
+                "title": "t",
+                "configuration": {
+                    "since": dt.date(2024, 2, 29),
+                    "at": dt.datetime(2024, 2, 29, 12, 30, tzinfo=dt.UTC),
+                    "tags": frozenset({"x"}),
+                    "blob": b"\x00\xff",
+                    "by_day": {dt.date(2024, 3, 1): 1},
+                },
+            },
+            "run": [run],
+        }
+    )
+    path = tmp_path / "journal.json"
+    write_journal(path, journal)
+    back = read_journal(path)
+    assert back.experiment["configuration"] == {
+        "since": "2024-02-29",
+        "at": "2024-02-29T12:30:00Z",
+        "tags": ["x"],
+        "blob": "AP8=",
+        "by_day": {"2024-03-01": 1},
+    }
+    assert back.run[0].output == "a\ufffdb"
+
+
+def test_the_writer_lives_on_after_a_journal_it_cannot_write(tmp_path: Path) -> None:
+    journal = Journal.model_validate_json(json.dumps(_minimal()))
+    path = tmp_path / "journal.json"
+    writer = JournalWriter(path)
+    try:
+        bad = journal.model_copy(update={"run": [ActivityRun.model_construct(activity=object())]})
+        assert writer.wait_written(writer.submit(bad))
+        assert writer.error is not None
+        assert writer.wait_written(writer.submit(journal))
+        assert read_journal(path) == journal
+    finally:
+        writer.close()
 
 
 @settings(max_examples=100, deadline=None)
