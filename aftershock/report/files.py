@@ -20,7 +20,8 @@ from aftershock.report.errors import RunDirError
 from aftershock.report.html import render_html
 from aftershock.report.model import RunData, RunMeta
 from aftershock.report.text import render_junit, render_markdown
-from spine.errors import EventFileError
+from schemas.events import EventAdapter
+from spine.errors import EventFileError, first_problem
 from spine.eventlog.jsonl import iter_jsonl
 from spine.eventlog.runlog import EVENTS_DIR, iter_run_events, run_log_exists
 
@@ -75,13 +76,19 @@ def iter_events(run_dir: Path) -> Iterator[Event]:
 
 
 def read_meta(run_dir: Path) -> RunMeta:
+    """The run's identity and outcome (``run.json``); :class:`RunDirError` naming the file and
+    the first thing wrong when it is missing, cut short or malformed."""
     path = run_dir / META_FILE
     try:
-        return RunMeta.model_validate_json(path.read_bytes())
+        raw = path.read_bytes()
     except OSError as exc:
-        raise RunDirError(f"{run_dir} is not a run directory: cannot read {META_FILE}") from exc
+        raise RunDirError(
+            f"{run_dir} is not a run directory: cannot read {META_FILE}: {exc.strerror}"
+        ) from exc
+    try:
+        return RunMeta.model_validate_json(raw)
     except ValidationError as exc:
-        raise RunDirError(f"{path}: {exc.errors(include_url=False)[0]['msg']}") from exc
+        raise RunDirError(f"{path}: {first_problem(exc)}") from exc
 
 
 def write_meta(run_dir: Path, meta: RunMeta) -> None:
@@ -89,17 +96,23 @@ def write_meta(run_dir: Path, meta: RunMeta) -> None:
 
 
 def read_results(run_dir: Path) -> RunData:
+    """A run's ``results.json``, every result record in it valid (so :meth:`RunData.records`
+    reads them); :class:`RunDirError` naming the file and the first thing wrong otherwise."""
     path = run_dir / RESULTS_FILE
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise RunDirError(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        return RunData.model_validate_json(raw)
+        data = RunData.model_validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise RunDirError(f"{path}: {where}: {first['msg']}") from exc
+        raise RunDirError(f"{path}: {first_problem(exc)}") from exc
+    for i, record in enumerate(data.results):
+        try:
+            EventAdapter.validate_python(record)
+        except ValidationError as exc:
+            raise RunDirError(f"{path}: results.{i}: {first_problem(exc)}") from exc
+    return data
 
 
 def write_reports(run_dir: Path, data: RunData, baseline: RunData | None = None) -> list[Path]:
