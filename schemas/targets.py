@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pydantic import Field, model_validator
 
 from schemas.base import Frozen, Identifier, Protocol
@@ -36,7 +38,7 @@ class TargetGraph(Frozen):
     @model_validator(mode="after")
     def _check_graph(self) -> TargetGraph:
         names = [t.name for t in self.targets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = sorted(n for n, count in Counter(names).items() if count > 1)
         if dupes:
             raise ValueError(f"duplicate target names: {', '.join(dupes)}")
         known = set(names)
@@ -44,22 +46,26 @@ class TargetGraph(Frozen):
             missing = [d for d in t.depends_on if d not in known]
             if missing:
                 raise ValueError(f"target {t.name!r} depends on unknown {', '.join(missing)}")
-        # A cycle would make cascade order meaningless.
-        state: dict[str, int] = {}
+        # A cycle would make cascade order meaningless. Depth first, with a stack of its own:
+        # a chain of dependencies may be longer than Python's recursion limit.
         deps = {t.name: t.depends_on for t in self.targets}
-
-        def visit(n: str, path: list[str]) -> None:
-            if state.get(n) == 1:
-                raise ValueError("dependency cycle: " + " -> ".join([*path, n]))
-            if state.get(n) == 2:
-                return
-            state[n] = 1
-            for d in deps[n]:
-                visit(d, [*path, n])
-            state[n] = 2
-
-        for n in names:
-            visit(n, [])
+        done: set[str] = set()
+        for root in names:
+            if root in done:
+                continue
+            path, on_path, todo = [root], {root}, [iter(deps[root])]
+            while todo:
+                d = next(todo[-1], None)
+                if d is None:
+                    on_path.discard(path[-1])
+                    done.add(path.pop())
+                    todo.pop()
+                elif d in on_path:
+                    raise ValueError("dependency cycle: " + " -> ".join([*path, d]))
+                elif d not in done:
+                    path.append(d)
+                    on_path.add(d)
+                    todo.append(iter(deps[d]))
         return self
 
     def dependents_of(self, name: str) -> list[str]:
