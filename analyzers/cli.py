@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,6 +16,7 @@ from analyzers.core import AnalyzerConfig
 from analyzers.errors import AnalyzerError, InputError
 from analyzers.report import canonical, render
 from spine import stackstate
+from spine.errors import first_problem
 from spine.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -33,19 +35,47 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="One result record per line, as JSON.")]
 
 
+_KINDS = {list: "a list", str: "text", int: "a number", float: "a number", bool: "a boolean"}
+
+
 def load_config(path: Path | None) -> AnalyzerConfig:
+    """An analyzer configuration file (YAML or JSON: a mapping of AnalyzerConfig's fields; an
+    empty file is the defaults); :class:`InputError` naming the file and what is wrong."""
     if path is None:
         return AnalyzerConfig()
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"{path}: {exc}") from exc
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        return AnalyzerConfig.model_validate(data or {})
+        # JSON first: YAML reads the escaped surrogate pair of a JSON string ("\ud83d\ude00",
+        # as json.dumps writes one) as two lone surrogates.
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        data = _load_yaml(path, raw)
+    if data is None:  # an empty file
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(
+            f"{path}: an analyzer configuration is a mapping of settings, "
+            f"not {_KINDS.get(type(data), type(data).__name__)}"
+        )
+    try:
+        return AnalyzerConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise InputError(f"{path}: {where}: {first['msg']}") from exc
+        raise InputError(f"{path}: {first_problem(exc)}") from exc
+
+
+def _load_yaml(path: Path, raw: bytes) -> object:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply") from None
+    except (ValueError, LookupError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors raise these on a value they cannot make (a date 2020-13-45).
+        raise InputError(f"{path}: a value cannot be read: {exc!r}") from exc
 
 
 def parse_start(text: str) -> Literal["stored", "earliest"] | int:

@@ -9,13 +9,19 @@ and is taken from the log.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from schemas.base import Frozen
 from schemas.targets import TargetGraph  # noqa: TC001 - pydantic resolves it at runtime
 
 
-class HealthThresholds(Frozen):
+class _Finite(Frozen):
+    # Every number here is finite: JSON, which carries a configuration to a run's log and its
+    # analysis.json, has no infinity (pydantic would write null).
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class HealthThresholds(_Finite):
     """When a health key (target, tenant, overall) goes DOWN and when it is UP again.
 
     DOWN: within the last ``window_s`` there are at least ``min_failures`` failed
@@ -32,7 +38,7 @@ class HealthThresholds(Frozen):
     recover_hold_s: float = Field(default=3.0, ge=0)
 
 
-class SloSpec(Frozen):
+class SloSpec(_Finite):
     """Service level objectives a run (and each phase of it) is judged against.
 
     ``target`` None judges the figures of the whole system, else those of that target.
@@ -58,7 +64,7 @@ class SloSpec(Frozen):
     reported as "no data"; it fails the verdict only when this is set."""
 
 
-class AnalyzerConfig(Frozen):
+class AnalyzerConfig(_Finite):
     allowed_lateness_s: float = Field(default=0.5, ge=0)
     """Events are held this long (event time) so out-of-order arrivals are put back in order."""
     dedup_horizon_s: float = Field(default=10.0, gt=0)

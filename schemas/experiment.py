@@ -851,7 +851,7 @@ class Slo(Frozen):
     target: Identifier
     availability_pct: float | None = Field(default=None, ge=0, le=100)
     """Minimum availability over the run."""
-    p99_latency_ms: float | None = Field(default=None, gt=0)
+    p99_latency_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """Maximum p99 latency."""
     mttr: Duration | None = None
     """Maximum mean time to recover."""
