@@ -15,19 +15,26 @@ from aftershock.report.errors import RunDirError
 from aftershock.report.files import ANALYSIS_FILE, iter_events, read_meta
 from aftershock.report.model import RunData
 from analyzers.core import Analyzer, AnalyzerConfig
+from spine.errors import first_problem
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 
 def read_analysis_config(run_dir: Path) -> AnalyzerConfig:
+    """The configuration the run was judged with (``analysis.json``; the defaults when the run
+    has none); :class:`RunDirError` naming the file and the first thing wrong otherwise."""
     path = run_dir / ANALYSIS_FILE
-    if not path.exists():
-        return AnalyzerConfig()
     try:
-        return AnalyzerConfig.model_validate_json(path.read_bytes())
-    except (OSError, ValidationError) as exc:
-        raise RunDirError(f"{path}: not an analyzer configuration: {exc}") from exc
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return AnalyzerConfig()
+    except OSError as exc:
+        raise RunDirError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return AnalyzerConfig.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RunDirError(f"{path}: not an analyzer configuration: {first_problem(exc)}") from exc
 
 
 def rebuild(run_dir: Path, *, bucket_s: float | None = None) -> RunData:

@@ -1,7 +1,7 @@
-"""A run directory's ``run.json`` and ``results.json`` read back: what was written comes back
-the same, and a file cut short, garbled or wrong-typed is a ``RunDirError`` naming the file
-and what is wrong — for ``aftershock report`` an exit status 2 with that message, no
-traceback."""
+"""A run directory's ``run.json``, ``results.json`` and ``analysis.json`` read back: what was
+written comes back the same, and a file cut short, garbled or wrong-typed is a ``RunDirError``
+naming the file and what is wrong — for ``aftershock report`` an exit status 2 with that
+message, no traceback."""
 
 from __future__ import annotations
 
@@ -15,9 +15,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aftershock.gameday.rebuild import read_analysis_config
 from aftershock.report.errors import RunDirError
-from aftershock.report.files import RESULTS_FILE, read_meta, read_results, write_meta
+from aftershock.report.files import (
+    ANALYSIS_FILE,
+    RESULTS_FILE,
+    atomic_write,
+    read_meta,
+    read_results,
+    write_meta,
+)
 from aftershock.report.model import RunData, RunMeta
+from analyzers.core import AnalyzerConfig
+from tests.analyzers.configs import configs
 from tests.gameday.golden import golden_run
 
 if TYPE_CHECKING:
@@ -199,6 +209,55 @@ def test_a_bad_result_record_is_named_by_its_place(
     assert str(caught.value).startswith(f"{tmp_path / RESULTS_FILE}: {where}"), caught.value
 
 
+@settings(max_examples=100, deadline=None)
+@given(config=configs)
+def test_analysis_json_reads_back_as_the_run_wrote_it(
+    tmp_path_factory: pytest.TempPathFactory, config: AnalyzerConfig
+) -> None:
+    run_dir = tmp_path_factory.mktemp("run")
+    atomic_write(run_dir / ANALYSIS_FILE, config.model_dump_json(indent=2) + "\n")
+    assert read_analysis_config(run_dir) == config
+
+
+@settings(max_examples=100, deadline=None)
+@given(config=configs, data=st.data())
+def test_an_analysis_json_cut_short_is_named(
+    tmp_path_factory: pytest.TempPathFactory, config: AnalyzerConfig, data: st.DataObject
+) -> None:
+    whole = config.model_dump_json(indent=2).encode()
+    run_dir = tmp_path_factory.mktemp("run")
+    path = run_dir / ANALYSIS_FILE
+    path.write_bytes(whole[: data.draw(st.integers(0, len(whole) - 1), label="cut")])
+    with pytest.raises(RunDirError) as caught:
+        read_analysis_config(run_dir)
+    assert re.fullmatch(
+        re.escape(f"{path}: not an analyzer configuration: Invalid JSON: ")
+        + r".* at line \d+ column \d+",
+        str(caught.value),
+    ), caught.value
+
+
+@settings(max_examples=200, deadline=None)
+@given(garbage=st.binary(max_size=100) | text.map(str.encode))
+def test_any_bytes_are_an_analysis_json_or_an_error_naming_it(
+    tmp_path_factory: pytest.TempPathFactory, garbage: bytes
+) -> None:
+    run_dir = tmp_path_factory.mktemp("run")
+    (run_dir / ANALYSIS_FILE).write_bytes(garbage)
+    config, message = _outcome(read_analysis_config, run_dir)
+    assert isinstance(config, AnalyzerConfig) or message is not None
+    assert message is None or message.startswith(
+        f"{run_dir / ANALYSIS_FILE}: not an analyzer configuration: "
+    ), message
+
+
+def test_analysis_json_missing_is_the_defaults_unreadable_is_named(tmp_path: Path) -> None:
+    assert read_analysis_config(tmp_path) == AnalyzerConfig()
+    (tmp_path / ANALYSIS_FILE).mkdir()
+    with pytest.raises(RunDirError, match=f"cannot read {tmp_path / ANALYSIS_FILE}: Is a dir"):
+        read_analysis_config(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -222,3 +281,26 @@ def test_report_on_a_bad_run_json_exits_2_naming_it(
     assert done.stderr.startswith(f"error: {tmp_path}/{message}"), done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"health": {"window_s": 2.0, "min_fail', "Invalid JSON: EOF while parsing a string"),
+        (b'{"health": {"window_s": -1}}', "health.window_s: Input should be greater than 0"),
+        (b'{"slos": [{"p99_max_ms": null, "x": 1}]}', "slos.0.x: Extra inputs are not permitted"),
+    ],
+)
+def test_report_on_a_bad_analysis_json_exits_2_naming_it(
+    tmp_path: Path, procs: Processes, content: bytes, message: str
+) -> None:
+    write_meta(tmp_path, RunMeta(experiment_id="x", run_id="r"))
+    (tmp_path / ANALYSIS_FILE).write_bytes(content)
+    done = procs.run(
+        [sys.executable, "-m", "aftershock.cli.main", "report", str(tmp_path)],
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    expected = f"error: {tmp_path}/{ANALYSIS_FILE}: not an analyzer configuration: {message}"
+    assert done.stderr.startswith(expected), done.stderr
+    assert "Traceback" not in done.stderr
