@@ -8,7 +8,6 @@ the run's event log. A session is one trace whose root span is named ``session``
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -90,38 +89,58 @@ def _ns(iso: object, where: str) -> int:
 
 
 def read_spans(path: Path) -> list[Span]:
+    """The spans of a span file, in file order: one JSON object per line, as
+    :class:`spine.telemetry.JsonlSpanExporter` writes them.
+
+    A line that is not a span raises :class:`RunDirError` naming the file, the line and what
+    is wrong, except the last line when it has no newline and is not JSON: that is what a
+    process killed while writing leaves, and it is passed over (as a torn frame ends a run
+    log's segment). Lines end at ``\\n`` only: a span's text may hold other line breaks."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except OSError as exc:
         raise RunDirError(f"cannot read {path}: {exc.strerror}") from exc
+    lines = data.split(b"\n")
     out = []
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
         try:
-            raw = json.loads(line)
-            ctx = raw["context"]
-            status = raw.get("status") or {}
-            trace_id, span_id = _hex(ctx["trace_id"]), _hex(ctx["span_id"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RunDirError(f"{where}: not a span: {exc}") from exc
-        if trace_id is None or span_id is None:
-            raise RunDirError(f"{where}: span without trace or span id")
-        out.append(
-            Span(
-                trace_id=trace_id,
-                span_id=span_id,
-                parent_id=_hex(raw.get("parent_id")),
-                name=str(raw.get("name", "")),
-                start_ns=_ns(raw.get("start_time"), where),
-                end_ns=_ns(raw.get("end_time"), where),
-                status=str(status.get("status_code", "UNSET")),
-                description=str(status.get("description") or ""),
-                attributes=dict(raw.get("attributes") or {}),
-            )
-        )
+            raw = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            if lineno == len(lines):  # no newline after it: cut short
+                break
+            raise RunDirError(f"{where}: not JSON: {exc}") from exc
+        out.append(_span(raw, where))
     return out
+
+
+def _span(raw: object, where: str) -> Span:
+    if not isinstance(raw, dict):
+        raise RunDirError(f"{where}: not a span: a span is a JSON object")
+    ctx = raw.get("context")
+    if not isinstance(ctx, dict):
+        raise RunDirError(f"{where}: not a span: no context object")
+    trace_id, span_id = _hex(ctx.get("trace_id")), _hex(ctx.get("span_id"))
+    if trace_id is None or span_id is None:
+        raise RunDirError(f"{where}: span without trace or span id")
+    status = raw.get("status") or {}
+    attributes = raw.get("attributes") or {}
+    for name, value in (("status", status), ("attributes", attributes)):
+        if not isinstance(value, dict):
+            raise RunDirError(f"{where}: the span's {name} is not an object")
+    return Span(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=_hex(raw.get("parent_id")),
+        name=str(raw.get("name", "")),
+        start_ns=_ns(raw.get("start_time"), where),
+        end_ns=_ns(raw.get("end_time"), where),
+        status=str(status.get("status_code", "UNSET")),
+        description=str(status.get("description") or ""),
+        attributes=dict(attributes),
+    )
 
 
 def assemble(spans: Iterable[Span], errors: dict[str, int] | None = None) -> list[SessionTrace]:
