@@ -41,20 +41,29 @@ MAX_SECONDS = 366 * 24 * 3600.0
 infinite or NaN ones would hang or crash a run."""
 
 
-def _finite_s(value: float) -> float:
+def _finite_s(value: float, given: object = None) -> float:
+    """``value`` seconds, refused unless finite, not negative and at most a year; the message
+    names ``given``, what was written, when it was text."""
+    got = f" (got {given!r})" if given is not None else ""
     if not math.isfinite(value):
-        raise ValueError(f"a number of seconds must be finite (got {value!r})")
+        raise ValueError(f"a number of seconds must be finite{got or f' (got {value!r})'}")
     if value < 0:
-        raise ValueError("a duration cannot be negative")
+        raise ValueError(f"a duration cannot be negative{got or f' (got {value:g})'}")
     if value > MAX_SECONDS:
-        raise ValueError(f"{value:g} seconds is more than a year")
-    return float(value)
+        raise ValueError(f"{value:g} seconds is more than a year{got}")
+    return float(value) + 0.0  # -0.0 is 0.0
 
 
 def parse_duration_s(value: object) -> float:
-    """``"30s"``, ``"1m30s"``, ``"250ms"``, ``"1.5h"`` or a plain number of seconds → seconds."""
+    """``"30s"``, ``"1m30s"``, ``"250ms"``, ``"1.5h"`` or a plain number of seconds → seconds.
+    Anything else is a ``ValueError`` naming the value."""
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '1m30s'")
+    if isinstance(value, int) and value.bit_length() > 1000:  # float() may overflow
+        raise ValueError(
+            f"a whole number of {value.bit_length()} bits is out of range for a duration "
+            "(0 to a year of seconds)"
+        )
     if isinstance(value, int | float):
         return _finite_s(float(value))
     if isinstance(value, str):
@@ -64,7 +73,7 @@ def parse_duration_s(value: object) -> float:
         except ValueError:
             pass
         else:
-            return _finite_s(number)
+            return _finite_s(number, value)
         pos, total = 0, 0.0
         for m in _DURATION_PART.finditer(text):
             if m.start() != pos:
@@ -72,7 +81,7 @@ def parse_duration_s(value: object) -> float:
             total += float(m.group(1)) * _UNIT_S[m.group(2)]
             pos = m.end()
         if text and pos == len(text):
-            return _finite_s(total)
+            return _finite_s(total, value)
     raise ValueError(
         f"invalid duration {value!r}: use seconds (30, 0.5) or a string like "
         "'250ms', '30s', '1m30s', '2h'"

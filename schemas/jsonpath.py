@@ -15,7 +15,7 @@ def parse_jsonpath(path: str) -> Any:
     if not text:
         raise ValueError("a JSON path cannot be empty")
     if len(text) > MAX_PATH_CHARS:
-        raise ValueError(f"a JSON path longer than {MAX_PATH_CHARS} characters")
+        raise ValueError(f"JSON path {text[:40]!r}... is longer than {MAX_PATH_CHARS} characters")
     from jsonpath2.path import Path
 
     try:

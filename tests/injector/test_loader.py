@@ -82,7 +82,7 @@ extensions:
     [
         (".nan", "1", "faults[0].at: a number of seconds must be finite (got nan)"),
         ("1", ".inf", "faults[0].duration: a number of seconds must be finite (got inf)"),
-        ("1e400", "1", "faults[0].at: a number of seconds must be finite (got inf)"),
+        ("1e400", "1", "faults[0].at: a number of seconds must be finite (got '1e400')"),
         ("1", "'1e400'", "faults[0].duration: a number of seconds must be finite"),
         ("1", "999999999", "faults[0].duration: 1e+09 seconds is more than a year"),
         ("-.inf", "1", "faults[0].at: a number of seconds must be finite (got -inf)"),
