@@ -62,12 +62,7 @@ class Plan:
         def bad(why: str) -> CoordinationError:
             return CoordinationError(f"{where}: {why}")
 
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise bad(f"not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise bad(f"a JSON object was expected, not {type(data).__name__}")
+        data = _json_object(raw, where)
         for key in ("members", "run_file", "options"):
             if key not in data:
                 raise bad(f"{key}: missing")
@@ -89,18 +84,24 @@ class Plan:
         return cls(run_file=run_file, members=members, options=options)
 
 
-_STATS_TYPES = typing.get_type_hints(GeneratorStats)
-
-
-def stats_from_json(raw: bytes | str, where: str) -> GeneratorStats:
-    """A member's statistics as it wrote them to Redis (``where``: the key, and the field of a
-    hash); raises ``CoordinationError`` naming ``where`` and the field."""
+def _json_object(raw: bytes | str, where: str) -> dict[str, Any]:
+    """The JSON object in ``raw`` (read from Redis at ``where``), else ``CoordinationError``."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise CoordinationError(f"{where}: not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CoordinationError(f"{where}: a JSON object was expected, not {type(data).__name__}")
+    return data
+
+
+_STATS_TYPES = typing.get_type_hints(GeneratorStats)
+
+
+def stats_from_json(raw: bytes | str, where: str) -> GeneratorStats:
+    """A member's statistics as it wrote them to Redis (``where``: the key, and the field of a
+    hash); raises ``CoordinationError`` naming ``where`` and the field."""
+    data = _json_object(raw, where)
     values: dict[str, Any] = {}
     for name, kind in _STATS_TYPES.items():
         if name not in data:
