@@ -9,6 +9,13 @@ requests/s in all (POST of ``--body-bytes`` bytes, answered with the same bytes)
 request (window CPU / the requests the achieved rate puts in the window); then the medians
 over ``--rounds`` rounds and the median ratio of CPU per request.
 
+``--client`` puts another of ours beside autocannon in the same way: ``floor-epoll`` or
+``floor-uvloop``, the bare client of ``bench/http_floor.py`` (the I/O of each request and
+nothing else, on Python's epoll or on the HTTP engine's own uvloop and llhttp; ``floor-uvloop``
+also publishes each request's two events unless ``--events none``). What it costs per request
+is the floor under the HTTP engine: what a Python generator pays before stamping, checking,
+tracing or keeping time for a request.
+
 autocannon (npm ``autocannon@9``) is installed on first use with
 ``npm install --prefix .aftershock/bench/node``. ``python -m bench http``; ``--help`` for the
 options.
@@ -137,6 +144,47 @@ load:
     )
 
 
+def start_floor(
+    port: int, args: argparse.Namespace, kafka: str, topic: str
+) -> subprocess.Popen[str]:
+    """The bare client of ``bench/http_floor.py``: the I/O of each request and, given
+    ``kafka``, its two events published."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.http_floor",
+            "--port",
+            str(port),
+            "--users",
+            str(args.users),
+            "--rate",
+            str(args.rate),
+            "--duration-s",
+            str(args.duration_s),
+            "--body-bytes",
+            str(args.body_bytes),
+            "--tick-ms",
+            str(args.tick_ms),
+            "--loop",
+            args.client.removeprefix("floor-"),
+            *(["--kafka", kafka, "--topic", topic] if kafka else []),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def start_ours(
+    port: int, args: argparse.Namespace, kafka: str, topic: str
+) -> subprocess.Popen[str]:
+    if args.client == "generate":
+        return start_aftershock(port, args, kafka, topic)
+    return start_floor(port, args, kafka, topic)
+
+
 def start_autocannon(exe: Path, port: int, args: argparse.Namespace) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
@@ -195,6 +243,16 @@ def measure(
 
 
 def ours(out: str, cpu: float, duration_s: float) -> Figures:
+    if out.startswith("{"):  # the bare client's one JSON line
+        floor = json.loads(out)
+        return Figures(
+            answers=floor["answers"],
+            duration_s=duration_s,
+            p99_ms=floor["p99_ms"],
+            timeouts=floor["timeouts"],
+            cpu_s=cpu,
+            note=f"skipped={floor['skipped']}" if floor["skipped"] else "",
+        )
     final = next((ln for ln in out.splitlines() if "final:" in ln), "")
     recv = re.search(r"recv=(\d+)", final)
     if recv is None:
@@ -246,17 +304,17 @@ def compare(port: int, args: argparse.Namespace, kafka: str, topic: str) -> None
         f"[http] {args.users} connections each, {args.rate:g} req/s offered in all, "
         f"{args.duration_s:g} s, {how}; CPU over a {args.window_s:g} s window after "
         f"{args.warmup_s:g} s; aftershock events: {args.events}, tick {args.tick_ms:g} ms; "
-        f"load average "
+        f"ours: {args.client}; load average "
         f"{os.getloadavg()[0]:.1f}",
         flush=True,
     )
     rows: list[tuple[Figures, Figures]] = []
     for n in range(1, args.rounds + 1):
         if args.apart:
-            [(cpu, out)] = measure([start_aftershock(port, args, kafka, topic)], args)
+            [(cpu, out)] = measure([start_ours(port, args, kafka, topic)], args)
             [(their_cpu, their_out)] = measure([start_autocannon(exe, port, args)], args)
         else:
-            procs = [start_aftershock(port, args, kafka, topic), start_autocannon(exe, port, args)]
+            procs = [start_ours(port, args, kafka, topic), start_autocannon(exe, port, args)]
             (cpu, out), (their_cpu, their_out) = measure(procs, args)
         a, b = ours(out, cpu, args.duration_s), theirs(their_out, their_cpu)
         rows.append((a, b))
@@ -264,15 +322,15 @@ def compare(port: int, args: argparse.Namespace, kafka: str, topic: str) -> None
             args.rate, args.window_s
         )
         print(
-            f"[round {n}] {show('aftershock', a, args)}; {show('autocannon', b, args)}; "
-            f"CPU per request aftershock/autocannon {ratio:.2f}",
+            f"[round {n}] {show(args.client, a, args)}; {show('autocannon', b, args)}; "
+            f"CPU per request {args.client}/autocannon {ratio:.2f}",
             flush=True,
         )
 
     def med(values: list[float]) -> float:
         return statistics.median(values)
 
-    for name, i in (("aftershock", 0), ("autocannon", 1)):
+    for name, i in ((args.client, 0), ("autocannon", 1)):
         fs = [r[i] for r in rows]
         p99s = [f.p99_ms for f in fs if f.p99_ms is not None]
         print(
@@ -289,7 +347,7 @@ def compare(port: int, args: argparse.Namespace, kafka: str, topic: str) -> None
         for a, b in rows
     ]
     print(
-        f"[http] CPU per request, aftershock/autocannon over {len(ratios)} rounds: median "
+        f"[http] CPU per request, {args.client}/autocannon over {len(ratios)} rounds: median "
         f"{med(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})",
         flush=True,
     )
@@ -298,7 +356,7 @@ def compare(port: int, args: argparse.Namespace, kafka: str, topic: str) -> None
 async def main(args: argparse.Namespace) -> None:
     server, port = start_server()
     try:
-        if args.events == "kafka":
+        if args.events == "kafka" and args.client != "floor-epoll":
             settings = Settings(state_dir=ROOT / ".aftershock" / "bench")
             async with EmbeddedStack(settings) as stack:
                 topic = f"bench-http-{uuid.uuid4().hex[:8]}"
@@ -325,6 +383,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--events", choices=("kafka", "none"), default="kafka")
     p.add_argument(
         "--tick-ms", type=float, default=5.0, help="aftershock's send tick (generate --tick-ms)"
+    )
+    p.add_argument(
+        "--client",
+        choices=("generate", "floor-epoll", "floor-uvloop"),
+        default="generate",
+        help="ours beside autocannon: aftershock generate, or the bare client of "
+        "bench/http_floor.py (the I/O of each request and nothing else) on epoll or uvloop",
     )
     p.add_argument("--apart", action="store_true", help="run the two tools one after the other")
     args = p.parse_args(argv)
