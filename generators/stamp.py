@@ -110,15 +110,36 @@ class Stamper:
         return f"{body}|{outer.digest()[: MAC_HEX // 2].hex()}"
 
 
+_DAMAGED = Origin("", "", "", -1, 0, False)
+"""What a damaged stamp tells: nothing about its origin, only that it does not hold."""
+
+
+def _stamp_shaped(text: str) -> bool:
+    """A stamp whose first characters were changed, dropped or added to: a MAC's ``|`` and 16
+    lowercase hex characters at the end, and at least six ``|`` in all (an intact stamp has
+    seven; a change at the front can take one). Text a server writes itself hardly ends so."""
+    n = len(text)
+    return (
+        n > MAC_HEX
+        and text[n - MAC_HEX - 1] == "|"
+        and all(c in "0123456789abcdef" for c in text[n - MAC_HEX :])
+        and text.count("|") >= 6
+    )
+
+
 def verify(key: bytes, text: str) -> Origin | None:
     """Parse and check a stamp; None when ``text`` is not a stamp at all. Never raises: any
-    text a server sends back is a stamp that holds, one that does not, or no stamp."""
+    text a server sends back is a stamp that holds, one that does not, or no stamp.
+
+    A stamp whose version prefix was damaged in transit (``X1|…``, ``A1X…``, ``1|…``) is one
+    that does not hold, not "no stamp": otherwise a corruption of its first bytes would pass
+    as an answer that carried no stamp, and go uncounted."""
     if not text.startswith(VERSION + "|"):
-        return None
+        return _DAMAGED if _stamp_shaped(text) else None
     body, sep, mac = text.rpartition("|")
     parts = body.split("|", 6)
     if not sep or len(parts) != 7:
-        return Origin("", "", "", -1, 0, False)
+        return _DAMAGED
     try:
         seq = int(parts[4])
         send_ns = int(parts[5], 16)

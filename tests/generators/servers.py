@@ -47,6 +47,8 @@ class ChatLikeServer:
         self.delivered = 0
         """WebSocket messages carrying a client's data sent (echoes and channel messages)."""
         self.corrupt_echo = False
+        self.corrupt_at = 10
+        """Which character of an echo's data ``corrupt_echo`` changes."""
         self.fail_login = False
         self.max_sockets: int | None = None
         """Above this many open WebSockets, echoes are answered with an error (overload)."""
@@ -171,7 +173,8 @@ class ChatLikeServer:
                 elif op == "echo":
                     data = m["data"]
                     if self.corrupt_echo:
-                        data = data[:10] + ("Q" if data[10] != "Q" else "R") + data[11:]
+                        at = self.corrupt_at
+                        data = data[:at] + ("Q" if data[at] != "Q" else "R") + data[at + 1 :]
                     await ws.send_str(json.dumps({"op": "echo", "data": data}))
                     self.delivered += 1
                 elif op == "publish":
@@ -243,6 +246,9 @@ class HttpEcho:
         self.hang: set[int] = set()
         self.delay_s = 0.0
         """How long each answer takes."""
+        self.corrupt_at: int | None = None
+        """Change this byte of every body echoed (what really went back: ``corrupted``)."""
+        self.corrupted = 0
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -287,6 +293,11 @@ class HttpEcho:
                 if self.path.startswith("/status/"):
                     status = int(self.path.removeprefix("/status/"))
                 out = body or self.path.encode()
+                at = echo.corrupt_at
+                if at is not None and body and at < len(body):
+                    out = body[:at] + (b"Q" if body[at] != ord("Q") else b"R") + body[at + 1 :]
+                    with echo._lock:
+                        echo.corrupted += 1
                 self.send_response(status)
                 if self.path == "/close":
                     self.send_header("connection", "close")

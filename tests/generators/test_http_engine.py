@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import uvloop
 
+from analyzers.core import Analyzer
 from generators.engines.base import Endpoint
 from generators.engines.http import HttpEngine
 from generators.runner import Generator, GeneratorOptions
 from schemas.events import Disconnect, Receive, Send, SendSkipped, SessionError
 from schemas.load import HttpOptions, HttpRequestSpec
+from schemas.results import Integrity
 from schemas.targets import Target
 from spine.eventlog import MemorySink
 from tests.generators.conftest import profile
@@ -117,6 +119,28 @@ async def test_each_session_keeps_one_connection_alive_for_all_its_requests(
     assert all(e.status == 200 and e.checksum_ok and e.origin_seq == e.seq for e in recv)
     assert stats.errors == 0
     assert stats.timeouts == 0
+
+
+@pytest.mark.parametrize("at", [0, 2, 40])
+async def test_every_answer_the_server_corrupted_is_counted_corrupt(
+    http_echo: HttpEcho, at: int
+) -> None:
+    """Ground truth is the server's count of bodies it changed, at the stamp's first byte,
+    its first separator or inside it; the receipts, the generator's counter and the fold's
+    integrity figure all count exactly those."""
+    http_echo.corrupt_at = at
+    sink, stats = await _run(http_echo)
+    recv = [e for e in sink.events if isinstance(e, Receive)]
+    assert http_echo.corrupted == len(recv) == 20
+    assert all(e.checksum_ok is False and e.status == 200 for e in recv)
+    assert stats.checksum_failures == 20
+    analyzer = Analyzer("e")
+    analyzer.ingest(sink.events)
+    analyzer.finish()
+    (overall,) = [
+        r for r in analyzer.results() if isinstance(r, Integrity) and r.scope == "overall"
+    ]
+    assert (overall.sent, overall.received, overall.corrupted) == (20, 20, 20)
 
 
 async def test_answers_are_matched_to_requests_in_order_with_pipelining(

@@ -128,8 +128,12 @@ async def test_forced_cross_tenant_delivery_is_detected(chat: ChatLikeServer) ->
     assert stats.cross_tenant == len(leaked)
 
 
-async def test_forced_corruption_is_detected(chat: ChatLikeServer) -> None:
+@pytest.mark.parametrize("at", [0, 2, 10], ids=["version", "separator", "name"])
+async def test_forced_corruption_is_detected(chat: ChatLikeServer, at: int) -> None:
+    """Wherever the change falls, the version prefix included (a damaged prefix once read as
+    an echo carrying no stamp, and went uncounted)."""
     chat.corrupt_echo = True
+    chat.corrupt_at = at
     sink = MemorySink()
     prof = profile(script=[{"do": "connect"}, {"do": "send", "count": 2, "rate_per_s": 50}])
     stats = await Generator(prof, ws_target(chat), sink, GeneratorOptions(experiment_id="e")).run()

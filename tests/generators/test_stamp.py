@@ -33,7 +33,23 @@ def test_any_single_character_change_is_detected() -> None:
     for i in range(len(s)):
         bad = s[:i] + ("Z" if s[i] != "Z" else "Y") + s[i + 1 :]
         o = verify(KEY, bad)
-        assert o is None or not o.checksum_ok, f"change at {i} went unnoticed"
+        # Not None either: a damaged stamp is corruption, not an answer without a stamp.
+        assert o is not None, f"change at {i} read as no stamp"
+        assert not o.checksum_ok, f"change at {i} went unnoticed"
+
+
+def test_a_damaged_version_prefix_is_a_stamp_that_does_not_hold() -> None:
+    s = Stamper(KEY, "acme", "u", "s").stamp(1, 5, 64)
+    for bad in ("X" + s[1:], "A" + "X" + s[2:], s[:2] + "X" + s[3:], s[1:], "X" + s, s[2:]):
+        o = verify(KEY, bad)
+        assert o is not None, bad
+        assert (o.checksum_ok, o.tenant, o.seq) == (False, "", -1)
+
+
+def test_text_that_merely_ends_like_a_stamp_is_not_one() -> None:
+    assert verify(KEY, "0123456789abcdef") is None  # no separator before the hex
+    assert verify(KEY, "a|b|c|0123456789abcdef") is None  # too few separators
+    assert verify(KEY, "a|b|c|d|e|f|0123456789ABCDEF") is None  # not a MAC's lowercase hex
 
 
 def test_another_experiments_key_fails_the_check() -> None:
@@ -76,9 +92,13 @@ def test_stamp_mac_is_hmac_sha256_of_the_body() -> None:
 @given(st.text(max_size=300))
 @example("A1|t|u|s|1|ff|x|" + "\ufffd" * 16)
 @example("A1|t|u|s|99999999999999999999" + "9" * 5000 + "|ff|x|0123456789abcdef")
+@example("x|t|u|s|1|ff|x|0123456789abcdef")
 def test_any_text_is_a_stamp_that_holds_one_that_does_not_or_none(text: str) -> None:
     o = verify(KEY, text)  # never raises
-    assert (o is None) == (not text.startswith("A1|"))
+    if text.startswith("A1|"):
+        assert o is not None
+    elif not text.endswith(tuple("0123456789abcdef")) or text.count("|") < 6:
+        assert o is None
     assert o is None or not o.checksum_ok
 
 
@@ -91,4 +111,17 @@ def test_any_one_character_changed_to_any_other_is_caught(at: int, char: str) ->
     if s[i] == char:
         return
     o = verify(KEY, s[:i] + char + s[i + 1 :])
-    assert o is None or not o.checksum_ok
+    assert o is not None
+    assert not o.checksum_ok
+
+
+@given(st.integers(min_value=0), st.sampled_from(["drop", "add"]), st.characters(codec=None))
+def test_any_one_character_dropped_or_added_is_caught(at: int, how: str, char: str) -> None:
+    s = Stamper(KEY, "acme", "u", "s").stamp(1, 5, 64)
+    i = at % len(s)
+    bad = s[:i] + s[i + 1 :] if how == "drop" else s[:i] + char + s[i:]
+    if bad == s:
+        return
+    o = verify(KEY, bad)
+    assert o is not None
+    assert not o.checksum_ok
