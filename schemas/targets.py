@@ -4,27 +4,51 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from schemas.address import split_address
 from schemas.base import Frozen, Identifier, Protocol
+
+
+def _check_address(value: str, *, port_zero: bool) -> None:
+    try:
+        split_address(value, port_zero=port_zero)
+    except ValueError as exc:
+        raise ValueError(f"invalid address {value!r}: {exc}") from None
 
 
 class Target(Frozen):
     """A service under test.
 
-    ``upstream`` is where the real service listens (``host:port``). When ``proxy`` is set, load
+    ``upstream`` is where the real service listens (``host:port`` or ``[IPv6]:port``, as
+    :func:`~schemas.address.split_address` reads it). When ``proxy`` is set, load
     and dependent services reach it through that fault-proxy listener (``listen``) instead, so
     faults can be put in the path. ``depends_on`` names the targets this one calls; it is the
     dependency graph cascade analysis walks.
     """
 
     name: Identifier
-    upstream: str = Field(pattern=r"^[^\s:]+:\d{1,5}$")
+    upstream: str = Field(description="host:port or [IPv6 address]:port, port 1-65535")
     protocol: Protocol = Protocol.TCP
     proxy: Identifier | None = None
-    listen: str | None = Field(default=None, pattern=r"^[^\s:]+:\d{1,5}$")
+    listen: str | None = Field(
+        default=None, description="host:port or [IPv6 address]:port, port 0-65535 (0: any free)"
+    )
     path: str = "/"
     depends_on: list[Identifier] = Field(default_factory=list)
+
+    @field_validator("upstream")
+    @classmethod
+    def _dialable(cls, value: str) -> str:
+        _check_address(value, port_zero=False)
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _bindable(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_address(value, port_zero=True)
+        return value
 
     @property
     def address(self) -> str:

@@ -8,11 +8,11 @@ send; received messages and the end of the connection arrive as callbacks on a
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from generators.errors import PlanError
+from schemas.address import split_address
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -48,41 +48,15 @@ class Endpoint:
 
         The port is 1-65535 in ASCII digits; the host a name the resolver can encode, an IPv4
         address, or an IPv6 address in brackets."""
-        host, sep, port = address.rpartition(":")
-        if not sep or not host:
-            raise _bad(address, "expected host:port, or [IPv6 address]:port")
-        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-            raise _bad(address, f"the port must be a number from 1 to 65535, not {port!r}")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-            try:
-                ipaddress.IPv6Address(host)
-            except ValueError:
-                raise _bad(address, f"{host!r} in brackets is not an IPv6 address") from None
-        elif ":" in host:
-            raise _bad(address, "an IPv6 address goes in brackets, as in [::1]:8080")
-        else:
-            _check_name(address, host)
-        return cls(host=host, port=int(port), path=path or "/")
+        try:
+            host, port = split_address(address)
+        except ValueError as exc:
+            raise PlanError(f"invalid address {address!r}: {exc}") from None
+        return cls(host=host, port=port, path=path or "/")
 
     def url(self, scheme: str) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}{self.path}"
-
-
-def _bad(address: str, why: str) -> PlanError:
-    return PlanError(f"invalid address {address!r}: {why}")
-
-
-def _check_name(address: str, host: str) -> None:
-    """A host name or IPv4 address, as the resolver takes it (it raises UnicodeError, not
-    OSError, for a name IDNA cannot encode: an empty or overlong label)."""
-    if any(c.isspace() or not c.isprintable() or c in "/?#@[]" for c in host):
-        raise _bad(address, f"{host!r} is not a host name")
-    try:
-        host.encode("idna")
-    except UnicodeError:
-        raise _bad(address, f"{host!r} is not a host name (an empty or overlong label)") from None
 
 
 class MessageHandler(Protocol):

@@ -199,9 +199,11 @@ class ChatLikeServer:
 
 
 class TcpEcho(LineServer):
-    def __init__(self, framing: str = "line") -> None:
+    def __init__(self, framing: str = "line", host: str = "127.0.0.1") -> None:
         self.framing = framing
-        super().__init__()
+        self.echoed = 0
+        """Messages sent back."""
+        super().__init__(host)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -216,6 +218,7 @@ class TcpEcho(LineServer):
                     head = await reader.readexactly(4)
                     (n,) = struct.unpack(">I", head)
                     writer.write(head + await reader.readexactly(n))
+                self.echoed += 1
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
