@@ -21,11 +21,41 @@ def parse_jsonpath(path: str) -> Any:
     try:
         # The parser also prints each syntax error to stderr; the error raised says it.
         with contextlib.redirect_stderr(io.StringIO()):
-            return Path.parse_str(text)
+            parsed = Path.parse_str(text)
     except RecursionError:
         raise ValueError(f"JSON path {text!r} is nested too deeply") from None
     except Exception as exc:  # the parser raises assorted errors on bad input
         raise ValueError(f"invalid JSON path {text!r}: {exc or type(exc).__name__}") from None
+    step = _backward_step(parsed.root_node)
+    if step is not None:
+        # jsonpath2 finds nothing for a negative step (RFC 9535 walks the array backwards)
+        # and raises on matching a zero one: refused here rather than judged wrongly later.
+        raise ValueError(
+            f"invalid JSON path {text!r}: a slice step of {step} is not supported "
+            "(a step is 1 or more)"
+        )
+    return parsed
+
+
+def _backward_step(root: object) -> int | None:
+    """The first slice step below 1 anywhere in a parsed path (filters included), if any."""
+    from jsonpath2.subscripts.arrayslice import ArraySliceSubscript
+
+    todo, seen = [root], set()
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ArraySliceSubscript):
+            if node.step is not None and node.step < 1:
+                return int(node.step)
+            continue
+        if isinstance(node, list | tuple):
+            todo.extend(node)
+        elif hasattr(node, "__dict__"):
+            todo.extend(v for v in vars(node).values() if not isinstance(v, str | int | float))
+    return None
 
 
 def jsonpath_values(path: str, document: Any) -> list[Any]:

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from schemas.experiment import MAX_SECONDS, parse_duration_s
@@ -140,6 +140,43 @@ def test_any_text_is_a_path_or_an_error_naming_it(text: str) -> None:
         assert repr(stripped[:40]) in message, message
     else:
         assert repr(stripped) in message, message
+
+
+DOCUMENTS = ([1, 2, 3], {"a": [1, {"b": [2, 3]}], "c": "x"}, "text", None, [[1], {"a": 1}])
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=path_like | st.from_regex(r"\A\$(\.a)?\[-?\d?:-?\d?(:-?\d)?\]\Z"))
+@example(text="$[::0]")
+@example(text="$[::-1]")
+@example(text="$[?(@.b[1:2:0])]")
+def test_a_path_that_parses_matches_any_document_without_error(text: str) -> None:
+    """A path the experiment file took is never one the run then fails to match (a tolerance
+    would be judged "not met" for the path's fault, not the system's)."""
+    try:
+        parse_jsonpath(text)
+    except ValueError:
+        return
+    for document in DOCUMENTS:
+        jsonpath_values(text, document)
+
+
+@pytest.mark.parametrize("path", ["$[::0]", "$.a[1:2:-1]", "$[?(@.b[::-2])]"])
+def test_a_slice_stepping_backwards_or_not_at_all_is_refused_by_name(path: str) -> None:
+    with pytest.raises(ValueError, match=r"a slice step of -?\d+ is not supported") as caught:
+        parse_jsonpath(path)
+    assert repr(path) in str(caught.value)
+
+
+def test_slices_stepping_forwards_find_what_python_slices_find() -> None:
+    values = list(range(7))
+    for path, expected in {
+        "$[1:5:2]": values[1:5:2],
+        "$[::3]": values[::3],
+        "$[-3:]": values[-3:],
+        "$[:-5]": values[:-5],
+    }.items():
+        assert jsonpath_values(path, values) == expected, path
 
 
 names = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,8}\Z")
