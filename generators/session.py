@@ -442,8 +442,8 @@ class Session:
             if self._entry_size is not None:
                 size = self._entry_size[entry] or size
             bodiless = bool(ctx.bodiless) and ctx.bodiless[entry]
-        stamp = self.stamper.stamp(seq, ctx.clock.wall_ns(), size())
         channel = self._send_channel
+        stamp = self.stamper.stamp(seq, ctx.clock.wall_ns(), size(), channel)
         frame = ctx.codec.publish(channel, stamp) if channel is not None else ctx.codec.echo(stamp)
         span: trace.Span | None = None
         ids = self.trace
@@ -647,7 +647,7 @@ class Session:
         counters = ctx.counters
         counters.receives += 1
         now = ctx.clock.monotonic()
-        origin = verify(ctx.key, msg.data) if op != "invalid" else None
+        origin = verify(ctx.key, msg.data, msg.channel) if op != "invalid" else None
         latency_ms: float | None = None
         ids = self.trace
         checksum_ok: bool | None

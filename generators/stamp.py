@@ -5,8 +5,11 @@ A stamp is one ASCII string, safe to embed verbatim in JSON and in a text line::
     A1|<tenant>|<user>|<session>|<seq>|<send_ns hex>|<filler>|<mac>
 
 ``mac`` is the first 8 bytes (16 hex chars) of HMAC-SHA256, keyed per experiment, over
-everything before the last ``|``. Names are percent-encoded outside ``[A-Za-z0-9._:@-]`` so the
-separator never appears in a field. The filler pads the stamp to the planned message size.
+everything before the last ``|``; for a message published to a channel, over that and the
+channel's name too (``body + NUL + channel``), so a channel changed in transit fails the check
+as the stamp's own bytes do, instead of reading as a delivery to the wrong channel. Names are
+percent-encoded outside ``[A-Za-z0-9._:@-]`` so the separator never appears in a field. The
+filler pads the stamp to the planned message size.
 
 On receipt :func:`verify` yields the origin fields and whether the MAC held; a receipt whose
 origin tenant differs from the receiver's tenant is a cross-tenant delivery, ``checksum_ok``
@@ -96,15 +99,16 @@ class Stamper:
     def overhead(self, seq: int, send_ns: int) -> int:
         return len(self._prefix) + len(f"{seq}|{send_ns:x}||") + MAC_HEX
 
-    def stamp(self, seq: int, send_ns: int, size: int = 0) -> str:
-        """A stamp of about ``size`` characters (never less than the header needs)."""
+    def stamp(self, seq: int, send_ns: int, size: int = 0, channel: str | None = None) -> str:
+        """A stamp of about ``size`` characters (never less than the header needs), for a
+        message published to ``channel`` if one is given."""
         head = f"{self._prefix}{seq}|{send_ns:x}|"
         fill = size - len(head) - MAC_HEX - 1
         body = f"{head}{_FILLER[: fill if fill > 0 else 0]}"
         # Mac.hex inlined (one call per message less); test_stamp checks it against hmac.
         mac = self._mac
         inner = mac._inner.copy()
-        inner.update(body.encode())
+        inner.update(body.encode() if channel is None else _signed(body, channel))
         outer = mac._outer.copy()
         outer.update(inner.digest())
         return f"{body}|{outer.digest()[: MAC_HEX // 2].hex()}"
@@ -127,9 +131,16 @@ def _stamp_shaped(text: str) -> bool:
     )
 
 
-def verify(key: bytes, text: str) -> Origin | None:
-    """Parse and check a stamp; None when ``text`` is not a stamp at all. Never raises: any
-    text a server sends back is a stamp that holds, one that does not, or no stamp.
+def _signed(body: str, channel: str) -> bytes:
+    """What the MAC of a channel message covers: its body, NUL, the channel (a body never
+    holds a NUL). Any text a server may name a channel encodes (lone surrogates too)."""
+    return body.encode() + b"\0" + channel.encode("utf-8", "surrogatepass")
+
+
+def verify(key: bytes, text: str, channel: str | None = None) -> Origin | None:
+    """Parse and check a stamp that arrived on ``channel`` (None: an echo, a response, a
+    line); None when ``text`` is not a stamp at all. Never raises: any text a server sends
+    back is a stamp that holds, one that does not, or no stamp.
 
     A stamp whose version prefix was damaged in transit (``X1|…``, ``A1X…``, ``1|…``) is one
     that does not hold, not "no stamp": otherwise a corruption of its first bytes would pass
@@ -146,7 +157,7 @@ def verify(key: bytes, text: str) -> Origin | None:
     except ValueError:
         return Origin(_unescape(parts[1]), _unescape(parts[2]), _unescape(parts[3]), -1, 0, False)
     try:
-        expected = mac_for(key).hex(body.encode())
+        expected = mac_for(key).hex(body.encode() if channel is None else _signed(body, channel))
     except UnicodeEncodeError:
         expected = ""
     # compare_digest refuses non-ASCII text (TypeError): a MAC garbled into any is no match.

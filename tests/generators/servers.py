@@ -49,6 +49,8 @@ class ChatLikeServer:
         self.corrupt_echo = False
         self.corrupt_at = 10
         """Which character of an echo's data ``corrupt_echo`` changes."""
+        self.corrupt_channel = False
+        """Change the first character of the channel a publish is delivered on."""
         self.fail_login = False
         self.max_sockets: int | None = None
         """Above this many open WebSockets, echoes are answered with an error (overload)."""
@@ -178,7 +180,10 @@ class ChatLikeServer:
                     await ws.send_str(json.dumps({"op": "echo", "data": data}))
                     self.delivered += 1
                 elif op == "publish":
-                    out = json.dumps({"op": "message", "channel": m["channel"], "data": m["data"]})
+                    channel = m["channel"]
+                    if self.corrupt_channel:
+                        channel = ("Q" if channel[0] != "Q" else "R") + channel[1:]
+                    out = json.dumps({"op": "message", "channel": channel, "data": m["data"]})
                     own = set(self._subs.get((tenant, m["channel"]), set()))
                     leak: set[web.WebSocketResponse] = set()
                     if self.leak_to is not None and self.leak_to != tenant:

@@ -25,7 +25,7 @@ from schemas.events import (
     SessionError,
     parse_event,
 )
-from schemas.results import Integrity
+from schemas.results import Integrity, IsolationGroup
 from schemas.targets import Target
 from spine.eventlog import MemorySink
 from tests.generators.conftest import profile
@@ -143,6 +143,32 @@ async def test_forced_corruption_is_detected(chat: ChatLikeServer, at: int) -> N
     assert stats.checksum_failures == 8
     # A corrupted echo does not count as the round trip: the expectation times out.
     assert stats.round_trips == 0
+
+
+async def test_a_channel_changed_in_transit_is_corruption_not_an_isolation_violation(
+    chat: ChatLikeServer,
+) -> None:
+    """The stamp's MAC covers the channel a message was published to: a delivery whose channel
+    name was damaged fails its check (it once held, and the message read as reaching sessions
+    never subscribed to that channel)."""
+    chat.corrupt_channel = True
+    sink = MemorySink()
+    prof = profile(auth={"base_url": chat.base_url})
+    stats = await Generator(prof, ws_target(chat), sink, GeneratorOptions(experiment_id="e")).run()
+    broadcasts = [e for e in sink.events if isinstance(e, Receive) and e.channel is not None]
+    echoes = [e for e in sink.events if isinstance(e, Receive) and e.channel is None]
+    assert broadcasts
+    assert len(broadcasts) <= chat.delivered
+    assert all(e.checksum_ok is False and e.channel.startswith("Q") for e in broadcasts)
+    assert all(e.checksum_ok for e in echoes)
+    assert stats.checksum_failures == len(broadcasts)
+    a = Analyzer("e")
+    a.ingest(sink.events)
+    a.finish()
+    results = a.results()
+    assert not [r for r in results if isinstance(r, IsolationGroup)]
+    (overall,) = [r for r in results if isinstance(r, Integrity) and r.scope == "overall"]
+    assert overall.corrupted == len(broadcasts)
 
 
 async def test_server_close_is_recorded_then_the_session_reconnects(chat: ChatLikeServer) -> None:

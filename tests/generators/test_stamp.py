@@ -125,3 +125,40 @@ def test_any_one_character_dropped_or_added_is_caught(at: int, how: str, char: s
     o = verify(KEY, bad)
     assert o is not None
     assert not o.checksum_ok
+
+
+def test_a_channel_message_holds_only_on_its_own_channel() -> None:
+    s = Stamper(KEY, "acme", "u", "s").stamp(3, 5, 80, channel="room-1")
+    held = verify(KEY, s, "room-1")
+    assert held is not None
+    assert (held.checksum_ok, held.seq) == (True, 3)
+    for other in ("room-2", "Qoom-1", "", None):
+        o = verify(KEY, s, other)
+        assert o is not None
+        assert not o.checksum_ok, other
+    echo = Stamper(KEY, "acme", "u", "s").stamp(3, 5, 80)
+    assert verify(KEY, echo) == verify(KEY, echo, None)
+    o = verify(KEY, echo, "room-1")  # an echo that arrives naming a channel
+    assert o is not None
+    assert not o.checksum_ok
+
+
+@given(
+    st.text(min_size=1, max_size=20),
+    st.integers(min_value=0),
+    st.characters(codec=None) | st.sampled_from("\ufffd\ud800"),
+)
+def test_any_one_character_of_the_channel_changed_is_caught(
+    channel: str, at: int, char: str
+) -> None:
+    s = Stamper(KEY, "acme", "u", "s").stamp(1, 5, 64, channel=channel)
+    good = verify(KEY, s, channel)
+    assert good is not None
+    assert good.checksum_ok
+    i = at % len(channel)
+    changed = channel[:i] + char + channel[i + 1 :]
+    if changed == channel:
+        return
+    o = verify(KEY, s, changed)
+    assert o is not None
+    assert not o.checksum_ok
