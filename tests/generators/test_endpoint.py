@@ -56,6 +56,16 @@ def test_a_valid_address_parses_to_its_parts_and_back(host: str, port: int, path
     assert Endpoint.parse(url.netloc, url.path) == ep  # the URL's authority reads back
 
 
+addresses = (
+    st.text(max_size=40)
+    | st.builds(
+        "{}:{}".format, names | ipv4 | st.text(max_size=12), st.text("0123456789", max_size=6)
+    )
+    | st.builds("[{}]:{}".format, ipv6 | st.text(max_size=12), ports)
+)
+"""Any text, and text shaped like each form of address with any host or port."""
+
+
 def _parsed(address: str) -> Endpoint | PlanError:
     try:
         return Endpoint.parse(address)
@@ -63,13 +73,7 @@ def _parsed(address: str) -> Endpoint | PlanError:
         return exc
 
 
-@given(
-    st.text(max_size=40)
-    | st.builds(
-        "{}:{}".format, names | ipv4 | st.text(max_size=12), st.text("0123456789", max_size=6)
-    )
-    | st.builds("[{}]:{}".format, ipv6 | st.text(max_size=12), ports)
-)
+@given(addresses)
 @example("127.0.0.1:99999")
 @example("127.0.0.1:0")
 @example("host:٨٠")  # digits, but not ASCII ones
@@ -115,13 +119,7 @@ def test_a_generator_refuses_a_proxy_listener_without_a_port() -> None:
         Generator(profile(), target, MemorySink(), GeneratorOptions(experiment_id="e"))
 
 
-@given(
-    st.text(max_size=40)
-    | st.builds(
-        "{}:{}".format, names | ipv4 | st.text(max_size=12), st.text("0123456789", max_size=6)
-    )
-    | st.builds("[{}]:{}".format, ipv6 | st.text(max_size=12), ports)
-)
+@given(addresses)
 @example("[::1]:8080")
 @example("127.0.0.1:0")
 def test_a_target_model_takes_exactly_the_addresses_a_generator_can_reach(address: str) -> None:
