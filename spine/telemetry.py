@@ -97,10 +97,38 @@ def span_record(span: ReadableSpan) -> dict[str, object]:
     return out
 
 
+def _line(record: dict[str, object]) -> bytes:
+    try:
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(json_writable(record), option=orjson.OPT_APPEND_NEWLINE)
+
+
+def json_writable(value: object) -> object:
+    """``value`` with what JSON (UTF-8, 64-bit integers) cannot hold made writable: a lone
+    surrogate (text a server sent as a ``\\ud800`` escape) becomes U+FFFD, an escaped pair
+    the character it spells, an integer beyond 64 bits its decimal text."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)
+    if isinstance(value, dict):
+        return {json_writable(k): json_writable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_writable(v) for v in value]
+    return value
+
+
 class JsonlSpanExporter(SpanExporter):
     """Appends one compact JSON object per finished span to a file (:func:`span_record`).
     The first span the exporter writes also carries the spans' resource (``"resource":
-    {"attributes": ...}``), which is the same for all of them."""
+    {"attributes": ...}``), which is the same for all of them.
+
+    Every span is written: text JSON cannot hold (a lone surrogate) is written as U+FFFD and
+    an integer beyond 64 bits as its decimal text (:func:`json_writable`), rather than the batch
+    holding such a span failing to encode and every span in it being dropped."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +145,7 @@ class JsonlSpanExporter(SpanExporter):
             if not self._resource_written and spans:
                 records[0]["resource"] = {"attributes": dict(spans[0].resource.attributes)}
                 self._resource_written = True
-            lines = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
+            lines = b"".join(_line(r) for r in records)
             try:
                 self._file.write(lines)
                 self._file.flush()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -21,7 +21,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from aftershock.gameday.traces import Span, read_spans
 from aftershock.report.errors import RunDirError
-from spine.telemetry import JsonlSpanExporter
+from spine.telemetry import JsonlSpanExporter, json_writable
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -106,6 +106,44 @@ def test_every_span_written_reads_back_with_its_fields(
         assert abs(g.end_ns - w.end_ns) <= 1000
         g.start_ns, g.end_ns = w.start_ns, w.end_ns
     assert got == written
+
+
+# What a server's answer or an escape in a frame may put in a span's text (lone surrogates),
+# and integers of any size.
+wild_text = st.text(
+    st.characters(codec="utf-8") | st.sampled_from(["\ud800", "\udfff", "\ud83d"]), max_size=8
+)
+wild_values = (
+    wild_text
+    | st.integers()
+    | st.lists(wild_text, max_size=3)
+    | st.lists(st.integers(), max_size=3)
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    name=wild_text,
+    attributes=st.dictionaries(text.filter(bool), wild_values, max_size=4),
+    description=wild_text,
+)
+@example(name="\ud83d\ude00", attributes={"big": 2**64, "small": -(2**63) - 1}, description="")
+def test_every_span_is_written_whatever_its_text_and_numbers_hold(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    attributes: dict[str, Any],
+    description: str,
+) -> None:
+    """Text JSON cannot hold reads back as U+FFFD, an escaped pair as its character, an
+    integer beyond 64 bits as its decimal text; the span is never dropped."""
+    path = tmp_path_factory.mktemp("run") / "spans.jsonl"
+    [span] = _write(path, [(name, attributes, StatusCode.ERROR, description, 0)])
+    [got] = read_spans(path)
+    expected = _expected(span)
+    assert (got.trace_id, got.span_id) == (expected.trace_id, expected.span_id)
+    assert got.name == json_writable(expected.name)
+    assert got.description == json_writable(expected.description)
+    assert got.attributes == json_writable(expected.attributes)
 
 
 @settings(max_examples=100, deadline=None)
