@@ -117,9 +117,9 @@ async def test_own_echoes_skip_the_stamp_check_and_others_do_not(
 
     checked: list[str] = []
 
-    def counting_verify(key: bytes, text: str) -> object:
+    def counting_verify(key: bytes, text: str, channel: str | None = None) -> object:
         checked.append(text)
-        return real_verify(key, text)
+        return real_verify(key, text, channel)
 
     real_verify = session_module.verify
     monkeypatch.setattr(session_module, "verify", counting_verify)
