@@ -23,7 +23,7 @@ import socket
 import statistics
 import threading
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_jsonable_python
@@ -99,7 +99,9 @@ class ActivityRun(_Model):
 
     def ctk(self) -> dict[str, Any]:
         """This run as chaostoolkit-lib writes one (no key for what did not happen)."""
-        out: dict[str, Any] = self.model_dump(mode="json")
+        # JSON's types (as mode="json" gives them) through _plain: pydantic's JSON mode raises
+        # on a mapping key no UTF-8 can hold (a lone surrogate in an output's key).
+        out = cast("dict[str, Any]", _plain(self.model_dump()))
         for key in ("exception", "tolerance_met"):
             if out[key] is None:
                 del out[key]
@@ -266,7 +268,7 @@ class Journal(_Model):
             out["end"] = self.end
         if self.duration is not None:
             out["duration"] = self.duration
-        out["aftershock"] = self.aftershock.model_dump(mode="json")
+        out["aftershock"] = _plain(self.aftershock.model_dump())
         return out
 
 

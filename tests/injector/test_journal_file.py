@@ -295,6 +295,25 @@ def test_what_json_has_no_type_for_is_written_as_text(tmp_path: Path) -> None:
     assert back.run[0].output == "a\ufffdb"
 
 
+def test_a_key_no_utf8_can_hold_is_written_as_its_decoder_reads_it(tmp_path: Path) -> None:
+    """A probe's JSON output with an escaped half of a pair as a key (pydantic's JSON mode
+    raised on it, and the journal was not written)."""
+    journal = Journal.model_validate_json(json.dumps(_minimal()))
+    run = ActivityRun(
+        activity={"name": "p", "\udc00k": 1},
+        status="succeeded",
+        output={"\ud800": None, "ok": ["\udbff"]},
+        start="",
+        end="",
+        duration=0,
+    )
+    path = tmp_path / "journal.json"
+    write_journal(path, journal.model_copy(update={"run": [run]}))
+    back = read_journal(path)
+    assert back.run[0].output == {"\ufffd": None, "ok": ["\ufffd"]}
+    assert back.run[0].activity == {"name": "p", "\ufffdk": 1}
+
+
 def test_the_writer_lives_on_after_a_journal_it_cannot_write(tmp_path: Path) -> None:
     journal = Journal.model_validate_json(json.dumps(_minimal()))
     path = tmp_path / "journal.json"
