@@ -12,8 +12,9 @@ with ``bytes.find`` (the least a Python process can do). ``--loop uvloop``: the 
 stack, an ``asyncio.Protocol`` on uvloop feeding ``httptools`` (llhttp); with ``--kafka``, each
 request's two events (``session.send`` and ``session.receive``, the generators' own
 :class:`~generators.recorder.SessionLog` bytes) also go to Kafka through the project's
-:class:`~spine.eventlog.publisher.Publisher`, configured as ``aftershock generate`` configures it:
-the floor of an engine that records every event.
+:class:`~spine.eventlog.publisher.Publisher`, with the linger ``aftershock generate`` gives it
+(its local log in a temporary directory, removed at the end): the floor of an engine that
+records every event.
 
 Prints one JSON line: answers, sent, skipped (a send falling due while the connection's
 previous answer was still out), timeouts (answers outstanding over 5 s at the end), p99 in ms.
@@ -28,6 +29,7 @@ import functools
 import json
 import os
 import select
+import shutil
 import socket
 import tempfile
 import time
@@ -224,6 +226,7 @@ async def run_uvloop(args: argparse.Namespace) -> str:
     report = tally.report([c.sent_at for c in conns], time.monotonic())
     if pub is not None:
         await pub.aclose()
+        shutil.rmtree(state, ignore_errors=True)
     return report
 
 
