@@ -24,6 +24,30 @@ if TYPE_CHECKING:
     from spine.eventlog.sink import EventSink
 
 
+class Answers:
+    """A MessageHandler that keeps what arrived and how the connection ended."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, int | None, int | None]] = []
+        self.closed: list[Closed] = []
+        self.arrived = asyncio.Event()
+        self.ended = asyncio.Event()
+
+    def on_message(self, data: str, status: int | None, seq: int | None) -> None:
+        self.messages.append((data, status, seq))
+        self.arrived.set()
+
+    def on_closed(self, closed: Closed) -> None:
+        self.closed.append(closed)
+        self.ended.set()
+
+    async def wait_for(self, n: int) -> None:
+        async with asyncio.timeout(20):
+            while len(self.messages) < n:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
 def _echo(data: str) -> list[str]:
     return [data]
 

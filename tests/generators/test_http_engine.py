@@ -23,6 +23,7 @@ from schemas.results import Integrity
 from schemas.targets import Target
 from spine.eventlog import MemorySink
 from tests.generators.conftest import profile
+from tests.generators.fakes import Answers
 from tests.generators.servers import ChatLikeServer, HttpEcho
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from generators.engines.base import Closed
     from generators.stats import GeneratorStats
 
 
@@ -39,28 +39,6 @@ if TYPE_CHECKING:
 def http_echo() -> Iterator[HttpEcho]:
     with HttpEcho() as server:
         yield server
-
-
-class Answers:
-    """A MessageHandler that keeps what arrived."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, int | None, int | None]] = []
-        self.closed: list[Closed] = []
-        self.arrived = asyncio.Event()
-
-    def on_message(self, data: str, status: int | None, seq: int | None) -> None:
-        self.messages.append((data, status, seq))
-        self.arrived.set()
-
-    def on_closed(self, closed: Closed) -> None:
-        self.closed.append(closed)
-
-    async def wait_for(self, n: int) -> None:
-        async with asyncio.timeout(20):
-            while len(self.messages) < n:
-                self.arrived.clear()
-                await self.arrived.wait()
 
 
 async def _two_answered(engine: HttpEngine, endpoint: Endpoint, handler: Answers) -> None:

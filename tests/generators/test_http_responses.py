@@ -20,6 +20,7 @@ from generators.engines.base import Closed, Endpoint
 from generators.engines.http import MAX_HEAD, MAX_RESPONSE, HttpEngine
 from generators.errors import ConnectError
 from schemas.load import HttpOptions, HttpRequestSpec, RequestConnect
+from tests.generators.fakes import Answers
 from tests.loopback import close_accepted, unread_bytes
 
 if TYPE_CHECKING:
@@ -32,22 +33,6 @@ RUNNERS: dict[str, Callable[[Coroutine[Any, Any, Outcome]], Outcome]] = {
     "asyncio": asyncio.run,
     "uvloop": uvloop.run,
 }
-
-
-class Answers:
-    """A MessageHandler keeping what arrived, and how the connection ended."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, int | None, int | None]] = []
-        self.closed: list[Closed] = []
-        self.ended = asyncio.Event()
-
-    def on_message(self, data: str, status: int | None, seq: int | None) -> None:
-        self.messages.append((data, status, seq))
-
-    def on_closed(self, closed: Closed) -> None:
-        self.closed.append(closed)
-        self.ended.set()
 
 
 @dataclass
