@@ -28,6 +28,7 @@ from aftershock.report.files import (
 from aftershock.report.model import RunData, RunMeta
 from analyzers.core import AnalyzerConfig
 from tests.analyzers.configs import configs
+from tests.files import JSON_WHERE, cut_short_error
 from tests.gameday.golden import golden_run
 
 if TYPE_CHECKING:
@@ -86,12 +87,8 @@ def test_a_run_json_cut_short_is_named_with_where_the_json_ends(
     write_meta(run_dir, meta)
     path = run_dir / "run.json"
     whole = path.read_bytes().rstrip()
-    path.write_bytes(whole[: data.draw(st.integers(0, len(whole) - 1), label="cut")])
-    with pytest.raises(RunDirError) as caught:
-        read_meta(run_dir)
-    assert re.fullmatch(
-        re.escape(f"{path}: Invalid JSON: ") + r".* at line \d+ column \d+", str(caught.value)
-    ), caught.value
+    message = cut_short_error(path, whole, data, lambda: read_meta(run_dir), RunDirError)
+    assert re.fullmatch(re.escape(f"{path}: Invalid JSON: ") + JSON_WHERE, message), message
 
 
 @settings(max_examples=200, deadline=None)
@@ -162,12 +159,8 @@ def test_a_results_json_cut_short_is_named(
     whole = _golden_results().rstrip()
     run_dir = tmp_path_factory.mktemp("run")
     path = run_dir / RESULTS_FILE
-    path.write_bytes(whole[: data.draw(st.integers(0, len(whole) - 1), label="cut")])
-    with pytest.raises(RunDirError) as caught:
-        read_results(run_dir)
-    assert re.fullmatch(
-        re.escape(f"{path}: Invalid JSON: ") + r".* at line \d+ column \d+", str(caught.value)
-    ), caught.value
+    message = cut_short_error(path, whole, data, lambda: read_results(run_dir), RunDirError)
+    assert re.fullmatch(re.escape(f"{path}: Invalid JSON: ") + JSON_WHERE, message), message
 
 
 @settings(max_examples=100, deadline=None)
@@ -227,14 +220,10 @@ def test_an_analysis_json_cut_short_is_named(
     whole = config.model_dump_json(indent=2).encode()
     run_dir = tmp_path_factory.mktemp("run")
     path = run_dir / ANALYSIS_FILE
-    path.write_bytes(whole[: data.draw(st.integers(0, len(whole) - 1), label="cut")])
-    with pytest.raises(RunDirError) as caught:
-        read_analysis_config(run_dir)
+    message = cut_short_error(path, whole, data, lambda: read_analysis_config(run_dir), RunDirError)
     assert re.fullmatch(
-        re.escape(f"{path}: not an analyzer configuration: Invalid JSON: ")
-        + r".* at line \d+ column \d+",
-        str(caught.value),
-    ), caught.value
+        re.escape(f"{path}: not an analyzer configuration: Invalid JSON: ") + JSON_WHERE, message
+    ), message
 
 
 @settings(max_examples=200, deadline=None)

@@ -31,6 +31,7 @@ from injector.journal import (
     read_journal,
     write_journal,
 )
+from tests.files import JSON_WHERE, cut_short_error
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -335,14 +336,10 @@ def test_a_truncated_journal_is_an_error_naming_the_file(
 ) -> None:
     path = tmp_path_factory.mktemp("journal") / "journal.json"
     whole = json.dumps(_minimal(), indent=2).encode()
-    cut = data.draw(st.integers(0, len(whole) - 1), label="cut")
-    path.write_bytes(whole[:cut])
-    with pytest.raises(JournalError) as caught:
-        read_journal(path)
-    message = str(caught.value)
+    message = cut_short_error(path, whole, data, lambda: read_journal(path), JournalError)
     assert message.startswith(f"{path} is not an Aftershock journal: ")
     # What the JSON parser says, with where.
-    assert re.search(r"Invalid JSON: .* at line \d+ column \d+$", message), message
+    assert re.search(f"Invalid JSON: {JSON_WHERE}$", message), message
 
 
 @settings(max_examples=200, deadline=None)
