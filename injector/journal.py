@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import platform
-import re
 import socket
 import statistics
 import threading
@@ -31,6 +30,7 @@ from pydantic_core import to_jsonable_python
 from injector.errors import JournalError
 from spine import __version__
 from spine.errors import first_problem
+from spine.text import utf8_safe
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -294,14 +294,11 @@ def timings_of(faults: list[FaultRecord]) -> Timings:
     )
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _plain(value: object) -> object:
     """``value`` with JSON's types only, each string encodable as UTF-8 (see
     :func:`journal_text`)."""
     if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
+        return utf8_safe(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, dict):

@@ -30,6 +30,7 @@ from opentelemetry.sdk.util import ns_to_iso_str
 from opentelemetry.trace import StatusCode
 
 from spine import __version__
+from spine.text import utf8_safe
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -105,11 +106,11 @@ def _line(record: dict[str, object]) -> bytes:
 
 
 def json_writable(value: object) -> object:
-    """``value`` with what JSON (UTF-8, 64-bit integers) cannot hold made writable: a lone
-    surrogate (text a server sent as a ``\\ud800`` escape) becomes U+FFFD, an escaped pair
-    the character it spells, an integer beyond 64 bits its decimal text."""
+    """``value`` with what JSON (UTF-8, 64-bit integers) cannot hold made writable: a
+    surrogate (text a server sent as a ``\\ud800`` escape) becomes U+FFFD
+    (:func:`spine.text.utf8_safe`), an integer beyond 64 bits its decimal text."""
     if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return utf8_safe(value)
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and not -(2**63) <= value < 2**64:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import struct
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from injector.proxy.errors import BadRequest
+from spine.text import utf8_safe
 
 
 class Float32(float):
@@ -139,13 +139,12 @@ def _refuse_constant(name: str) -> object:
 _DECODER = json.JSONDecoder(
     parse_float=Number, parse_int=_parse_int, parse_constant=_refuse_constant
 )
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _replace_surrogates(value: object) -> object:
     """Go's decoder turns an escaped surrogate without its pair into U+FFFD."""
     if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
+        return utf8_safe(value)
     if isinstance(value, list):
         return [_replace_surrogates(item) for item in value]
     if isinstance(value, dict):
