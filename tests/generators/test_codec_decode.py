@@ -27,9 +27,13 @@ KINDS = {"echo", "message", "subscribed", "error", "other", "invalid"}
 KEY = experiment_key("e")
 STAMP = Stamper(KEY, "acme", "acme-u9", "acme-u9-s0").stamp(3, 1_700_000_000_000_000_000, 80)
 """Another session's stamp: in a run, a frame carrying it is a receipt, never a round trip."""
+CHANNEL_STAMP = Stamper(KEY, "acme", "acme-u9", "acme-u9-s0").stamp(
+    4, 1_700_000_000_000_000_000, 80, channel="general"
+)
+"""The same session's stamp of a message it published to ``general`` (its MAC covers that)."""
 GENUINE = [
     ChatCodec().echo(STAMP),
-    ChatCodec().publish("general", STAMP).replace('"publish"', '"message"'),
+    ChatCodec().publish("general", CHANNEL_STAMP).replace('"publish"', '"message"'),
 ]
 
 json_leaf = st.one_of(
@@ -133,13 +137,14 @@ def test_protocol_frames_decode_to_their_fields(doc: dict[str, Any], ascii_only:
 def test_a_frame_changed_in_transit_is_not_taken_for_what_it_is_not(frame: str) -> None:
     """One character of a genuine echo or channel message changed, removed or added: the frame
     is read with its own data (never the whole frame as if it were data), a channel message
-    keeps a channel, and a stamp that still checks is the one sent."""
+    keeps a channel, and a stamp that still checks (on the channel it arrived on, as a session
+    checks it) is the one sent, on the channel it was sent to."""
     got = ChatCodec().decode(frame)
     if got.op in ("echo", "message"):
         assert got.data != frame
-        origin = verify(KEY, got.data)
+        origin = verify(KEY, got.data, got.channel)
         if origin is not None and origin.checksum_ok:
-            assert got.data == STAMP
+            assert (got.data, got.channel) in ((STAMP, None), (CHANNEL_STAMP, "general"))
     if got.op == "message":
         assert got.channel is not None
 
@@ -174,6 +179,7 @@ def _frames_of_a_run(frames: list[str]) -> tuple[MemorySink, Any]:
 @settings(max_examples=25, deadline=None)
 @given(st.lists(any_frame, max_size=6))
 @example(['{"op":"echo","dbta":"A1|x"}', '{"op":"message","data":"x"}', "{", '{"op":"error"}'])
+@example([json.dumps({"op": "message", "channel": "", "data": STAMP})])  # not the channel signed
 def test_a_session_records_each_frame_as_what_it_is(frames: list[str]) -> None:
     sink, stats = _frames_of_a_run(frames)
     decoded = [ChatCodec().decode(f) for f in frames]
@@ -189,7 +195,7 @@ def test_a_session_records_each_frame_as_what_it_is(frames: list[str]) -> None:
             assert (event.checksum_ok, event.origin_tenant, event.channel) == (False, None, None)
             failed += 1
         else:
-            origin = verify(KEY, d.data)
+            origin = verify(KEY, d.data, d.channel)  # as the session checks it
             assert event.checksum_ok == (None if origin is None else origin.checksum_ok)
             assert event.channel == d.channel
             failed += event.checksum_ok is False
